@@ -1,0 +1,35 @@
+"""The only module that imports Keras. tf-keras (Keras 2) is required by tensorflow-model-optimization.
+
+Import from here, never ``import tf_keras``/``keras`` elsewhere. Importing this module imports TensorFlow
+(seconds), so only code paths that need a model import it.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+try:
+    import tensorflow as tf  # noqa: E402
+    import tf_keras as keras  # noqa: E402
+except ImportError as exc:  # pragma: no cover - depends on the install
+    from .errors import MissingDependency
+
+    raise MissingDependency("tensorflow and tf-keras", "tf", purpose="to build, train or convert models") from exc
+
+layers = keras.layers
+
+
+def tfmot():
+    """tensorflow_model_optimization, imported on first use (after TF_USE_LEGACY_KERAS is set)."""
+    try:
+        import tensorflow_model_optimization as mot
+    except ImportError as exc:  # pragma: no cover
+        from .errors import MissingDependency
+
+        raise MissingDependency("tensorflow-model-optimization", "tf", purpose="for pruning, clustering and QAT") from exc
+    return mot
+
+
+__all__ = ["tf", "keras", "layers", "tfmot"]

@@ -1,0 +1,67 @@
+"""The ``edgekit`` command. Thin: each command builds its arguments, makes one API call and renders the result."""
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+import warnings
+
+import click
+
+from .. import __version__
+from ..errors import EdgekitError, EdgekitWarning
+from ._output import err
+
+#: command modules; each defines ``register(main)``
+COMMAND_MODULES = ("models", "export", "compress", "devices")
+
+
+class _Group(click.Group):
+    """Turns EdgekitError into a one-line message and its exit code (2 for bad input); --debug shows tracebacks."""
+
+    def invoke(self, ctx: click.Context):
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except EdgekitError as exc:
+            if debug:
+                traceback.print_exc()
+            err.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+            if exc.hint:
+                err.print(f"[bold]hint:[/] {exc.hint}", highlight=False)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            err.print("[bold red]interrupted[/]")
+            ctx.exit(130)
+        except Exception as exc:  # noqa: BLE001 - last resort: still one line unless --debug
+            if debug:
+                traceback.print_exc()
+            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False)
+            err.print("rerun with --debug for the traceback, and please report it")
+            ctx.exit(1)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    style = "bold yellow" if issubclass(category, EdgekitWarning) else "yellow"
+    err.print(f"[{style}]warning:[/] {message}", highlight=False)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, "--version", prog_name="edgekit")
+@click.option("--debug", is_flag=True, help="Show full tracebacks.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """edgekit: Keras CNN -> compressed, exported, verified .tflite/.onnx -> latency measured on the device."""
+    ctx.ensure_object(dict)["debug"] = debug
+    warnings.showwarning = _show_warning
+    warnings.simplefilter("always", EdgekitWarning)
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"{__name__}.{_name}").register(main)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
