@@ -1,0 +1,94 @@
+"""TFLite's ``benchmark_model`` tool (Android has no Python): its command line and a parser for its text output.
+
+The output lines we read (``INFO:``/logcat prefixes are ignored; times in microseconds)::
+
+    count=50 first=249042 curr=250889 min=247067 max=254474 avg=249684 std=1442 [p5=.. median=.. p95=..]
+    Inference timings in us: Init: 16242, First inference: 360262, Warmup (avg): 304586, Inference (avg): 249684
+    Memory footprint delta from the start of the tool (MB): init=4.2 overall=46.1   (older: "Peak memory ...")
+    Overall peak memory footprint (MB) via periodic monitoring: 52.3        (--report_peak_memory_footprint)
+
+The first ``count=`` line is the warmup phase, the last one the measured runs. Percentiles that the tool does
+not print stay ``None``: they are never invented.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any
+
+from ..errors import RemoteCommandError
+
+_NUM = r"([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
+_STATS = re.compile(r"count=(\d+)(?P<rest>(?:\s+\w+=" + _NUM[1:-1] + r")*)")
+_KV = re.compile(r"(\w+)=" + _NUM)
+_TIMINGS = re.compile(r"Inference timings in us:\s*Init:\s*" + _NUM + r",\s*First inference:\s*" + _NUM
+                      + r",\s*Warmup \(avg\):\s*" + _NUM + r",\s*Inference \(avg\):\s*" + _NUM)
+_MEM_DELTA = re.compile(r"(?:Memory footprint delta from the start of the tool|Peak memory footprint) \(MB\):\s*"
+                        r"init=" + _NUM + r"\s+overall=" + _NUM)
+_MEM_PEAK = re.compile(r"Overall peak memory footprint \(MB\) via periodic monitoring:\s*" + _NUM)
+_VERSION = re.compile(r"(?:TensorFlow Lite|LiteRT|TFLite)[^\n]*?version[:\s]+([0-9][\w.\-]*)", re.I)
+_FAILURE = re.compile(r"(?im)^(?:ERROR|E tflite)\W.*$|^.*(?:Failed to|Benchmarking failed|Could not|Invalid)\b.*$")
+
+
+def command(binary: str, model: str, *, threads: int | None, runs: int, warmup: int, max_seconds: float,
+            delegate: str | None = None) -> list[str]:
+    """The benchmark_model argv that measures like the runner: exactly ``warmup`` + ``runs`` invocations."""
+    argv = [binary, f"--graph={model}", f"--num_runs={runs}", f"--warmup_runs={warmup}", "--min_secs=0",
+            "--warmup_min_secs=0", f"--max_secs={max_seconds:g}", "--report_peak_memory_footprint=true"]
+    if threads:
+        argv.append(f"--num_threads={threads}")
+    if delegate in (None, "auto", "xnnpack"):
+        argv.append("--use_xnnpack=true")
+    elif delegate == "none":
+        argv.append("--use_xnnpack=false")
+    else:
+        argv += ["--use_xnnpack=false", f"--external_delegate_path={delegate}"]
+    return argv
+
+
+def _stats_lines(text: str) -> list[dict[str, float]]:
+    found = []
+    for line in text.splitlines():
+        m = _STATS.search(line)
+        if m:
+            d = {"count": float(m.group(1))}
+            d.update({k: float(v) for k, v in _KV.findall(m.group("rest"))})
+            found.append(d)
+    return found
+
+
+def parse(text: str) -> dict[str, Any]:
+    """benchmark_model output -> the runner's JSON schema (``tool: benchmark_model``); raises on failed runs."""
+    timings = _TIMINGS.search(text)
+    stats = _stats_lines(text)
+    if not timings or not stats:
+        fail = _FAILURE.findall(text)
+        detail = fail[-1].strip() if fail else (text.strip().splitlines() or ["no output"])[-1]
+        raise RemoteCommandError(f"benchmark_model did not report timings: {detail}",
+                                 hint="run it by hand on the device with the same --graph to see the full log")
+    init_us, first_us, warm_us, avg_us = (float(g) for g in timings.groups())
+    runs = stats[-1]
+    warm = stats[0] if len(stats) > 1 else None
+    us = 1e-3
+
+    def ms(d: dict[str, float], key: str) -> float | None:
+        return d[key] * us if key in d else None
+
+    latency = {"count": int(runs["count"]), "mean": ms(runs, "avg") or avg_us * us, "std": ms(runs, "std"),
+               "min": ms(runs, "min"), "max": ms(runs, "max"), "p5": ms(runs, "p5"), "p50": ms(runs, "median"),
+               "p90": None, "p95": ms(runs, "p95"), "p99": None}
+    mem: dict[str, float | None] = {"peak_rss_mb": None, "init_delta_mb": None, "overall_delta_mb": None}
+    if m := _MEM_DELTA.search(text):
+        mem["init_delta_mb"], mem["overall_delta_mb"] = float(m.group(1)), float(m.group(2))
+    if m := _MEM_PEAK.search(text):
+        mem["peak_rss_mb"] = float(m.group(1))
+    version = _VERSION.search(text)
+    return {"schema": 1, "tool": "benchmark_model",
+            "runtime": {"name": "benchmark_model", "version": version.group(1) if version else None},
+            "init_ms": init_us * us, "first_inference_ms": first_us * us,
+            "warmup": {"count": int(warm["count"]) if warm else None, "mean_ms": warm_us * us},
+            "latency_ms": latency, "memory": mem}
+
+
+def quote(argv: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)

@@ -1,0 +1,172 @@
+"""Device profiles (``devices/*.yaml``) and device specs (``local``, ``ssh://user@host[:port]``, ``adb://SERIAL``).
+
+Profile search path, first match wins:
+
+1. every directory in ``$EDGEKIT_DEVICES_DIR`` (``os.pathsep``-separated),
+2. ``./devices`` (the current directory),
+3. ``~/.config/edgekit/devices``,
+4. the repository's ``devices/`` beside the package (editable installs and source checkouts).
+
+A profile is a YAML mapping; every key is optional except ``transport``::
+
+    transport: ssh            # local | ssh | adb
+    host: raspberrypi.local   # ssh: host, port (22), user, key_file, known_hosts
+    serial: 1A2B3C            # adb: device serial (else $ANDROID_SERIAL)
+    arch: aarch64
+    threads: 4                # default --threads
+    cpu_mask: "f0"            # taskset mask pinning the run to the big cores
+    work_dir: /tmp/edgekit    # device-side cache + per-run dirs
+    python: python3           # interpreter with numpy + a runtime; absent on Android -> benchmark_model
+    benchmark_binary: /data/local/tmp/benchmark_model   # a host path is pushed, else it must exist on the device
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from .._jsonable import JsonMixin
+from ..errors import InvalidArgument, UnknownNameError
+
+TRANSPORT_NAMES = ("local", "ssh", "adb")
+_KEYS = {"name", "description", "transport", "host", "port", "user", "key_file", "known_hosts", "serial", "arch",
+         "threads", "cpu_mask", "work_dir", "python", "benchmark_binary", "connect_timeout", "runtime", "notes"}
+
+
+@dataclass
+class DeviceSpec(JsonMixin):
+    """Where and how to run: a resolved profile or URL. ``name`` is what the results call the device."""
+
+    name: str
+    transport: str = "local"
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    key_file: str | None = None
+    known_hosts: str | None = None
+    serial: str | None = None
+    arch: str | None = None
+    threads: int | None = None
+    cpu_mask: str | None = None
+    work_dir: str | None = None
+    python: str | None = None
+    benchmark_binary: str | None = None
+    connect_timeout: float | None = None
+    runtime: str | None = None
+    description: str = ""
+    notes: str = ""
+    source: str | None = None  # the profile file, if any
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def replace(self, **changes: Any) -> "DeviceSpec":
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    @property
+    def uses_runner(self) -> bool:
+        """True when the device runs the Python runner; False for adb devices without Python (benchmark_model)."""
+        return self.transport != "adb" or bool(self.python)
+
+
+def search_path() -> list[Path]:
+    dirs = [Path(p).expanduser() for p in os.environ.get("EDGEKIT_DEVICES_DIR", "").split(os.pathsep) if p]
+    dirs += [Path.cwd() / "devices", Path.home() / ".config" / "edgekit" / "devices",
+             Path(__file__).resolve().parents[2] / "devices"]
+    seen, out = set(), []
+    for d in dirs:
+        key = str(d.resolve()) if d.exists() else str(d)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+def _profile_files() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for d in search_path():
+        if d.is_dir():
+            for f in sorted([*d.glob("*.yaml"), *d.glob("*.yml")]):
+                found.setdefault(f.stem.lower(), f)
+    return found
+
+
+def list_profiles() -> list[str]:
+    return sorted(_profile_files())
+
+
+def load_profile(path: str | os.PathLike, name: str | None = None) -> DeviceSpec:
+    """Read one profile YAML; unknown keys are rejected (they are usually typos)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidArgument(f"cannot read device profile {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidArgument(f"device profile {path} must be a YAML mapping")
+    bad = sorted(set(data) - _KEYS)
+    if bad:
+        import difflib
+        sugg = [difflib.get_close_matches(b, sorted(_KEYS), n=1) for b in bad]
+        hint = "; ".join(f"{b!r} -> {s[0]!r}?" for b, s in zip(bad, sugg) if s) or f"known keys: {sorted(_KEYS)}"
+        raise InvalidArgument(f"device profile {path}: unknown key(s) {', '.join(bad)}", hint=hint)
+    transport = str(data.get("transport", "")).lower()
+    if transport not in TRANSPORT_NAMES:
+        raise InvalidArgument(f"device profile {path}: transport must be one of {', '.join(TRANSPORT_NAMES)}, "
+                              f"got {data.get('transport')!r}")
+    data["transport"] = transport
+    data.setdefault("name", name or path.stem)
+    for key in ("port", "threads"):
+        if data.get(key) is not None:
+            data[key] = int(data[key])
+    if data.get("cpu_mask") is not None:
+        data["cpu_mask"] = _mask(data["cpu_mask"], path)
+    for key in ("key_file", "known_hosts"):
+        if data.get(key):
+            data[key] = str(Path(str(data[key])).expanduser())
+    return DeviceSpec(**{k: v for k, v in data.items()}, source=str(path))
+
+
+def _mask(value: Any, where: Any) -> str:
+    text = format(value, "x") if isinstance(value, int) else str(value).lower().removeprefix("0x")
+    if not re.fullmatch(r"[0-9a-f]+", text):
+        raise InvalidArgument(f"{where}: cpu_mask must be a hex CPU mask such as 'f0', got {value!r}")
+    return text
+
+
+def parse_device(spec: "str | DeviceSpec") -> DeviceSpec:
+    """``local`` | ``ssh://user@host[:port]`` | ``adb://[SERIAL]`` | a profile name -> :class:`DeviceSpec`."""
+    if isinstance(spec, DeviceSpec):
+        return spec
+    text = str(spec).strip()
+    if not text:
+        raise InvalidArgument("empty --device", hint="use local, ssh://user@host[:port], adb://SERIAL or a profile")
+    if "://" in text:
+        url = urlsplit(text)
+        scheme = url.scheme.lower()
+        if scheme == "ssh":
+            if not url.hostname:
+                raise InvalidArgument(f"device {text!r} has no host", hint="e.g. ssh://pi@raspberrypi.local:22")
+            try:
+                port = url.port
+            except ValueError as exc:
+                raise InvalidArgument(f"device {text!r}: bad port") from exc
+            return DeviceSpec(name=text, transport="ssh", host=url.hostname, port=port or 22,
+                              user=unquote(url.username) if url.username else None)
+        if scheme == "adb":
+            serial = unquote(text[len("adb://"):]).strip("/") or None
+            return DeviceSpec(name=text, transport="adb", serial=serial)
+        if scheme == "local":
+            return DeviceSpec(name="local", transport="local")
+        raise InvalidArgument(f"unknown device scheme {url.scheme!r} in {text!r}",
+                              hint="use local, ssh://user@host[:port], adb://SERIAL or a profile name")
+    files = _profile_files()
+    if text.lower() in files:
+        return load_profile(files[text.lower()], name=text.lower())
+    if text.lower() == "local":
+        return DeviceSpec(name="local", transport="local", description="this machine")
+    raise UnknownNameError("device", text, [*files, "local"])

@@ -1,0 +1,428 @@
+#!/usr/bin/env python3
+"""edgekit on-device runner: time a .tflite/.onnx model the way TFLite's benchmark_model does; print ONE JSON.
+
+Self-contained on purpose: it is copied to the device and needs only Python >= 3.9, numpy and one interpreter
+(ai-edge-litert, else tflite-runtime, else tensorflow.lite; onnxruntime for .onnx). It never imports edgekit, and
+TensorFlow only when that is the only TFLite interpreter present.
+
+    python runner.py MODEL [--threads N] [--delegate auto|xnnpack|none|PATH.so] [--warmup N] [--runs N]
+                           [--max-seconds S] [--input FILE.npy|FILE.npz] [--seed N]
+    python runner.py --probe          # what this device has: machine, python, numpy, interpreters
+
+Only ``invoke()`` (onnxruntime: ``run_with_iobinding``) is timed, with ``time.perf_counter_ns``; inputs are set
+once, as benchmark_model does. On error the JSON has an ``error`` object {kind, message, hint} and the exit code
+is non-zero (2 bad arguments, 3 runtime missing, 4 model cannot load, 5 inference failed, 1 anything else).
+"""
+import argparse
+import hashlib
+import importlib
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+SCHEMA = 1
+EXIT = {"bad_argument": 2, "runtime_missing": 3, "model_load_error": 4, "inference_error": 5, "internal": 1}
+TFLITE_CANDIDATES = (  # (display name, module with Interpreter, distribution name for the version)
+    ("ai_edge_litert", "ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tflite_runtime", "tflite_runtime.interpreter", "tflite-runtime"),
+    ("tensorflow", "tensorflow", "tensorflow"),
+)
+INSTALL_HINT = ("install an interpreter on the device: pip install ai-edge-litert  (or: pip install tflite-runtime "
+                "'numpy<2' on older boards); for .onnx: pip install onnxruntime")
+
+
+class RunnerError(Exception):
+    def __init__(self, kind, message, hint=None):
+        Exception.__init__(self, message)
+        self.kind, self.message, self.hint = kind, message, hint
+
+
+# ----------------------------------------------------------------------------------------------- device facts
+def _dist_version(dist):
+    try:
+        from importlib import metadata
+        return metadata.version(dist)
+    except Exception:  # noqa: BLE001 - metadata missing is not an error
+        return None
+
+
+def _cpu_model():
+    try:
+        with open("/proc/cpuinfo") as fh:
+            text = fh.read()
+    except OSError:
+        return None
+    for key in ("model name", "Model", "Hardware", "cpu model"):
+        for line in text.splitlines():
+            if line.split(":")[0].strip() == key and ":" in line:
+                return line.split(":", 1)[1].strip()
+    parts = sorted({line.split(":", 1)[1].strip() for line in text.splitlines()
+                    if line.startswith("CPU part") and ":" in line})
+    return ("CPU part " + ",".join(parts)) if parts else None
+
+
+def machine_info():
+    info = {"machine": platform.machine(), "system": platform.system(), "release": platform.release(),
+            "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "python_executable": sys.executable}
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            info["cpu_affinity"] = sorted(os.sched_getaffinity(0))
+        except OSError:
+            pass
+    numpy = sys.modules.get("numpy")
+    info["numpy"] = getattr(numpy, "__version__", None) if numpy else _dist_version("numpy")
+    return info
+
+
+def _rss_hwm_mb():
+    """Peak resident set size of this process in MB (VmHWM, else ru_maxrss: KiB on Linux, bytes on macOS)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def _rss_now_mb():
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def probe():
+    """What this device can run, without importing any interpreter (TensorFlow import takes seconds)."""
+    from importlib.util import find_spec
+
+    def has(mod):
+        try:
+            return find_spec(mod) is not None
+        except (ImportError, ValueError):
+            return False
+
+    runtimes = {}
+    for name, mod, dist in TFLITE_CANDIDATES + (("onnxruntime", "onnxruntime", "onnxruntime"),):
+        top = mod.split(".")[0]
+        runtimes[name] = {"available": has(top), "version": _dist_version(dist) if has(top) else None}
+    info = {"schema": SCHEMA, "probe": True, "machine": machine_info(), "numpy_available": has("numpy"),
+            "runtimes": runtimes}
+    info["tflite_runtime_preferred"] = next((n for n, m, d in TFLITE_CANDIDATES if runtimes[n]["available"]), None)
+    return info
+
+
+# ----------------------------------------------------------------------------------------------- interpreters
+def _import_numpy():
+    try:
+        import numpy
+    except ImportError as exc:
+        raise RunnerError("runtime_missing", "numpy is not installed on the device: %s" % exc,
+                          "pip install numpy (with tflite-runtime: pip install 'numpy<2')")
+    return numpy
+
+
+def _load_tflite_module():
+    errors = []
+    for name, mod, dist in TFLITE_CANDIDATES:
+        try:
+            module = importlib.import_module(mod)
+        except ImportError as exc:  # also catches tflite-runtime built against numpy 1 under numpy 2
+            errors.append("%s: %s" % (name, str(exc).strip().splitlines()[-1] if str(exc).strip() else exc))
+            continue
+        except Exception as exc:  # noqa: BLE001 - e.g. AttributeError from a numpy ABI mismatch
+            errors.append("%s: %s: %s" % (name, type(exc).__name__, exc))
+            continue
+        if name == "tensorflow":
+            module = module.lite
+        version = _dist_version(dist) or getattr(module, "__version__", None)
+        return name, version, module
+    raise RunnerError("runtime_missing", "no TFLite interpreter could be imported (%s)" % "; ".join(errors),
+                      INSTALL_HINT)
+
+
+class TFLiteModel:
+    def __init__(self, np, path, threads, delegate):
+        self.runtime, self.version, mod = _load_tflite_module()
+        kwargs = {"model_path": path}
+        if threads:
+            kwargs["num_threads"] = threads
+        self.delegate = delegate or "auto"
+        if delegate == "none":
+            resolver = getattr(mod, "OpResolverType", None) or getattr(getattr(mod, "experimental", None),
+                                                                        "OpResolverType", None)
+            if resolver is None:
+                raise RunnerError("bad_argument", "%s %s cannot disable the default XNNPACK delegate"
+                                  % (self.runtime, self.version))
+            kwargs["experimental_op_resolver_type"] = resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        elif delegate not in (None, "auto", "xnnpack"):
+            if not os.path.isfile(delegate):
+                raise RunnerError("bad_argument", "external delegate %r does not exist on the device" % delegate)
+            load = getattr(mod, "load_delegate", None) or mod.experimental.load_delegate
+            try:
+                kwargs["experimental_delegates"] = [load(delegate)]
+            except Exception as exc:  # noqa: BLE001
+                raise RunnerError("model_load_error", "cannot load delegate %s: %s" % (delegate, exc))
+        try:
+            self.interp = mod.Interpreter(**kwargs)
+            inputs = self.interp.get_input_details()
+            for d in inputs:  # dynamic dims (-1) -> 1, as benchmark_model does without --input_layer_shape
+                sig = d.get("shape_signature")
+                if sig is not None and any(int(s) < 0 for s in sig):
+                    self.interp.resize_tensor_input(d["index"], [max(int(s), 1) for s in sig])
+            self.interp.allocate_tensors()
+        except RunnerError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the interpreter raises ValueError/RuntimeError on bad models
+            raise RunnerError("model_load_error", "%s cannot load %s: %s"
+                              % (self.runtime, os.path.basename(path), str(exc).strip().splitlines()[-1]
+                                 if str(exc).strip() else type(exc).__name__))
+        self.np = np
+        self.inputs = [self._spec(d) for d in self.interp.get_input_details()]
+        self.outputs = [self._spec(d) for d in self.interp.get_output_details()]
+
+    def _spec(self, d):
+        q = d.get("quantization") or (0.0, 0)
+        return {"name": d["name"], "index": int(d["index"]), "shape": [int(s) for s in d["shape"]],
+                "dtype": self.np.dtype(d["dtype"]).name, "scale": float(q[0]), "zero_point": int(q[1])}
+
+    def set_inputs(self, arrays):
+        for spec, arr in zip(self.inputs, arrays):
+            self.interp.set_tensor(spec["index"], arr)
+
+    def invoker(self):
+        return self.interp.invoke
+
+
+class OnnxModel:
+    def __init__(self, np, path, threads, delegate):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise RunnerError("runtime_missing", "onnxruntime is not installed on the device (%s)" % exc,
+                              "pip install onnxruntime")
+        self.np, self.ort = np, ort
+        self.runtime, self.version = "onnxruntime", ort.__version__
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        providers = ["CPUExecutionProvider"]
+        self.delegate = delegate or "auto"
+        if delegate == "xnnpack":
+            if "XnnpackExecutionProvider" not in ort.get_available_providers():
+                raise RunnerError("bad_argument", "this onnxruntime has no XnnpackExecutionProvider",
+                                  "use --delegate auto (CPU execution provider) for .onnx")
+            providers = [("XnnpackExecutionProvider", {"intra_op_num_threads": threads or 1}),
+                         "CPUExecutionProvider"]
+        elif delegate not in (None, "auto", "none"):
+            raise RunnerError("bad_argument", "external delegates are TFLite-only; got %r for an .onnx model"
+                              % delegate)
+        try:
+            self.sess = ort.InferenceSession(path, sess_options=opts, providers=providers)
+        except Exception as exc:  # noqa: BLE001
+            raise RunnerError("model_load_error", "onnxruntime cannot load %s: %s"
+                              % (os.path.basename(path), str(exc).strip().splitlines()[-1]))
+        self.inputs = [self._spec(i, x) for i, x in enumerate(self.sess.get_inputs())]
+        self.outputs = [self._spec(i, x) for i, x in enumerate(self.sess.get_outputs())]
+        self.binding = self.sess.io_binding()
+
+    def _spec(self, i, arg):
+        t = arg.type  # e.g. "tensor(float)"
+        names = {"float": "float32", "double": "float64", "float16": "float16", "int8": "int8", "uint8": "uint8",
+                 "int16": "int16", "int32": "int32", "int64": "int64", "bool": "bool"}
+        dtype = names.get(t[t.find("(") + 1:-1], "float32")
+        shape = [s if isinstance(s, int) and s > 0 else 1 for s in arg.shape]
+        return {"name": arg.name, "index": i, "shape": shape, "dtype": dtype, "scale": 0.0, "zero_point": 0}
+
+    def set_inputs(self, arrays):
+        for spec, arr in zip(self.inputs, arrays):
+            self.binding.bind_cpu_input(spec["name"], self.np.ascontiguousarray(arr))
+        for spec in self.outputs:
+            self.binding.bind_output(spec["name"])
+
+    def invoker(self):
+        run, binding = self.sess.run_with_iobinding, self.binding
+        return lambda: run(binding)
+
+
+# ----------------------------------------------------------------------------------------------- inputs, stats
+def make_inputs(np, specs, input_file, seed):
+    """Random inputs within each input's dtype range (integer: full range; float: uniform [0, 1)) or a file."""
+    if input_file:
+        if not os.path.isfile(input_file):
+            raise RunnerError("bad_argument", "input file %r does not exist" % input_file)
+        try:
+            data = np.load(input_file, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001
+            raise RunnerError("bad_argument", "cannot read %s: %s" % (input_file, exc))
+        if hasattr(data, "files"):  # .npz: by input name, else in order
+            arrays = [data[s["name"]] if s["name"] in data.files else data[data.files[i]]
+                      for i, s in enumerate(specs) if i < len(data.files)]
+        else:
+            arrays = [data]
+        if len(arrays) != len(specs):
+            raise RunnerError("bad_argument", "the model has %d inputs but %s holds %d arrays"
+                              % (len(specs), input_file, len(arrays)), "pass an .npz with one array per input")
+        for s, a in zip(specs, arrays):
+            if list(a.shape) != s["shape"] or a.dtype.name != s["dtype"]:
+                raise RunnerError("bad_argument", "input %r needs %s %s, %s holds %s %s" % (
+                    s["name"], s["dtype"], s["shape"], input_file, a.dtype.name, list(a.shape)),
+                    "save the array with the input's exact shape and dtype")
+        return arrays
+    rng = np.random.RandomState(seed)
+    arrays = []
+    for s in specs:
+        dt = np.dtype(s["dtype"])
+        if dt.kind in "iu":
+            info = np.iinfo(dt)
+            lo, hi = (max(int(info.min), -1000), min(int(info.max), 1000)) if dt.itemsize > 2 else (info.min,
+                                                                                                   info.max)
+            arr = rng.randint(int(lo), int(hi) + 1, size=s["shape"]).astype(dt)
+        elif dt.kind == "b":
+            arr = rng.randint(0, 2, size=s["shape"]).astype(dt)
+        else:
+            arr = rng.uniform(0.0, 1.0, size=s["shape"]).astype(dt)
+        arrays.append(arr)
+    return arrays
+
+
+def summarize(np, lat_ns):
+    """benchmark_model's statistics (plus p90/p99) in milliseconds."""
+    if not lat_ns:
+        return {"count": 0, "mean": None, "std": None, "min": None, "max": None,
+                "p5": None, "p50": None, "p90": None, "p95": None, "p99": None}
+    a = np.asarray(lat_ns, dtype=np.float64) / 1e6
+    p = np.percentile(a, [5, 50, 90, 95, 99])
+    return {"count": int(a.size), "mean": float(a.mean()), "std": float(a.std()), "min": float(a.min()),
+            "max": float(a.max()), "p5": float(p[0]), "p50": float(p[1]), "p90": float(p[2]), "p95": float(p[3]),
+            "p99": float(p[4])}
+
+
+def timed_loop(invoke, n, max_ns, clock=time.perf_counter_ns):
+    """Time ``n`` calls of ``invoke``; stop early once ``max_ns`` have elapsed. Returns per-call nanoseconds."""
+    lat = [0] * n
+    deadline = clock() + max_ns
+    i = 0
+    while i < n:
+        t0 = clock()
+        invoke()
+        t1 = clock()
+        lat[i] = t1 - t0
+        i += 1
+        if t1 > deadline:
+            break
+    return lat[:i]
+
+
+# ----------------------------------------------------------------------------------------------- main
+def benchmark(args):
+    np = _import_numpy()
+    path = args.model
+    if not os.path.isfile(path):
+        raise RunnerError("bad_argument", "model file %r does not exist on the device" % path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in (".tflite", ".onnx"):
+        raise RunnerError("bad_argument", "unsupported model file %r (expected .tflite or .onnx)" % path)
+    rss0 = _rss_now_mb()
+    t0 = time.perf_counter_ns()
+    model = (OnnxModel if ext == ".onnx" else TFLiteModel)(np, path, args.threads, args.delegate)
+    init_ns = time.perf_counter_ns() - t0
+    rss_init = _rss_now_mb()
+    arrays = make_inputs(np, model.inputs, args.input, args.seed)
+    model.set_inputs(arrays)
+    invoke = model.invoker()
+    max_ns = int(args.max_seconds * 1e9)
+    try:
+        first = timed_loop(invoke, 1, max_ns)
+        warm = first + timed_loop(invoke, max(args.warmup - 1, 0), max_ns) if args.warmup > 0 else []
+        runs = timed_loop(invoke, args.runs, max_ns)
+    except Exception as exc:  # noqa: BLE001
+        raise RunnerError("inference_error", "%s failed to run the model: %s" % (model.runtime, exc))
+    if args.warmup == 0:  # the first call is then the first measured run, as in benchmark_model
+        runs = first + runs[:-1] if runs else first
+    with open(path, "rb") as fh:
+        sha = hashlib.sha256(fh.read()).hexdigest()
+    peak = _rss_hwm_mb()
+    return {
+        "schema": SCHEMA, "tool": "runner",
+        "runtime": {"name": model.runtime, "version": model.version},
+        "model": {"path": path, "size_bytes": os.path.getsize(path), "sha256": sha, "format": ext[1:],
+                  "inputs": [{k: s[k] for k in ("name", "shape", "dtype", "scale", "zero_point")}
+                             for s in model.inputs],
+                  "outputs": [{k: s[k] for k in ("name", "shape", "dtype")} for s in model.outputs]},
+        "config": {"threads": args.threads, "delegate": model.delegate, "warmup": args.warmup, "runs": args.runs,
+                   "max_seconds": args.max_seconds, "input": args.input or "random", "seed": args.seed},
+        "init_ms": init_ns / 1e6,
+        "first_inference_ms": first[0] / 1e6,
+        "warmup": {"count": len(warm), "mean_ms": (sum(warm) / len(warm) / 1e6) if warm else None},
+        "latency_ms": summarize(np, runs),
+        "memory": {"peak_rss_mb": peak, "start_rss_mb": rss0,
+                   "init_delta_mb": (rss_init - rss0) if rss0 is not None and rss_init is not None else None,
+                   "overall_delta_mb": (peak - rss0) if rss0 is not None else None},
+        "machine": machine_info(),
+    }
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="runner.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("model", nargs="?")
+    p.add_argument("--probe", action="store_true", help="report machine, python, numpy and interpreters")
+    p.add_argument("--threads", type=int, default=None, help="interpreter threads (default: the runtime's)")
+    p.add_argument("--delegate", default="auto", help="auto|xnnpack|none|PATH.so (TFLite external delegate)")
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--max-seconds", type=float, default=150.0, help="stop each phase after this long")
+    p.add_argument("--input", default=None, help=".npy (one input) or .npz (by input name) instead of random")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if not args.probe and not args.model:
+        raise RunnerError("bad_argument", "a MODEL path is required (or --probe)")
+    for name in ("warmup", "runs"):
+        if getattr(args, name) < 0:
+            raise RunnerError("bad_argument", "--%s must be >= 0" % name)
+    if args.runs < 1:
+        raise RunnerError("bad_argument", "--runs must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        raise RunnerError("bad_argument", "--threads must be >= 1")
+    if args.max_seconds <= 0:
+        raise RunnerError("bad_argument", "--max-seconds must be > 0")
+    return args
+
+
+def main(argv=None):
+    try:
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        doc = probe() if args.probe else benchmark(args)
+        code = 0
+    except RunnerError as exc:
+        doc = {"schema": SCHEMA, "error": {"kind": exc.kind, "message": exc.message, "hint": exc.hint},
+               "machine": machine_info()}
+        code = EXIT.get(exc.kind, 1)
+    except SystemExit as exc:  # argparse: usage on stderr
+        doc = {"schema": SCHEMA, "error": {"kind": "bad_argument", "message": "invalid runner arguments",
+                                           "hint": None}}
+        code = 2 if exc.code else 0
+        if not exc.code:
+            return 0
+    except Exception as exc:  # noqa: BLE001 - still one JSON document
+        doc = {"schema": SCHEMA, "error": {"kind": "internal", "message": "%s: %s" % (type(exc).__name__, exc),
+                                           "hint": None}}
+        code = 1
+    sys.stdout.write(json.dumps(doc) + "\n")
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
