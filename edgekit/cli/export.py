@@ -1,5 +1,137 @@
-"""CLI commands (being written)."""
+"""``edgekit export`` and ``edgekit inspect``: thin wrappers over :func:`edgekit.exporters.export`/``inspect``."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..errors import EdgekitError, InvalidArgument
+from ._options import model_options, pop_model_options
+from ._output import emit, err, json_option, out, progress
+
+#: export options that are also recipe keys (CLI option = API argument = recipe key)
+_EXPORT_KEYS = ("quantize", "formats", "calib_data", "calib_samples", "io", "per_tensor", "out", "verify",
+                "verify_data", "verify_samples", "opset", "preprocess", "threads", "seed")
 
 
-def register(main):
-    pass
+def _fmt_num(v: Any, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def render_export(result) -> None:
+    from rich.table import Table
+
+    cal = result.calibration
+    cal_text = {"data": f"{cal.count} samples of {cal.source}", "synthetic": f"[bold yellow]SYNTHETIC[/] ({cal.count})",
+                "qat": f"QAT ranges ({cal.source})", "none": "not needed"}.get(cal.kind, cal.kind)
+    table = Table(title=f"{result.model} -> {result.out_dir}", title_justify="left")
+    for col, just in [("artifact", "left"), ("size", "right"), ("computes in", "left"), ("max |err|", "right"),
+                      ("SQNR dB", "right"), ("top-1 agree", "right"), ("acc keras/art", "right"),
+                      ("verified", "left")]:
+        table.add_column(col, justify=just)
+    for a in result.artifacts:
+        v = a.verification
+        acc = "-" if v is None or v.keras_accuracy is None else f"{v.keras_accuracy:.3f}/{v.artifact_accuracy:.3f}"
+        status = "-" if v is None else ("[green]pass[/]" if v.passed else "[bold red]FAIL[/]")
+        table.add_row(a.path.name, f"{a.size_bytes / 1024:.1f} KiB", a.computes_in,
+                      _fmt_num(v and v.max_abs_err, ".2e"), _fmt_num(v and v.sqnr_db, ".1f"),
+                      _fmt_num(v and v.top1_agreement, ".3f"), acc, status)
+    out.print(table)
+    out.print(f"calibration: {cal_text}; verified on {result.verify_data}", highlight=False)
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+
+
+def render_inspect(rep) -> None:
+    from rich.table import Table
+
+    out.print(f"[bold]{rep.path}[/]  {rep.format}, computes in [bold]{rep.precision}[/], "
+              f"{rep.size_bytes / 1024:.1f} KiB = weights {rep.weights_bytes / 1024:.1f} KiB + graph "
+              f"{rep.graph_bytes / 1024:.1f} KiB", highlight=False)
+    io = Table("", "name", "shape", "dtype", "scale", "zero point", title="inputs / outputs", title_justify="left")
+    for kind, items in (("in", rep.inputs), ("out", rep.outputs)):
+        for t in items:
+            scale = "-" if t.scale is None else f"{t.scale:.6g}" + (f" ({t.via})" if t.via else "")
+            io.add_row(kind, t.name, str(t.shape), t.dtype, scale, "-" if t.zero_point is None else str(t.zero_point))
+    out.print(io)
+    ops = Table("op", "count", title="ops", title_justify="left")
+    for name, n in rep.ops.items():
+        ops.add_row(name, str(n))
+    out.print(ops)
+    out.print("tensor dtypes: " + ", ".join(f"{k} x{v}" for k, v in rep.tensor_dtypes.items()), highlight=False)
+    out.print("weight bytes by dtype: " + ", ".join(f"{k} {v}" for k, v in rep.weight_dtypes.items()), highlight=False)
+    for w in rep.warnings:
+        err.print(f"[bold yellow]warning:[/] {w}", highlight=False)
+
+
+@click.command("export")
+@click.argument("model", required=False)
+@model_options()
+@click.option("--quantize", "-q", default=None,
+              help="none (float32, default) | fp16 | dynamic | int8 | int16x8.")
+@click.option("--format", "formats", default=None, help="Comma-separated formats: tflite (default), onnx.")
+@click.option("--calib-data", default=None, help="Calibration data: image folder, .npy/.npz, fashion-mnist, digits.")
+@click.option("--calib-samples", type=int, default=None, help="Calibration samples (default 300).")
+@click.option("--io", default=None, help="I/O type of integer models: float (default), int8, uint8 (int16 for int16x8).")
+@click.option("--per-tensor", is_flag=True, default=None, help="Per-tensor instead of per-channel weight scales.")
+@click.option("--out", default=None, help="Output folder (default ./artifacts).")
+@click.option("--verify/--no-verify", default=None,
+              help="Fail when the artifact does not match Keras (default); --no-verify records and keeps it.")
+@click.option("--verify-data", default=None, help="Held-out verification data (default: held-out calibration data).")
+@click.option("--verify-samples", type=int, default=None, help="Verification samples (default 100).")
+@click.option("--opset", type=int, default=None, help="ONNX opset (default 17).")
+@click.option("--preprocess", default=None, help="Input preprocessing for user models: unit, tf, torch, caffe, raw.")
+@click.option("--threads", type=int, default=None, help="Interpreter threads for verification.")
+@click.option("--seed", type=int, default=None, help="Seed for sample selection (default 0).")
+@click.option("--recipe", default=None, type=click.Path(), help="Run a recipe (export/NAME.yaml); options override keys.")
+@json_option
+@click.pass_context
+def export_cmd(ctx: click.Context, model: str | None, recipe: str | None, as_json: bool, **kwargs: Any) -> None:
+    """Export MODEL (zoo name or model file) to verified TFLite/ONNX artifacts with JSON manifests.
+
+    \b
+    edgekit export mobilenet --quantize int8 --calib-data fashion-mnist
+    edgekit export mobilenet_v1 --alpha 0.25 --resolution 32 --input-channels 1 --classes 10 \\
+        --weights none --quantize int8 --format tflite,onnx --calib-data fashion-mnist
+    """
+    given = {k for k in kwargs if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+    model_opts = pop_model_options(kwargs)
+    if recipe:
+        try:
+            from ..recipes import run_recipe
+        except ModuleNotFoundError as exc:
+            raise EdgekitError("recipes are not available in this installation (edgekit.recipes is missing)") from exc
+        overrides = {k: v for k, v in {**kwargs, **model_opts}.items() if k in given}
+        if model is not None:
+            overrides["model"] = model
+        with progress(not as_json) as cb:
+            result = run_recipe(recipe, overrides or None, progress=cb)
+        exported = getattr(result, "export", None)
+        if as_json or exported is None:
+            emit(result, True, lambda r: None)
+        else:
+            render_export(exported)
+        return
+    if model is None:
+        raise InvalidArgument("missing MODEL", hint="give a zoo name (see edgekit models), a model file, or --recipe")
+    from ..exporters import export
+
+    args = {k: v for k, v in kwargs.items() if v is not None}
+    with progress(not as_json) as cb:
+        result = export(model, progress=cb, **args, **model_opts)
+    emit(result, as_json, render_export)
+
+
+@click.command("inspect")
+@click.argument("file", type=click.Path(dir_okay=False))
+@json_option
+def inspect_cmd(file: str, as_json: bool) -> None:
+    """Show what is inside FILE.tflite or FILE.onnx: ops, dtypes, I/O quantization, weights vs graph size."""
+    from ..exporters import inspect
+
+    emit(inspect(file), as_json, render_inspect)
+
+
+def register(main: click.Group) -> None:
+    main.add_command(export_cmd)
+    main.add_command(inspect_cmd)

@@ -1,0 +1,18 @@
+"""Export: Keras model -> TFLite / ONNX artifacts in every precision, calibrated on real data, verified against
+Keras, each described by a JSON manifest; and ``inspect`` for any .tflite/.onnx file.
+
+``EXPORTERS`` is the format registry (``tflite``, ``onnx``); ``PRECISIONS`` the ``quantize=`` values.
+Importing this package does not import TensorFlow; converting does.
+"""
+from __future__ import annotations
+
+from . import onnx as _onnx  # noqa: F401 - registers the onnx exporter
+from . import tflite as _tflite  # noqa: F401 - registers the tflite exporter
+from ._api import Artifact, ExportResult, export
+from .base import EXPORTERS, IO_TYPES, PRECISIONS, Exporter, ExportSpec, Precision
+from .calibration import CalibrationInfo
+from .inspection import InspectReport, IOTensor, inspect
+from .verify import THRESHOLDS, Verification
+
+__all__ = ["export", "ExportResult", "Artifact", "inspect", "InspectReport", "IOTensor", "EXPORTERS", "PRECISIONS",
+           "IO_TYPES", "Exporter", "ExportSpec", "Precision", "CalibrationInfo", "Verification", "THRESHOLDS"]

@@ -1,0 +1,274 @@
+"""``export()``: model -> verified artifacts + manifests, all formats of a call sharing one calibration set."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .._io import ensure_writable_dir
+from .._jsonable import JsonMixin
+from .._progress import Progress, no_progress
+from ..data import PREPROCESS_MODES
+from ..errors import EdgekitError, InvalidArgument, ModelLoadError, VerificationError, map_errors
+from . import manifest
+from .base import EXPORTERS, IO_TYPES, PRECISIONS, ExportSpec
+from .calibration import CalibrationInfo, plan
+from .inspection import inspect
+from .verify import Verification, compare, keras_outputs, run_artifact
+
+#: tfmot wrappers that must be stripped before export (Pipeline strips them)
+_STRIP_FIRST = {"PruneLowMagnitude": "pruning", "ClusterWeights": "clustering", "ClusterWeightsMHA": "clustering"}
+#: tfmot quantization-aware training layers, exported as int8
+_QAT_LAYERS = {"QuantizeWrapperV2", "QuantizeWrapper", "QuantizeLayer", "QuantizeAnnotate"}
+DEFAULT_OPSET = 17
+
+
+@dataclass
+class Artifact(JsonMixin):
+    """One written file and what was measured about it."""
+
+    format: str
+    precision: str
+    path: Path
+    manifest: Path
+    size_bytes: int
+    sha256: str
+    io: str
+    computes_in: str
+    runtime: str
+    verification: Verification | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExportResult(JsonMixin):
+    """Everything one ``export`` call wrote. ``result["tflite"]`` is the tflite artifact."""
+
+    model: str
+    quantize: str
+    out_dir: Path
+    calibration: CalibrationInfo
+    artifacts: list[Artifact]
+    model_options: dict[str, Any] = field(default_factory=dict)
+    verify_data: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def __getitem__(self, fmt: str) -> Artifact:
+        key = EXPORTERS.resolve(fmt)
+        for a in self.artifacts:
+            if a.format == key:
+                return a
+        raise KeyError(fmt)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [a.path for a in self.artifacts]
+
+
+def _formats(formats: str | Iterable[str]) -> list[str]:
+    items = formats.split(",") if isinstance(formats, str) else list(formats)
+    names: list[str] = []
+    for item in items:
+        item = str(item).strip()
+        if not item:
+            continue
+        name = EXPORTERS.resolve(item)
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise InvalidArgument("no export format given", hint=f"use one or more of: {', '.join(EXPORTERS.list())}")
+    return names
+
+
+def _walk_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers") and layer is not model:
+            yield from _walk_layers(layer)
+
+
+def wrapper_kind(model) -> tuple[bool, dict[str, int]]:
+    """(is QAT-annotated, {pruning|clustering: count of wrappers left in the model})."""
+    qat, left = False, {}
+    for layer in _walk_layers(model):
+        cls = type(layer).__name__
+        if cls in _QAT_LAYERS:
+            qat = True
+        if cls in _STRIP_FIRST:
+            left[_STRIP_FIRST[cls]] = left.get(_STRIP_FIRST[cls], 0) + 1
+    return qat, left
+
+
+def _load_file(path: Path):
+    from .._keras import keras, tfmot
+
+    with map_errors({Exception: ModelLoadError}, f"cannot load model file {str(path)!r}",
+                    hint="give a .keras, .h5 or SavedModel folder saved by tf-keras"):
+        with tfmot().quantization.keras.quantize_scope():
+            return keras.models.load_model(str(path), compile=False)
+
+
+def resolve_model(model, options: dict[str, Any]):
+    """A zoo name, a model file or a keras.Model -> (keras.Model, manifest info)."""
+    from .._keras import keras
+
+    if isinstance(model, keras.Model):
+        if options:
+            raise InvalidArgument(f"model options ({', '.join(sorted(options))}) apply to zoo names and model files, "
+                                  "not to a keras.Model object", hint="build the model with those options first")
+        return model, {"source": "keras.Model object"}
+    if not isinstance(model, (str, os.PathLike)):
+        raise InvalidArgument(f"cannot export {type(model).__name__!r}",
+                              hint="give a zoo name, a model file (.keras, .h5, SavedModel dir) or a keras.Model")
+    text = str(model)
+    try:
+        from .. import models as zoo
+    except ModuleNotFoundError as exc:  # the zoo has not landed: model files still work
+        if exc.name not in ("edgekit.models",):
+            raise
+        zoo = None
+    if zoo is not None:
+        return zoo.create(text, **options), {"source": text}
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise InvalidArgument(f"model {text!r} is not a file and the model zoo (edgekit.models) is not installed")
+    if options:
+        raise InvalidArgument("model options need the model zoo (edgekit.models)")
+    return _load_file(path), {"source": str(path)}
+
+
+def _preprocess_for(model_arg, kmodel, preprocess: str | None) -> tuple[str, str]:
+    if preprocess is not None:
+        if preprocess not in PREPROCESS_MODES:
+            raise InvalidArgument(f"unknown preprocess {preprocess!r}", hint=f"use one of {', '.join(PREPROCESS_MODES)}")
+        return preprocess, "given"
+    try:
+        from ..models import preprocess_mode
+    except ImportError:
+        return "unit", "assumed (model zoo not installed)"
+    for cand in ([model_arg] if isinstance(model_arg, str) else []) + [kmodel]:
+        try:
+            mode = preprocess_mode(cand)
+        except (EdgekitError, KeyError, ValueError, TypeError, AttributeError):
+            continue
+        if mode in PREPROCESS_MODES:
+            return mode, "model"
+    return "unit", "assumed ([0, 1] pixels; pass preprocess= for this model)"
+
+
+def _input_shape(kmodel) -> tuple[int, int, int]:
+    if len(kmodel.inputs) != 1:
+        raise InvalidArgument(f"model {kmodel.name!r} has {len(kmodel.inputs)} inputs; edgekit exports single-input "
+                              "image models")
+    shape = tuple(kmodel.inputs[0].shape[1:])
+    if len(shape) != 3 or any(d is None for d in shape):
+        raise InvalidArgument(f"model {kmodel.name!r} has input shape {shape}; export needs a fixed (H, W, C)",
+                              hint="rebuild it with a fixed input size (e.g. --resolution)")
+    return tuple(int(d) for d in shape)  # type: ignore[return-value]
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
+
+
+def export(model, *, quantize: str = "none", formats: str | Iterable[str] = ("tflite",), calib_data=None,
+           calib_samples: int | None = None, io: str = "float", per_tensor: bool = False,
+           out: str | os.PathLike = "artifacts", verify: bool = True, verify_data=None,
+           verify_samples: int | None = None, opset: int | None = None, preprocess: str | None = None,
+           threads: int | None = None, seed: int = 0, progress: Progress = no_progress,
+           **model_options: Any) -> ExportResult:
+    """Export ``model`` (zoo name, model file or keras.Model) to every format in ``formats`` at ``quantize``.
+
+    All formats share one calibration set (``calib_data``: anything :func:`edgekit.data.load` accepts). Each
+    artifact is verified against Keras on held-out samples; a failure raises :class:`VerificationError` unless
+    ``verify=False`` (then the failure is recorded and the artifact kept). Files appear atomically: on any error
+    no artifact or manifest of this call is left behind.
+    """
+    prec = PRECISIONS.get(quantize)
+    fmts = _formats(formats)
+    if io not in IO_TYPES:
+        raise InvalidArgument(f"unknown io {io!r}", hint=f"use one of {', '.join(IO_TYPES)}")
+    if calib_data is not None and not prec.calibrated:
+        raise InvalidArgument(f"calib_data does not apply to quantize={prec.name!r} (nothing is calibrated)",
+                              hint="use quantize int8 or int16x8, or drop --calib-data (use --verify-data for "
+                                   "verification samples)")
+    if calib_samples is not None and (not prec.calibrated or calib_samples <= 0):
+        raise InvalidArgument(f"calib_samples={calib_samples} does not apply here",
+                              hint="a positive --calib-samples goes with --quantize int8/int16x8")
+    if verify_samples is not None and verify_samples <= 0:
+        raise InvalidArgument(f"verify_samples must be positive; received {verify_samples}")
+    if opset is not None and "onnx" not in fmts:
+        raise InvalidArgument("opset applies to the onnx format only", hint="add --format onnx or drop --opset")
+    model_options = {k: v for k, v in model_options.items() if v is not None}
+    spec = ExportSpec(prec.name, io, bool(per_tensor), int(opset or DEFAULT_OPSET), False, dict(model_options))
+    for f in fmts:
+        EXPORTERS.get(f).check(spec)
+    out_dir = ensure_writable_dir(out)
+
+    progress("loading model", 0, None)
+    kmodel, model_info = resolve_model(model, model_options)
+    qat, left = wrapper_kind(kmodel)
+    if left:
+        raise InvalidArgument(f"model {kmodel.name!r} still holds {', '.join(f'{v} {k}' for k, v in left.items())} "
+                              "wrapper(s): strip it first (edgekit strips stages for you in Pipeline)",
+                              hint="tfmot.sparsity.keras.strip_pruning / tfmot.clustering.keras.strip_clustering")
+    spec.qat = qat
+    for f in fmts:
+        EXPORTERS.get(f).check(spec)
+    shape = _input_shape(kmodel)
+    mode, mode_origin = _preprocess_for(model, kmodel, preprocess)
+    name = _safe_name(kmodel.name)
+    model_info = {"name": kmodel.name, **model_info, "options": model_options, "input_shape": list(shape),
+                  "preprocess": mode, "preprocess_origin": mode_origin, "params": int(kmodel.count_params()),
+                  "qat": qat}
+    progress("loading model", 1, 1)
+
+    samples = plan(input_shape=shape, preprocess=mode, calibrated=prec.calibrated, qat=qat, calib_data=calib_data,
+                   calib_samples=calib_samples, verify_data=verify_data, verify_samples=verify_samples, seed=seed)
+    calib_x = samples.calib.x if samples.calib is not None else None
+    ref = keras_outputs(kmodel, samples.verify.x)
+    warnings = list(samples.info.warnings)
+
+    staging = Path(tempfile.mkdtemp(prefix=".edgekit-export-", dir=out_dir))
+    staged: list[tuple[Path, Path, Artifact, dict]] = []
+    try:
+        for f in fmts:
+            exporter = EXPORTERS.get(f)
+            filename = exporter.filename(name, spec)
+            tmp = staging / filename
+            facts = exporter.convert(kmodel, spec, calib_x, tmp, progress)
+            report = inspect(tmp)
+            from ..runtimes import load
+
+            session = load(tmp, threads=threads, runtime=exporter.runtime)
+            outs = run_artifact(session, samples.verify.x, progress)
+            lsb = report.outputs[0].scale if prec.calibrated or qat else None
+            v = compare(ref, outs, precision=prec.label, labels=samples.verify.y, output_lsb=lsb,
+                        runtime=f"{session.name} {session.version}", source=samples.verify_source,
+                        note=samples.verify_note)
+            if not v.passed and verify:
+                raise VerificationError(f"{filename} does not match the Keras model: {'; '.join(v.failures)}",
+                                        hint="check the calibration data (--calib-data real samples); "
+                                             "--no-verify keeps the artifact and records the failure")
+            art_warnings = list(report.warnings) + ([] if v.passed else [f"verification FAILED: {'; '.join(v.failures)}"])
+            man = manifest.build(artifact=tmp, final_name=filename, fmt=f, spec=spec, model_info=model_info,
+                                 calibration=samples.info, report=report, facts=facts, verification=v,
+                                 verify_source=samples.verify_source)
+            art = Artifact(f, prec.label, out_dir / filename, out_dir / (filename + ".json"), man["artifact"]["size_bytes"],
+                           man["artifact"]["sha256"], io, report.precision, exporter.runtime, v, art_warnings)
+            (staging / (filename + ".json")).write_text(json.dumps(man, indent=2) + "\n")
+            staged.append((tmp, staging / (filename + ".json"), art, man))
+            warnings.extend(f"{filename}: {w}" for w in art_warnings)
+        for tmp, tmp_man, art, _ in staged:
+            os.replace(tmp, art.path)
+            os.replace(tmp_man, art.manifest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportResult(kmodel.name, prec.name, out_dir, samples.info, [s[2] for s in staged], model_options,
+                        samples.verify_source, warnings)
+

@@ -1,0 +1,58 @@
+"""The JSON manifest written beside every artifact (``<artifact>.json``)."""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from .._jsonable import to_jsonable
+from ..runtimes import package_version
+
+SCHEMA = "edgekit.export/1"
+TOOLS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "tf2onnx", "onnx",
+         "onnxruntime", "numpy")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tool_versions() -> dict[str, str | None]:
+    return {name: package_version(name) for name in TOOLS}
+
+
+def build(*, artifact: Path, final_name: str, fmt: str, spec, model_info: dict, calibration, report, facts: dict,
+          verification, verify_source: str | None) -> dict[str, Any]:
+    """Manifest for one artifact (``artifact`` is where its bytes are now; ``final_name`` its file name)."""
+    return to_jsonable({
+        "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "edgekit": __version__,
+        "tools": tool_versions(),
+        "artifact": {"file": final_name, "format": fmt, "size_bytes": artifact.stat().st_size,
+                     "sha256": sha256(artifact), "weights_bytes": report.weights_bytes,
+                     "graph_bytes": report.graph_bytes},
+        "model": model_info,
+        "precision": spec.precision.label,
+        "quantize": spec.quantize,
+        "io": spec.io,
+        "per_channel": not spec.per_tensor if spec.precision.calibrated else None,
+        "qat": spec.qat,
+        "calibration": calibration,
+        "conversion": facts,
+        "inputs": report.inputs,
+        "outputs": report.outputs,
+        "ops": report.ops,
+        "tensor_dtypes": report.tensor_dtypes,
+        "weight_dtypes": report.weight_dtypes,
+        "computes_in": report.precision,
+        "warnings": report.warnings,
+        "verification": verification if verification is not None else {"status": "skipped (--no-verify)"},
+        "verification_data": verify_source,
+    })

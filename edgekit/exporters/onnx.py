@@ -1,0 +1,134 @@
+"""ONNX export with tf2onnx (opset 17 by default), quantized with ``onnxruntime.quantization``.
+
+float32: tf2onnx as is. fp16: ``onnxruntime.transformers.float16.convert_float_to_float16`` with float32 I/O
+kept. dynamic: ``quantize_dynamic`` (int8 weights). int8: QDQ, per-channel weights (per-tensor with
+``per_tensor``), static ``quantize_static`` calibrated by a ``CalibrationDataReader`` fed the same samples as the
+TFLite converter, after ``quant_pre_process`` (ONNX shape inference and graph optimisation).
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ExportError, MissingDependency, map_errors
+from .base import Exporter, ExportSpec, register_exporter
+
+
+def _require():
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import tf2onnx  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependency(getattr(exc, "name", None) or "tf2onnx", "onnx", purpose="to export ONNX") from exc
+
+
+class OnnxExporter(Exporter):
+    name = "onnx"
+    suffix = ".onnx"
+    runtime = "onnxruntime"
+    precisions = ("none", "fp16", "dynamic", "int8")
+    io_types = {}
+    per_tensor = ("int8",)
+    qat = False
+
+    def convert(self, model, spec: ExportSpec, calib_x, dest: Path, progress) -> dict[str, Any]:
+        _require()
+        import onnx
+
+        label = spec.precision.label
+        progress(f"converting onnx {label}", 0, None)
+        proto = to_onnx(model, spec.opset)
+        facts: dict[str, Any] = {"converter": "tf2onnx.convert.from_keras", "opset": spec.opset}
+        q = spec.quantize
+        if q == "none":
+            onnx.save(proto, str(dest))
+        elif q == "fp16":
+            from onnxruntime.transformers.float16 import convert_float_to_float16
+
+            with map_errors({Exception: ExportError}, "float16 ONNX conversion failed"):
+                half = convert_float_to_float16(proto, keep_io_types=True)
+                _toposort(half.graph)
+                onnx.checker.check_model(half)
+                onnx.save(half, str(dest))
+            facts["quantizer"] = "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)"
+        else:
+            from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as tmp:
+                raw, pre = Path(tmp) / "float.onnx", Path(tmp) / "pre.onnx"
+                onnx.save(proto, str(raw))
+                with map_errors({Exception: ExportError}, f"onnxruntime quantization failed ({label})"):
+                    quant_pre_process(str(raw), str(pre), skip_symbolic_shape=True)
+                    if q == "dynamic":
+                        quantize_dynamic(str(pre), str(dest), weight_type=QuantType.QInt8)
+                        facts["quantizer"] = "onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)"
+                    else:
+                        reader = _Reader(proto.graph.input[0].name, calib_x, progress)
+                        quantize_static(str(pre), str(dest), reader, quant_format=QuantFormat.QDQ,
+                                        per_channel=not spec.per_tensor, activation_type=QuantType.QInt8,
+                                        weight_type=QuantType.QInt8)
+                        facts["quantizer"] = ("onnxruntime.quantization.quantize_static(QDQ, QInt8/QInt8, "
+                                              f"per_channel={not spec.per_tensor}, MinMax)")
+        progress(f"converting onnx {label}", 1, 1)
+        return facts
+
+
+def _toposort(graph) -> None:
+    """Sort ``graph.node`` topologically in place (the float16 converter appends its I/O casts at the end)."""
+    known = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        ready = [n for n in pending if all(i in known for i in n.input)]
+        if not ready:
+            raise ExportError("float16 ONNX graph has a cycle or a dangling input")
+        for n in ready:
+            known.update(n.output)
+        ordered.extend(ready)
+        pending = [n for n in pending if not any(n is r for r in ready)]
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def to_onnx(model, opset: int):
+    """A keras.Model -> float32 ONNX ModelProto (dynamic batch)."""
+    _require()
+    import tf2onnx
+
+    from .._keras import tf
+
+    inp = model.inputs[0]
+    name = inp.name.split(":")[0]
+    sig = (tf.TensorSpec((None, *inp.shape[1:]), tf.float32, name=name),)
+    with map_errors({Exception: ExportError}, f"tf2onnx failed (opset {opset})",
+                    hint="try another --opset, or the tflite format"):
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=sig, opset=opset)
+    return proto
+
+
+def _Reader(input_name: str, x: np.ndarray, progress):
+    """A CalibrationDataReader feeding the calibration samples one at a time (batch 1, like TFLite's)."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.i = 0
+
+        def get_next(self):
+            if self.i >= len(x):
+                return None
+            self.i += 1
+            progress("calibrating onnx", self.i, len(x))
+            return {input_name: x[self.i - 1:self.i].astype(np.float32)}
+
+        def rewind(self):
+            self.i = 0
+
+    return Reader()
+
+
+register_exporter(OnnxExporter)
