@@ -172,7 +172,8 @@ def zoo_entry_for(model_name: str) -> Any:
 
 
 from . import (  # noqa: E402,F401 - registers the families
-    mobilenet_v1, resnet, efficientnet,
+    alexnet, densenet, efficientnet, googlenet, mobilenet_v1, mobilenet_v2, mobilenet_v3, resnet, shufflenet,
+    squeezenet, vgg, xception,
 )
 
 __all__ = ["MODELS", "ModelInfo", "BuildConfig", "COMMON_OPTIONS", "create", "list", "info", "preprocess_mode",
