@@ -62,8 +62,8 @@ def parse(text: str) -> dict[str, Any]:
     timings = _TIMINGS.search(text)
     stats = _stats_lines(text)
     if not timings or not stats:
-        fail = _FAILURE.findall(text)
-        detail = fail[-1].strip() if fail else (text.strip().splitlines() or ["no output"])[-1]
+        fail = [re.sub(r"^(ERROR|E tflite)\W+", "", f.strip()) for f in _FAILURE.findall(text)]
+        detail = fail[0] if fail else (text.strip().splitlines() or ["no output"])[-1]
         raise RemoteCommandError(f"benchmark_model did not report timings: {detail}",
                                  hint="run it by hand on the device with the same --graph to see the full log")
     init_us, first_us, warm_us, avg_us = (float(g) for g in timings.groups())

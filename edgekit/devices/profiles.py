@@ -15,7 +15,7 @@ A profile is a YAML mapping; every key is optional except ``transport``::
     arch: aarch64
     threads: 4                # default --threads
     cpu_mask: "f0"            # taskset mask pinning the run to the big cores
-    work_dir: /tmp/edgekit    # device-side cache + per-run dirs
+    work_dir: /tmp/edgekit-bench  # device-side cache (by sha256) + per-session run dirs
     python: python3           # interpreter with numpy + a runtime; absent on Android -> benchmark_model
     benchmark_binary: /data/local/tmp/benchmark_model   # a host path is pushed, else it must exist on the device
 """

@@ -61,7 +61,7 @@ class Transport:
     """Base class; subclasses implement ``_connect``, ``_exec``, ``_upload``, ``_exists``, ``_remove``."""
 
     kind = "base"
-    default_work_dir = "/tmp/edgekit"
+    default_work_dir = "/tmp/edgekit-bench"
 
     def __init__(self, spec: DeviceSpec, options: ConnectOptions | None = None):
         self.spec = spec
@@ -165,7 +165,7 @@ class LocalTransport(Transport):
     def __init__(self, spec: DeviceSpec, options: ConnectOptions | None = None):
         super().__init__(spec, options)
         if not spec.work_dir:
-            self.work_dir = tempfile.gettempdir().rstrip("/") + "/edgekit"
+            self.work_dir = tempfile.gettempdir().rstrip("/") + "/edgekit-bench"
             self.run_dir = f"{self.work_dir}/run-{uuid.uuid4().hex[:12]}"
         self._proc: subprocess.Popen | None = None
 

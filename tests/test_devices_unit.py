@@ -1,0 +1,289 @@
+"""Unit tests of the device layer: benchmark_model parser, runner statistics/inputs, device specs, profiles, history."""
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgekit.cli import main
+from edgekit.devices import TRANSPORTS, benchmark_model, history, parse_device, runner
+from edgekit.devices.bench import artifact_info, status_of
+from edgekit.devices.profiles import DeviceSpec, list_profiles, load_profile
+from edgekit.errors import (AuthError, ConnectError, DeviceTimeout, HostKeyError, InvalidArgument, ModelLoadError,
+                            RemoteCommandError, RuntimeMissing, UnknownNameError)
+
+REPO = Path(__file__).resolve().parents[1]
+FAKE_BM = Path(__file__).with_name("fake_benchmark_model.sh")
+
+# the documented output of TFLite's benchmark_model (tensorflow/lite/tools/benchmark README), two vintages
+BM_OLD = """STARTING!
+Num threads: [4]
+Graph: [./mobilenet_v1_1.0_224.tflite]
+Loaded model ./mobilenet_v1_1.0_224.tflite
+Initialized session in 17.187ms.
+Running benchmark for at least 1 iterations and at least 0.5 seconds but terminate if exceeding 150 seconds.
+count=1 curr=3512391
+
+Running benchmark for at least 50 iterations and at least 1 seconds but terminate if exceeding 150 seconds.
+count=50 first=2990275 curr=2913402 min=2727568 max=3189954 avg=2.95034e+06 std=109798
+
+Inference timings in us: Init: 17187, First inference: 3512391, Warmup (avg): 3.51239e+06, Inference (avg): 2.95034e+06
+Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the actual memory
+Peak memory footprint (MB): init=4.92969 overall=138.809
+"""
+BM_NEW = """INFO: Initialized session in 119.515ms.
+INFO: count=9 first=87112 curr=51629 min=51629 max=87112 avg=58147.4 std=11478 p5=51629 median=51962 p95=87112
+
+INFO: count=1000 first=52162 curr=49785 min=49088 max=686105 avg=63743.2 std=60716 p5=49620 median=51891 p95=68628
+
+INFO: Inference timings in us: Init: 119515, First inference: 87112, Warmup (avg): 58147.4, Inference (avg): 63743.2
+INFO: Memory footprint delta from the start of the tool (MB): init=55.4961 overall=55.4961
+INFO: Overall peak memory footprint (MB) via periodic monitoring: 61.25
+"""
+
+
+def test_parse_benchmark_model_old_format_leaves_missing_percentiles_null():
+    d = benchmark_model.parse(BM_OLD)
+    assert d["init_ms"] == pytest.approx(17.187)
+    assert d["first_inference_ms"] == pytest.approx(3512.391)
+    assert d["warmup"] == {"count": 1, "mean_ms": pytest.approx(3512.39)}
+    lat = d["latency_ms"]
+    assert lat["count"] == 50 and lat["mean"] == pytest.approx(2950.34) and lat["std"] == pytest.approx(109.798)
+    assert lat["min"] == pytest.approx(2727.568) and lat["max"] == pytest.approx(3189.954)
+    assert all(lat[k] is None for k in ("p5", "p50", "p90", "p95", "p99"))  # not printed -> not invented
+    assert d["memory"]["overall_delta_mb"] == pytest.approx(138.809) and d["memory"]["peak_rss_mb"] is None
+
+
+def test_parse_benchmark_model_new_format_with_percentiles_and_peak_memory():
+    d = benchmark_model.parse(BM_NEW)
+    lat = d["latency_ms"]
+    assert lat["count"] == 1000 and lat["p50"] == pytest.approx(51.891) and lat["p95"] == pytest.approx(68.628)
+    assert lat["p5"] == pytest.approx(49.62) and lat["p90"] is None and lat["p99"] is None
+    assert d["warmup"]["count"] == 9 and d["warmup"]["mean_ms"] == pytest.approx(58.1474)
+    assert d["memory"]["peak_rss_mb"] == pytest.approx(61.25)
+    assert d["memory"]["init_delta_mb"] == pytest.approx(55.4961)
+
+
+def test_parse_benchmark_model_failure_names_the_cause():
+    text = "ERROR: The model is not a valid Flatbuffer buffer\nERROR: Failed to mmap model x\nBenchmarking failed.\n"
+    with pytest.raises(RemoteCommandError, match="not a valid Flatbuffer"):
+        benchmark_model.parse(text)
+
+
+def test_benchmark_model_command_flags():
+    argv = benchmark_model.command("/d/bm", "/d/m 1.tflite", threads=4, runs=20, warmup=3, max_seconds=60,
+                                   delegate="none")
+    assert argv[0] == "/d/bm" and "--graph=/d/m 1.tflite" in argv and "--num_threads=4" in argv
+    assert "--num_runs=20" in argv and "--warmup_runs=3" in argv and "--use_xnnpack=false" in argv
+    assert "--use_xnnpack=true" in benchmark_model.command("b", "m", threads=None, runs=1, warmup=0, max_seconds=1)
+
+
+def test_fake_benchmark_model_output_parses(tmp_path):
+    """The adb tests' stand-in prints exactly what the parser reads."""
+    import subprocess
+
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"\x1c\x00\x00\x00TFL3" + b"\x00" * 32)
+    out = subprocess.run(["sh", str(FAKE_BM), f"--graph={model}", "--num_runs=7", "--warmup_runs=2"],
+                         capture_output=True, text=True, check=True).stdout
+    d = benchmark_model.parse(out)
+    assert d["latency_ms"]["count"] == 7 and d["warmup"]["count"] == 2
+
+
+def test_summarize_matches_numpy_and_empty():
+    ns = [1_000_000 * v for v in range(1, 101)]  # 1..100 ms
+    s = runner.summarize(np, ns)
+    assert s["count"] == 100 and s["mean"] == pytest.approx(50.5) and s["min"] == 1 and s["max"] == 100
+    assert s["p50"] == pytest.approx(50.5) and s["p90"] == pytest.approx(np.percentile(np.arange(1, 101), 90))
+    assert s["std"] == pytest.approx(np.std(np.arange(1, 101)))
+    assert runner.summarize(np, [])["mean"] is None
+
+
+def test_timed_loop_respects_max_time():
+    clock = iter(range(0, 10**9, 10)).__next__  # a fake clock: +10 ns per reading
+    lat = runner.timed_loop(lambda: None, 1000, 95, clock=clock)
+    assert 1 <= len(lat) < 1000 and all(v == 10 for v in lat)
+
+
+@pytest.mark.parametrize("dtype,lo,hi", [("int8", -128, 127), ("uint8", 0, 255), ("int16", -32768, 32767),
+                                         ("float32", 0.0, 1.0)])
+def test_random_inputs_cover_the_dtype_range(dtype, lo, hi):
+    spec = {"name": "x", "shape": [4096], "dtype": dtype}
+    (x,) = runner.make_inputs(np, [spec], None, seed=0)
+    assert x.dtype == np.dtype(dtype) and x.shape == (4096,)
+    assert x.min() >= lo and x.max() <= hi
+    if dtype != "float32":
+        assert x.min() < lo + (hi - lo) * 0.05 and x.max() > hi - (hi - lo) * 0.05  # full integer range
+
+
+def test_inputs_from_npy_are_checked(tmp_path):
+    spec = {"name": "x", "shape": [1, 2], "dtype": "float32"}
+    good = tmp_path / "good.npy"
+    np.save(good, np.ones((1, 2), np.float32))
+    (x,) = runner.make_inputs(np, [spec], str(good), 0)
+    assert x.tolist() == [[1.0, 1.0]]
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.ones((1, 2), np.float64))
+    with pytest.raises(runner.RunnerError, match="float64"):
+        runner.make_inputs(np, [spec], str(bad), 0)
+
+
+def test_runner_probe_does_not_import_interpreters():
+    import subprocess
+    import sys
+
+    code = ("import sys, json, runpy; sys.argv=['runner.py','--probe']; "
+            "import io, contextlib; buf=io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf):\n"
+            "    try: runpy.run_path(%r, run_name='__main__')\n"
+            "    except SystemExit: pass\n"
+            "print(json.dumps([m for m in ('tensorflow','ai_edge_litert','onnxruntime','edgekit') if m in sys.modules]))"
+            % str(runner.__file__))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.strip().splitlines()[-1]) == []
+
+
+def test_runner_source_is_self_contained_and_py39_syntax():
+    import ast
+
+    src = Path(runner.__file__).read_text()
+    tree = ast.parse(src, feature_version=(3, 9))  # no match statements etc.
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert "edgekit" not in imported and "tensorflow" not in imported
+    assert "from __future__ import annotations" not in src  # runtime annotations would need 3.10 on device
+    for node in ast.walk(tree):  # no PEP 604 unions evaluated at runtime
+        assert not (isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr)
+                    and isinstance(node.left, ast.Name) and node.left.id in ("str", "int", "float", "None"))
+
+
+# ------------------------------------------------------------------------------ device specs and profiles
+@pytest.mark.parametrize("text,transport,attrs", [
+    ("local", "local", {}),
+    ("ssh://pi@raspberrypi.local", "ssh", {"user": "pi", "host": "raspberrypi.local", "port": 22}),
+    ("ssh://root@127.0.0.1:2222", "ssh", {"user": "root", "host": "127.0.0.1", "port": 2222}),
+    ("adb://R58M123", "adb", {"serial": "R58M123"}),
+    ("adb://127.0.0.1:5555", "adb", {"serial": "127.0.0.1:5555"}),
+    ("adb://", "adb", {"serial": None}),
+])
+def test_parse_device_urls(text, transport, attrs):
+    spec = parse_device(text)
+    assert spec.transport == transport and spec.transport in TRANSPORTS
+    for k, v in attrs.items():
+        assert getattr(spec, k) == v
+
+
+@pytest.mark.parametrize("text", ["ssh://", "ftp://x", "ssh://h:notaport", ""])
+def test_parse_device_rejects_bad_specs(text):
+    with pytest.raises(InvalidArgument):
+        parse_device(text)
+
+
+def test_unknown_device_gets_did_you_mean():
+    with pytest.raises(UnknownNameError) as info:
+        parse_device("rpi")
+    assert "rpi4" in str(info.value.hint)
+
+
+@pytest.mark.parametrize("name", list_profiles())
+def test_shipped_profiles_load(name):
+    spec = parse_device(name)
+    assert spec.transport in TRANSPORTS and spec.source and spec.name == name
+    if spec.transport == "adb" and not spec.python:
+        assert spec.benchmark_binary, "adb profiles without python need benchmark_binary"
+
+
+def test_shipped_profiles_cover_the_brief():
+    assert {"local", "rpi4", "rpi5", "pixel7", "android"} <= set(list_profiles())
+    assert parse_device("pixel7").cpu_mask == "f0"
+
+
+def test_profile_search_path_env_first_and_typos_rejected(tmp_path, monkeypatch):
+    (tmp_path / "rpi4.yaml").write_text("transport: ssh\nhost: mypi\nuser: me\ncpu_mask: 0xF\n")
+    (tmp_path / "typo.yaml").write_text("transport: ssh\nhots: mypi\n")
+    monkeypatch.setenv("EDGEKIT_DEVICES_DIR", str(tmp_path))
+    spec = parse_device("rpi4")
+    assert spec.host == "mypi" and spec.cpu_mask == "f" and Path(spec.source).parent == tmp_path
+    with pytest.raises(InvalidArgument, match="hots"):
+        parse_device("typo")
+    with pytest.raises(InvalidArgument, match="transport"):
+        (tmp_path / "bad.yaml").write_text("transport: usb\n")
+        load_profile(tmp_path / "bad.yaml")
+
+
+@pytest.mark.parametrize("exc,status", [(HostKeyError("x"), "host_key_error"), (AuthError("x"), "auth_error"),
+                                        (DeviceTimeout("x"), "timeout"), (ConnectError("x"), "connect_error"),
+                                        (RuntimeMissing("x"), "runtime_missing"),
+                                        (ModelLoadError("x"), "model_load_error"),
+                                        (RemoteCommandError("x"), "remote_error")])
+def test_status_of(exc, status):
+    assert status_of(exc) == status
+
+
+# ------------------------------------------------------------------------------ artifacts, history
+def test_artifact_info_reads_manifest_or_file_name(tmp_path):
+    a = tmp_path / "mobilenet_v1_0.25_32_int8.tflite"
+    a.write_bytes(b"x" * 10)
+    info = artifact_info(a)
+    assert info.precision == "int8" and info.model == "mobilenet_v1_0.25_32" and info.format == "tflite"
+    (tmp_path / (a.name + ".json")).write_text(json.dumps({"model": "mnv1", "precision": "float16"}))
+    info = artifact_info(a)
+    assert (info.model, info.precision) == ("mnv1", "float16") and info.manifest
+    with pytest.raises(InvalidArgument):
+        artifact_info(tmp_path / "missing.tflite")
+    (tmp_path / "m.pb").write_bytes(b"")
+    with pytest.raises(InvalidArgument, match="tflite or .onnx"):
+        artifact_info(tmp_path / "m.pb")
+
+
+def test_history_appends_whole_lines_concurrently(tmp_path):
+    path = tmp_path / "h" / "hist.jsonl"
+
+    def writer(k):
+        for i in range(20):
+            history.append(path, [{"writer": k, "i": i, "pad": "x" * 5000}, {"writer": k, "i": -i}])
+
+    ts = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 4 * 20 * 2 and all(json.loads(line) for line in lines)
+    assert len(history.read(path)) == 160
+
+
+def test_cli_devices_list_and_show_json():
+    r = CliRunner().invoke(main, ["devices", "list", "--json"])
+    assert r.exit_code == 0, r.output
+    assert {"rpi4", "pixel7"} <= {d["name"] for d in json.loads(r.output)}
+    r = CliRunner().invoke(main, ["devices", "show", "rpi5", "--json"])
+    assert r.exit_code == 0 and json.loads(r.output)["transport"] == "ssh"
+    r = CliRunner().invoke(main, ["devices", "show", "pixel"])
+    assert r.exit_code == 2 and "pixel7" in r.output
+
+
+def test_bench_rejects_bad_input_before_running(tmp_path):
+    from edgekit.devices import bench
+
+    with pytest.raises(InvalidArgument):
+        bench([tmp_path / "nope.tflite"], "local")
+    a = tmp_path / "a.tflite"
+    a.write_bytes(b"x")
+    for kw in ({"runs": 0}, {"warmup": -1}, {"threads": 0}, {"max_seconds": 0}, {"delegate": "gpu"}):
+        with pytest.raises(InvalidArgument):
+            bench([a], "local", **kw)
+    with pytest.raises(UnknownNameError):
+        bench([a], "rpi3")
+    with pytest.raises(InvalidArgument, match="twice"):
+        bench([a], ["local", "local"])
+
+
+def test_device_spec_roundtrip():
+    spec = DeviceSpec(name="x", transport="ssh", host="h")
+    assert spec.replace(host=None, port=2).port == 2 and spec.replace(host=None).host == "h"
+    assert json.loads(spec.to_json())["host"] == "h"
