@@ -1,0 +1,152 @@
+"""The on-device runner, run as a subprocess exactly as on a device: one JSON document, statuses by exit code."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.devices import RUNNER, bench
+
+PY = sys.executable
+
+
+def run_runner(*args, python=PY, pre=None):
+    argv = [python, str(RUNNER), *map(str, args)]
+    if pre:  # run the runner with some modules made unimportable (a device without them)
+        argv = [python, "-c", pre + "; import runpy, sys; sys.argv = sys.argv[1:]; "
+                "sys.exit(runpy.run_path(sys.argv[0], run_name='__main__'))", str(RUNNER), *map(str, args)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 1, done.stdout + done.stderr  # ONE JSON document on stdout
+    return done.returncode, json.loads(lines[0])
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory) -> Path:
+    """A tiny conv -> relu -> global-average-pool ONNX graph built with onnx.helper (no TensorFlow)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c"], ["r"]),
+         helper.make_node("GlobalAveragePool", ["r"], ["y"])],
+        "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4, 1, 1])], initializer=[w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("onnx") / "tiny_float32.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tflite_models(tmp_path_factory) -> dict[str, Path]:
+    """A tiny Keras CNN converted to float32 and full-int8 (int8 in/out) .tflite with the TF converter."""
+    from edgekit._keras import keras, layers, tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 3), name="image")
+    x = layers.Conv2D(4, 3, padding="same", activation="relu", name="conv")(inp)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    model = keras.Model(inp, layers.Dense(4, name="dense")(x), name="tiny_cnn")
+    d = tmp_path_factory.mktemp("tflite")
+    out = {"float32": d / "tiny_cnn_float32.tflite", "int8": d / "tiny_cnn_int8.tflite"}
+    out["float32"].write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([np.random.rand(1, 8, 8, 3).astype(np.float32)] for _ in range(8))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    out["int8"].write_bytes(conv.convert())
+    return out
+
+
+def check_doc(doc, runs):
+    lat = doc["latency_ms"]
+    assert "error" not in doc
+    assert lat["count"] == runs
+    assert 0 < lat["min"] <= lat["p5"] <= lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+    assert lat["min"] <= lat["mean"] <= lat["max"] and lat["std"] >= 0
+    assert doc["init_ms"] > 0 and doc["first_inference_ms"] > 0
+    assert doc["memory"]["peak_rss_mb"] > 10  # a Python process with numpy is at least that
+    assert doc["machine"]["python"] and doc["machine"]["numpy"] == np.__version__
+
+
+@pytest.mark.slow
+def test_runner_tflite_float_and_int8(tflite_models, tmp_path):
+    code, doc = run_runner(tflite_models["float32"], "--runs", 30, "--warmup", 3, "--threads", 2)
+    assert code == 0
+    check_doc(doc, 30)
+    assert doc["runtime"]["name"] == "ai_edge_litert" and doc["config"]["threads"] == 2
+    assert doc["warmup"]["count"] == 3
+    code, doc = run_runner(tflite_models["int8"], "--runs", 10, "--delegate", "none")
+    assert code == 0
+    check_doc(doc, 10)
+    assert doc["model"]["inputs"][0]["dtype"] == "int8" and doc["model"]["inputs"][0]["scale"] > 0
+    assert doc["config"]["delegate"] == "none"
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 8, 8, 3), np.float32))
+    code, doc = run_runner(tflite_models["float32"], "--runs", 5, "--input", x)
+    assert code == 0 and doc["config"]["input"] == str(x)
+
+
+def test_runner_onnx(onnx_model):
+    pytest.importorskip("onnxruntime")
+    code, doc = run_runner(onnx_model, "--runs", 25, "--warmup", 2, "--threads", 1)
+    assert code == 0
+    check_doc(doc, 25)
+    assert doc["runtime"]["name"] == "onnxruntime" and doc["model"]["inputs"][0]["shape"] == [1, 3, 8, 8]
+
+
+def test_runner_errors_are_json_with_exit_codes(tmp_path, onnx_model):
+    code, doc = run_runner(tmp_path / "missing.tflite")
+    assert code == 2 and doc["error"]["kind"] == "bad_argument"
+    bad = tmp_path / "corrupt.tflite"
+    bad.write_bytes(b"\x00" * 64)
+    code, doc = run_runner(bad)
+    assert code == 4 and doc["error"]["kind"] == "model_load_error" and "corrupt.tflite" in doc["error"]["message"]
+    bad_onnx = tmp_path / "corrupt.onnx"
+    bad_onnx.write_bytes(b"not onnx")
+    code, doc = run_runner(bad_onnx)
+    assert code == 4 and doc["error"]["kind"] == "model_load_error"
+    code, doc = run_runner(onnx_model, "--runs", 0)
+    assert code == 2
+
+
+def test_runner_without_interpreter_reports_runtime_missing(onnx_model, tmp_path):
+    block = "import sys; [sys.modules.__setitem__(m, None) for m in ('ai_edge_litert', 'tflite_runtime', 'tensorflow')]"
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"\x00" * 64)
+    code, doc = run_runner(model, pre=block)
+    assert code == 3 and doc["error"]["kind"] == "runtime_missing"
+    assert "pip install ai-edge-litert" in doc["error"]["hint"] and "numpy<2" in doc["error"]["hint"]
+    code, doc = run_runner(onnx_model, pre="import sys; sys.modules['onnxruntime'] = None")
+    assert code == 3 and "onnxruntime" in doc["error"]["message"]
+
+
+def test_runner_max_seconds_caps_the_run(onnx_model):
+    t0 = time.perf_counter()
+    code, doc = run_runner(onnx_model, "--runs", 10**7, "--warmup", 1, "--max-seconds", 0.3)
+    assert code == 0 and 0 < doc["latency_ms"]["count"] < 10**7
+    assert time.perf_counter() - t0 < 30
+
+
+def test_bench_local_rows_and_statuses(onnx_model, tmp_path):
+    bad = tmp_path / "broken.onnx"
+    bad.write_bytes(b"junk")
+    hist = tmp_path / "hist.jsonl"
+    rows = bench([onnx_model, bad], "local", runs=10, warmup=1, history=hist)
+    assert [r.status for r in rows] == ["ok", "model_load_error"]
+    ok = rows[0]
+    assert ok.model == "tiny" and ok.precision == "float32" and ok.format == "onnx" and ok.tool == "runner"
+    assert ok.count == 10 and ok.p50_ms > 0 and ok.fps == pytest.approx(1000 / ok.mean_ms)
+    assert ok.runtime == "onnxruntime" and ok.machine and ok.peak_memory_mb > 0
+    assert "broken.onnx" in rows[1].error and rows[1].p50_ms is None
+    assert [json.loads(x)["status"] for x in hist.read_text().splitlines()] == ["ok", "model_load_error"]
