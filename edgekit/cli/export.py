@@ -24,22 +24,29 @@ def render_export(result) -> None:
     cal = result.calibration
     cal_text = {"data": f"{cal.count} samples of {cal.source}", "synthetic": f"[bold yellow]SYNTHETIC[/] ({cal.count})",
                 "qat": f"QAT ranges ({cal.source})", "none": "not needed"}.get(cal.kind, cal.kind)
+    labelled = any(a.verification is not None and a.verification.keras_accuracy is not None for a in result.artifacts)
     table = Table(title=f"{result.model} -> {result.out_dir}", title_justify="left")
-    for col, just in [("artifact", "left"), ("size", "right"), ("computes in", "left"), ("max |err|", "right"),
-                      ("SQNR dB", "right"), ("top-1 agree", "right"), ("acc keras/art", "right"),
-                      ("verified", "left")]:
-        table.add_column(col, justify=just)
+    cols = [("artifact", "left"), ("KiB", "right"), ("computes", "left"), ("max|err|", "right"), ("SQNR dB", "right"),
+            ("top-1 agr", "right")] + ([("acc keras/art", "right")] if labelled else []) + [("verified", "left")]
+    for col, just in cols:
+        table.add_column(col, justify=just, no_wrap=col == "artifact")
     for a in result.artifacts:
         v = a.verification
-        acc = "-" if v is None or v.keras_accuracy is None else f"{v.keras_accuracy:.3f}/{v.artifact_accuracy:.3f}"
         status = "-" if v is None else ("[green]pass[/]" if v.passed else "[bold red]FAIL[/]")
-        table.add_row(a.path.name, f"{a.size_bytes / 1024:.1f} KiB", a.computes_in,
-                      _fmt_num(v and v.max_abs_err, ".2e"), _fmt_num(v and v.sqnr_db, ".1f"),
-                      _fmt_num(v and v.top1_agreement, ".3f"), acc, status)
+        row = [a.path.name, f"{a.size_bytes / 1024:.1f}", a.computes_in, _fmt_num(v and v.max_abs_err, ".1e"),
+               _fmt_num(v and v.sqnr_db, ".1f"), _fmt_num(v and v.top1_agreement, ".3f")]
+        if labelled:
+            row.append("-" if v is None or v.keras_accuracy is None
+                       else f"{v.keras_accuracy:.3f}/{v.artifact_accuracy:.3f}")
+        table.add_row(*row, status)
     out.print(table)
     out.print(f"calibration: {cal_text}; verified on {result.verify_data}", highlight=False)
-    for w in result.warnings:
-        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+    for a in result.artifacts:
+        for w in a.warnings:
+            err.print(f"[yellow]warning:[/] {a.path.name}: {w}", highlight=False)
+        if a.verification is not None and a.verification.note:
+            err.print(f"note: {a.path.name}: {a.verification.note}", highlight=False)
+    out.print("manifests: " + ", ".join(a.manifest.name for a in result.artifacts), highlight=False)
 
 
 def render_inspect(rep) -> None:

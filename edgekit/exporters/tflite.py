@@ -7,6 +7,7 @@ WEIGHTS_INT8``). ``per_tensor`` sets the converter's ``_experimental_disable_per
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,9 @@ class TFLiteExporter(Exporter):
         with map_errors({Exception: ExportError}, f"the TFLite converter failed ({spec.precision.label})",
                         hint="rerun with --debug for the converter's log; unsupported layers need a "
                              "different precision or model"):
-            data = conv.convert()
+            with warnings.catch_warnings():  # the converter warns about float I/O statistics we do not need
+                warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+                data = conv.convert()
         dest.write_bytes(data)
         progress(f"converting tflite {spec.precision.label}", 1, 1)
         return {"converter": "tf.lite.TFLiteConverter.from_keras_model",

@@ -1,0 +1,218 @@
+"""Round-trip every exporter x precision in the registry through its runtime and compare with Keras.
+
+A small MobileNet-style net is trained for a moment on real Fashion-MNIST, exported once per precision (all formats
+of a precision in one call, sharing one calibration set of real samples) and reused by every test here.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.exporters import EXPORTERS, PRECISIONS, THRESHOLDS
+
+PAIRS = [(fmt, prec) for fmt in EXPORTERS.list() for prec in EXPORTERS.get(fmt).precisions]
+CALIB = 200
+
+
+def tiny_net(name: str = "tinynet"):
+    from edgekit._keras import keras, layers
+
+    inp = keras.Input((32, 32, 1), name="image")
+    x = layers.Conv2D(16, 3, strides=2, padding="same", use_bias=False, name="conv1")(inp)
+    x = layers.BatchNormalization(name="conv1_bn")(x)
+    x = layers.ReLU(6.0, name="conv1_relu")(x)
+    x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw1")(x)
+    x = layers.BatchNormalization(name="dw1_bn")(x)
+    x = layers.ReLU(6.0, name="dw1_relu")(x)
+    x = layers.Conv2D(32, 1, name="pw1")(x)
+    x = layers.ReLU(6.0, name="pw1_relu")(x)
+    x = layers.Conv2D(64, 3, strides=2, padding="same", name="conv2")(x)  # >= 1024 weights: dynamic-range quantizes it
+    x = layers.ReLU(6.0, name="conv2_relu")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    out = layers.Dense(10, activation="softmax", name="predictions")(x)
+    return keras.Model(inp, out, name=name)
+
+
+@pytest.fixture(scope="module")
+def trained(fashion_mnist_available):
+    from edgekit._keras import tf
+    from edgekit.data import load
+
+    tf.keras.utils.set_random_seed(0)
+    ds = load("fashion-mnist", input_shape=(32, 32, 1), split="train", limit=3000, seed=7)
+    model = tiny_net()
+    model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(ds.x, ds.y, epochs=2, batch_size=64, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def exported(trained, tmp_path_factory):
+    """{precision: ExportResult}: one export call per precision with every format that supports it."""
+    from edgekit.exporters import export
+
+    out = tmp_path_factory.mktemp("artifacts")
+    results = {}
+    for prec in PRECISIONS.list():
+        fmts = [f for f in EXPORTERS.list() if prec in EXPORTERS.get(f).precisions]
+        kw = dict(calib_data="fashion-mnist", calib_samples=CALIB) if PRECISIONS.get(prec).calibrated else \
+            dict(verify_data="fashion-mnist")
+        results[prec] = export(trained, quantize=prec, formats=fmts, out=out, verify_samples=100, **kw)
+    return results
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt,prec", PAIRS)
+def test_round_trip_matches_keras(exported, trained, fmt, prec):
+    from edgekit.data import load
+    from edgekit.runtimes import load as load_runtime
+
+    art = exported[prec][fmt]
+    assert art.path.is_file() and art.manifest.is_file()
+    assert art.path.name == f"tinynet_{PRECISIONS.get(prec).label}{EXPORTERS.get(fmt).suffix}"
+    v = art.verification
+    assert v.passed, v.failures
+    assert v.samples == 100
+    # independent check through the runtime registry on fresh real test images
+    x = load("fashion-mnist", input_shape=(32, 32, 1), split="test", limit=64, seed=3).x
+    ref = trained.predict(x, verbose=0)
+    sess = load_runtime(art.path)
+    assert sess.name == EXPORTERS.entry(fmt).meta["runtime"]
+    got = np.concatenate([sess.predict(x[i:i + 1])[0] for i in range(len(x))])
+    err = np.abs(got - ref).max()
+    label = PRECISIONS.get(prec).label
+    if label == "float32":
+        assert err <= THRESHOLDS["float32"]["max_abs_err"]
+    elif label in ("float16", "dynamic", "int16x8"):
+        assert err < 0.05
+    else:  # int8 on a calibrated, trained model: top-1 mostly agrees
+        assert np.mean(got.argmax(1) == ref.argmax(1)) >= 0.85
+        assert err < 0.5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt,prec", PAIRS)
+def test_manifest_describes_artifact(exported, fmt, prec):
+    from edgekit.exporters.manifest import sha256
+
+    art = exported[prec][fmt]
+    man = json.loads(art.manifest.read_text())
+    assert man["artifact"]["file"] == art.path.name
+    assert man["artifact"]["sha256"] == sha256(art.path) == art.sha256
+    assert man["artifact"]["size_bytes"] == art.path.stat().st_size
+    assert man["artifact"]["weights_bytes"] + man["artifact"]["graph_bytes"] == art.size_bytes
+    assert man["precision"] == PRECISIONS.get(prec).label and man["quantize"] == prec
+    assert man["model"]["name"] == "tinynet" and man["model"]["input_shape"] == [32, 32, 1]
+    assert man["tools"]["tensorflow"] and man["tools"]["onnxruntime"] and man["edgekit"]
+    assert man["inputs"][0]["shape"][1:] == [32, 32, 1] and man["outputs"][0]["shape"][-1] == 10
+    assert sum(man["ops"].values()) > 3
+    assert man["verification"]["passed"] is True
+    if PRECISIONS.get(prec).calibrated:
+        assert man["calibration"] == {**man["calibration"], "kind": "data", "source": "fashion-mnist:train",
+                                      "count": CALIB}
+        assert "held-out" in man["verification_data"]
+        # labelled real data: both accuracies recorded, and int8 keeps the float model's accuracy within a few points
+        v = man["verification"]
+        assert abs(v["keras_accuracy"] - v["artifact_accuracy"]) <= 0.05
+    else:
+        assert man["calibration"]["kind"] == "none"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prec", PRECISIONS.list())
+def test_artifact_computes_in_its_precision(exported, prec):
+    expected = {"none": "float32", "fp16": "float16", "dynamic": "dynamic", "int8": "int8", "int16x8": "int16x8"}
+    for art in exported[prec].artifacts:
+        assert art.computes_in == expected[prec], (art.path.name, art.computes_in)
+
+
+@pytest.mark.slow
+def test_int8_is_smaller_and_full_integer(exported):
+    f32 = exported["none"]["tflite"]
+    i8 = exported["int8"]["tflite"]
+    from edgekit.exporters import inspect
+
+    rep = inspect(i8.path)
+    assert not rep.warnings, rep.warnings
+    assert set(rep.weight_dtypes) <= {"int8", "int32"}
+    assert rep.inputs[0].dtype == "float32" and rep.inputs[0].via == "quantize"
+    assert inspect(f32.path).weights_bytes > 3 * rep.weights_bytes
+
+
+@pytest.mark.slow
+def test_formats_share_one_calibration(exported):
+    res = exported["int8"]
+    assert [a.format for a in res.artifacts] == ["onnx", "tflite"]
+    mans = [json.loads(a.manifest.read_text()) for a in res.artifacts]
+    assert mans[0]["calibration"] == mans[1]["calibration"]
+    assert mans[0]["verification_data"] == mans[1]["verification_data"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("io", ["int8", "uint8"])
+def test_integer_io_is_quantized_and_verified(trained, tmp_path, io):
+    from edgekit.exporters import export
+    from edgekit.runtimes import load
+
+    res = export(trained, quantize="int8", io=io, calib_data="fashion-mnist", calib_samples=120, out=tmp_path)
+    art = res["tflite"]
+    assert art.path.name == f"tinynet_int8_{io}-io.tflite"
+    sess = load(art.path)
+    assert sess.inputs[0].dtype == io and sess.inputs[0].quantized and sess.outputs[0].dtype == io
+    assert art.verification.passed and art.verification.top1_agreement >= 0.85
+
+
+@pytest.mark.slow
+def test_per_tensor_int8_has_one_scale_per_weight(trained, exported, tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgekit.exporters import export
+
+    def conv2_scales(path):
+        it = Interpreter(model_path=str(path))
+        return [t["quantization_parameters"]["scales"].size for t in it.get_tensor_details()
+                if t["dtype"] == np.int8 and len(t["shape"]) == 4 and "conv2" in t["name"].lower()]
+
+    assert conv2_scales(exported["int8"]["tflite"].path) == [64]  # per-channel by default
+    res = export(trained, quantize="int8", per_tensor=True, calib_data="fashion-mnist", calib_samples=120,
+                 out=tmp_path, formats="tflite")
+    assert res["tflite"].path.name == "tinynet_int8_per-tensor.tflite"
+    assert conv2_scales(res["tflite"].path) == [1]
+    assert json.loads(res["tflite"].manifest.read_text())["per_channel"] is False
+
+
+@pytest.mark.slow
+def test_qat_model_exports_int8_and_is_recorded(tmp_path, fashion_mnist_available):
+    from edgekit._keras import tfmot
+    from edgekit.exporters import export
+
+    qat = tfmot().quantization.keras.quantize_model(tiny_net("tinyqat"))
+    res = export(qat, quantize="int8", out=tmp_path, verify_data="fashion-mnist", verify_samples=50)
+    art = res["tflite"]
+    man = json.loads(art.manifest.read_text())
+    assert man["qat"] is True and man["calibration"]["kind"] == "qat"
+    assert art.computes_in == "int8" and art.verification.passed
+
+
+def test_synthetic_calibration_warns_loudly_and_is_recorded(tmp_path):
+    from edgekit.errors import EdgekitWarning
+    from edgekit.exporters import export
+
+    with pytest.warns(EdgekitWarning, match="SYNTHETIC"):
+        res = export(tiny_net("tinysyn"), quantize="int8", calib_samples=20, verify_samples=10, out=tmp_path)
+    man = json.loads(res["tflite"].manifest.read_text())
+    assert man["calibration"]["kind"] == "synthetic" and man["calibration"]["count"] == 20
+    assert "synthetic" in man["verification_data"]
+
+
+def test_few_calibration_samples_warn(tmp_path, fashion_mnist_available):
+    from edgekit.errors import EdgekitWarning
+    from edgekit.exporters import export
+
+    with pytest.warns(EdgekitWarning, match="only 30 calibration samples"):
+        res = export(tiny_net("tinyfew"), quantize="int8", calib_data="fashion-mnist", calib_samples=30,
+                     verify_samples=10, out=tmp_path)
+    assert res.calibration.count == 30 and Path(res["tflite"].path).is_file()
