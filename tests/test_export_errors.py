@@ -1,0 +1,175 @@
+"""Bad input to export: a clear error (InvalidArgument family, exit code 2) and no partial artifact left behind."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgekit.errors import (DataError, ExportError, InvalidArgument, ModelLoadError, UnknownNameError,
+                            VerificationError)
+
+
+def small(name="errnet"):
+    from edgekit._keras import keras, layers
+
+    inp = keras.Input((16, 16, 1))
+    x = layers.Conv2D(4, 3, padding="same", name="c")(inp)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, layers.Dense(3, activation="softmax", name="d")(x), name=name)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return small()
+
+
+def leftovers(out):
+    return sorted(p.name for p in out.rglob("*")) if out.exists() else []
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(quantize="int9"), "did you mean 'int8'"),
+    (dict(formats="tfite"), "did you mean 'tflite'"),
+    (dict(formats=["tflite", "onx"]), "did you mean 'onnx'"),
+    (dict(formats=""), "no export format"),
+    (dict(io="int4", quantize="int8"), "unknown io"),
+    (dict(io="int8"), "io='int8' does not apply"),
+    (dict(io="uint8", quantize="int8", formats="tflite,onnx"), "io='uint8' does not apply to onnx"),
+    (dict(io="int8", quantize="int16x8"), "io='int8' does not apply"),
+    (dict(calib_data="fashion-mnist", quantize="fp16"), "calib_data does not apply"),
+    (dict(calib_data="fashion-mnist"), "calib_data does not apply"),
+    (dict(calib_samples=100, quantize="dynamic"), "calib_samples=100 does not apply"),
+    (dict(calib_samples=0, quantize="int8"), "calib_samples=0"),
+    (dict(per_tensor=True, quantize="fp16"), "per_tensor does not apply"),
+    (dict(quantize="int16x8", formats="onnx"), "does not support quantize='int16x8'"),
+    (dict(opset=13), "opset applies to the onnx format only"),
+    (dict(verify_samples=0), "verify_samples must be positive"),
+    (dict(preprocess="imagenet"), "unknown preprocess"),
+    (dict(alpha=0.5), "model options"),
+])
+def test_incompatible_or_unknown_options_are_rejected(model, tmp_path, kwargs, match):
+    from edgekit.exporters import export
+
+    out = tmp_path / "out"
+    with pytest.raises(InvalidArgument, match=match) as info:
+        export(model, out=out, **kwargs)
+    assert info.value.exit_code == 2
+    assert leftovers(out) == []
+
+
+def test_unknown_precision_is_a_registry_lookup(model, tmp_path):
+    from edgekit.exporters import export
+
+    with pytest.raises(UnknownNameError) as info:
+        export(model, quantize="int7", out=tmp_path)
+    assert info.value.kind == "precision" and "int8" in info.value.known
+
+
+@pytest.mark.parametrize("wrap,kind", [("prune", "pruning"), ("cluster", "clustering")])
+def test_pruning_or_clustering_wrappers_must_be_stripped(tmp_path, wrap, kind):
+    from edgekit._keras import tfmot
+    from edgekit.exporters import export
+
+    mot = tfmot()
+    if wrap == "prune":
+        m = mot.sparsity.keras.prune_low_magnitude(small("pruned"))
+    else:
+        m = mot.clustering.keras.cluster_weights(small("clustered"), number_of_clusters=2,
+                                                 cluster_centroids_init=mot.clustering.keras.CentroidInitialization.LINEAR)
+    with pytest.raises(InvalidArgument, match=f"{kind} wrapper.*strip it first"):
+        export(m, out=tmp_path / "out")
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_qat_model_needs_int8(tmp_path):
+    from edgekit._keras import tfmot
+    from edgekit.exporters import export
+
+    qat = tfmot().quantization.keras.quantize_model(small("qat"))
+    with pytest.raises(InvalidArgument, match="QAT"):
+        export(qat, quantize="none", out=tmp_path / "out")
+    with pytest.raises(InvalidArgument, match="cannot export a quantization-aware"):
+        export(qat, quantize="int8", formats="onnx", out=tmp_path / "out")
+    assert leftovers(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("content", [b"", b"this is not a model", bytes(range(256)) * 8])
+def test_corrupt_model_file(tmp_path, content):
+    from edgekit.exporters import export
+
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(content)
+    with pytest.raises(ModelLoadError):
+        export(str(bad), out=tmp_path / "out")
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_empty_calibration_dir(model, tmp_path):
+    from edgekit.exporters import export
+
+    (tmp_path / "calib" / "cls").mkdir(parents=True)
+    with pytest.raises(DataError, match="no images"):
+        export(model, quantize="int8", calib_data=tmp_path / "calib", out=tmp_path / "out")
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_undecodable_images(model, tmp_path):
+    from PIL import Image
+
+    from edgekit.exporters import export
+
+    d = tmp_path / "calib"
+    d.mkdir()
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(d / "ok.png")
+    (d / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(DataError, match="cannot decode image"):
+        export(model, quantize="int8", calib_data=d, out=tmp_path / "out")
+    assert leftovers(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("shape", [(10, 32, 32, 1), (10, 16, 16, 3), (16, 16)])
+def test_calibration_arrays_of_wrong_shape(model, tmp_path, shape):
+    from edgekit.exporters import export
+
+    f = tmp_path / "calib.npy"
+    np.save(f, np.zeros(shape, np.float32))
+    with pytest.raises(DataError, match="shape"):
+        export(model, quantize="int8", calib_data=f, out=tmp_path / "out")
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_unwritable_output_dir(model, tmp_path):
+    from edgekit.exporters import export
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(InvalidArgument, match="not writable"):
+        export(model, out=blocker / "sub")
+
+
+def test_failed_verification_raises_and_leaves_nothing(model, tmp_path, monkeypatch):
+    from edgekit.exporters import THRESHOLDS, export
+
+    monkeypatch.setitem(THRESHOLDS, "float32", {"max_abs_err": -1.0})  # nothing can pass
+    out = tmp_path / "out"
+    with pytest.raises(VerificationError, match="does not match the Keras model"):
+        export(model, formats="tflite,onnx", out=out, verify_samples=8)
+    assert leftovers(out) == []
+    res = export(model, formats="tflite", out=out, verify=False, verify_samples=8)  # recorded, artifact kept
+    art = res["tflite"]
+    assert art.path.is_file() and not art.verification.passed
+    assert any("verification FAILED" in w for w in art.warnings)
+    assert '"passed": false' in art.manifest.read_text()
+    assert leftovers(out) == sorted([art.path.name, art.manifest.name])
+
+
+def test_failure_in_a_later_format_removes_earlier_artifacts(model, tmp_path, monkeypatch):
+    from edgekit.exporters import EXPORTERS, export
+
+    def boom(*a, **k):
+        raise ExportError("converter exploded")
+
+    monkeypatch.setattr(EXPORTERS.get("tflite"), "convert", boom)  # tflite runs after onnx (given order)
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="exploded"):
+        export(model, formats="onnx,tflite", out=out, verify_samples=4)
+    assert leftovers(out) == []

@@ -1,0 +1,133 @@
+"""inspect(): op histogram, dtypes, I/O quantization, weights vs graph size, and float-op warnings."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgekit.errors import InvalidArgument, ModelLoadError
+
+
+def net():
+    from edgekit._keras import keras, layers
+
+    inp = keras.Input((16, 16, 1), name="image")
+    x = layers.Conv2D(32, 3, padding="same", name="c1")(inp)
+    x = layers.ReLU(6.0)(x)
+    x = layers.Conv2D(48, 3, strides=2, padding="same", name="c2")(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inp, layers.Dense(5, activation="softmax", name="fc")(x), name="inspnet")
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """float32 / dynamic / int8 .tflite and float32 / int8 / Conv-only-int8 .onnx of one small net."""
+    from onnxruntime.quantization import QuantFormat, quantize_static
+
+    from edgekit._keras import tf
+    from edgekit.exporters.onnx import _Reader, to_onnx
+
+    d = tmp_path_factory.mktemp("inspect")
+    m = net()
+    x = np.random.default_rng(0).random((16, 16, 16, 1), dtype=np.float32)
+    out = {}
+    for prec in ("none", "dynamic", "int8"):
+        conv = tf.lite.TFLiteConverter.from_keras_model(m)
+        if prec != "none":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if prec == "int8":
+            conv.representative_dataset = lambda: ([x[i:i + 1]] for i in range(len(x)))
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = conv.inference_output_type = tf.int8
+        out[f"tflite_{prec}"] = d / f"{prec}.tflite"
+        out[f"tflite_{prec}"].write_bytes(conv.convert())
+    import onnx
+
+    out["onnx_none"] = d / "float.onnx"
+    onnx.save(to_onnx(m, 17), str(out["onnx_none"]))
+    for name, kw in (("onnx_int8", {}), ("onnx_convonly", {"op_types_to_quantize": ["Conv"]})):
+        out[name] = d / f"{name}.onnx"
+        quantize_static(str(out["onnx_none"]), str(out[name]), _Reader("image", x, lambda *a: None),
+                        quant_format=QuantFormat.QDQ, per_channel=True, **kw)
+    return out
+
+
+@pytest.mark.slow
+def test_float_tflite(files):
+    from edgekit.exporters import inspect
+
+    rep = inspect(files["tflite_none"])
+    assert rep.format == "tflite" and rep.precision == "float32"
+    assert rep.ops["CONV_2D"] == 2 and rep.ops["FULLY_CONNECTED"] == 1
+    assert rep.weights_bytes + rep.graph_bytes == rep.size_bytes == files["tflite_none"].stat().st_size
+    params = 3 * 3 * 32 + 32 + 3 * 3 * 32 * 48 + 48 + 48 * 5 + 5
+    # float32 weights (the converter drops the all-zero Dense bias) + an int32 shape constant
+    assert (params - 5) * 4 <= rep.weights_bytes < params * 4 + 64
+    assert rep.weight_dtypes["float32"] == (params - 5) * 4 and rep.weight_dtypes["int32"] == 8
+    assert rep.inputs[0].dtype == "float32" and rep.inputs[0].scale is None
+    assert not rep.warnings and not rep.float_ops
+
+
+@pytest.mark.slow
+def test_int8_tflite_reports_quantization_and_no_float_ops(files):
+    from edgekit.exporters import inspect
+
+    rep = inspect(files["tflite_int8"])
+    assert rep.precision == "int8" and not rep.warnings and not rep.float_ops
+    assert rep.inputs[0].dtype == "int8" and rep.inputs[0].scale > 0 and -128 <= rep.inputs[0].zero_point <= 127
+    assert rep.outputs[0].dtype == "int8" and rep.outputs[0].scale == pytest.approx(1 / 256)
+    assert "float32" not in rep.weight_dtypes
+    assert rep.weights_bytes < inspect(files["tflite_none"]).weights_bytes / 3
+
+
+@pytest.mark.slow
+def test_dynamic_range_tflite_warns_about_float_ops(files):
+    from edgekit.exporters import inspect
+
+    rep = inspect(files["tflite_dynamic"])
+    assert rep.precision == "dynamic"
+    assert rep.float_ops and any("still run in float" in w for w in rep.warnings)
+
+
+@pytest.mark.slow
+def test_onnx_reports(files):
+    from edgekit.exporters import inspect
+
+    f = inspect(files["onnx_none"])
+    q = inspect(files["onnx_int8"])
+    assert f.format == q.format == "onnx" and f.precision == "float32" and q.precision == "int8"
+    assert f.ops["Conv"] == 2 and "QuantizeLinear" in q.ops and "DequantizeLinear" in q.ops
+    assert q.weight_dtypes.get("int8", 0) > 0 and not q.warnings
+    assert f.inputs[0].name == "image" and f.inputs[0].shape[1:] == [16, 16, 1]
+    assert f.weights_bytes + f.graph_bytes == f.size_bytes
+
+
+@pytest.mark.slow
+def test_int8_onnx_with_float_matmul_warns(files):
+    from edgekit.exporters import inspect
+
+    rep = inspect(files["onnx_convonly"])
+    assert rep.float_ops == {"MatMul": 1}
+    assert any("still run in float" in w and "MatMul" in w for w in rep.warnings)
+
+
+@pytest.mark.parametrize("suffix,content", [(".tflite", b"not a flatbuffer at all"), (".tflite", b""),
+                                            (".onnx", b"\x08\x07garbage"), (".onnx", b"")])
+def test_corrupt_files_raise_model_load_error(tmp_path, suffix, content):
+    from edgekit.exporters import inspect
+
+    bad = tmp_path / f"bad{suffix}"
+    bad.write_bytes(content)
+    with pytest.raises(ModelLoadError) as info:
+        inspect(bad)
+    assert info.value.exit_code == 2
+
+
+def test_missing_or_unknown_files(tmp_path):
+    from edgekit.exporters import inspect
+
+    with pytest.raises(InvalidArgument, match="not a file"):
+        inspect(tmp_path / "nope.tflite")
+    (tmp_path / "model.pb").write_bytes(b"x")
+    with pytest.raises(InvalidArgument, match="unknown file type"):
+        inspect(tmp_path / "model.pb")
