@@ -34,7 +34,8 @@ class CheckReport(JsonMixin):
     numpy: str | None = None
     runtimes: dict[str, Any] = field(default_factory=dict)
     benchmark_binary: str | None = None
-    ready: bool = False
+    formats: list[str] = field(default_factory=list)  # artifact formats the device can run
+    ready: bool = False  # can run .tflite (the primary format)
     fixes: list[str] = field(default_factory=list)
 
 
@@ -83,8 +84,12 @@ def check(device: str | DeviceSpec, *, python: str | None = None, benchmark_bina
                                  "tflite-runtime 'numpy<2')")
             if "onnxruntime" not in have:
                 rep.fixes.append(f"for .onnx artifacts: {py} -m pip install onnxruntime")
-            rep.ready = bool(doc.get("numpy_available")) and bool(have)
+            if doc.get("numpy_available"):
+                rep.formats = [f for f, ok in (("tflite", have & {"ai_edge_litert", "tflite_runtime", "tensorflow"}),
+                                               ("onnx", have & {"onnxruntime"})) if ok]
+            rep.ready = "tflite" in rep.formats
         else:
+            rep.formats = ["tflite"]
             rep.machine = t.run(["uname", "-m"], timeout=30, taskset=False).stdout.strip() or None
             binary = benchmark_binary or spec.benchmark_binary
             rep.benchmark_binary = binary

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +72,8 @@ class Transport:
         self.transfers: list[str] = []  # names of files copied by put() since the last reset
         self._lock = threading.Lock()
         self._connected = False
+        self._count = 0
+        self.pid_file: str | None = None  # records the pid of the command running now (for abort)
 
     # -- lifecycle
     def __enter__(self) -> "Transport":
@@ -95,11 +98,20 @@ class Transport:
                 pass
         self._disconnect()
 
+    def _kill_running(self) -> None:
+        pid_file, self.pid_file = self.pid_file, None
+        if pid_file:
+            try:
+                self._shell(f"kill $(cat {shlex.quote(pid_file)} 2>/dev/null) 2>/dev/null", timeout=10)
+            except (DeviceError, OSError):
+                pass
+
     def abort(self) -> None:
         """Kill the command running in this session (if any) and remove the work dir. Thread-safe, best effort."""
+        pid_file = self.pid_file
+        kill = f"kill $(cat {shlex.quote(pid_file)} 2>/dev/null) 2>/dev/null; " if pid_file else ""
         try:
-            self._shell(f"kill $(cat {shlex.quote(self.run_dir + '/pid')} 2>/dev/null) 2>/dev/null; "
-                        f"rm -rf {shlex.quote(self.run_dir)}", timeout=10)
+            self._shell(f"{kill}rm -rf {shlex.quote(self.run_dir)}", timeout=10)
         except (DeviceError, OSError):
             pass
 
@@ -124,8 +136,16 @@ class Transport:
         prefix = ["taskset", self.spec.cpu_mask] if (taskset and self.spec.cpu_mask) else []
         cmd = " ".join(shlex.quote(a) for a in [*prefix, *argv])
         rd = shlex.quote(self.run_dir)
-        script = f"cd {rd} 2>/dev/null || cd /; echo $$ 2>/dev/null >{rd}/pid; exec {cmd}"
-        done = self._shell(script, timeout=timeout)
+        self._count += 1
+        self.pid_file = f"{self.run_dir}/pid-{self._count}"
+        script = f"cd {rd} 2>/dev/null || cd /; echo $$ 2>/dev/null >{shlex.quote(self.pid_file)}; exec {cmd}"
+        try:
+            done = self._shell(script, timeout=timeout)
+        except DeviceTimeout:  # do not leave it running on the device
+            self._kill_running()
+            raise
+        # on Ctrl-C (or any other escape) pid_file stays set so that abort() can kill the command
+        self.pid_file = None
         if check and done.returncode != 0:
             raise RemoteCommandError(f"{argv[0]} failed on {self.spec.name} (exit {done.returncode}): "
                                      f"{(done.stderr or done.stdout).strip()[-300:]}")
@@ -195,6 +215,14 @@ class LocalTransport(Transport):
             self._proc = None
         return Completed(proc.returncode, out, err)
 
+    def _kill_running(self) -> None:
+        pid_file, self.pid_file = self.pid_file, None
+        if pid_file:
+            try:
+                self._shell(f"kill $(cat {shlex.quote(pid_file)} 2>/dev/null) 2>/dev/null", timeout=10)
+            except (DeviceError, OSError):
+                pass
+
     def abort(self) -> None:
         proc = self._proc
         if proc is not None and proc.poll() is None:
@@ -256,6 +284,7 @@ class SSHTransport(Transport):
         timeout = self.options.connect_timeout
         host_key_hint = (f"if this is the right device, rerun with --accept-new-host-key (stores its key in {kh}), "
                          f"or add it with: ssh-keyscan -p {self.spec.port or 22} {self.spec.host} >> {kh}")
+        t0 = time.monotonic()
         try:
             client.connect(self.spec.host, port=self.spec.port or 22, username=self.spec.user,
                            key_filename=os.path.expanduser(key) if key else None, timeout=timeout,
@@ -280,9 +309,13 @@ class SSHTransport(Transport):
             text = str(exc)
             if "not found in known_hosts" in text:
                 raise HostKeyError(f"host key of {self._where} is not in {kh}", hint=host_key_hint) from exc
-            if "banner" in text.lower() or "timed out" in text.lower():
+            handshake = "banner" in text.lower() or "no existing session" in text.lower()
+            if handshake and time.monotonic() - t0 >= 0.9 * timeout or "timed out" in text.lower():
                 raise DeviceTimeout(f"{self._where} accepted the connection but sent no SSH banner within "
                                     f"{timeout:g} s: {text}", hint="is an SSH server listening there?") from exc
+            if handshake:
+                raise ConnectError(f"{self._where} accepted the connection but the SSH handshake failed: {text}",
+                                   hint="is an SSH server listening on that port?") from exc
             raise ConnectError(f"SSH to {self._where} failed: {text}") from exc
         except OSError as exc:  # refused, unreachable, DNS (NoValidConnectionsError is an OSError)
             client.close()
