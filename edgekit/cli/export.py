@@ -29,7 +29,7 @@ def render_export(result) -> None:
     cols = [("artifact", "left"), ("KiB", "right"), ("computes", "left"), ("max|err|", "right"), ("SQNR dB", "right"),
             ("top-1 agr", "right")] + ([("acc keras/art", "right")] if labelled else []) + [("verified", "left")]
     for col, just in cols:
-        table.add_column(col, justify=just, no_wrap=col == "artifact")
+        table.add_column(col, justify=just, overflow="fold")
     for a in result.artifacts:
         v = a.verification
         status = "-" if v is None else ("[green]pass[/]" if v.passed else "[bold red]FAIL[/]")
@@ -46,7 +46,8 @@ def render_export(result) -> None:
             err.print(f"[yellow]warning:[/] {a.path.name}: {w}", highlight=False)
         if a.verification is not None and a.verification.note:
             err.print(f"note: {a.path.name}: {a.verification.note}", highlight=False)
-    out.print("manifests: " + ", ".join(a.manifest.name for a in result.artifacts), highlight=False)
+    for a in result.artifacts:
+        out.print(f"wrote {a.path} (manifest {a.manifest.name})", highlight=False, soft_wrap=True)
 
 
 def render_inspect(rep) -> None:
