@@ -255,6 +255,8 @@ def _run_one(t: Transport, art: ArtifactInfo, s: _Settings) -> dict[str, Any]:
             raise ModelLoadError(f"{spec.name}: benchmark_model cannot load {Path(art.path).name}: "
                                  f"{exc.message.split(': ', 1)[-1]}") from exc
         raise
+    doc["log_tail"] = text.strip()[-2000:]
+    doc["command"] = argv
     doc["config"] = {"threads": threads, "delegate": s.delegate or "auto", "warmup": s.warmup, "runs": s.runs}
     probe = t.run(["uname", "-m"], timeout=30, taskset=False)
     doc["machine"] = {"machine": probe.stdout.strip() or None}
