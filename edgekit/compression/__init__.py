@@ -1,0 +1,19 @@
+"""Compression: training-time stages (prune, cluster, QAT, distill) that wrap, fine-tune and strip, chained by a
+validated :class:`Pipeline`, followed by post-training quantization in the exporter, with a Deep Compression
+report (accuracy, sparsity in the artifact, gzip and Huffman sizes per stage).
+
+Importing this package does not import TensorFlow; the stages import it when they run.
+"""
+from __future__ import annotations
+
+from .cluster import Cluster
+from .distill import Distill, Distiller
+from .pipeline import CompressResult, Export, Pipeline, PipelineReport, build_stages, compress, validate_chain
+from .prune import Prune
+from .qat import QAT
+from .stages import STAGES, Context, Stage, StageReport, Train, make_stage
+from .train import TrainReport, evaluate, train
+
+__all__ = ["train", "TrainReport", "evaluate", "Pipeline", "PipelineReport", "compress", "CompressResult",
+           "build_stages", "validate_chain", "Stage", "StageReport", "Context", "STAGES", "make_stage", "Train",
+           "Prune", "Cluster", "QAT", "Distill", "Distiller", "Export"]

@@ -1,0 +1,248 @@
+"""Knowledge distillation (Hinton et al., 2015, https://arxiv.org/abs/1503.02531) with hooks.
+
+``Distiller`` is a keras.Model whose ``train_step`` mixes the student's loss on the labels with the KL divergence
+between temperature-softened teacher and student outputs: ``alpha * student_loss + (1 - alpha) * T^2 * KL``.
+Models ending in softmax are handled (log-probabilities are logits up to a constant). The loss functions and
+callbacks are hooks a caller can replace from Python. At the end the student is a plain Keras model.
+
+The teacher is a model object, a trained model file, or a zoo name. A zoo-name teacher starts untrained (a
+fresh, random teacher teaches nothing), so it needs ``teacher_epochs`` >= 1: it is then trained first on the same
+training split the student uses (same seed), and its accuracy is reported next to the student's.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import PipelineError
+from .stages import STAGES, Context, Stage
+
+
+def _distiller_class():
+    from .._keras import keras, tf
+
+    class Distiller(keras.Model):
+        """Trains ``student`` against ``teacher`` (frozen); ``call`` runs the student."""
+
+        def __init__(self, student, teacher, *, temperature: float = 4.0, alpha: float = 0.1,
+                     student_loss: Callable | None = None, distill_loss: Callable | None = None,
+                     student_logits: bool = False, teacher_logits: bool = False):
+            super().__init__(name=f"distill_{student.name}")
+            self.student, self.teacher = student, teacher
+            self.teacher.trainable = False
+            self.temperature, self.alpha = float(temperature), float(alpha)
+            self.student_loss_fn = student_loss or keras.losses.SparseCategoricalCrossentropy(
+                from_logits=student_logits)
+            self.distill_loss_fn = distill_loss or keras.losses.KLDivergence()
+            self._s_logits, self._t_logits = student_logits, teacher_logits
+            self.loss_tracker = keras.metrics.Mean(name="loss")
+            self.student_tracker = keras.metrics.Mean(name="student_loss")
+            self.distill_tracker = keras.metrics.Mean(name="distill_loss")
+            self.acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+
+        @property
+        def metrics(self):
+            return [self.loss_tracker, self.student_tracker, self.distill_tracker, self.acc]
+
+        def _soft(self, out, is_logits):
+            logits = out if is_logits else tf.math.log(tf.clip_by_value(out, 1e-7, 1.0))
+            return tf.nn.softmax(logits / self.temperature, axis=-1)
+
+        def call(self, x, training=False):
+            return self.student(x, training=training)
+
+        def train_step(self, data):
+            x, y = data
+            t_out = self.teacher(x, training=False)
+            with tf.GradientTape() as tape:
+                s_out = self.student(x, training=True)
+                s_loss = self.student_loss_fn(y, s_out)
+                d_loss = self.distill_loss_fn(self._soft(t_out, self._t_logits), self._soft(s_out, self._s_logits))
+                d_loss = d_loss * (self.temperature ** 2)
+                loss = self.alpha * s_loss + (1.0 - self.alpha) * d_loss
+                if self.student.losses:
+                    loss = loss + tf.add_n(self.student.losses)
+            grads = tape.gradient(loss, self.student.trainable_variables)
+            self.optimizer.apply_gradients(zip(grads, self.student.trainable_variables))
+            self.loss_tracker.update_state(loss)
+            self.student_tracker.update_state(s_loss)
+            self.distill_tracker.update_state(d_loss)
+            self.acc.update_state(y, s_out)
+            return {m.name: m.result() for m in self.metrics}
+
+        def test_step(self, data):
+            x, y = data
+            s_out = self.student(x, training=False)
+            s_loss = self.student_loss_fn(y, s_out)
+            self.loss_tracker.update_state(s_loss)
+            self.student_tracker.update_state(s_loss)
+            self.acc.update_state(y, s_out)
+            return {m.name: m.result() for m in (self.loss_tracker, self.acc)}
+
+    return Distiller
+
+
+def Distiller(student, teacher, **kwargs):  # noqa: N802 - a class factory (keeps TensorFlow out of imports)
+    """Build a ``Distiller`` keras.Model (see the module docstring); arguments as the class takes them."""
+    return _distiller_class()(student, teacher, **kwargs)
+
+
+@STAGES.register("distill", aliases=("distillation", "kd"))
+class Distill(Stage):
+    """Distil ``teacher`` into the pipeline's model (the student).
+
+    ``teacher``: a keras.Model, a trained model file (.keras/.h5/SavedModel) or a zoo name (built with
+    ``teacher_options`` plus the student's resolution, input channels and classes, then trained for
+    ``teacher_epochs`` on the same data; required, since an untrained teacher is useless). ``temperature`` and
+    ``alpha`` (weight of the label loss) as in Hinton et al.; hooks: ``student_loss(y, student_out)``,
+    ``distill_loss(teacher_soft, student_soft)`` and extra keras ``callbacks``.
+    """
+
+    name = "distill"
+    default_lr = 1e-3
+    primary = "teacher"
+
+    def __init__(self, teacher: Any = None, *, teacher_options: dict | None = None, teacher_epochs: int = 0,
+                 teacher_lr: float = 1e-3, temperature: float = 4.0, alpha: float = 0.1,
+                 student_loss: Callable | None = None, distill_loss: Callable | None = None,
+                 callbacks: Sequence = (), epochs: int = 3, lr: float | None = None, batch_size: int | None = None,
+                 optimizer: str = "adam"):
+        super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer)
+        if teacher is None:
+            raise PipelineError("distill: a teacher is required (zoo name, model file or keras.Model)")
+        if not temperature > 0:
+            raise PipelineError(f"distill: temperature must be > 0; received {temperature!r}")
+        if not 0.0 <= alpha <= 1.0:
+            raise PipelineError(f"distill: alpha must be in [0, 1]; received {alpha!r}")
+        if not isinstance(teacher_epochs, int) or teacher_epochs < 0:
+            raise PipelineError(f"distill: teacher_epochs must be an integer >= 0; received {teacher_epochs!r}")
+        if epochs == 0:
+            raise PipelineError("distill: epochs must be >= 1")
+        for hook, fn in (("student_loss", student_loss), ("distill_loss", distill_loss)):
+            if fn is not None and not callable(fn):
+                raise PipelineError(f"distill: {hook} must be callable; received {fn!r}")
+        self.teacher, self.teacher_options = teacher, dict(teacher_options or {})
+        self.teacher_epochs, self.teacher_lr = teacher_epochs, teacher_lr
+        self.temperature, self.alpha = float(temperature), float(alpha)
+        self.student_loss, self.distill_loss, self.callbacks = student_loss, distill_loss, list(callbacks)
+        self.teacher_report = None
+
+    def config(self) -> dict:
+        cfg = super().config()
+        if not isinstance(self.teacher, (str, os.PathLike)):
+            cfg["teacher"] = getattr(self.teacher, "name", type(self.teacher).__name__)
+        return cfg
+
+    def _teacher_kind(self) -> str:
+        if isinstance(self.teacher, (str, os.PathLike)):
+            return "file" if Path(self.teacher).exists() else "zoo"
+        return "model"
+
+    def check(self, model, previous) -> None:
+        for stage in previous:
+            if stage.name in ("prune", "cluster"):
+                raise PipelineError(f"distill after {stage.name} retrains every weight and loses the "
+                                    f"{'sparsity' if stage.name == 'prune' else 'clusters'}",
+                                    hint="put distill first: distill, then prune/cluster, then qat/export")
+        kind = self._teacher_kind()
+        if kind == "zoo":
+            from .. import models
+
+            name = str(self.teacher)
+            if any(sep in name for sep in ("/", "\\")) or Path(name).suffix in (".keras", ".h5"):
+                raise PipelineError(f"distill: teacher file {name!r} does not exist")
+            try:
+                models.info(name)
+            except Exception as exc:  # noqa: BLE001 - UnknownNameError with did-you-mean, or the zoo missing
+                raise PipelineError(f"distill: {exc}") from None
+            if self.teacher_epochs < 1 and self.teacher_options.get("weights") in (None, "none"):
+                raise PipelineError(f"distill: teacher {name!r} from the zoo starts untrained and would teach noise",
+                                    hint="set teacher_epochs (e.g. 3) to train it first on the same data, or pass "
+                                         "a trained teacher file")
+        elif kind == "model":
+            from .._keras import keras
+
+            if not isinstance(self.teacher, keras.Model):
+                raise PipelineError(f"distill: teacher must be a zoo name, a model file or a keras.Model; received "
+                                    f"{type(self.teacher).__name__}")
+        if self.teacher_options and kind != "zoo":
+            raise PipelineError("distill: teacher_options apply to a zoo-name teacher only")
+
+    def build_teacher(self, student, ctx: Context):
+        """The trained teacher: loaded, given, or built from the zoo and trained for ``teacher_epochs``."""
+        from .train import compile_for_training, evaluate, fit, input_shape_of, load_model_file, set_bn_momentum
+
+        kind = self._teacher_kind()
+        if kind == "model":
+            teacher = self.teacher
+        elif kind == "file":
+            teacher = load_model_file(self.teacher)
+        else:
+            from .. import models
+
+            h, _, c = input_shape_of(student)
+            opts = {"resolution": h, "input_channels": c, "classes": int(student.output_shape[-1]),
+                    "weights": "none", **self.teacher_options}
+            teacher = models.create(str(self.teacher), **opts)
+        if tuple(teacher.input_shape[1:]) != tuple(student.input_shape[1:]):
+            raise PipelineError(f"distill: teacher input {teacher.input_shape[1:]} differs from the student's "
+                                f"{student.input_shape[1:]}")
+        if int(teacher.output_shape[-1]) != int(student.output_shape[-1]):
+            raise PipelineError(f"distill: teacher has {teacher.output_shape[-1]} outputs, the student "
+                                f"{student.output_shape[-1]}")
+        log = []
+        if self.teacher_epochs:
+            set_bn_momentum(teacher, ctx.bn_momentum)
+            compile_for_training(teacher, self.teacher_lr, self.optimizer)
+            log, _ = fit(teacher, ctx.train, ctx.val, epochs=self.teacher_epochs,
+                         batch_size=self.batch_size or ctx.batch_size, task=f"train teacher {teacher.name}",
+                         progress=ctx.progress, seed=ctx.seed)
+        self.teacher_report = {"name": teacher.name, "source": kind, "epochs_trained": self.teacher_epochs,
+                               "params": int(teacher.count_params()),
+                               "val_accuracy": evaluate(teacher, ctx.val), "test_accuracy": evaluate(teacher, ctx.test),
+                               "history": log}
+        return teacher
+
+    def fit(self, model, ctx: Context):
+        return []  # training happens in run(): the Distiller wraps student and teacher
+
+    def run(self, model, ctx: Context):
+        import time
+
+        from .._keras import keras
+        from .train import BestWeights, outputs_probabilities, seed_everything
+
+        t0 = time.perf_counter()
+        teacher = self.build_teacher(model, ctx)
+        distiller = Distiller(model, teacher, temperature=self.temperature, alpha=self.alpha,
+                              student_loss=self.student_loss, distill_loss=self.distill_loss,
+                              student_logits=not outputs_probabilities(model),
+                              teacher_logits=not outputs_probabilities(teacher))
+        opts = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+        distiller.compile(optimizer=opts.get(self.optimizer, keras.optimizers.Adam)(
+            learning_rate=self.lr or self.default_lr))
+        log: list = []
+        best = BestWeights("distill", self.epochs, ctx.progress, log, monitor=ctx.val is not None)
+        seed_everything(ctx.seed)
+        ctx.progress("distill", 0, self.epochs)
+        distiller.fit(ctx.train.x, ctx.train.y, batch_size=self.batch_size or ctx.batch_size, epochs=self.epochs,
+                      shuffle=True, verbose=0, validation_data=(ctx.val.x, ctx.val.y) if ctx.val is not None else None,
+                      callbacks=[best, *self.callbacks, *ctx.callbacks])
+        student = distiller.student
+        if best.best_weights is not None:
+            distiller.set_weights(best.best_weights)
+        from .stages import StageReport
+
+        report = StageReport(stage=self.name, params=self.config(), history=log)
+        report.notes.append(f"teacher {self.teacher_report['name']} ({self.teacher_report['source']}, "
+                            f"{self.teacher_report['params']:,} params, trained {self.teacher_epochs} epochs here; "
+                            f"val acc {_pct(self.teacher_report['val_accuracy'])}, "
+                            f"test acc {_pct(self.teacher_report['test_accuracy'])})")
+        report.params["teacher_report"] = self.teacher_report
+        report.seconds = round(time.perf_counter() - t0, 2)
+        return student, report
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}%"

@@ -1,0 +1,432 @@
+"""``Pipeline([stages]).run(model, data)``: validated before any training, stages run wrap -> fit -> strip, then
+(optionally) the export stage hands the plain model to ``edgekit.exporters.export`` and the report measures the
+artifact. ``compress(...)`` is the flag-style API the ``edgekit compress`` command maps 1:1.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .._io import ensure_writable_dir, write_text_atomic
+from .._jsonable import JsonMixin, to_jsonable
+from .._progress import Progress, no_progress
+from ..errors import InvalidArgument, PipelineError
+from . import report as rep
+from .stages import STAGES, Context, Stage, StageReport, make_stage
+from ..data import PREPROCESS_MODES
+from .train import DEFAULT_BN_MOMENTUM
+
+QUANTIZE = ("none", "fp16", "dynamic", "int8", "int16x8")
+
+
+@STAGES.register("export")
+class Export(Stage):
+    """The usual last stage: ``edgekit.exporters.export`` of the final plain model (post-training quantization
+    calibrated on the pipeline's training data), then the artifact is measured for the report."""
+
+    name = "export"
+    primary = "quantize"
+
+    def __init__(self, quantize: str = "int8", *, formats: Sequence[str] | str = ("tflite",),
+                 calib_samples: int = 500, io: str = "float", per_tensor: bool = False, out: str = "artifacts",
+                 verify: bool = True, latency: bool = False, calib_data: str | None = None,
+                 verify_data: str | None = None, verify_samples: int | None = None, opset: int | None = None,
+                 threads: int | None = None):
+        super().__init__(epochs=0)
+        if quantize not in QUANTIZE:
+            raise PipelineError(f"export: unknown quantize {quantize!r}", hint=f"use one of {', '.join(QUANTIZE)}")
+        if isinstance(formats, str):
+            formats = [f.strip() for f in formats.split(",") if f.strip()]
+        if not isinstance(calib_samples, int) or calib_samples <= 0:
+            raise PipelineError(f"export: calib_samples must be a positive integer; received {calib_samples!r}")
+        self.quantize, self.formats, self.calib_samples = quantize, list(formats), calib_samples
+        self.io, self.per_tensor, self.out, self.verify, self.latency = io, bool(per_tensor), str(out), verify, latency
+        self.calib_data, self.verify_data, self.verify_samples = calib_data, verify_data, verify_samples
+        self.opset, self.threads = opset, threads
+
+    def config(self) -> dict:
+        return {k: getattr(self, k) for k in ("quantize", "formats", "calib_samples", "io", "per_tensor", "out",
+                                              "verify", "latency", "calib_data", "verify_data", "verify_samples",
+                                              "opset", "threads") if getattr(self, k) is not None}
+
+    def check(self, model, previous) -> None:
+        if any(s.name == "qat" for s in previous) and self.quantize != "int8":
+            raise PipelineError(f"qat then a {self.quantize!r} export throws the quantization-aware training away",
+                                hint="export a QAT model with quantize: int8")
+
+    def export(self, model, ctx: Context):
+        """Export with the pipeline's own data: calibration from the training split, verification (with labels)
+        on the test split (or validation split), handed over as temporary .npz files."""
+        import tempfile
+
+        import numpy as np
+
+        from .. import exporters
+
+        calib = ctx.train.take(self.calib_samples, ctx.seed)
+        held = ctx.test if ctx.test is not None else ctx.val
+        with tempfile.TemporaryDirectory(prefix="edgekit-compress-") as tmp:
+            calib_path = Path(tmp) / "calib.npz"
+            np.savez(calib_path, x=calib.x, y=calib.y)
+            verify_path = None
+            if held is not None:
+                held = held.take(min(len(held), 500), ctx.seed)
+                verify_path = Path(tmp) / "verify.npz"
+                np.savez(verify_path, x=held.x, y=held.y)
+            calibrated = self.quantize in ("int8", "int16x8")
+            calib_src = self.calib_data or str(calib_path)
+            verify_src = self.verify_data or (str(verify_path) if verify_path else None)
+            return exporters.export(model, quantize=self.quantize, formats=tuple(self.formats),
+                                    calib_data=calib_src if calibrated else None,
+                                    calib_samples=(self.calib_samples if self.calib_data else len(calib))
+                                    if calibrated else None, io=self.io, per_tensor=self.per_tensor, out=self.out,
+                                    verify=self.verify, verify_data=verify_src,
+                                    verify_samples=self.verify_samples or (len(held) if verify_path else None),
+                                    opset=self.opset, threads=self.threads, preprocess=ctx.preprocess, seed=ctx.seed,
+                                    progress=ctx.progress)
+
+
+#: (earlier, later): why that order is invalid
+_ORDER_RULES = {
+    ("cluster", "prune"): "prune after cluster breaks the weight sharing (and re-clustering would undo the zeros); "
+                          "prune first, then cluster (sparsity-preserving)",
+    ("qat", "prune"): "prune after qat would re-wrap a quantization-aware model; prune before qat",
+    ("qat", "cluster"): "cluster after qat would re-wrap a quantization-aware model; cluster before qat",
+    ("qat", "distill"): "distill after qat re-trains a quantization-aware model; distill first",
+    ("qat", "qat"): "qat twice; use one qat stage with more epochs",
+    ("qat", "train"): "train after qat: give the qat stage more epochs instead",
+}
+
+
+def validate_chain(stages: Sequence[Stage]) -> None:
+    """Static order rules (no model needed). Raise PipelineError naming the problem."""
+    names = [s.name for s in stages]
+    for i, later in enumerate(names):
+        for earlier in names[:i]:
+            why = _ORDER_RULES.get((earlier, later))
+            if why:
+                raise PipelineError(f"invalid pipeline {' -> '.join(names)}: {why}")
+    for i, s in enumerate(stages):
+        if isinstance(s, Export) and i != len(stages) - 1:
+            raise PipelineError(f"invalid pipeline {' -> '.join(names)}: export must be the last stage")
+    for i, s in enumerate(stages):
+        if isinstance(s, Export) and "qat" in names[:i] and s.quantize != "int8":
+            s.check(None, stages[:i])
+
+
+@dataclass
+class PipelineReport(JsonMixin):
+    """The Deep Compression view of one pipeline run; ``rows()`` for a table, ``plot(path)`` for the PNG."""
+
+    model: str
+    data: str
+    seed: int
+    train_samples: int
+    val_samples: int
+    test_samples: int
+    input: StageReport
+    stages: list[StageReport] = field(default_factory=list)
+    artifacts: list[rep.ArtifactStats] = field(default_factory=list)
+    export: Any = None  # the ExportResult of the export stage
+    seconds: float = 0.0
+    report_json: str | None = None
+    plot_png: str | None = None
+
+    def rows(self) -> list[list[str]]:
+        return rep.rows(self)
+
+    def plot(self, dest) -> Path:
+        return rep.plot(self, dest)
+
+    def save(self, stem: str | Path) -> tuple[Path, Path | None]:
+        """Write ``STEM.compression.json`` and ``STEM.compression.png`` (atomic); returns their paths."""
+        stem = Path(stem)
+        png = None
+        try:
+            png = self.plot(stem.with_name(stem.name + ".compression.png"))
+        except ImportError:
+            png = None  # matplotlib is the optional 'plot' extra
+        self.plot_png = str(png) if png else None
+        js = stem.with_name(stem.name + ".compression.json")
+        self.report_json = str(js)
+        write_text_atomic(js, self.to_json())
+        return js, png
+
+
+class Pipeline:
+    """An ordered list of compression stages, validated when built (names, keys, order) and again against the
+    model before anything trains.
+
+    Stages are Stage objects or specs: ``"qat"``, ``{"prune": {"sparsity": 0.5}}``, ``{"cluster": 16}``,
+    ``("distill", {"teacher": "mobilenet_v1", "teacher_epochs": 3})``.
+    """
+
+    def __init__(self, stages: Sequence[Any]):
+        if isinstance(stages, (str, dict, Stage)):
+            stages = [stages]
+        self.stages: list[Stage] = [make_stage(s) for s in stages]
+        validate_chain(self.stages)
+
+    def __repr__(self) -> str:
+        return f"Pipeline({self.stages!r})"
+
+    def validate(self, model) -> None:
+        """All checks that need the model (layer selection, XNNPACK policy, teacher), no training."""
+        validate_chain(self.stages)
+        for i, stage in enumerate(self.stages):
+            stage.check(model, self.stages[:i])
+
+    def run(self, model: Any, data: Any, *, val_fraction: float = 0.1, val_data: Any = None,
+            limit: int | None = None, test_limit: int | None = None, seed: int = 0, batch_size: int = 64,
+            bn_momentum: float | None = DEFAULT_BN_MOMENTUM, preprocess: str | None = None,
+            progress: Progress = no_progress, callbacks: Sequence = (), report_dir: str | None = None,
+            **model_options: Any):
+        """Run the stages on ``model`` (keras.Model, zoo name or file) with ``data``; returns
+        ``(final_model, PipelineReport)``. With an export stage the report is saved beside the artifact."""
+        from .train import check_classes, resolve_data, resolve_model, seed_everything, set_bn_momentum, test_split
+
+        t0 = time.perf_counter()
+        seed_everything(seed)
+        model = resolve_model(model, **model_options)
+        self.validate(model)  # before any data loading or training
+        full = resolve_data(data, model, limit=limit, seed=seed, preprocess=preprocess)
+        check_classes(model, full)
+        if val_data is not None:
+            ds_train, ds_val = full, resolve_data(val_data, model, seed=seed, preprocess=preprocess)
+        elif val_fraction:
+            ds_train, ds_val = full.split(val_fraction, seed)
+        else:
+            ds_train, ds_val = full, None
+        ds_test = test_split(data, model, limit=test_limit, seed=seed, preprocess=preprocess)
+        export_stage = self.stages[-1] if self.stages and isinstance(self.stages[-1], Export) else None
+        if export_stage is not None:
+            ensure_writable_dir(export_stage.out)
+        if report_dir is not None:
+            ensure_writable_dir(report_dir)
+        set_bn_momentum(model, bn_momentum)
+        preprocess = full.preprocess if full.preprocess in PREPROCESS_MODES else preprocess
+        ctx = Context(train=ds_train, val=ds_val, test=ds_test, batch_size=batch_size, seed=seed,
+                      bn_momentum=bn_momentum, preprocess=preprocess, progress=progress, callbacks=list(callbacks))
+        report = PipelineReport(model=model.name, data=full.source, seed=seed, train_samples=len(ds_train),
+                                val_samples=len(ds_val or ()), test_samples=len(ds_test or ()),
+                                input=self._measure(StageReport(stage="input", params={}), model, ctx))
+        for stage in self.stages:
+            if stage is export_stage:
+                break
+            model, srep = stage.run(model, ctx)
+            ctx.done.append(stage.name)
+            if stage.name != "qat":
+                assert_plain(model, stage.name)
+            report.stages.append(self._measure(srep, model, ctx))
+        if export_stage is not None:
+            result = export_stage.export(model, ctx)
+            report.export = result
+            pruned = {name: shape for name, shape in _kernel_shapes(model).items() if name in set(ctx.pruned_layers)}
+            for path, precision in _tflite_artifacts(result, export_stage.quantize):
+                art = rep.artifact_stats(path, pruned_shapes=pruned, test=ds_test or ds_val, precision=precision)
+                if export_stage.latency:
+                    art.latency_ms_p50, art.latency_note = rep.local_latency(path)
+                report.artifacts.append(art)
+        report.seconds = round(time.perf_counter() - t0, 2)
+        stem = None
+        if report.artifacts:
+            first = Path(report.artifacts[0].path)
+            stem = first.with_name(first.stem)
+        elif report_dir is not None:
+            stem = Path(report_dir) / model.name
+        if stem is not None:
+            report.save(stem)
+        return model, report
+
+    @staticmethod
+    def _measure(srep: StageReport, model, ctx: Context) -> StageReport:
+        from .train import evaluate
+
+        srep.val_accuracy = evaluate(model, ctx.val)
+        srep.test_accuracy = evaluate(model, ctx.test)
+        srep.param_count, srep.nonzero = rep.count_params(model)
+        srep.weights = rep.keras_weight_stats(model, ctx.pruned_layers).to_dict()
+        return srep
+
+
+def _kernel_shapes(model) -> dict[str, tuple[int, ...]]:
+    return {name: tuple(k.shape) for name, k, _ in rep.keras_kernels(model)}
+
+
+def _tflite_artifacts(result, quantize: str) -> list[tuple[str, str]]:
+    """(path, precision) of every .tflite artifact in an ExportResult (duck-typed: dataclass or dict)."""
+    data = result.to_dict() if hasattr(result, "to_dict") else to_jsonable(result)
+    found = []
+
+    def walk(obj):
+        if isinstance(obj, dict):
+            path = obj.get("path")
+            if isinstance(path, str) and path.endswith(".tflite"):
+                found.append((path, str(obj.get("precision") or obj.get("quantize") or quantize)))
+                return
+            for v in obj.values():
+                walk(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                walk(v)
+
+    walk(data)
+    seen, out = set(), []
+    for p, q in found:
+        if p not in seen:
+            seen.add(p)
+            out.append((p, q))
+    return out
+
+
+def wrapper_layers(model) -> list[str]:
+    """Names of tfmot wrapper layers (prune, cluster, quantize) still in ``model``."""
+    found = []
+    for layer in model.layers:
+        cls = type(layer).__name__
+        if cls in ("PruneLowMagnitude", "ClusterWeights", "ClusterWeightsRNN", "ClusterWeightsMHA",
+                   "QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer"):
+            found.append(layer.name)
+        elif hasattr(layer, "layers") and not hasattr(layer, "layer"):
+            found.extend(wrapper_layers(layer))
+    return found
+
+
+def assert_plain(model, stage: str) -> None:
+    left = wrapper_layers(model)
+    if left:
+        from ..errors import CompressionError
+
+        raise CompressionError(f"{stage}: finalize left tfmot wrappers in the model: {', '.join(left[:5])}")
+
+
+# -- the flag-style API ---------------------------------------------------------------------------------------------
+def build_stages(*, train_epochs: int = 0, train_lr: float | None = None, prune: float | None = None,
+                 prune_schedule: str = "polynomial", prune_structure: str | None = None, prune_policy: str | None = None,
+                 prune_epochs: int = 2, prune_layers=None, prune_skip=None, cluster: int | None = None,
+                 cluster_init: str = "kmeans++", cluster_per_channel: bool = False, cluster_epochs: int = 1,
+                 qat: bool = False, qat_epochs: int = 1, distill_from: Any = None, teacher_epochs: int = 0,
+                 teacher_options: dict | None = None, temperature: float = 4.0, distill_alpha: float = 0.1,
+                 distill_epochs: int = 3, epochs: int | None = None, lr: float | None = None,
+                 quantize: str | None = None, formats=("tflite",), calib_samples: int = 500, io: str = "float",
+                 per_tensor: bool = False, out: str = "artifacts", verify: bool = True,
+                 latency: bool = False, calib_data: str | None = None, verify_data: str | None = None,
+                 verify_samples: int | None = None, opset: int | None = None,
+                 threads: int | None = None) -> list[Stage]:
+    """Flags -> stages, in the one valid order: train, distill, prune, cluster, qat, export.
+
+    ``epochs``/``lr`` (when given) set every compression stage's fine-tuning epochs / learning rate.
+    """
+    from .cluster import Cluster
+    from .distill import Distill
+    from .prune import Prune
+    from .qat import QAT
+    from .stages import Train
+
+    def ep(own):
+        return own if epochs is None else epochs
+
+    stages: list[Stage] = []
+    if train_epochs:
+        stages.append(Train(epochs=train_epochs, lr=train_lr))
+    if distill_from is not None:
+        stages.append(Distill(distill_from, teacher_epochs=teacher_epochs, teacher_options=teacher_options,
+                              temperature=temperature, alpha=distill_alpha, epochs=ep(distill_epochs), lr=lr))
+    if prune is not None:
+        kw = {} if prune_skip is None else {"skip": prune_skip}
+        stages.append(Prune(prune, schedule=prune_schedule, structure=prune_structure, policy=prune_policy,
+                            layers=prune_layers, epochs=ep(prune_epochs), lr=lr, **kw))
+    if cluster is not None:
+        stages.append(Cluster(cluster, init=cluster_init, per_channel=cluster_per_channel, epochs=ep(cluster_epochs),
+                              lr=lr))
+    if qat:
+        stages.append(QAT(epochs=ep(qat_epochs), lr=lr))
+    if quantize is not None:
+        stages.append(Export(quantize, formats=formats, calib_samples=calib_samples, io=io, per_tensor=per_tensor,
+                             out=out, verify=verify, latency=latency, calib_data=calib_data, verify_data=verify_data,
+                             verify_samples=verify_samples, opset=opset, threads=threads))
+    elif qat:
+        raise PipelineError("qat needs an int8 export to mean anything", hint="add quantize='int8' (--quantize int8)")
+    return stages
+
+
+@dataclass
+class CompressResult(JsonMixin):
+    """What ``compress`` did: the pipeline report (stages, artifacts, export result) and the saved model."""
+
+    model: str
+    stages: list[str]
+    report: PipelineReport
+    model_path: str | None = None
+
+    @property
+    def export(self):
+        return self.report.export
+
+    @property
+    def artifacts(self) -> list[str]:
+        return [a.path for a in self.report.artifacts]
+
+
+def compress(model: Any, *, data: Any, stages: Sequence[Any] | None = None, train_epochs: int = 0,
+             train_lr: float | None = None, prune: float | None = None, prune_schedule: str = "polynomial",
+             prune_structure: str | None = None, prune_policy: str | None = None, prune_epochs: int = 2,
+             prune_layers=None, prune_skip=None, cluster: int | None = None, cluster_init: str = "kmeans++",
+             cluster_per_channel: bool = False, cluster_epochs: int = 1, qat: bool = False, qat_epochs: int = 1,
+             distill_from: Any = None, teacher_epochs: int = 0, teacher_options: dict | None = None,
+             temperature: float = 4.0, distill_alpha: float = 0.1, distill_epochs: int = 3, epochs: int | None = None,
+             lr: float | None = None, batch_size: int = 64, limit: int | None = None, test_limit: int | None = None,
+             val_fraction: float = 0.1, seed: int = 0, bn_momentum: float | None = DEFAULT_BN_MOMENTUM,
+             preprocess: str | None = None, quantize: str | None = None, formats: Sequence[str] | str = ("tflite",),
+             calib_samples: int = 500, io: str = "float", per_tensor: bool = False, out: str = "artifacts",
+             verify: bool = True, latency: bool = False, calib_data: str | None = None,
+             verify_data: str | None = None, verify_samples: int | None = None, opset: int | None = None,
+             threads: int | None = None, save_model: str | None = None, progress: Progress = no_progress, callbacks: Sequence = (), **model_options: Any) -> CompressResult:
+    """Compress ``model`` with flags (``prune=0.5, cluster=16, distill_from="resnet50", qat=True``) or an explicit
+    ``stages`` list, then export when ``quantize`` is given. Every argument is also a recipe key and a CLI option.
+
+    ``model`` is a zoo name, a model file or a keras.Model (``model_options`` such as ``alpha``, ``resolution``,
+    ``input_channels``, ``classes``, ``weights`` go to ``edgekit.models.create``). ``train_epochs`` trains the float
+    baseline first. The report (table rows, JSON, PNG) is saved beside the artifact in ``out``.
+    """
+    flag_set = any(v not in (None, False, 0) for v in (prune, cluster, qat, distill_from, train_epochs))
+    if stages is not None and flag_set:
+        raise InvalidArgument("give either stages=[...] or the stage flags (train_epochs, prune, cluster, qat, "
+                              "distill_from), not both", hint="put the training into the stages list as {train: N}")
+    if stages is not None:
+        built = [make_stage(s) for s in stages]
+        if quantize is not None:
+            if any(isinstance(s, Export) for s in built):
+                raise PipelineError("the stages list already ends in export; drop quantize (or the export stage)")
+            built.append(Export(quantize, formats=formats, calib_samples=calib_samples, io=io, per_tensor=per_tensor,
+                                out=out, verify=verify, latency=latency, calib_data=calib_data,
+                                verify_data=verify_data, verify_samples=verify_samples, opset=opset, threads=threads))
+    else:
+        built = build_stages(train_epochs=train_epochs, train_lr=train_lr, prune=prune, prune_schedule=prune_schedule,
+                             prune_structure=prune_structure, prune_policy=prune_policy, prune_epochs=prune_epochs,
+                             prune_layers=prune_layers, prune_skip=prune_skip, cluster=cluster,
+                             cluster_init=cluster_init, cluster_per_channel=cluster_per_channel,
+                             cluster_epochs=cluster_epochs, qat=qat, qat_epochs=qat_epochs, distill_from=distill_from,
+                             teacher_epochs=teacher_epochs, teacher_options=teacher_options, temperature=temperature,
+                             distill_alpha=distill_alpha, distill_epochs=distill_epochs, epochs=epochs, lr=lr,
+                             quantize=quantize, formats=formats, calib_samples=calib_samples, io=io,
+                             per_tensor=per_tensor, out=out, verify=verify, latency=latency, calib_data=calib_data,
+                             verify_data=verify_data, verify_samples=verify_samples, opset=opset, threads=threads)
+    if not built:
+        raise InvalidArgument("nothing to do: no stage and no export",
+                              hint="give --prune/--cluster/--qat/--distill-from/--train-epochs or --quantize")
+    if save_model is not None and Path(save_model).suffix not in (".keras", ".h5"):
+        raise InvalidArgument(f"save_model {save_model!r} must end in .keras or .h5")
+    pipe = Pipeline(built)
+    final, report = pipe.run(model, data, val_fraction=val_fraction, limit=limit, test_limit=test_limit, seed=seed,
+                             batch_size=batch_size, bn_momentum=bn_momentum, preprocess=preprocess, progress=progress,
+                             callbacks=callbacks, report_dir=None if built[-1].name == "export" else out,
+                             **model_options)
+    saved = None
+    if save_model is not None:
+        from .train import save_model_atomic
+
+        saved = str(save_model_atomic(final, save_model))
+    return CompressResult(model=report.model, stages=[s.name for s in built], report=report, model_path=saved)

@@ -1,0 +1,364 @@
+"""The Deep Compression view (Han et al., 2016, https://arxiv.org/abs/1510.00149): size and accuracy per stage.
+
+For every stage: accuracy, parameters, non-zeros, sparsity, and the size of its kernels as int8 (simulated the
+way the TFLite converter quantizes them: symmetric, per output channel, zero stays zero), gzipped, and
+Huffman-coded. For the exported artifact the same numbers are read from the ``.tflite`` itself: its constant
+weight buffers, so sparsity is the one the device gets. The Huffman size is the real Huffman code length of each
+weight tensor's values (sum of count x code length) plus a codebook (value + 8-bit code length per symbol), as in
+Deep Compression (which also Huffman-codes sparse indices; here zeros are coded as values, no index is stored).
+"""
+from __future__ import annotations
+
+import gzip
+import heapq
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .._jsonable import JsonMixin
+
+#: TFLite ops whose input #1 is a weight (filter) tensor
+WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
+
+
+def huffman_lengths(counts: Sequence[int]) -> list[int]:
+    """Huffman code length of each symbol given its count (one symbol: length 1)."""
+    counts = [int(c) for c in counts]
+    if len(counts) == 1:
+        return [1]
+    heap = [(c, i, (i,)) for i, c in enumerate(counts)]
+    heapq.heapify(heap)
+    lengths = [0] * len(counts)
+    tie = len(counts)
+    while len(heap) > 1:
+        c1, _, s1 = heapq.heappop(heap)
+        c2, _, s2 = heapq.heappop(heap)
+        for s in s1 + s2:
+            lengths[s] += 1
+        heapq.heappush(heap, (c1 + c2, tie, s1 + s2))
+        tie += 1
+    return lengths
+
+
+def huffman_bits(values: np.ndarray, value_bits: int = 8) -> tuple[int, int]:
+    """(payload bits, codebook bits) of Huffman-coding ``values``; codebook = per symbol its value + 8-bit length."""
+    _, counts = np.unique(values, return_counts=True)
+    lengths = huffman_lengths(counts)
+    return int(np.dot(counts, lengths)), int(len(counts) * (value_bits + 8))
+
+
+@dataclass
+class WeightStats(JsonMixin):
+    """Sizes and sparsity of a set of weight tensors (int8 values)."""
+
+    tensors: int = 0
+    weights: int = 0
+    zeros: int = 0
+    sparsity: float = 0.0
+    #: sparsity over the tensors a stage pruned (None when nothing was pruned)
+    pruned_tensors: int = 0
+    pruned_sparsity: float | None = None
+    max_unique: int = 0  # most distinct values in one tensor
+    bytes: int = 0  # raw int8 bytes
+    gzip_bytes: int = 0
+    huffman_bytes: int = 0
+    entropy_bits: float = 0.0  # mean entropy per weight (bits)
+    per_tensor: list[dict] = field(default_factory=list)
+
+
+def weight_stats(tensors: Iterable[tuple[str, np.ndarray, bool]], detail: bool = False) -> WeightStats:
+    """Stats of (name, int8 array, pruned?) tensors."""
+    st = WeightStats()
+    raw = io.BytesIO()
+    bits = 0
+    ent = 0.0
+    pz = pn = 0
+    for name, arr, pruned in tensors:
+        arr = np.asarray(arr)
+        flat = arr.reshape(-1)
+        zeros = int(np.count_nonzero(flat == 0))
+        uniq, counts = np.unique(flat, return_counts=True)
+        payload, book = huffman_bits(flat, 8 * arr.dtype.itemsize)
+        p = counts / counts.sum()
+        ent += float(-(counts * np.log2(p)).sum())
+        bits += payload + book
+        raw.write(np.ascontiguousarray(flat).tobytes())
+        st.tensors += 1
+        st.weights += flat.size
+        st.zeros += zeros
+        st.max_unique = max(st.max_unique, len(uniq))
+        if pruned:
+            st.pruned_tensors += 1
+            pz += zeros
+            pn += flat.size
+        if detail:
+            st.per_tensor.append({"name": name, "shape": list(arr.shape), "weights": int(flat.size),
+                                  "sparsity": round(zeros / max(1, flat.size), 4), "unique": int(len(uniq)),
+                                  "pruned": bool(pruned), "huffman_bytes": (payload + book + 7) // 8})
+    data = raw.getvalue()
+    st.bytes = len(data)
+    st.gzip_bytes = len(gzip.compress(data, 9, mtime=0)) if data else 0
+    st.huffman_bytes = (bits + 7) // 8
+    st.sparsity = st.zeros / st.weights if st.weights else 0.0
+    st.pruned_sparsity = pz / pn if pn else None
+    st.entropy_bits = ent / st.weights if st.weights else 0.0
+    return st
+
+
+def quantize_per_channel(kernel: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Symmetric int8 quantization per output channel (as the TFLite converter does for conv/dense kernels)."""
+    k = np.moveaxis(np.asarray(kernel, np.float32), axis, -1)
+    scale = np.abs(k.reshape(-1, k.shape[-1])).max(axis=0) / 127.0
+    scale[scale == 0] = 1.0
+    q = np.clip(np.rint(k / scale), -127, 127).astype(np.int8)
+    return np.moveaxis(q, -1, axis)
+
+
+def _kernel_value(layer, inner, attr: str) -> np.ndarray:
+    """The kernel variable's value; QAT wrappers replace ``inner.kernel`` by a tensor, so search their weights."""
+    var = getattr(inner, attr, None)
+    if hasattr(var, "numpy"):
+        try:
+            return var.numpy()
+        except (AttributeError, ValueError):
+            pass
+    for w in layer.weights:
+        if w.name.split("/")[-1].split(":")[0] == attr:
+            return w.numpy()
+    raise ValueError(f"no {attr} variable in layer {layer.name!r}")
+
+
+def keras_kernels(model) -> list[tuple[str, np.ndarray, str]]:
+    """(layer name, kernel, kind) of every Conv2D / DepthwiseConv2D / Dense kernel, unwrapping tfmot wrappers."""
+    from .._keras import layers
+
+    out = []
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        if isinstance(inner, layers.DepthwiseConv2D):
+            out.append((inner.name, _kernel_value(layer, inner, "depthwise_kernel"), "depthwise"))
+        elif isinstance(inner, (layers.Conv2D, layers.Dense)):
+            out.append((inner.name, _kernel_value(layer, inner, "kernel"),
+                        "dense" if isinstance(inner, layers.Dense) else "conv"))
+        elif hasattr(inner, "layers"):
+            out.extend(keras_kernels(inner))
+    return out
+
+
+def keras_weight_stats(model, pruned_layers: Sequence[str] = (), detail: bool = False) -> WeightStats:
+    """WeightStats of a Keras model's kernels quantized to int8 per channel (depthwise: per channel too)."""
+    chosen = set(pruned_layers)
+    tensors = []
+    for name, kernel, kind in keras_kernels(model):
+        axis = -2 if kind == "depthwise" else -1
+        tensors.append((name, quantize_per_channel(kernel, axis), name in chosen))
+    return weight_stats(tensors, detail)
+
+
+def count_params(model) -> tuple[int, int]:
+    """(parameters, non-zero parameters) of a Keras model (all weights, BN statistics included)."""
+    total = nonzero = 0
+    for w in model.weights:
+        arr = w.numpy()
+        total += arr.size
+        nonzero += int(np.count_nonzero(arr))
+    return total, nonzero
+
+
+def _interpreter(path: str | os.PathLike):
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # pragma: no cover - the tf extra has ai-edge-litert
+        from .._keras import tf
+
+        Interpreter = tf.lite.Interpreter  # noqa: N806
+    return Interpreter(model_path=str(path))
+
+
+def tflite_weight_tensors(path: str | os.PathLike) -> list[tuple[str, np.ndarray, str]]:
+    """(tensor name, values, op) of every constant filter tensor (input #1 of conv/depthwise/FC ops)."""
+    interp = _interpreter(path)
+    details = {d["index"]: d for d in interp.get_tensor_details()}
+    seen, out = set(), []
+    for op in interp._get_ops_details():  # noqa: SLF001 - the only API listing op inputs
+        if op["op_name"] not in WEIGHT_OPS or len(op["inputs"]) < 2:
+            continue
+        idx = int(op["inputs"][1])
+        if idx in seen or idx < 0:
+            continue
+        seen.add(idx)
+        try:
+            arr = interp.get_tensor(idx)
+        except ValueError:
+            continue  # not a constant (e.g. computed at run time)
+        out.append((details[idx]["name"], np.array(arr), op["op_name"]))
+    return out
+
+
+def _match_pruned(tensors, pruned_shapes: dict[str, tuple[int, ...]]) -> list[bool]:
+    """Which TFLite filter tensors come from the pruned Keras layers: by layer name in the tensor name, else by
+    shape (Keras HWIO / IO -> TFLite OHWI / OI)."""
+    flags = [False] * len(tensors)
+    pending = dict(pruned_shapes)
+    for i, (tname, arr, _) in enumerate(tensors):
+        for lname in list(pending):
+            if f"/{lname}/" in tname or tname.endswith(f"/{lname}") or f"{lname}/" in tname.split(";")[0]:
+                flags[i] = True
+                pending.pop(lname)
+                break
+    for lname, kshape in pending.items():
+        want = (kshape[-1], *kshape[:-1]) if len(kshape) == 4 else (kshape[1], kshape[0])
+        for i, (_, arr, _) in enumerate(tensors):
+            if not flags[i] and tuple(arr.shape) == tuple(want):
+                flags[i] = True
+                break
+    return flags
+
+
+@dataclass
+class ArtifactStats(JsonMixin):
+    """The exported file itself: size, gzip, weights read from its buffers, accuracy of the artifact."""
+
+    path: str
+    precision: str | None = None
+    file_bytes: int = 0
+    gzip_bytes: int = 0
+    weights: WeightStats | None = None
+    #: file size with the weight buffers replaced by their Huffman code (graph, biases, scales kept as they are)
+    huffman_file_bytes: int = 0
+    test_accuracy: float | None = None
+    test_samples: int = 0
+    latency_ms_p50: float | None = None
+    latency_note: str | None = None
+
+
+def artifact_stats(path: str | os.PathLike, *, pruned_shapes: dict | None = None, test=None,
+                   precision: str | None = None, detail: bool = True) -> ArtifactStats:
+    """Measure a .tflite artifact: sizes, weight sparsity (all filters and the pruned ones), Huffman estimate,
+    and top-1 accuracy on ``test`` (a labelled Dataset) run through the TFLite interpreter."""
+    path = Path(path)
+    blob = path.read_bytes()
+    tensors = tflite_weight_tensors(path)
+    flags = _match_pruned(tensors, pruned_shapes or {})
+    ws = weight_stats([(n, a, f) for (n, a, _), f in zip(tensors, flags)], detail)
+    st = ArtifactStats(path=str(path), precision=precision, file_bytes=len(blob),
+                       gzip_bytes=len(gzip.compress(blob, 9, mtime=0)), weights=ws,
+                       huffman_file_bytes=len(blob) - ws.bytes + ws.huffman_bytes)
+    if test is not None and test.y is not None and len(test):
+        st.test_accuracy = tflite_accuracy(path, test)
+        st.test_samples = len(test)
+    return st
+
+
+def tflite_accuracy(path: str | os.PathLike, ds, batch: int = 1) -> float:
+    """Top-1 accuracy of a .tflite model on a labelled Dataset (quantizes the input for int8 I/O)."""
+    interp = _interpreter(path)
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    interp.allocate_tensors()
+    correct = 0
+    scale, zero = inp.get("quantization", (0.0, 0))
+    for i in range(len(ds)):
+        x = ds.x[i:i + 1]
+        if np.issubdtype(inp["dtype"], np.integer) and scale:
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.rint(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+        interp.set_tensor(inp["index"], x.astype(inp["dtype"]))
+        interp.invoke()
+        correct += int(np.argmax(interp.get_tensor(out["index"])[0]) == ds.y[i])
+    return correct / len(ds)
+
+
+def local_latency(path: str | os.PathLike, runs: int = 50):
+    """p50 latency (ms) from engineer 4's harness (``edgekit.devices.bench``) when it is installed."""
+    try:
+        from .. import devices
+    except ImportError:
+        return None, "latency harness (edgekit.devices) not available"
+    try:
+        res = devices.bench([str(path)], ["local"], runs=runs, warmup=5)
+        r = res[0]
+        lat = getattr(r, "latency_ms", None) or {}
+        p50 = lat.get("p50") if isinstance(lat, dict) else getattr(lat, "p50", None)
+        return p50, f"local, {runs} runs ({getattr(r, 'runtime', '')})"
+    except Exception as exc:  # noqa: BLE001 - latency is optional in the report
+        return None, f"latency not measured: {exc}"
+
+
+# -- rendering ------------------------------------------------------------------------------------------------------
+COLUMNS = ("stage", "val acc", "test acc", "params", "nonzero", "sparsity", "pruned sp.", "uniq/tensor", "int8 KB",
+           "gzip KB", "huffman KB", "file KB", "file gzip KB")
+
+
+def _pct(v):
+    return "" if v is None else f"{100 * v:.2f}%"
+
+
+def _kb(v):
+    return "" if not v else f"{v / 1024:.1f}"
+
+
+def rows(report) -> list[list[str]]:
+    """Table rows of a PipelineReport (one per stage, then one per artifact)."""
+    out = []
+    for st in [report.input, *report.stages]:
+        w = WeightStats(**{k: v for k, v in (st.weights or {}).items() if k != "per_tensor"}) if isinstance(
+            st.weights, dict) else (st.weights or WeightStats())
+        out.append([st.stage, _pct(st.val_accuracy), _pct(st.test_accuracy), f"{st.param_count:,}",
+                    f"{st.nonzero:,}", _pct(w.sparsity), _pct(w.pruned_sparsity),
+                    str(w.max_unique or ""), _kb(w.bytes), _kb(w.gzip_bytes), _kb(w.huffman_bytes), "", ""])
+    for art in report.artifacts:
+        w = art.weights or WeightStats()
+        out.append([f"artifact {art.precision or ''}".strip(), "", _pct(art.test_accuracy), "", f"{w.weights - w.zeros:,}",
+                    _pct(w.sparsity), _pct(w.pruned_sparsity), str(w.max_unique), _kb(w.bytes), _kb(w.gzip_bytes),
+                    _kb(w.huffman_bytes), _kb(art.file_bytes), _kb(art.gzip_bytes)])
+    return out
+
+
+def plot(report, dest: str | os.PathLike) -> Path:
+    """PNG: size (int8 KB raw, gzip, Huffman; artifact file) vs test accuracy per stage. Atomic write."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .._io import atomic_path
+
+    points = []
+    for st in [report.input, *report.stages]:
+        w = st.weights or {}
+        acc = st.test_accuracy if st.test_accuracy is not None else st.val_accuracy
+        if acc is not None and w:
+            points.append((st.stage, acc, w.get("bytes", 0), w.get("gzip_bytes", 0), w.get("huffman_bytes", 0)))
+    arts = [(f"{a.precision or 'artifact'} .tflite", a.test_accuracy, a.file_bytes, a.gzip_bytes,
+             a.huffman_file_bytes) for a in report.artifacts if a.test_accuracy is not None]
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    styles = (("int8 weights", 2, "o", "tab:blue"), ("gzip", 3, "s", "tab:orange"), ("Huffman", 4, "^", "tab:green"))
+    for label, col, marker, color in styles:
+        if points:
+            xs = [p[col] / 1024 for p in points]
+            ys = [100 * p[1] for p in points]
+            ax.plot(xs, ys, marker=marker, color=color, label=f"stage: {label}", alpha=0.8)
+            if col == 2:
+                for p, x, y in zip(points, xs, ys):
+                    ax.annotate(p[0], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    for name, acc, size, gz, hf in arts:
+        for val, marker, lab in ((size, "*", "file"), (gz, "P", "file gzip"), (hf, "X", "file Huffman")):
+            ax.scatter([val / 1024], [100 * acc], marker=marker, s=90, color="tab:red", zorder=5,
+                       label=f"{name}: {lab}")
+    ax.set_xlabel("size (KB)")
+    ax.set_ylabel("test accuracy (%)" if any(st.test_accuracy is not None for st in report.stages + [report.input])
+                  else "accuracy (%)")
+    ax.set_title(f"{report.model}: size vs accuracy per compression stage")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    dest = Path(dest)
+    with atomic_path(dest) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return dest
