@@ -141,7 +141,8 @@ def test_runner_probe_does_not_import_interpreters():
             "with contextlib.redirect_stdout(buf):\n"
             "    try: runpy.run_path(%r, run_name='__main__')\n"
             "    except SystemExit: pass\n"
-            "print(json.dumps([m for m in ('tensorflow','ai_edge_litert','onnxruntime','edgekit') if m in sys.modules]))"
+            "heavy = ('tensorflow', 'ai_edge_litert', 'onnxruntime', 'edgekit')\n"
+            "print(json.dumps([m for m in heavy if m in sys.modules]))"
             % str(runner.__file__))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out.strip().splitlines()[-1]) == []
@@ -230,7 +231,7 @@ def test_artifact_info_reads_manifest_or_file_name(tmp_path):
     a.write_bytes(b"x" * 10)
     info = artifact_info(a)
     assert info.precision == "int8" and info.model == "mobilenet_v1_0.25_32" and info.format == "tflite"
-    (tmp_path / (a.name + ".json")).write_text(json.dumps({"model": "mnv1", "precision": "float16"}))
+    (tmp_path / (a.name + ".json")).write_text(json.dumps({"model": {"name": "mnv1"}, "precision": "float16"}))
     info = artifact_info(a)
     assert (info.model, info.precision) == ("mnv1", "float16") and info.manifest
     with pytest.raises(InvalidArgument):

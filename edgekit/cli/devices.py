@@ -19,7 +19,7 @@ _CONNECT_OPTIONS = [
                  help="known_hosts file (default: the profile's, else ~/.ssh/known_hosts)."),
     click.option("--accept-new-host-key", is_flag=True,
                  help="Trust an SSH host key seen for the first time and store it in known_hosts."),
-    click.option("--connect-timeout", default=10.0, show_default=True, type=float, help="Seconds."),
+    click.option("--connect-timeout", default=None, type=float, help="Seconds (default: the profile's, else 10)."),
 ]
 
 

@@ -41,7 +41,7 @@ class CheckReport(JsonMixin):
 
 def check(device: str | DeviceSpec, *, python: str | None = None, benchmark_binary: str | None = None,
           key_file: str | None = None, known_hosts: str | None = None, accept_new_host_key: bool = False,
-          connect_timeout: float = 10.0) -> CheckReport:
+          connect_timeout: float | None = None) -> CheckReport:
     """Reach ``device`` and probe it (machine, Python, numpy, interpreters). Connection failures are a status."""
     import json
     import shlex

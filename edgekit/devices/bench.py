@@ -300,12 +300,13 @@ def _result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: B
 
 
 # ------------------------------------------------------------------------------------------ bench
-def bench(artifacts: str | Path | Iterable[str | Path], devices: str | DeviceSpec | Iterable[str | DeviceSpec] = "local",
+def bench(artifacts: str | Path | Iterable[str | Path],
+          devices: str | DeviceSpec | Iterable[str | DeviceSpec] = "local",
           *, threads: int | None = None, runs: int = 50, warmup: int = 5, max_seconds: float = 150.0,
           delegate: str | None = None, input: str | Path | None = None, seed: int = 0,  # noqa: A002
           timeout: float | None = None, python: str | None = None, benchmark_binary: str | None = None,
           key_file: str | None = None, known_hosts: str | None = None, accept_new_host_key: bool = False,
-          connect_timeout: float = 10.0, history: str | Path | None = None,
+          connect_timeout: float | None = None, history: str | Path | None = None,
           progress: Progress = no_progress) -> list[BenchResult]:
     """Benchmark every artifact on every device; returns one :class:`BenchResult` per (artifact, device).
 

@@ -16,10 +16,9 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import (AuthError, ConnectError, DeviceError, DeviceTimeout, HostKeyError, InvalidArgument,
@@ -46,7 +45,7 @@ class ConnectOptions:
     key_file: str | None = None
     known_hosts: str | None = None
     accept_new_host_key: bool = False
-    connect_timeout: float = 10.0
+    connect_timeout: float | None = None  # None: the profile's connect_timeout, else 10 s
     adb: str = "adb"
 
 
@@ -70,7 +69,7 @@ class Transport:
         self.work_dir = (spec.work_dir or self.default_work_dir).rstrip("/") or "/"
         self.run_dir = f"{self.work_dir}/run-{uuid.uuid4().hex[:12]}"
         self.transfers: list[str] = []  # names of files copied by put() since the last reset
-        self._lock = threading.Lock()
+        self.connect_timeout = float(self.options.connect_timeout or spec.connect_timeout or 10.0)
         self._connected = False
         self._count = 0
         self.pid_file: str | None = None  # records the pid of the command running now (for abort)
@@ -86,7 +85,7 @@ class Transport:
     def connect(self) -> None:
         self._connect()
         self._connected = True
-        self.run(["mkdir", "-p", self.run_dir], check=True, taskset=False, timeout=self.options.connect_timeout * 3)
+        self.run(["mkdir", "-p", self.run_dir], check=True, taskset=False, timeout=self.connect_timeout * 3)
 
     def close(self) -> None:
         """Remove this session's work dir on the device (the hash-keyed cache stays) and disconnect."""
@@ -281,7 +280,7 @@ class SSHTransport(Transport):
         key = self.options.key_file or self.spec.key_file
         if key and not os.path.isfile(os.path.expanduser(key)):
             raise InvalidArgument(f"SSH key file {key} does not exist")
-        timeout = self.options.connect_timeout
+        timeout = self.connect_timeout
         host_key_hint = (f"if this is the right device, rerun with --accept-new-host-key (stores its key in {kh}), "
                          f"or add it with: ssh-keyscan -p {self.spec.port or 22} {self.spec.host} >> {kh}")
         t0 = time.monotonic()
@@ -341,7 +340,7 @@ class SSHTransport(Transport):
             raise ConnectError(f"not connected to {self._where}")
         with map_errors({socket.timeout: DeviceTimeout, paramiko.SSHException: ConnectError, OSError: ConnectError},
                         f"command on {self._where}"):
-            chan = self._client.get_transport().open_session(timeout=self.options.connect_timeout)
+            chan = self._client.get_transport().open_session(timeout=self.connect_timeout)
             try:
                 chan.settimeout(timeout)
                 chan.exec_command(script)
@@ -408,7 +407,7 @@ class ADBTransport(Transport):
                                 hint="raise --max-seconds / --timeout, or lower --runs") from exc
 
     def _connect(self) -> None:
-        done = self._adb("get-state", timeout=self.options.connect_timeout)
+        done = self._adb("get-state", timeout=self.connect_timeout)
         if done.returncode != 0 or done.stdout.strip() != "device":
             serial = self.spec.serial or os.environ.get("ANDROID_SERIAL") or "(default)"
             port = os.environ.get("ANDROID_ADB_SERVER_PORT", "5037")
