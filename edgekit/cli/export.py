@@ -26,15 +26,16 @@ def render_export(result) -> None:
                 "qat": f"QAT ranges ({cal.source})", "none": "not needed"}.get(cal.kind, cal.kind)
     labelled = any(a.verification is not None and a.verification.keras_accuracy is not None for a in result.artifacts)
     table = Table(title=f"{result.model} -> {result.out_dir}", title_justify="left")
-    cols = [("artifact", "left"), ("KiB", "right"), ("computes", "left"), ("max|err|", "right"), ("SQNR dB", "right"),
-            ("top-1 agr", "right")] + ([("acc keras/art", "right")] if labelled else []) + [("verified", "left")]
-    for col, just in cols:
-        table.add_column(col, justify=just, overflow="fold")
+    cols = ["format", "precision", "KiB", "computes", "max|err|", "SQNR dB", "top-1 agr"]
+    cols += ["acc keras/art"] if labelled else []
+    for col in cols + ["verified"]:
+        table.add_column(col, justify="left" if col in ("format", "precision", "computes", "verified") else "right")
     for a in result.artifacts:
         v = a.verification
         status = "-" if v is None else ("[green]pass[/]" if v.passed else "[bold red]FAIL[/]")
-        row = [a.path.name, f"{a.size_bytes / 1024:.1f}", a.computes_in, _fmt_num(v and v.max_abs_err, ".1e"),
-               _fmt_num(v and v.sqnr_db, ".1f"), _fmt_num(v and v.top1_agreement, ".3f")]
+        row = [a.format, a.precision + ("" if a.io == "float" else f" ({a.io} io)"), f"{a.size_bytes / 1024:.1f}",
+               a.computes_in, _fmt_num(v and v.max_abs_err, ".1e"), _fmt_num(v and v.sqnr_db, ".1f"),
+               _fmt_num(v and v.top1_agreement, ".3f")]
         if labelled:
             row.append("-" if v is None or v.keras_accuracy is None
                        else f"{v.keras_accuracy:.3f}/{v.artifact_accuracy:.3f}")

@@ -248,7 +248,8 @@ def export(model, *, quantize: str = "none", formats: str | Iterable[str] = ("tf
             session = load(tmp, threads=threads, runtime=exporter.runtime)
             outs = run_artifact(session, samples.verify.x, progress)
             lsb = report.outputs[0].scale if prec.calibrated or qat else None
-            v = compare(ref, outs, precision=prec.label, labels=samples.verify.y, output_lsb=lsb,
+            v = compare(ref, outs, precision=prec.label, labels=samples.verify.y,
+                        num_classes=samples.verify.num_classes, output_lsb=lsb,
                         runtime=f"{session.name} {session.version}", source=samples.verify_source,
                         note=samples.verify_note)
             if not v.passed and verify:

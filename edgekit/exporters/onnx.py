@@ -7,6 +7,8 @@ TFLite converter, after ``quant_pre_process`` (ONNX shape inference and graph op
 """
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -62,7 +64,8 @@ class OnnxExporter(Exporter):
             with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as tmp:
                 raw, pre = Path(tmp) / "float.onnx", Path(tmp) / "pre.onnx"
                 onnx.save(proto, str(raw))
-                with map_errors({Exception: ExportError}, f"onnxruntime quantization failed ({label})"):
+                with map_errors({Exception: ExportError}, f"onnxruntime quantization failed ({label})"), \
+                        _quiet_root_logger():
                     quant_pre_process(str(raw), str(pre), skip_symbolic_shape=True)
                     if q == "dynamic":
                         quantize_dynamic(str(pre), str(dest), weight_type=QuantType.QInt8)
@@ -76,6 +79,18 @@ class OnnxExporter(Exporter):
                                               f"per_channel={not spec.per_tensor}, MinMax)")
         progress(f"converting onnx {label}", 1, 1)
         return facts
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime.quantization logs advice and per-weight notes on the root logger; keep it to errors meanwhile."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _toposort(graph) -> None:

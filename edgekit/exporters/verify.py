@@ -65,9 +65,12 @@ def sqnr_db(ref: np.ndarray, out: np.ndarray) -> float:
 
 
 def compare(ref: list[np.ndarray], out: list[np.ndarray], *, precision: str, labels: np.ndarray | None = None,
-            output_lsb: float | None = None, runtime: str = "?", source: str = "?",
+            num_classes: int | None = None, output_lsb: float | None = None, runtime: str = "?", source: str = "?",
             note: str | None = None) -> Verification:
-    """Compare float outputs of Keras (``ref``) and of the artifact (``out``), output by output."""
+    """Compare float outputs of Keras (``ref``) and of the artifact (``out``), output by output.
+
+    ``labels`` (with the dataset's ``num_classes``) add both accuracies when they match the first output's width.
+    """
     r = np.concatenate([a.reshape(len(a), -1) for a in ref], axis=1).astype(np.float64)
     o = np.concatenate([a.reshape(len(a), -1) for a in out], axis=1).astype(np.float64)
     if r.shape != o.shape:
@@ -80,7 +83,8 @@ def compare(ref: list[np.ndarray], out: list[np.ndarray], *, precision: str, lab
     if first_ref.ndim == 2 and first_ref.shape[1] > 1:
         kt, at = first_ref.argmax(1), first_out.argmax(1)
         v.top1_agreement = float(np.mean(kt == at))
-        if labels is not None and len(labels) == len(kt) and int(labels.max()) < first_ref.shape[1]:
+        # accuracy only when the labels are the model's own classes (not e.g. Fashion-MNIST into a 1000-way head)
+        if labels is not None and len(labels) == len(kt) and num_classes == first_ref.shape[1]:
             v.keras_accuracy = float(np.mean(kt == labels))
             v.artifact_accuracy = float(np.mean(at == labels))
     th = dict(THRESHOLDS[precision])
