@@ -237,3 +237,26 @@ def test_ctrl_c_with_parallel_devices_aborts_all(sshd, models, profile_dir):
         timer.cancel()
     assert time.perf_counter() - t0 < 60
     assert not any(p.name.startswith("run-") for p in profile_dir.iterdir())
+
+
+def test_tilde_paths_expand_on_the_device(sshd, models, tmp_path, monkeypatch):
+    """Profile paths like ``~/edgekit/bin/python`` are the device user's home, not a quoted literal '~'."""
+    import uuid
+
+    name = f".cache/edgekit-pytest-{uuid.uuid4().hex[:8]}"
+    home_dir = Path.home() / name  # the fixture's login user is the user running the tests
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "tildepi.yaml").write_text(
+        f"transport: ssh\nhost: {sshd['SSHD_HOST']}\nport: {sshd['SSHD_PORT']}\nuser: {sshd['SSHD_USER']}\n"
+        f"key_file: {sshd['SSHD_KEY']}\nknown_hosts: {sshd['SSHD_KNOWN_HOSTS']}\nwork_dir: ~/{name}\n"
+        f"python: ~/{name}/py\n")
+    monkeypatch.setenv("EDGEKIT_DEVICES_DIR", str(tmp_path / "p"))
+    home_dir.mkdir(parents=True)
+    try:
+        (home_dir / "py").write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+        (home_dir / "py").chmod(0o755)
+        (row,) = bench([models["tiny"]], "tildepi", runs=3, warmup=1)
+        assert row.ok, row.error
+        assert list(home_dir.glob("cache/*/tiny.tflite")) and not list(home_dir.glob("run-*"))
+    finally:
+        shutil.rmtree(home_dir, ignore_errors=True)

@@ -64,7 +64,7 @@ def check(device: str | DeviceSpec, *, python: str | None = None, benchmark_bina
             if py is None:
                 import sys
                 py = sys.executable
-            done = t.run([py, t.put(RUNNER), "--probe"], timeout=120)
+            done = t.run([t.expand(py), t.put(RUNNER), "--probe"], timeout=120)
             try:
                 doc = json.loads(done.stdout.strip().splitlines()[-1])
             except (ValueError, IndexError):

@@ -217,7 +217,7 @@ def _run_one(t: Transport, art: ArtifactInfo, s: _Settings) -> dict[str, Any]:
     threads = s.threads or spec.threads
     model_path = t.put(art.path, art.sha256)
     if spec.uses_runner:
-        python = s.python or spec.python or ("python3" if t.kind != "local" else _local_python())
+        python = t.expand(s.python or spec.python or ("python3" if t.kind != "local" else _local_python()))
         argv = [python, t.put(RUNNER), model_path, "--warmup", str(s.warmup), "--runs", str(s.runs),
                 "--max-seconds", f"{s.max_seconds:g}", "--seed", str(s.seed)]
         if threads:

@@ -72,6 +72,7 @@ class Transport:
         self.connect_timeout = float(self.options.connect_timeout or spec.connect_timeout or 10.0)
         self._connected = False
         self._count = 0
+        self._home: str | None = None
         self.pid_file: str | None = None  # records the pid of the command running now (for abort)
 
     # -- lifecycle
@@ -84,8 +85,23 @@ class Transport:
 
     def connect(self) -> None:
         self._connect()
+        if self.work_dir.startswith("~"):
+            self.work_dir = self.expand(self.work_dir)
+            self.run_dir = f"{self.work_dir}/{self.run_dir.rsplit('/', 1)[1]}"
         self._connected = True
         self.run(["mkdir", "-p", self.run_dir], check=True, taskset=False, timeout=self.connect_timeout * 3)
+
+    def expand(self, path: str) -> str:
+        """``~/x`` -> the device user's home + ``/x`` (quoting would stop the device shell from expanding it)."""
+        if path != "~" and not path.startswith("~/"):
+            return path
+        if self._home is None:
+            done = self._shell('printf %s "$HOME"', timeout=30)
+            self._home = done.stdout.strip().rstrip("/") if done.returncode == 0 else ""
+            if not self._home:
+                raise RemoteCommandError(f"cannot find the home directory on {self.spec.name}",
+                                         hint="use absolute paths for work_dir / python in the profile")
+        return self._home + path[1:]
 
     def close(self) -> None:
         """Remove this session's work dir on the device (the hash-keyed cache stays) and disconnect."""
@@ -194,6 +210,9 @@ class LocalTransport(Transport):
 
     def put(self, local: str | os.PathLike, sha256: str | None = None) -> str:
         return str(Path(local).resolve())
+
+    def expand(self, path: str) -> str:
+        return os.path.expanduser(path)
 
     def _exec(self, script: str, *, timeout: float | None) -> Completed:
         proc = subprocess.Popen(["/bin/sh", "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
