@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 
 import click
 
@@ -53,9 +52,11 @@ def _render_results(results) -> None:
                       "-" if r.threads is None else str(r.threads), _fmt(r.p50_ms, 3), _fmt(r.p90_ms, 3), mean,
                       _fmt(r.fps, 1), _fmt(peak, 1), status)
     out.print(table)
+    shown = set()
     for r in results:
-        if not r.ok and r.hint:
-            err.print(f"[bold]hint[/] ({r.device}, {Path(r.artifact).name}): {r.hint}", highlight=False)
+        if not r.ok and r.hint and (r.device, r.hint) not in shown:
+            shown.add((r.device, r.hint))
+            err.print(f"[bold]hint[/] ({r.device}): {r.hint}", highlight=False)
 
 
 def _write_csv(path: str, results) -> None:
