@@ -171,10 +171,11 @@ def zoo_entry_for(model_name: str) -> Any:
     return best
 
 
+from ._summary import ZooEntry, stats_cache_path, summary  # noqa: E402
 from . import (  # noqa: E402,F401 - registers the families
     alexnet, densenet, efficientnet, googlenet, mobilenet_v1, mobilenet_v2, mobilenet_v3, resnet, shufflenet,
     squeezenet, vgg, xception,
 )
 
 __all__ = ["MODELS", "ModelInfo", "BuildConfig", "COMMON_OPTIONS", "create", "list", "info", "preprocess_mode",
-           "load_model_file", "is_model_file", "register_model"]
+           "load_model_file", "is_model_file", "register_model", "summary", "ZooEntry", "stats_cache_path"]

@@ -155,9 +155,10 @@ def _resolve_weights(model: str, meta: dict[str, Any], weights: Any, cfg: BuildC
         if cfg.include_top and cfg.classes != 1000:
             problems.append(f"classes={cfg.classes} with the classifier (ImageNet weights need 1000; "
                             "or drop the head with include_top=False)")
-        if cfg.resolution not in imagenet.resolutions:
-            problems.append(f"resolution={cfg.resolution} (ImageNet weights exist for "
-                            f"{', '.join(map(str, imagenet.resolutions))})")
+        if cfg.include_top and cfg.resolution not in imagenet.resolutions:
+            problems.append(f"resolution={cfg.resolution} with the classifier (ImageNet weights exist for "
+                            f"{', '.join(map(str, imagenet.resolutions))}; without the head, include_top=False, "
+                            f"any resolution works)")
         alpha = cfg.extra.get("alpha")
         if imagenet.alphas and alpha is not None and float(alpha) not in imagenet.alphas:
             problems.append(f"alpha={alpha} (ImageNet weights exist for {', '.join(map(str, imagenet.alphas))})")
@@ -243,6 +244,7 @@ def fresh_names() -> Iterator[None]:
     saved_observed = set(backend.OBSERVED_NAMES)
     for m in maps:
         m.clear()
+    backend.OBSERVED_NAMES.clear()   # TF-op layers avoid every name seen so far
     try:
         yield
     finally:

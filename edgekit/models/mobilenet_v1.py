@@ -76,7 +76,8 @@ def _load_imagenet(model, cfg: BuildConfig, alpha: float) -> None:
     from .._keras import keras
 
     alpha_text = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}[alpha]
-    fname = f"mobilenet_{alpha_text}_{cfg.resolution}_tf{'' if cfg.include_top else '_no_top'}.h5"
+    rows = cfg.resolution if cfg.resolution in (128, 160, 192, 224) else 224   # conv weights fit any size
+    fname = f"mobilenet_{alpha_text}_{rows}_tf{'' if cfg.include_top else '_no_top'}.h5"
     with imagenet_download(cfg.model):
         path = keras.utils.get_file(fname, WEIGHTS_URL + fname, cache_subdir="models")
     load_weights(model, path)

@@ -1,0 +1,329 @@
+"""Exact parameters and mult-adds per layer, depthwise-separable savings, and a peak activation memory estimate.
+
+Conventions (those of the MobileNet paper): mult-adds are counted for convolutions and fully connected layers only
+(:data:`MULT_ADD_LAYERS`); batch normalisation, activations, pooling, additions and biases count 0. Parameters are
+Keras' own count (trainable + non-trainable, so BatchNorm's moving statistics are included). Nested models are
+flattened: their layers are listed as ``submodel/layer``.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._jsonable import JsonMixin
+from .errors import InvalidArgument
+
+#: layer types whose mult-adds are counted (everything else counts 0)
+MULT_ADD_LAYERS = ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
+                   "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "Dense")
+
+
+@dataclass
+class LayerProfile(JsonMixin):
+    name: str
+    type: str
+    output_shape: Any
+    params: int
+    trainable_params: int
+    mult_adds: int
+    conv_fc_params: int = 0
+
+
+@dataclass
+class SeparableBlock(JsonMixin):
+    """A depthwise conv and its pointwise 1x1 conv, against the standard conv with the same kernel and output."""
+
+    depthwise: str
+    pointwise: str
+    kernel: tuple[int, int]          # Dk x Dk
+    in_channels: int                 # M
+    out_channels: int                # N
+    output_hw: tuple[int, int]       # Df x Df
+    depth_multiplier: int
+    separable_mult_adds: int         # Dk²·M·Df² + M·N·Df² (times the depth multiplier)
+    standard_mult_adds: int          # Dk²·M·N·Df²
+    ratio: float                     # separable / standard
+    paper_ratio: float               # 1/N + 1/Dk²
+
+
+@dataclass
+class PeakMemory(JsonMixin):
+    """Largest sum of simultaneously live activations (batch 1), walking the graph in topological order."""
+
+    elements: int
+    float32_bytes: int
+    int8_bytes: int
+    at_layer: str
+
+
+@dataclass
+class ProfileReport(JsonMixin):
+    model: str
+    input_shape: Any
+    output_shape: Any
+    layers: list[LayerProfile]
+    total_params: int
+    trainable_params: int
+    non_trainable_params: int
+    total_mult_adds: int
+    conv_fc_params: int              # kernels + biases of conv/FC layers: the papers' count (no BatchNorm)
+    separable: list[SeparableBlock]
+    peak_memory: PeakMemory
+    mult_add_layer_types: tuple[str, ...] = MULT_ADD_LAYERS
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def separable_mult_adds(self) -> int:
+        return sum(b.separable_mult_adds for b in self.separable)
+
+    @property
+    def separable_standard_mult_adds(self) -> int:
+        return sum(b.standard_mult_adds for b in self.separable)
+
+
+def profile(model_or_name: Any, **options: Any) -> ProfileReport:
+    """Profile a ``keras.Model``, a zoo name (built with ``options``, random weights) or a model file path."""
+    from ._keras import keras
+
+    if isinstance(model_or_name, keras.Model):
+        if any(v is not None for v in options.values()):
+            raise InvalidArgument("model options apply to zoo names, not to a built model",
+                                  hint="build the model with edgekit.models.create(name, **options) first")
+        model = model_or_name
+    else:
+        from . import models
+
+        if models.is_model_file(model_or_name):
+            model = models.create(model_or_name, **options)
+        else:
+            weights = options.pop("weights", None) or "none"   # profiling does not need trained weights
+            model = models.create(model_or_name, weights=weights, **options)
+    return _profile_model(model)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+def _shape(t: Any) -> tuple:
+    return tuple(t.shape)
+
+
+def _numel(shape: tuple) -> int:
+    dims = shape[1:] if shape and shape[0] is None else shape
+    if any(d is None for d in dims):
+        raise InvalidArgument(f"cannot profile a tensor of unknown shape {shape}",
+                              hint="save the model with a fixed input shape, e.g. Input(shape=(224, 224, 3))")
+    return int(math.prod(dims))
+
+
+def _inner(layer: Any) -> Any:
+    """The wrapped layer of tfmot/Keras wrappers (PruneLowMagnitude, QuantizeWrapper, ...)."""
+    seen = 0
+    while hasattr(layer, "layer") and seen < 4 and not _is_model(layer):
+        layer, seen = layer.layer, seen + 1
+    return layer
+
+
+def _is_model(layer: Any) -> bool:
+    from ._keras import keras
+
+    return isinstance(layer, keras.Model)
+
+
+def _type_name(layer: Any) -> str:
+    inner = _inner(layer)
+    return type(layer).__name__ if inner is layer else f"{type(layer).__name__}({type(inner).__name__})"
+
+
+def _channels_axis(layer: Any) -> int:
+    return 1 if getattr(layer, "data_format", "channels_last") == "channels_first" else -1
+
+
+def _spatial(shape: tuple, layer: Any) -> tuple:
+    return tuple(shape[2:]) if _channels_axis(layer) == 1 else tuple(shape[1:-1])
+
+
+def mult_adds(layer: Any, in_shape: tuple, out_shape: tuple) -> int:
+    """Mult-adds of one call of ``layer`` (batch 1); 0 for layer types not in :data:`MULT_ADD_LAYERS`."""
+    from ._keras import layers as L
+
+    layer = _inner(layer)
+    ax = _channels_axis(layer)
+    transposed = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
+    depthwise = tuple(c for c in (getattr(L, "DepthwiseConv1D", None), L.DepthwiseConv2D) if c)
+    separable = (L.SeparableConv1D, L.SeparableConv2D)
+    if isinstance(layer, transposed):
+        k = math.prod(layer.kernel_size)
+        return math.prod(_spatial(in_shape, layer)) * k * in_shape[ax] * out_shape[ax]
+    if isinstance(layer, depthwise):
+        k = math.prod(layer.kernel_size)
+        return math.prod(_spatial(out_shape, layer)) * k * in_shape[ax] * layer.depth_multiplier
+    if isinstance(layer, separable):
+        k = math.prod(layer.kernel_size)
+        hw = math.prod(_spatial(out_shape, layer))
+        mid = in_shape[ax] * layer.depth_multiplier
+        return hw * k * mid + hw * mid * out_shape[ax]
+    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
+        k = math.prod(layer.kernel_size)
+        groups = getattr(layer, "groups", 1) or 1
+        return math.prod(_spatial(out_shape, layer)) * k * (in_shape[ax] // groups) * out_shape[ax]
+    if isinstance(layer, L.Dense):
+        return math.prod(out_shape[1:-1]) * in_shape[-1] * out_shape[-1]
+    return 0
+
+
+def _key(t: Any) -> tuple:
+    layer, node_index, tensor_index = t._keras_history
+    return (id(layer), node_index, tensor_index)
+
+
+def _flat(x: Any) -> list:
+    from ._keras import tf
+
+    return tf.nest.flatten(x)
+
+
+@dataclass
+class _Step:
+    layer: Any
+    name: str
+    inputs: list
+    outputs: list
+
+
+def _nodes(model: Any) -> list:
+    by_depth = getattr(model, "_nodes_by_depth", None)
+    if not by_depth:
+        raise InvalidArgument(f"cannot profile {model.name!r}: it is not a functional or Sequential model with a "
+                              f"known input shape", hint="build it on an Input(shape=...) before profiling")
+    return [n for depth in sorted(by_depth, reverse=True) for n in by_depth[depth]]
+
+
+def _walk(model: Any, prefix: str, rows: dict, steps: list) -> tuple[int, str]:
+    """Collect per-layer rows and the steps of ``model`` (recursing into sub-models); return (peak elems, where)."""
+    nodes = _nodes(model)
+    consumers: dict[tuple, int] = defaultdict(int)
+    for node in nodes:
+        for t in _flat(node.keras_inputs):
+            consumers[_key(t)] += 1
+    model_outputs = {_key(t) for t in _flat(model.outputs)}
+    live: dict[tuple, int] = {}
+    peak, peak_at = 0, ""
+    for node in nodes:
+        layer = node.layer
+        ins, outs = _flat(node.keras_inputs), _flat(node.outputs)
+        name = prefix + layer.name
+        if _is_model(layer):
+            inner_peak, inner_at = _walk(layer, name + "/", rows, steps)
+            in_size = sum(_numel(_shape(t)) for t in ins)
+            cand, where = sum(live.values()) - in_size + inner_peak, inner_at
+            for t in outs:
+                live[_key(t)] = _numel(_shape(t))
+        else:
+            for t in outs:
+                live[_key(t)] = _numel(_shape(t))
+            cand, where = sum(live.values()), name
+            in_shape = _shape(ins[0]) if ins else None
+            out_shape = _shape(outs[0]) if outs else None
+            macs = mult_adds(layer, in_shape, out_shape) if ins and outs else 0
+            row = rows.get(name)
+            if row is None:
+                params = layer.count_params() if layer.built else 0
+                trainable = sum(int(math.prod(w.shape)) for w in layer.trainable_weights)
+                shapes = [list(_shape(t)) for t in outs]
+                conv_fc = params if type(_inner(layer)).__name__ in MULT_ADD_LAYERS else 0
+                rows[name] = LayerProfile(name, _type_name(layer), shapes[0] if len(shapes) == 1 else shapes,
+                                          params, trainable, macs, conv_fc)
+            else:
+                row.mult_adds += macs
+            steps.append(_Step(layer, name, ins, outs))
+        if cand > peak:
+            peak, peak_at = cand, where
+        for t in ins:
+            k = _key(t)
+            consumers[k] -= 1
+            if consumers[k] <= 0 and k not in model_outputs:
+                live.pop(k, None)
+    return peak, peak_at
+
+
+def _separable_blocks(steps: list) -> list[SeparableBlock]:
+    from ._keras import layers as L
+
+    consumers: dict[tuple, list] = defaultdict(list)
+    for s in steps:
+        for t in s.inputs:
+            consumers[_key(t)].append(s)
+    blocks = []
+    for s in steps:
+        layer = _inner(s.layer)
+        if isinstance(layer, L.SeparableConv2D):
+            in_shape, out_shape = _shape(s.inputs[0]), _shape(s.outputs[0])
+            blocks.append(_block(s.name, s.name, layer, in_shape[-1], out_shape[-1], _spatial(out_shape, layer)))
+        elif isinstance(layer, L.DepthwiseConv2D):
+            dw_out = _shape(s.outputs[0])
+            pw = _find_pointwise(s, dw_out, consumers)
+            if pw is not None:
+                blocks.append(_block(s.name, pw.name, layer, _shape(s.inputs[0])[-1],
+                                     _shape(pw.outputs[0])[-1], _spatial(dw_out, layer)))
+    return blocks
+
+
+def _find_pointwise(dw: _Step, dw_out: tuple, consumers: dict) -> _Step | None:
+    """First 1x1 Conv2D reached from the depthwise output through shape-preserving layers (BN, activations, SE)."""
+    from ._keras import layers as L
+
+    frontier, seen = [dw], set()
+    for _ in range(12):
+        nxt = []
+        for step in frontier:
+            for t in step.outputs:
+                for c in consumers.get(_key(t), []):
+                    if id(c) in seen:
+                        continue
+                    seen.add(id(c))
+                    layer = _inner(c.layer)
+                    is_conv = isinstance(layer, L.Conv2D) and not isinstance(
+                        layer, (L.DepthwiseConv2D, L.Conv2DTranspose))
+                    if is_conv and tuple(layer.kernel_size) == (1, 1) and _shape(c.inputs[0]) == dw_out:
+                        return c
+                    if not is_conv and not isinstance(layer, (L.Dense, L.SeparableConv2D, L.DepthwiseConv2D)) \
+                            and c.outputs and _shape(c.outputs[0]) == dw_out:
+                        nxt.append(c)
+        if not nxt:
+            return None
+        frontier = nxt
+    return None
+
+
+def _block(dw_name: str, pw_name: str, layer: Any, m: int, n: int, hw: tuple) -> SeparableBlock:
+    kh, kw = layer.kernel_size
+    dm = layer.depth_multiplier
+    f = math.prod(hw)
+    separable = kh * kw * m * dm * f + m * dm * n * f
+    standard = kh * kw * m * n * f
+    return SeparableBlock(dw_name, pw_name, (kh, kw), m, n, tuple(hw), dm, separable, standard,
+                          separable / standard, 1.0 / n + 1.0 / (kh * kw))
+
+
+def _profile_model(model: Any) -> ProfileReport:
+    rows: dict[str, LayerProfile] = {}
+    steps: list[_Step] = []
+    peak, at = _walk(model, "", rows, steps)
+    layers = list(rows.values())
+    total = int(model.count_params())
+    trainable = sum(int(math.prod(w.shape)) for w in model.trainable_weights)
+    notes = []
+    if any(r.type.startswith(("Lambda", "TFOpLambda")) for r in layers):
+        notes.append("Lambda/TF-op layers count 0 mult-adds")
+    return ProfileReport(
+        model=model.name, input_shape=_shapes(model.inputs), output_shape=_shapes(model.outputs), layers=layers,
+        total_params=total, trainable_params=trainable, non_trainable_params=total - trainable,
+        total_mult_adds=sum(r.mult_adds for r in layers), conv_fc_params=sum(r.conv_fc_params for r in layers),
+        separable=_separable_blocks(steps),
+        peak_memory=PeakMemory(peak, 4 * peak, peak, at), notes=notes)
+
+
+def _shapes(tensors: list) -> Any:
+    shapes = [list(_shape(t)) for t in tensors]
+    return shapes[0] if len(shapes) == 1 else shapes
