@@ -36,8 +36,10 @@ def a64(devlab) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.is_file():
             shutil.rmtree(d, ignore_errors=True)
+            # the script runs `python3 -m pip` on the host: use this venv's (it has pip; Debian's python3 may not)
+            env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
             build = subprocess.run(["bash", str(script), "build", str(d)], capture_output=True, text=True,
-                                   timeout=900)
+                                   timeout=900, env=env)
             if build.returncode != 0:
                 pytest.skip(f"arm64-sysroot.sh build failed: {(build.stderr or build.stdout).strip()[-400:]}")
             done.write_text(build.stdout)
