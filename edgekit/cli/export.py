@@ -19,23 +19,26 @@ def _fmt_num(v: Any, spec: str) -> str:
 
 
 def render_export(result) -> None:
+    from rich import box
     from rich.table import Table
 
     cal = result.calibration
     cal_text = {"data": f"{cal.count} samples of {cal.source}", "synthetic": f"[bold yellow]SYNTHETIC[/] ({cal.count})",
                 "qat": f"QAT ranges ({cal.source})", "none": "not needed"}.get(cal.kind, cal.kind)
     labelled = any(a.verification is not None and a.verification.keras_accuracy is not None for a in result.artifacts)
-    table = Table(title=f"{result.model} -> {result.out_dir}", title_justify="left")
-    cols = ["format", "precision", "KiB", "computes", "max|err|", "SQNR dB", "top-1 agr"]
-    cols += ["acc keras/art"] if labelled else []
-    for col in cols + ["verified"]:
-        table.add_column(col, justify="left" if col in ("format", "precision", "computes", "verified") else "right")
+    table = Table(title=f"{result.model} -> {result.out_dir}", title_justify="left", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    cols = ["format", "precision", "KiB", "max|err|", "SQNR dB", "top-1"] + (["acc keras/art"] if labelled else [])
+    for col in cols + ["ok"]:
+        table.add_column(col, justify="left" if col in ("format", "precision", "ok") else "right")
     for a in result.artifacts:
         v = a.verification
         status = "-" if v is None else ("[green]pass[/]" if v.passed else "[bold red]FAIL[/]")
-        row = [a.format, a.precision + ("" if a.io == "float" else f" ({a.io} io)"), f"{a.size_bytes / 1024:.1f}",
-               a.computes_in, _fmt_num(v and v.max_abs_err, ".1e"), _fmt_num(v and v.sqnr_db, ".1f"),
-               _fmt_num(v and v.top1_agreement, ".3f")]
+        prec = a.precision + ("" if a.io == "float" else f" {a.io}-io")
+        if a.computes_in != a.precision:
+            prec += f" (runs {a.computes_in})"
+        row = [a.format, prec, f"{a.size_bytes / 1024:.1f}", _fmt_num(v and v.max_abs_err, ".1e"),
+               _fmt_num(v and v.sqnr_db, ".1f"), _fmt_num(v and v.top1_agreement, ".3f")]
         if labelled:
             row.append("-" if v is None or v.keras_accuracy is None
                        else f"{v.keras_accuracy:.3f}/{v.artifact_accuracy:.3f}")
@@ -117,7 +120,7 @@ def export_cmd(ctx: click.Context, model: str | None, recipe: str | None, as_jso
             result = run_recipe(recipe, overrides or None, progress=cb)
         exported = getattr(result, "export", None)
         if as_json or exported is None:
-            emit(result, True, lambda r: None)
+            emit(result.to_dict() if hasattr(result, "to_dict") else result, True, lambda r: None)
         else:
             render_export(exported)
         return

@@ -20,6 +20,8 @@ from ..errors import InvalidArgument, MissingDependency, ModelLoadError, map_err
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Cast"}
 #: ONNX ops that carry a model's compute (flagged when they run in float inside an integer model)
 _ONNX_COMPUTE = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+#: ONNX ops onnxruntime has no integer kernel for: float even between QDQ pairs
+_ONNX_FLOAT_ONLY = {"BatchNormalization", "InstanceNormalization", "LayerNormalization"}
 
 
 @dataclass
@@ -256,6 +258,8 @@ def _inspect_onnx(p: Path) -> InspectReport:
             src = producer.get(n.input[0]) if n.input else None
             if src is None or src.op_type != "DequantizeLinear":
                 float_ops.append(n.op_type)
+        elif n.op_type in _ONNX_FLOAT_ONLY:
+            float_ops.append(n.op_type)
     float_hist = _hist(float_ops)
     if any(n.op_type.endswith("Integer") or n.op_type == "DynamicQuantizeLinear" for n in g.node):
         precision = "dynamic"

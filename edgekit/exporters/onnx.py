@@ -72,9 +72,13 @@ class OnnxExporter(Exporter):
                         facts["quantizer"] = "onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)"
                     else:
                         reader = _Reader(proto.graph.input[0].name, calib_x, progress)
+                        # BatchNormalization that tf2onnx could not fold into a Conv has no integer kernel in
+                        # onnxruntime: keep its parameters float instead of int8-quantizing mean/variance
+                        unfolded = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "BatchNormalization"]
                         quantize_static(str(pre), str(dest), reader, quant_format=QuantFormat.QDQ,
                                         per_channel=not spec.per_tensor, activation_type=QuantType.QInt8,
-                                        weight_type=QuantType.QInt8)
+                                        weight_type=QuantType.QInt8, nodes_to_exclude=unfolded)
+                        facts["float_nodes"] = unfolded
                         facts["quantizer"] = ("onnxruntime.quantization.quantize_static(QDQ, QInt8/QInt8, "
                                               f"per_channel={not spec.per_tensor}, MinMax)")
         progress(f"converting onnx {label}", 1, 1)
