@@ -152,14 +152,14 @@ def test_formats_share_one_calibration(exported):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("io", ["int8", "uint8"])
-def test_integer_io_is_quantized_and_verified(trained, tmp_path, io):
+@pytest.mark.parametrize("quantize,io", [("int8", "int8"), ("int8", "uint8"), ("int16x8", "int16")])
+def test_integer_io_is_quantized_and_verified(trained, tmp_path, quantize, io):
     from edgekit.exporters import export
     from edgekit.runtimes import load
 
-    res = export(trained, quantize="int8", io=io, calib_data="fashion-mnist", calib_samples=120, out=tmp_path)
+    res = export(trained, quantize=quantize, io=io, calib_data="fashion-mnist", calib_samples=120, out=tmp_path)
     art = res["tflite"]
-    assert art.path.name == f"tinynet_int8_{io}-io.tflite"
+    assert art.path.name == f"tinynet_{quantize}_{io}-io.tflite"
     sess = load(art.path)
     assert sess.inputs[0].dtype == io and sess.inputs[0].quantized and sess.outputs[0].dtype == io
     assert art.verification.passed and art.verification.top1_agreement >= 0.85
