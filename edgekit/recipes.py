@@ -81,7 +81,7 @@ def validate_recipe(recipe: Mapping[str, Any], *, where: str = "recipe") -> dict
         Pipeline(stages)
     else:
         keys = set(inspect.signature(build_stages).parameters)
-        build_stages(**{k: v for k, v in recipe.items() if k in keys and v is not None})
+        Pipeline(build_stages(**{k: v for k, v in recipe.items() if k in keys and v is not None}))
         if not flags and recipe.get("quantize") is None:
             raise PipelineError(f"{where}: nothing to do", hint="add stages, stage flags (prune, cluster, qat, "
                                                                "distill_from, train_epochs) or quantize")

@@ -70,19 +70,41 @@ class WeightStats(JsonMixin):
     per_tensor: list[dict] = field(default_factory=list)
 
 
-def weight_stats(tensors: Iterable[tuple[str, np.ndarray, bool]], detail: bool = False) -> WeightStats:
-    """Stats of (name, int8 array, pruned?) tensors."""
+def _per_channel_huffman(arr: np.ndarray, axis: int | None) -> tuple[int | None, int]:
+    """(bits with one Huffman code per output channel incl. codebooks, most distinct values in one channel)."""
+    if axis is None or arr.ndim < 2:
+        return None, 0
+    chans = np.moveaxis(arr, axis, 0).reshape(arr.shape[axis], -1)
+    bits, most = 0, 0
+    for ch in chans:
+        payload, book = huffman_bits(ch, 8 * arr.dtype.itemsize)
+        bits += payload + book
+        most = max(most, len(np.unique(ch)))
+    return bits, most
+
+
+def weight_stats(tensors: Iterable[tuple], detail: bool = False) -> WeightStats:
+    """Stats of (name, int8 array, pruned?[, output-channel axis]) tensors.
+
+    Huffman per tensor is the smaller of one code for the whole tensor and one code per output channel (per-channel
+    int8 scales turn N shared float values into up to N distinct int8 values *per channel*).
+    """
     st = WeightStats()
     raw = io.BytesIO()
     bits = 0
     ent = 0.0
     pz = pn = 0
-    for name, arr, pruned in tensors:
+    for item in tensors:
+        name, arr, pruned = item[:3]
+        axis = item[3] if len(item) > 3 else None
         arr = np.asarray(arr)
         flat = arr.reshape(-1)
         zeros = int(np.count_nonzero(flat == 0))
         uniq, counts = np.unique(flat, return_counts=True)
         payload, book = huffman_bits(flat, 8 * arr.dtype.itemsize)
+        ch_bits, ch_unique = _per_channel_huffman(arr, axis)
+        if ch_bits is not None and ch_bits < payload + book:
+            payload, book = ch_bits, 0
         p = counts / counts.sum()
         ent += float(-(counts * np.log2(p)).sum())
         bits += payload + book
@@ -98,7 +120,8 @@ def weight_stats(tensors: Iterable[tuple[str, np.ndarray, bool]], detail: bool =
         if detail:
             st.per_tensor.append({"name": name, "shape": list(arr.shape), "weights": int(flat.size),
                                   "sparsity": round(zeros / max(1, flat.size), 4), "unique": int(len(uniq)),
-                                  "pruned": bool(pruned), "huffman_bytes": (payload + book + 7) // 8})
+                                  "pruned": bool(pruned), "huffman_bytes": (payload + book + 7) // 8,
+                                  "max_unique_per_channel": ch_unique or None})
     data = raw.getvalue()
     st.bytes = len(data)
     st.gzip_bytes = len(gzip.compress(data, 9, mtime=0)) if data else 0
@@ -155,7 +178,7 @@ def keras_weight_stats(model, pruned_layers: Sequence[str] = (), detail: bool = 
     tensors = []
     for name, kernel, kind in keras_kernels(model):
         axis = -2 if kind == "depthwise" else -1
-        tensors.append((name, quantize_per_channel(kernel, axis), name in chosen))
+        tensors.append((name, quantize_per_channel(kernel, axis), name in chosen, axis % kernel.ndim))
     return weight_stats(tensors, detail)
 
 
@@ -179,8 +202,9 @@ def _interpreter(path: str | os.PathLike):
     return Interpreter(model_path=str(path))
 
 
-def tflite_weight_tensors(path: str | os.PathLike) -> list[tuple[str, np.ndarray, str]]:
-    """(tensor name, values, op) of every constant filter tensor (input #1 of conv/depthwise/FC ops)."""
+def tflite_weight_tensors(path: str | os.PathLike) -> list[tuple[str, np.ndarray, str, int | None]]:
+    """(tensor name, values, op, per-channel quantized axis or None) of every constant filter tensor (input #1 of
+    conv/depthwise/FC ops)."""
     interp = _interpreter(path)
     details = {d["index"]: d for d in interp.get_tensor_details()}
     seen, out = set(), []
@@ -195,7 +219,9 @@ def tflite_weight_tensors(path: str | os.PathLike) -> list[tuple[str, np.ndarray
             arr = interp.get_tensor(idx)
         except ValueError:
             continue  # not a constant (e.g. computed at run time)
-        out.append((details[idx]["name"], np.array(arr), op["op_name"]))
+        qdim = details[idx].get("quantization_parameters", {}).get("quantized_dimension", 0)
+        scales = details[idx].get("quantization_parameters", {}).get("scales", ())
+        out.append((details[idx]["name"], np.array(arr), op["op_name"], int(qdim) if len(scales) > 1 else None))
     return out
 
 
@@ -204,7 +230,7 @@ def _match_pruned(tensors, pruned_shapes: dict[str, tuple[int, ...]]) -> list[bo
     shape (Keras HWIO / IO -> TFLite OHWI / OI)."""
     flags = [False] * len(tensors)
     pending = dict(pruned_shapes)
-    for i, (tname, arr, _) in enumerate(tensors):
+    for i, (tname, arr, *_) in enumerate(tensors):
         for lname in list(pending):
             if f"/{lname}/" in tname or tname.endswith(f"/{lname}") or f"{lname}/" in tname.split(";")[0]:
                 flags[i] = True
@@ -212,7 +238,7 @@ def _match_pruned(tensors, pruned_shapes: dict[str, tuple[int, ...]]) -> list[bo
                 break
     for lname, kshape in pending.items():
         want = (kshape[-1], *kshape[:-1]) if len(kshape) == 4 else (kshape[1], kshape[0])
-        for i, (_, arr, _) in enumerate(tensors):
+        for i, (_, arr, *_) in enumerate(tensors):
             if not flags[i] and tuple(arr.shape) == tuple(want):
                 flags[i] = True
                 break
@@ -244,7 +270,7 @@ def artifact_stats(path: str | os.PathLike, *, pruned_shapes: dict | None = None
     blob = path.read_bytes()
     tensors = tflite_weight_tensors(path)
     flags = _match_pruned(tensors, pruned_shapes or {})
-    ws = weight_stats([(n, a, f) for (n, a, _), f in zip(tensors, flags)], detail)
+    ws = weight_stats([(n, a, f, ax) for (n, a, _, ax), f in zip(tensors, flags)], detail)
     st = ArtifactStats(path=str(path), precision=precision, file_bytes=len(blob),
                        gzip_bytes=len(gzip.compress(blob, 9, mtime=0)), weights=ws,
                        huffman_file_bytes=len(blob) - ws.bytes + ws.huffman_bytes)

@@ -1,0 +1,89 @@
+"""Recipes in export/: every file validates (schema = compress() arguments); bad recipes fail before training."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgekit.errors import InvalidArgument, PipelineError
+from edgekit.recipes import load_recipe, recipe_keys, run_recipe, validate_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPES = sorted((REPO / "export").glob("*.yaml"))
+BASE = {"model": "mobilenet_v1", "alpha": 0.25, "resolution": 32, "input_channels": 1, "classes": 10,
+        "weights": "none", "data": "fashion-mnist"}
+
+
+def test_export_folder_has_recipes():
+    assert len(RECIPES) >= 4
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_recipe_validates(path):
+    recipe = load_recipe(path)
+    assert recipe["model"] and recipe["data"]
+    assert recipe.get("name") == path.stem  # a recipe names itself after its file
+    assert recipe.get("quantize") == "int8"
+    assert str(recipe.get("out", "")).startswith("artifacts/")  # never into a tracked folder
+
+
+def test_recipe_keys_are_the_compress_arguments():
+    import inspect
+
+    from edgekit.compression import compress
+
+    keys = set(recipe_keys())
+    assert set(inspect.signature(compress).parameters) - {"progress", "callbacks", "model_options"} <= keys
+    assert {"alpha", "resolution", "weights", "name"} <= keys
+
+
+@pytest.mark.parametrize("extra, words", [
+    ({"prunne": 0.5, "quantize": "int8"}, "did you mean 'prune'"),
+    ({"prune": 0.5, "stages": [{"prune": 0.5}]}, "either stages or the stage flags"),
+    ({"stages": [{"cluster": 16}, {"prune": 0.5}]}, "prune after cluster"),
+    ({"stages": ["qat"], "quantize": "dynamic"}, "qat then a 'dynamic' export"),
+    ({"qat": True, "quantize": "fp16"}, "qat then a 'fp16' export"),
+    ({"stages": [{"prune": {"sparsity": 0.5, "epoch": 2}}]}, "did you mean 'epochs'"),
+    ({"prune": "half", "quantize": "int8"}, "sparsity must be in (0, 1)"),
+    ({"train_epochs": "4", "quantize": "int8"}, "train_epochs must be int"),
+    ({}, "nothing to do"),
+])
+def test_bad_recipe_fails_validation(extra, words):
+    with pytest.raises(PipelineError) as info:
+        validate_recipe({**BASE, **extra})
+    assert words in str(info.value)
+
+
+def test_missing_model_and_unreadable_file(tmp_path):
+    with pytest.raises(PipelineError, match="missing required key 'model'"):
+        validate_recipe({"data": "fashion-mnist", "quantize": "int8"})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(PipelineError, match="not valid YAML"):
+        load_recipe(bad)
+    with pytest.raises(InvalidArgument, match="does not exist"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+def test_overrides_are_validated_too(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "prune": 0.5, "quantize": "int8"}))
+    with pytest.raises(PipelineError, match="qat then a 'dynamic' export"):
+        run_recipe(path, {"qat": True, "quantize": "dynamic"})
+
+
+@pytest.mark.slow
+def test_run_recipe_end_to_end(tmp_path, fashion_mnist_available):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "limit": 256, "test_limit": 128, "train_epochs": 1, "cluster": 8,
+                                    "cluster_epochs": 1, "quantize": "int8", "calib_samples": 100, "verify": False,
+                                    "out": str(tmp_path / "out")}))
+    res = run_recipe(path)
+    assert res.stages == ["train", "cluster", "export"]
+    assert res.export.artifacts[0].path.suffix == ".tflite"  # engineer 2's ExportResult
+    art = res.report.artifacts[0]
+    # 8 shared float values per kernel stay <= 8 int8 values per output channel (per-channel scales)
+    clustered = [t for t in art.weights.per_tensor if (t["max_unique_per_channel"] or 99) <= 8]
+    assert len(clustered) == 13  # conv_pw_1..13 (stem conv and classifier skipped; depthwise not clusterable)
+    assert Path(res.report.report_json).is_file() and res.to_dict()["recipe"] == str(path)

@@ -1,0 +1,85 @@
+"""edgekit.compression.train and the ``edgekit train`` / ``edgekit compress`` commands."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from edgekit.cli import main
+from edgekit.errors import DataError, InvalidArgument
+
+OPTS = dict(alpha=0.25, resolution=32, input_channels=1, classes=10, weights="none")
+CLI_OPTS = ["--alpha", "0.25", "--resolution", "32", "--input-channels", "1", "--classes", "10", "--weights", "none"]
+
+
+@pytest.mark.slow
+def test_train_saves_best_checkpoint_and_reports_epochs(tmp_path, fashion_mnist_available):
+    from edgekit._keras import layers
+    from edgekit.compression import train
+
+    seen = []
+    model, rep = train("mobilenet_v1", "fashion-mnist", epochs=2, limit=256, test_limit=128, seed=0,
+                       checkpoint_dir=tmp_path / "ck", out=tmp_path / "m.keras",
+                       progress=lambda task, done, total: seen.append((done, total)), **OPTS)
+    assert [e.epoch for e in rep.history] == [1, 2] and rep.best_epoch in (1, 2)
+    assert rep.train_samples + rep.val_samples == 256 and rep.val_samples == 26
+    assert rep.test_samples == 128 and 0.0 <= rep.test_accuracy <= 1.0
+    assert (tmp_path / "ck" / "best.keras").is_file() and (tmp_path / "m.keras").is_file()
+    assert seen[-1] == (2, 2)
+    assert all(l.momentum == 0.9 for l in model.layers if isinstance(l, layers.BatchNormalization))
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".")]  # no temp files left
+
+
+def test_train_rejects_bad_out_before_training():
+    from edgekit.compression import train
+
+    with pytest.raises(InvalidArgument, match=r"\.keras or \.h5"):
+        train("mobilenet_v1", "fashion-mnist", epochs=1, limit=32, out="/tmp/model.bin", **OPTS)
+
+
+def test_train_needs_labels(tmp_path):
+    import numpy as np
+
+    from edgekit.compression import train
+
+    np.save(tmp_path / "x.npy", np.zeros((8, 32, 32, 1), np.float32))
+    with pytest.raises(DataError, match="no labels"):
+        train("mobilenet_v1", str(tmp_path / "x.npy"), epochs=1, **OPTS)
+
+
+def test_cli_compress_bad_chain_exits_2():
+    r = CliRunner().invoke(main, ["compress", "mobilenet_v1", "--data", "fashion-mnist", "--qat", *CLI_OPTS])
+    assert r.exit_code == 2
+    assert "qat needs an int8 export" in r.output
+
+
+def test_cli_compress_nothing_to_do_exits_2():
+    r = CliRunner().invoke(main, ["compress", "mobilenet_v1", "--data", "fashion-mnist", *CLI_OPTS])
+    assert r.exit_code == 2 and "nothing to do" in r.output
+
+
+def test_cli_train_unknown_data_exits_2():
+    r = CliRunner().invoke(main, ["train", "mobilenet_v1", "--data", "fashon-mnist", "--epochs", "1", *CLI_OPTS])
+    assert r.exit_code == 2 and "fashion-mnist" in r.output  # did-you-mean
+
+
+@pytest.mark.slow
+def test_cli_train_json(tmp_path, fashion_mnist_available):
+    r = CliRunner().invoke(main, ["train", "mobilenet_v1", "--data", "fashion-mnist", "--epochs", "1", "--limit",
+                                  "128", "--test-limit", "64", "--out", str(tmp_path / "m.keras"), *CLI_OPTS, "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["epochs"] == 1 and data["saved"].endswith("m.keras") and len(data["history"]) == 1
+
+
+@pytest.mark.slow
+def test_cli_compress_json_and_table(tmp_path, fashion_mnist_available):
+    args = ["compress", "mobilenet_v1", "--data", "fashion-mnist", "--limit", "128", "--test-limit", "64",
+            "--prune", "0.5", "--prune-epochs", "1", "--quantize", "int8", "--calib-samples", "64", "--no-verify",
+            "--out", str(tmp_path), *CLI_OPTS]
+    r = CliRunner().invoke(main, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["stages"] == ["prune", "export"]
+    assert data["report"]["artifacts"][0]["weights"]["pruned_sparsity"] == pytest.approx(0.5, abs=0.02)
