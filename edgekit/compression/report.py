@@ -346,7 +346,8 @@ def rows(report) -> list[list[str]]:
 
 
 def plot(report, dest: str | os.PathLike) -> Path:
-    """PNG: size (int8 KB raw, gzip, Huffman; artifact file) vs test accuracy per stage. Atomic write."""
+    """PNG: per stage (and per artifact) grouped bars of size (kernels as int8, gzip, Huffman; the artifact's file
+    and file gzip) with test accuracy as a line on the right axis. Atomic write."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -354,34 +355,54 @@ def plot(report, dest: str | os.PathLike) -> Path:
 
     from .._io import atomic_path
 
-    points = []
+    labels, raw, gz, hf, acc = [], [], [], [], []
     for st in [report.input, *report.stages]:
         w = st.weights or {}
-        acc = st.test_accuracy if st.test_accuracy is not None else st.val_accuracy
-        if acc is not None and w:
-            points.append((st.stage, acc, w.get("bytes", 0), w.get("gzip_bytes", 0), w.get("huffman_bytes", 0)))
-    arts = [(f"{a.precision or 'artifact'} .tflite", a.test_accuracy, a.file_bytes, a.gzip_bytes,
-             a.huffman_file_bytes) for a in report.artifacts if a.test_accuracy is not None]
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    styles = (("int8 weights", 2, "o", "tab:blue"), ("gzip", 3, "s", "tab:orange"), ("Huffman", 4, "^", "tab:green"))
-    for label, col, marker, color in styles:
-        if points:
-            xs = [p[col] / 1024 for p in points]
-            ys = [100 * p[1] for p in points]
-            ax.plot(xs, ys, marker=marker, color=color, label=f"stage: {label}", alpha=0.8)
-            if col == 2:
-                for p, x, y in zip(points, xs, ys):
-                    ax.annotate(p[0], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    for name, acc, size, gz, hf in arts:
-        for val, marker, lab in ((size, "*", "file"), (gz, "P", "file gzip"), (hf, "X", "file Huffman")):
-            ax.scatter([val / 1024], [100 * acc], marker=marker, s=90, color="tab:red", zorder=5,
-                       label=f"{name}: {lab}")
-    ax.set_xlabel("size (KB)")
-    ax.set_ylabel("test accuracy (%)" if any(st.test_accuracy is not None for st in report.stages + [report.input])
-                  else "accuracy (%)")
-    ax.set_title(f"{report.model}: size vs accuracy per compression stage")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+        labels.append(st.stage)
+        raw.append(w.get("bytes", 0) / 1024)
+        gz.append(w.get("gzip_bytes", 0) / 1024)
+        hf.append(w.get("huffman_bytes", 0) / 1024)
+        a = st.test_accuracy if st.test_accuracy is not None else st.val_accuracy
+        acc.append(None if a is None else 100 * a)
+    file_kb, file_gz = [0.0] * len(labels), [0.0] * len(labels)
+    for art in report.artifacts:
+        w = art.weights or WeightStats()
+        labels.append(f"{art.precision or 'artifact'}\n.tflite")
+        raw.append(w.bytes / 1024)
+        gz.append(w.gzip_bytes / 1024)
+        hf.append(w.huffman_bytes / 1024)
+        file_kb.append(art.file_bytes / 1024)
+        file_gz.append(art.gzip_bytes / 1024)
+        acc.append(None if art.test_accuracy is None else 100 * art.test_accuracy)
+    x = np.arange(len(labels))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.5 * len(labels) + 3), 5), dpi=110)
+    series = [("kernels int8", raw, "tab:blue"), ("kernels gzip", gz, "tab:orange"),
+              ("kernels Huffman", hf, "tab:green"), ("file", file_kb, "tab:gray"), ("file gzip", file_gz, "silver")]
+    series = [s for s in series if any(s[1])]
+    width = 0.8 / len(series)
+    for i, (name, vals, color) in enumerate(series):
+        bars = ax.bar(x - 0.4 + width * (i + 0.5), vals, width, label=name, color=color)
+        for b, v in zip(bars, vals):
+            if v:
+                ax.annotate(f"{v:.0f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, labels)
+    ax.set_ylabel("size (KB)")
+    ax.set_ylim(0, max(max(s[1]) for s in series) * 1.18)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax2 = ax.twinx()
+    pts = [(i, a) for i, a in enumerate(acc) if a is not None]
+    if pts:
+        ax2.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color="tab:red", label="test accuracy")
+        for i, a in pts:
+            ax2.annotate(f"{a:.2f}%", (i, a), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=8,
+                         color="tab:red")
+        lo, hi = min(p[1] for p in pts), max(p[1] for p in pts)
+        ax2.set_ylim(max(0.0, lo - max(2.0, hi - lo)), min(100.0, hi + max(1.0, (hi - lo) / 2)))
+    ax2.set_ylabel("test accuracy (%)", color="tab:red")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right", ncol=2)
+    ax.set_title(f"{report.model}: size and accuracy per compression stage", fontsize=10)
     fig.tight_layout()
     dest = Path(dest)
     with atomic_path(dest) as tmp:
