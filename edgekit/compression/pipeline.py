@@ -57,8 +57,9 @@ class Export(Stage):
                                 hint="export a QAT model with quantize: int8")
 
     def export(self, model, ctx: Context):
-        """Export with the pipeline's own data: calibration from the training split, verification (with labels)
-        on the test split (or validation split), handed over as temporary .npz files."""
+        """Export with the pipeline's data: a built-in dataset by name (calibration from its train split,
+        verification with labels on its test split); other sources as temporary .npz files of the training split
+        (calibration) and the held-out split (verification)."""
         import tempfile
 
         import numpy as np
@@ -67,25 +68,38 @@ class Export(Stage):
 
         calib = ctx.train.take(self.calib_samples, ctx.seed)
         held = ctx.test if ctx.test is not None else ctx.val
+        builtin = ctx.source if _is_builtin(ctx.source) else None
+        calibrated = self.quantize in ("int8", "int16x8")
         with tempfile.TemporaryDirectory(prefix="edgekit-compress-") as tmp:
-            calib_path = Path(tmp) / "calib.npz"
-            np.savez(calib_path, x=calib.x, y=calib.y)
-            verify_path = None
-            if held is not None:
-                held = held.take(min(len(held), 500), ctx.seed)
-                verify_path = Path(tmp) / "verify.npz"
-                np.savez(verify_path, x=held.x, y=held.y)
-            calibrated = self.quantize in ("int8", "int16x8")
-            calib_src = self.calib_data or str(calib_path)
-            verify_src = self.verify_data or (str(verify_path) if verify_path else None)
+            # built-in datasets go by name (the manifest then names the real source); other data as .npz arrays
+            calib_src, n_cal = self.calib_data, self.calib_samples
+            if calib_src is None and calibrated:
+                calib_src, n_cal = builtin, self.calib_samples
+                if builtin is None:
+                    calib_src, n_cal = str(Path(tmp) / "calibration_from_training_split.npz"), len(calib)
+                    np.savez(calib_src, x=calib.x, y=calib.y)
+            verify_src, n_ver = self.verify_data, self.verify_samples
+            if verify_src is None and held is not None:
+                n_ver = n_ver or min(len(held), 500)
+                if builtin is not None and ctx.test is not None:
+                    verify_src = builtin  # its test split
+                else:
+                    verify_src = str(Path(tmp) / "verification_from_heldout_split.npz")
+                    part = held.take(n_ver, ctx.seed)
+                    np.savez(verify_src, x=part.x, y=part.y)
             return exporters.export(model, quantize=self.quantize, formats=tuple(self.formats),
                                     calib_data=calib_src if calibrated else None,
-                                    calib_samples=(self.calib_samples if self.calib_data else len(calib))
-                                    if calibrated else None, io=self.io, per_tensor=self.per_tensor, out=self.out,
-                                    verify=self.verify, verify_data=verify_src,
-                                    verify_samples=self.verify_samples or (len(held) if verify_path else None),
-                                    opset=self.opset, threads=self.threads, preprocess=ctx.preprocess, seed=ctx.seed,
+                                    calib_samples=n_cal if calibrated else None, io=self.io,
+                                    per_tensor=self.per_tensor, out=self.out, verify=self.verify,
+                                    verify_data=verify_src, verify_samples=n_ver, opset=self.opset,
+                                    threads=self.threads, preprocess=ctx.preprocess, seed=ctx.seed,
                                     progress=ctx.progress)
+
+
+def _is_builtin(source) -> bool:
+    from ..data import DATASETS
+
+    return isinstance(source, str) and source in DATASETS
 
 
 #: (earlier, later): why that order is invalid
@@ -207,7 +221,8 @@ class Pipeline:
             ensure_writable_dir(report_dir)
         set_bn_momentum(model, bn_momentum)
         preprocess = full.preprocess if full.preprocess in PREPROCESS_MODES else preprocess
-        ctx = Context(train=ds_train, val=ds_val, test=ds_test, batch_size=batch_size, seed=seed,
+        ctx = Context(source=data if isinstance(data, str) else None, train=ds_train, val=ds_val, test=ds_test,
+                      batch_size=batch_size, seed=seed,
                       bn_momentum=bn_momentum, preprocess=preprocess, progress=progress, callbacks=list(callbacks))
         report = PipelineReport(model=model.name, data=full.source, seed=seed, train_samples=len(ds_train),
                                 val_samples=len(ds_val or ()), test_samples=len(ds_test or ()),

@@ -300,19 +300,18 @@ def tflite_accuracy(path: str | os.PathLike, ds, batch: int = 1) -> float:
 
 
 def local_latency(path: str | os.PathLike, runs: int = 50):
-    """p50 latency (ms) from engineer 4's harness (``edgekit.devices.bench``) when it is installed."""
+    """(p50 ms, note) from the on-device harness (``edgekit.devices.bench`` on ``local``) when it is installed."""
     try:
-        from .. import devices
+        from ..devices import bench
     except ImportError:
         return None, "latency harness (edgekit.devices) not available"
     try:
-        res = devices.bench([str(path)], ["local"], runs=runs, warmup=5)
-        r = res[0]
-        lat = getattr(r, "latency_ms", None) or {}
-        p50 = lat.get("p50") if isinstance(lat, dict) else getattr(lat, "p50", None)
-        return p50, f"local, {runs} runs ({getattr(r, 'runtime', '')})"
+        r = bench([str(path)], ["local"], runs=runs, warmup=5)[0]
     except Exception as exc:  # noqa: BLE001 - latency is optional in the report
         return None, f"latency not measured: {exc}"
+    if r.status != "ok":
+        return None, f"latency not measured: {r.status}: {r.error}"
+    return r.p50_ms, f"local {r.runtime} {r.runtime_version or ''}, {r.threads or 'default'} threads, {r.count} runs".strip()
 
 
 # -- rendering ------------------------------------------------------------------------------------------------------

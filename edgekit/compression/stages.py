@@ -42,6 +42,7 @@ class Context:
     pruned_layers: list[str] = field(default_factory=list)
     clustered_layers: list[str] = field(default_factory=list)
     clusters: int | None = None
+    source: str | None = None  # the data source as given (a built-in dataset name, a folder, a file)
 
 
 @dataclass
