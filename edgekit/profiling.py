@@ -2,8 +2,14 @@
 
 Conventions (those of the MobileNet paper): mult-adds are counted for convolutions and fully connected layers only
 (:data:`MULT_ADD_LAYERS`); batch normalisation, activations, pooling, additions and biases count 0. Parameters are
-Keras' own count (trainable + non-trainable, so BatchNorm's moving statistics are included). Nested models are
-flattened: their layers are listed as ``submodel/layer``.
+Keras' own count (trainable + non-trainable, so BatchNorm's moving statistics are included); ``conv_fc_params`` is
+the papers' count (conv/FC kernels and biases only). Nested models are flattened: their layers are listed as
+``submodel/layer``; layers inside tfmot wrappers are counted as the wrapped layer.
+
+Peak activation memory: the graph is walked in topological order; each layer's outputs are allocated while its
+inputs are still live, and a tensor is freed after its last consumer. The peak of the sum of live tensors (batch 1)
+is reported at float32 and int8. No in-place reuse is assumed (a runtime may alias Reshape/activation outputs), so
+it is an upper-bound style estimate of the activation arena, weights not included.
 """
 from __future__ import annotations
 

@@ -71,6 +71,15 @@ def test_resnet50_golden():
     assert round(rep.total_mult_adds / 1e9, 1) == 3.9 and within(rep.total_mult_adds, 3.9e9, 0.015)
 
 
+@pytest.mark.parametrize("name, mult_adds_m", [
+    ("mobilenet_v2", 300),          # MobileNetV2 paper, Table 4
+    ("mobilenet_v3_small", 56),     # MobileNetV3 paper, Table 3
+    ("shufflenet_v2", 146),         # ShuffleNet V2 paper, Table 5 (x1.0; its "FLOPs" are mult-adds)
+])
+def test_other_papers_mult_adds(name, mult_adds_m):
+    assert within(profile(name).total_mult_adds, mult_adds_m * 1e6)
+
+
 @pytest.mark.slow
 def test_vgg16_golden():
     rep = profile("vgg16")

@@ -2,7 +2,7 @@
 
 Huang et al., "Densely Connected Convolutional Networks", https://arxiv.org/abs/1608.06993
 
-DenseNet-121: 8.1 M params, ~2.9 B mult-adds at 224 px.
+DenseNet-121: 8.1 M params, 2.83 B mult-adds at 224 px.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Szegedy et al., "Going Deeper with Convolutions", https://arxiv.org/abs/1409.484
 
 As in common re-implementations (torchvision), every convolution is followed by batch normalisation, local
 response normalisation and the two auxiliary classifiers are left out; the 5x5 branch keeps the paper's 5x5 kernel.
-~6.6 M params, ~1.5 B mult-adds at 224 px (paper: 1.5 B).
+7.0 M params (BN included), 1.58 B mult-adds at 224 px as built here (paper: 1.5 B mult-adds).
 """
 from __future__ import annotations
 

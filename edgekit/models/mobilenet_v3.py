@@ -2,8 +2,8 @@
 
 Howard et al., "Searching for MobileNetV3", https://arxiv.org/abs/1905.02244
 
-The graph rescales its input itself: feed raw 0-255 pixels. Large 1.0-224: 5.4 M params, 219 M mult-adds;
-Small 1.0-224: 2.5 M params, 56 M mult-adds (paper, Table 3).
+The graph rescales its input itself: feed raw 0-255 pixels. Paper (Table 3): Large 1.0-224 5.4 M params, 219 M
+mult-adds; Small 1.0-224 2.5 M, 56 M. Measured on the tf-keras graphs: 5.51 M / 216.6 M and 2.55 M / 56.5 M.
 """
 from __future__ import annotations
 
