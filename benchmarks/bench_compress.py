@@ -8,6 +8,7 @@
    epochs, data and seed
 
     .venv/bin/python benchmarks/bench_compress.py [--out artifacts/bench_compress] [--epochs 4] [--limit N]
+    .venv/bin/python benchmarks/bench_compress.py --only prune_cluster_pt,reanalyse   # reuses baseline.keras
 
 Writes OUT/results.json and prints a summary; every number comes from this run.
 """
@@ -47,7 +48,8 @@ def main() -> None:
     ap.add_argument("--cluster-epochs", type=int, default=1)
     ap.add_argument("--distill-limit", type=int, default=10000)
     ap.add_argument("--distill-epochs", type=int, default=4)
-    ap.add_argument("--only", default="baseline,prune,cluster,prune_cluster,distill")
+    ap.add_argument("--only", default="baseline,prune,cluster,prune_cluster,distill",
+                    help="comma list of: baseline prune cluster prune_cluster prune_cluster_pt distill reanalyse")
     args = ap.parse_args()
 
     from edgekit.compression import Distill, Pipeline, Train, compress, train
@@ -89,6 +91,25 @@ def main() -> None:
                        cluster_epochs=args.cluster_epochs, out=str(out / "pruned50_cluster16_int8"), **common)
         results["pruned50_cluster16_int8"] = summary(res)
         print("prune 50% + cluster 16 + int8:", results["pruned50_cluster16_int8"], flush=True)
+    if "prune_cluster_pt" in only:
+        # clusters survive int8 only per tensor: per-channel scales turn 16 shared values into up to 16 per channel
+        res = compress(str(base_path), prune=0.5, prune_epochs=args.prune_epochs, cluster=16,
+                       cluster_epochs=args.cluster_epochs, out=str(out / "pruned50_cluster16_int8_per_tensor"),
+                       per_tensor=True, **common)
+        results["pruned50_cluster16_int8_per_tensor"] = summary(res)
+        print("prune 50% + cluster 16 + int8 per-tensor:", results["pruned50_cluster16_int8_per_tensor"], flush=True)
+    if "reanalyse" in only:
+        # re-measure every artifact already written (e.g. after a change of the report's Huffman estimate)
+        from edgekit.compression.report import artifact_stats
+
+        for key, val in results.items():
+            if isinstance(val, dict) and str(val.get("artifact", "")).endswith(".tflite"):
+                st = artifact_stats(val["artifact"])
+                val.update(huffman_weight_bytes=st.weights.huffman_bytes, huffman_file_bytes=st.huffman_file_bytes,
+                           entropy_bits=st.weights.entropy_bits, gzip_bytes=st.gzip_bytes,
+                           weight_gzip_bytes=st.weights.gzip_bytes)
+                print(key, {k: val[k] for k in ("huffman_weight_bytes", "weight_gzip_bytes", "gzip_bytes")},
+                      flush=True)
     if "distill" in only:
         run = dict(limit=args.distill_limit, test_limit=None, seed=0)
         from edgekit import models
@@ -123,6 +144,11 @@ def main() -> None:
     if b and "pruned50_cluster16_int8" in results:
         checks["prune_cluster_gzip_ratio_vs_int8"] = round(results["pruned50_cluster16_int8"]["gzip_bytes"]
                                                            / b["gzip_bytes"], 3)
+    if b and "pruned50_cluster16_int8_per_tensor" in results:
+        pt = results["pruned50_cluster16_int8_per_tensor"]
+        checks["prune_cluster_per_tensor_gzip_ratio_vs_int8"] = round(pt["gzip_bytes"] / b["gzip_bytes"], 3)
+        if f is not None:
+            checks["prune_cluster_per_tensor_acc_drop_vs_float_pts"] = round(100 * (f - pt["artifact_test_acc"]), 2)
     results["checks"] = checks
     results["seconds_total"] = round(time.perf_counter() - t_all, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2))

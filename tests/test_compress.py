@@ -215,3 +215,37 @@ def test_compress_prune_int8_measures_sparsity_in_the_artifact(tmp_path, fashion
     png = open(res.report.plot_png, "rb").read()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob("*.part"))
+
+
+@pytest.mark.slow
+def test_qat_keeps_fake_quant_and_exports_int8(tmp_path, data):
+    from edgekit.compression.pipeline import wrapper_layers
+
+    model, rep = Pipeline([{"qat": {"epochs": 1}}, {"export": {"quantize": "int8", "calib_samples": 64,
+                                                                 "verify": False, "out": str(tmp_path)}}]).run(
+        tiny_model(), data, **RUN)
+    assert wrapper_layers(model)  # QAT wrappers stay on purpose: the converter reads their ranges
+    assert "default_8bit" in rep.stages[0].notes[0]
+    assert rep.export.calibration.kind == "qat"
+    assert rep.artifacts[0].path.endswith("_int8.tflite") and rep.artifacts[0].test_accuracy is not None
+
+
+def test_xnnpack_policy_selects_only_1x1_convs_of_a_fitting_model():
+    from edgekit._keras import keras, layers
+    from edgekit.compression import Prune, make_stage
+    from edgekit.compression.prune import prunable
+    from edgekit.compression.stages import select_layers
+
+    inp = keras.Input((32, 32, 3))
+    x = layers.ZeroPadding2D(((1, 1), (1, 1)), name="pad")(inp)
+    x = layers.ReLU(name="r0")(layers.Conv2D(8, 3, strides=2, padding="valid", name="stem")(x))
+    x = layers.ReLU(name="r1")(layers.DepthwiseConv2D(3, padding="same", name="dw")(x))
+    x = layers.ReLU(name="r2")(layers.Conv2D(16, 1, name="pw1")(x))
+    x = layers.ReLU(name="r3")(layers.Conv2D(16, 1, name="pw2")(x))
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="gap")(x)
+    out = layers.Dense(10, activation="softmax", name="fc")(layers.Flatten(name="flat")(x))
+    m = keras.Model(inp, out)
+    stage = make_stage({"prune": {"sparsity": 0.5, "policy": "xnnpack"}})
+    Pipeline([stage]).validate(m)
+    assert isinstance(stage, Prune)
+    assert select_layers(m, prunable, None, ["@first", "@last"], "prune", stage._allow()) == ["pw1", "pw2"]

@@ -76,10 +76,13 @@ def test_cli_train_json(tmp_path, fashion_mnist_available):
 @pytest.mark.slow
 def test_cli_compress_json_and_table(tmp_path, fashion_mnist_available):
     args = ["compress", "mobilenet_v1", "--data", "fashion-mnist", "--limit", "128", "--test-limit", "64",
-            "--prune", "0.5", "--prune-epochs", "1", "--quantize", "int8", "--calib-samples", "64", "--no-verify",
-            "--out", str(tmp_path), *CLI_OPTS]
+            "--quantize", "int8", "--calib-samples", "64", "--no-verify", "--out", str(tmp_path), *CLI_OPTS]
     r = CliRunner().invoke(main, [*args, "--json"])
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
-    assert data["stages"] == ["prune", "export"]
-    assert data["report"]["artifacts"][0]["weights"]["pruned_sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert data["stages"] == ["export"]
+    art = data["report"]["artifacts"][0]
+    assert art["path"].endswith("_int8.tflite") and art["weights"]["tensors"] == 28  # 15 conv + 13 depthwise
+    assert (tmp_path / (tmp_path.joinpath(art["path"]).stem + ".compression.json")).is_file()
+    r = CliRunner().invoke(main, args)  # the rich table
+    assert r.exit_code == 0 and "artifact: " in r.stdout and "report: " in r.stdout

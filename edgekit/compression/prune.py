@@ -104,12 +104,12 @@ class Prune(Stage):
 
         return tfmot().sparsity.keras.PruneForLatencyOnXNNPack()
 
-    def _supported(self, layer) -> bool:
+    def _allow(self):
         pol = self._policy()
-        return prunable(layer) and (pol is None or pol.allow_pruning(layer))
+        return None if pol is None else pol.allow_pruning
 
     def check(self, model, previous) -> None:
-        select_layers(model, self._supported, self.layers, self.skip, "prune")
+        select_layers(model, prunable, self.layers, self.skip, "prune", self._allow())
         pol = self._policy()
         if pol is not None:
             try:
@@ -135,7 +135,7 @@ class Prune(Stage):
         from .._keras import keras, tfmot
 
         sp = tfmot().sparsity.keras
-        self._selected = select_layers(model, self._supported, self.layers, self.skip, "prune")
+        self._selected = select_layers(model, prunable, self.layers, self.skip, "prune", self._allow())
         steps = math.ceil(len(ctx.train) / (self.batch_size or ctx.batch_size)) * self.epochs
         params = {"pruning_schedule": self._schedule(steps)}
         if self._mn:

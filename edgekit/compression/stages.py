@@ -203,9 +203,11 @@ def check_keys(where: str, given: dict, known: Sequence[str]) -> None:
 
 
 def select_layers(model, supported, layers: Sequence[str] | None, skip: Sequence[str] | None,
-                  stage: str) -> list[str]:
+                  stage: str, allow=None) -> list[str]:
     """Names of the layers a stage transforms: those ``supported(layer)`` accepts, matching ``layers`` (fnmatch
-    patterns; default all), minus ``skip`` (patterns; ``@first``/``@last`` = first/last supported layer)."""
+    patterns; default all), minus ``skip`` (patterns; ``@first``/``@last`` = first/last supported layer), then
+    filtered by ``allow(layer)`` (a policy such as XNNPACK's 1x1-only rule)."""
+    by_name = {layer.name: layer for layer in model.layers}
     cands = [layer.name for layer in model.layers if supported(layer)]
     if not cands:
         raise PipelineError(f"{stage}: model {model.name!r} has no layer this stage can transform")
@@ -226,7 +228,7 @@ def select_layers(model, supported, layers: Sequence[str] | None, skip: Sequence
             drop.add(cands[-1])
         else:
             drop.update(n for n in cands if fnmatch.fnmatch(n, pat))
-    chosen = [n for n in chosen if n not in drop]
+    chosen = [n for n in chosen if n not in drop and (allow is None or allow(by_name[n]))]
     if not chosen:
         raise PipelineError(f"{stage}: layer selection left no layer to transform",
                             hint=f"check layers={list(layers or [])} and skip={skip}")
