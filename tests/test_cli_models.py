@@ -30,7 +30,17 @@ def test_models_lists_the_zoo_without_stats(run):
     assert res.exit_code == 0 and "efficientnet_b7" in res.stdout and "shufflenet_v2" in res.stdout
 
 
-def test_models_stats_are_exact_and_cached(run, tmp_path):
+def test_models_stats_come_from_the_packaged_table(run):
+    res = run("models", "resnet50", "--json")
+    assert res.exit_code == 0
+    [row] = json.loads(res.stdout)
+    assert (row["params"], row["mult_adds"]) == (25_636_712, 3_857_973_248)
+
+
+def test_models_stats_are_computed_and_cached(run, tmp_path, monkeypatch):
+    from edgekit.models import _summary
+
+    monkeypatch.setattr(_summary, "PACKAGED_STATS", tmp_path / "no-packaged-table.json")
     res = run("models", "mobilenet_v1", "--json")
     assert res.exit_code == 0
     [row] = json.loads(res.stdout)

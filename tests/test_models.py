@@ -286,3 +286,17 @@ def test_bad_model_files(tmp_path):
     empty_dir.mkdir()
     with pytest.raises(ModelLoadError, match="saved_model.pb"):
         models.create(str(empty_dir))
+
+
+def test_packaged_stats_cover_the_registry():
+    from edgekit.models._summary import _packaged
+
+    assert sorted(_packaged()) == NAMES
+
+
+@pytest.mark.parametrize("name", [_param(n) if n in ("mobilenet_v1", "squeezenet1_1", "resnet18", "shufflenet_v2")
+                                  else pytest.param(n, marks=pytest.mark.slow) for n in NAMES])
+def test_packaged_stats_match_a_live_build(name):
+    from edgekit.models._summary import _packaged, compute_stats
+
+    assert _packaged()[name] == compute_stats(name)

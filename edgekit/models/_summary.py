@@ -63,12 +63,41 @@ def _write_cache(path: Path, key: str, models: dict[str, Any]) -> None:
         pass
 
 
+#: params/mult-adds of every zoo model at its default input, shipped so `edgekit models` is instant on a fresh
+#: install; regenerate with `python -c "from edgekit.models._summary import _write_packaged as w; w()"`
+#: (tests check it against live builds)
+PACKAGED_STATS = Path(__file__).with_name("zoo_stats.json")
+
+
+def _packaged() -> dict[str, Any]:
+    from .. import __version__
+
+    try:
+        data = json.loads(PACKAGED_STATS.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data.get("models", {}) if data.get("edgekit") == __version__ else {}
+
+
+def compute_stats(name: str) -> dict[str, int]:
+    """Exact params and mult-adds of zoo model ``name`` at its default input (builds it with random weights)."""
+    import gc
+
+    from ..profiling import profile
+
+    rep = profile(name)
+    stats = {"params": rep.total_params, "mult_adds": rep.total_mult_adds}
+    del rep
+    gc.collect()   # free the model's variables before the next one (VGG-19 is 0.6 GB)
+    return stats
+
+
 def summary(pattern: str | None = None, *, stats: bool = True, progress: Progress = no_progress,
             use_cache: bool = True) -> builtins.list[ZooEntry]:
     """Rows for the zoo models matching ``pattern``; ``stats`` adds exact params and mult-adds at the default input.
 
-    Stats need each model built once (random weights); they are cached in :func:`stats_cache_path` per
-    edgekit/TensorFlow version.
+    Stats come from the table shipped with the package, else from the user cache (:func:`stats_cache_path`, per
+    edgekit/TensorFlow version), else by building each model once with random weights (then cached).
     """
     from . import info, list as list_models
 
@@ -82,22 +111,25 @@ def summary(pattern: str | None = None, *, stats: bool = True, progress: Progres
         return rows
     key = _cache_key()
     path = stats_cache_path()
-    cache = _read_cache(path, key) if use_cache else {}
+    cache = {**_packaged(), **_read_cache(path, key)} if use_cache else {}
     missing = [r for r in rows if r.name not in cache]
     if missing:
-        import gc
-
-        from ..profiling import profile
-
         for done, r in enumerate(missing):
             progress("computing params and mult-adds", done, len(missing))
-            rep = profile(r.name)
-            cache[r.name] = {"params": rep.total_params, "mult_adds": rep.total_mult_adds}
-            del rep
-            gc.collect()   # free the model's variables before the next one (VGG-19 is 0.6 GB)
+            cache[r.name] = compute_stats(r.name)
         progress("computing params and mult-adds", len(missing), len(missing))
         if use_cache:
-            _write_cache(path, key, {**_read_cache(path, key), **cache})
+            _write_cache(path, key, {**_read_cache(path, key), **{r.name: cache[r.name] for r in missing}})
     for r in rows:
         r.params, r.mult_adds = cache[r.name]["params"], cache[r.name]["mult_adds"]
     return rows
+
+
+def _write_packaged() -> None:  # pragma: no cover - maintenance script
+    from .. import __version__
+    from .._io import write_text_atomic
+    from . import list as list_models
+
+    table = {n: compute_stats(n) for n in list_models()}
+    write_text_atomic(PACKAGED_STATS, json.dumps({"edgekit": __version__, "models": table}, indent=1,
+                                                 sort_keys=True) + "\n")
