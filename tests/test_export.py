@@ -216,3 +216,29 @@ def test_few_calibration_samples_warn(tmp_path, fashion_mnist_available):
         res = export(tiny_net("tinyfew"), quantize="int8", calib_data="fashion-mnist", calib_samples=30,
                      verify_samples=10, out=tmp_path)
     assert res.calibration.count == 30 and Path(res["tflite"].path).is_file()
+
+
+def test_onnx_folds_batchnorm_on_1x1_feature_maps():
+    """tf2onnx leaves BN after a 1x1-spatial Conv unfused (Reshape in between); to_onnx folds it into the Conv."""
+    import onnxruntime as ort
+
+    from edgekit._keras import keras, layers
+    from edgekit.exporters.onnx import to_onnx
+
+    inp = keras.Input((4, 4, 3))
+    x = layers.Conv2D(8, 4, name="to1x1")(inp)  # -> 1x1 feature map
+    x = layers.BatchNormalization(name="bn")(x)
+    x = layers.ReLU(6.0)(x)
+    x = layers.Conv2D(5, 1, use_bias=False, name="pw")(x)
+    x = layers.BatchNormalization(name="bn2")(x)
+    m = keras.Model(inp, layers.Flatten()(x), name="bn1x1")
+    rng = np.random.default_rng(0)
+    for bn in (m.get_layer("bn"), m.get_layer("bn2")):
+        n = bn.gamma.shape[0]
+        bn.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.2, n), rng.normal(0, 0.2, n), rng.uniform(0.5, 2, n)])
+    proto = to_onnx(m, 17)
+    assert "BatchNormalization" not in {n.op_type for n in proto.graph.node}
+    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = rng.standard_normal((6, 4, 4, 3)).astype(np.float32)
+    got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, m.predict(x, verbose=0), atol=1e-5)

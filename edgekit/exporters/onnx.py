@@ -126,7 +126,67 @@ def to_onnx(model, opset: int):
     with map_errors({Exception: ExportError}, f"tf2onnx failed (opset {opset})",
                     hint="try another --opset, or the tflite format"):
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=sig, opset=opset)
+    fold_reshaped_batchnorm(proto.graph)
     return proto
+
+
+def fold_reshaped_batchnorm(graph) -> int:
+    """Fold ``BatchNormalization(Reshape(Conv(x), [-1, C, 1, 1]))`` into the Conv; returns how many were folded.
+
+    tf2onnx emits this pattern for BatchNormalization on 1x1 feature maps (MobileNet's last blocks at small
+    resolutions) and leaves the BN unfused; onnxruntime has no integer BN kernel, so it would stay float in int8.
+    """
+    from onnx import numpy_helper
+
+    init = {t.name: t for t in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+    uses: dict[str, int] = {}
+    for n in graph.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    graph_outputs = {o.name for o in graph.output}
+    folded, dead = 0, []
+    for bn in list(graph.node):
+        if bn.op_type != "BatchNormalization" or len(bn.output) != 1 or len(bn.input) != 5:
+            continue
+        rs = producer.get(bn.input[0])
+        conv = producer.get(rs.input[0]) if rs is not None and rs.op_type == "Reshape" else None
+        if conv is None or conv.op_type != "Conv" or uses.get(conv.output[0]) != 1 or uses.get(rs.output[0]) != 1:
+            continue
+        if not all(i in init for i in list(bn.input[1:]) + [rs.input[1], conv.input[1]] + list(conv.input[2:])):
+            continue
+        shape = numpy_helper.to_array(init[rs.input[1]])
+        w = numpy_helper.to_array(init[conv.input[1]]).astype(np.float64)
+        gamma, beta, mean, var = (numpy_helper.to_array(init[i]).astype(np.float64) for i in bn.input[1:])
+        c = w.shape[0]
+        if shape.ndim != 1 or len(shape) < 2 or int(shape[1]) != c or any(int(d) != 1 for d in shape[2:]) \
+                or gamma.shape != (c,):
+            continue
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        k = gamma / np.sqrt(var + eps)
+        b = numpy_helper.to_array(init[conv.input[2]]).astype(np.float64) if len(conv.input) > 2 else np.zeros(c)
+        w_name, b_name = f"{conv.name}/folded_bn/W", f"{conv.name}/folded_bn/B"
+        graph.initializer.extend([
+            numpy_helper.from_array((w * k.reshape(-1, *[1] * (w.ndim - 1))).astype(np.float32), w_name),
+            numpy_helper.from_array(((b - mean) * k + beta).astype(np.float32), b_name)])
+        del conv.input[1:]
+        conv.input.extend([w_name, b_name])
+        if bn.output[0] in graph_outputs:  # keep the graph output's name on the Reshape
+            rs.output[0] = bn.output[0]
+        else:
+            for n in graph.node:
+                for j, i in enumerate(n.input):
+                    if i == bn.output[0]:
+                        n.input[j] = rs.output[0]
+        dead.append(bn)
+        folded += 1
+    for bn in dead:
+        graph.node.remove(bn)
+    used = {i for n in graph.node for i in n.input}
+    keep = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+    return folded
 
 
 def _Reader(input_name: str, x: np.ndarray, progress):
