@@ -225,6 +225,15 @@ def test_weights_file_roundtrip_and_mismatch(tmp_path):
         models.create("mobilenet_v1", weights=str(tmp_path / "missing.h5"))
 
 
+def test_weights_file_into_a_model_built_here(tmp_path):
+    a = models.create("shufflenet_v2", weights="none", alpha=0.5, resolution=32, classes=3)
+    path = tmp_path / "s.weights.h5"
+    a.save_weights(str(path))
+    b = models.create("shufflenet_v2", weights=str(path), alpha=0.5, resolution=32, classes=3)
+    x = np.random.default_rng(1).random((1, 32, 32, 3), np.float32)
+    np.testing.assert_allclose(b(x), a(x), atol=1e-6)
+
+
 def test_full_model_file_as_weights_is_rejected(tmp_path):
     m = models.create("mobilenet_v1", weights="none", alpha=0.25, resolution=32, classes=10)
     path = tmp_path / "m.keras"

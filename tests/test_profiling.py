@@ -31,7 +31,9 @@ def test_mobilenet_resolution_multiplier_golden(resolution, mult_adds_m):
 
 
 def test_mobilenet_rho_equals_resolution():
-    assert profile("mobilenet_v1", rho=160 / 224).total_mult_adds == profile("mobilenet_v1", resolution=160).total_mult_adds
+    by_rho = profile("mobilenet_v1", rho=160 / 224)
+    assert by_rho.input_shape == [None, 160, 160, 3]
+    assert by_rho.total_mult_adds == profile("mobilenet_v1", resolution=160).total_mult_adds
 
 
 def test_mobilenet_exact_counts_and_separable_blocks():

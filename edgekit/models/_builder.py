@@ -258,3 +258,11 @@ def finish(model: Any, name: str) -> Any:
     """Give a built model its canonical name."""
     model._name = name
     return model
+
+
+def finish_built_here(model: Any, cfg: BuildConfig, stem: str) -> Any:
+    """Name a model built by edgekit (no ImageNet weights) and load the weights file, if one was given."""
+    finish(model, cfg.canonical_name(stem))
+    if cfg.weights:
+        load_weights(model, cfg.weights)
+    return model

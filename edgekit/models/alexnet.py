@@ -11,7 +11,7 @@ depends on the input resolution; the valid pooling needs at least 63 px.
 from __future__ import annotations
 
 from ._blocks import dropout_option
-from ._builder import BuildConfig, finish, fresh_names, load_weights, register_model
+from ._builder import BuildConfig, finish_built_here, fresh_names, register_model
 
 PAPER = dict(paper="One weird trick for parallelizing convolutional neural networks",
              arxiv="https://arxiv.org/abs/1404.5997")
@@ -42,7 +42,4 @@ def alexnet(cfg: BuildConfig):
             x = layers.Dense(4096, activation="relu", name="fc7")(x)
             x = layers.Dense(cfg.classes, activation="softmax", name="predictions")(x)
         model = keras.Model(inputs, x)
-    finish(model, cfg.canonical_name(f"alexnet_{cfg.resolution}"))
-    if cfg.weights:
-        load_weights(model, cfg.weights)
-    return model
+    return finish_built_here(model, cfg, f"alexnet_{cfg.resolution}")

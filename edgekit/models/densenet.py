@@ -18,7 +18,8 @@ def _register(depth: int) -> None:
     def entry(cfg: BuildConfig):
         from .._keras import keras
 
-        return build_keras_app(cfg, getattr(keras.applications, f"DenseNet{depth}"), f"densenet{depth}_{cfg.resolution}")
+        fn = getattr(keras.applications, f"DenseNet{depth}")
+        return build_keras_app(cfg, fn, f"densenet{depth}_{cfg.resolution}")
 
 
 for _d in (121, 169, 201):

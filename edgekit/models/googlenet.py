@@ -9,7 +9,7 @@ response normalisation and the two auxiliary classifiers are left out; the 5x5 b
 from __future__ import annotations
 
 from ._blocks import classifier, conv_bn_relu, dropout_option
-from ._builder import BuildConfig, finish, fresh_names, load_weights, register_model
+from ._builder import BuildConfig, finish_built_here, fresh_names, register_model
 
 PAPER = dict(paper="Going Deeper with Convolutions", arxiv="https://arxiv.org/abs/1409.4842")
 #: module -> (#1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj), paper Table 1
@@ -54,7 +54,4 @@ def googlenet(cfg: BuildConfig):
         if cfg.include_top:
             x = classifier(x, cfg.classes, dropout)
         model = keras.Model(inputs, x)
-    finish(model, cfg.canonical_name(f"googlenet_{cfg.resolution}"))
-    if cfg.weights:
-        load_weights(model, cfg.weights)
-    return model
+    return finish_built_here(model, cfg, f"googlenet_{cfg.resolution}")

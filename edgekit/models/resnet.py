@@ -7,7 +7,7 @@ ResNet-50: 25.6 M params, ~3.9 B mult-adds at 224 px (the paper's "FLOPs" are mu
 """
 from __future__ import annotations
 
-from ._builder import BuildConfig, Imagenet, finish, fresh_names, load_weights, register_model
+from ._builder import BuildConfig, Imagenet, finish_built_here, fresh_names, register_model
 from ._keras_apps import build_keras_app
 
 PAPER = dict(paper="Deep Residual Learning for Image Recognition", arxiv="https://arxiv.org/abs/1512.03385")
@@ -53,10 +53,7 @@ def build_basic(depth: int, cfg: BuildConfig):
             x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
             x = layers.Dense(cfg.classes, activation="softmax", name="predictions")(x)
         model = keras.Model(inputs, x)
-    finish(model, cfg.canonical_name(f"resnet{depth}_{cfg.resolution}"))
-    if cfg.weights:
-        load_weights(model, cfg.weights)
-    return model
+    return finish_built_here(model, cfg, f"resnet{depth}_{cfg.resolution}")
 
 
 @register_model("resnet18", family="resnet", resolution=224, min_resolution=32, preprocess="torch",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ..errors import InvalidArgument
 from ._blocks import conv_bn_relu, dropout_option
-from ._builder import BuildConfig, finish, fresh_names, load_weights, register_model
+from ._builder import BuildConfig, finish_built_here, fresh_names, register_model
 
 PAPER = dict(paper="ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design",
              arxiv="https://arxiv.org/abs/1807.11164")
@@ -92,7 +92,4 @@ def shufflenet_v2(cfg: BuildConfig):
                 x = layers.Dropout(dropout, name="dropout")(x)
             x = layers.Dense(cfg.classes, activation="softmax", name="predictions")(x)
         model = keras.Model(inputs, x)
-    finish(model, cfg.canonical_name(f"shufflenet_v2_{alpha:.2f}_{cfg.resolution}"))
-    if cfg.weights:
-        load_weights(model, cfg.weights)
-    return model
+    return finish_built_here(model, cfg, f"shufflenet_v2_{alpha:.2f}_{cfg.resolution}")

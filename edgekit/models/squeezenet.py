@@ -8,7 +8,7 @@ https://arxiv.org/abs/1602.07360 (version 1.1 from the authors' repository: 3x3/
 from __future__ import annotations
 
 from ._blocks import dropout_option
-from ._builder import BuildConfig, finish, fresh_names, load_weights, register_model
+from ._builder import BuildConfig, finish_built_here, fresh_names, register_model
 
 PAPER = dict(paper="SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size",
              arxiv="https://arxiv.org/abs/1602.07360")
@@ -47,7 +47,4 @@ def squeezenet1_1(cfg: BuildConfig):
             x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
             x = layers.Activation("softmax", name="predictions")(x)
         model = keras.Model(inputs, x)
-    finish(model, cfg.canonical_name(f"squeezenet1_1_{cfg.resolution}"))
-    if cfg.weights:
-        load_weights(model, cfg.weights)
-    return model
+    return finish_built_here(model, cfg, f"squeezenet1_1_{cfg.resolution}")
