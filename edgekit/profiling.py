@@ -205,7 +205,7 @@ def _nodes(model: Any) -> list:
     return [n for depth in sorted(by_depth, reverse=True) for n in by_depth[depth]]
 
 
-def _walk(model: Any, prefix: str, rows: dict, steps: list) -> tuple[int, str]:
+def _walk(model: Any, prefix: str, rows: dict, steps: list, notes: list) -> tuple[int, str]:
     """Collect per-layer rows and the steps of ``model`` (recursing into sub-models); return (peak elems, where)."""
     nodes = _nodes(model)
     consumers: dict[tuple, int] = defaultdict(int)
@@ -219,8 +219,11 @@ def _walk(model: Any, prefix: str, rows: dict, steps: list) -> tuple[int, str]:
         layer = node.layer
         ins, outs = _flat(node.keras_inputs), _flat(node.outputs)
         name = prefix + layer.name
-        if _is_model(layer):
-            inner_peak, inner_at = _walk(layer, name + "/", rows, steps)
+        graph_model = _is_model(layer) and bool(getattr(layer, "_nodes_by_depth", None))
+        if _is_model(layer) and not graph_model and name not in rows:
+            notes.append(f"{name} is a subclassed model: counted as one layer, its mult-adds are not counted")
+        if graph_model:
+            inner_peak, inner_at = _walk(layer, name + "/", rows, steps, notes)
             in_size = sum(_numel(_shape(t)) for t in ins)
             cand, where = sum(live.values()) - in_size + inner_peak, inner_at
             for t in outs:
@@ -315,11 +318,11 @@ def _block(dw_name: str, pw_name: str, layer: Any, m: int, n: int, hw: tuple) ->
 def _profile_model(model: Any) -> ProfileReport:
     rows: dict[str, LayerProfile] = {}
     steps: list[_Step] = []
-    peak, at = _walk(model, "", rows, steps)
+    notes: list[str] = []
+    peak, at = _walk(model, "", rows, steps, notes)
     layers = list(rows.values())
     total = int(model.count_params())
     trainable = sum(int(math.prod(w.shape)) for w in model.trainable_weights)
-    notes = []
     if any(r.type.startswith(("Lambda", "TFOpLambda")) for r in layers):
         notes.append("Lambda/TF-op layers count 0 mult-adds")
     return ProfileReport(

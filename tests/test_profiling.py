@@ -164,6 +164,29 @@ def test_sequential_and_model_file(tmp_path):
     assert rep.total_params == seq.count_params()
 
 
+def test_subclassed_parts():
+    from edgekit._keras import keras, layers
+
+    class Block(keras.Model):
+        def __init__(self):
+            super().__init__(name="block")
+            self.conv = layers.Conv2D(2, 3)
+
+        def call(self, x):
+            return self.conv(x)
+
+    inp = layers.Input((8, 8, 1))
+    outer = keras.Model(inp, layers.Dense(3, name="fc")(layers.Flatten(name="flat")(Block()(inp))))
+    rep = profile(outer)
+    assert rep.total_params == outer.count_params()
+    assert {r.name: r.mult_adds for r in rep.layers}["fc"] == 72 * 3
+    assert any("block is a subclassed model" in n for n in rep.notes)
+    alone = Block()
+    alone.build((None, 8, 8, 1))
+    with pytest.raises(InvalidArgument, match="not a functional or Sequential"):
+        profile(alone)
+
+
 def test_unknown_input_size_is_rejected():
     from edgekit._keras import keras, layers
 
