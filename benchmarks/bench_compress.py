@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--cluster-epochs", type=int, default=1)
     ap.add_argument("--distill-limit", type=int, default=10000)
     ap.add_argument("--distill-epochs", type=int, default=4)
+    ap.add_argument("--extra-sparsity", default="", help="comma list of further pruning targets, e.g. 0.75")
     ap.add_argument("--only", default="baseline,prune,cluster,prune_cluster,distill",
                     help="comma list of: baseline prune cluster prune_cluster prune_cluster_pt distill reanalyse")
     args = ap.parse_args()
@@ -91,6 +92,11 @@ def main() -> None:
                        cluster_epochs=args.cluster_epochs, out=str(out / "pruned50_cluster16_int8"), **common)
         results["pruned50_cluster16_int8"] = summary(res)
         print("prune 50% + cluster 16 + int8:", results["pruned50_cluster16_int8"], flush=True)
+    for sp in (float(v) for v in args.extra_sparsity.split(",") if v):
+        key = f"pruned{int(round(sp * 100))}_int8"
+        res = compress(str(base_path), prune=sp, prune_epochs=args.prune_epochs, out=str(out / key), **common)
+        results[key] = summary(res)
+        print(f"prune {sp:.0%} + int8:", results[key], flush=True)
     if "prune_cluster_pt" in only:
         # clusters survive int8 only per tensor: per-channel scales turn 16 shared values into up to 16 per channel
         res = compress(str(base_path), prune=0.5, prune_epochs=args.prune_epochs, cluster=16,
@@ -149,6 +155,11 @@ def main() -> None:
         checks["prune_cluster_per_tensor_gzip_ratio_vs_int8"] = round(pt["gzip_bytes"] / b["gzip_bytes"], 3)
         if f is not None:
             checks["prune_cluster_per_tensor_acc_drop_vs_float_pts"] = round(100 * (f - pt["artifact_test_acc"]), 2)
+    for key, val in results.items():
+        if b and key.startswith("pruned") and key.endswith("_int8") and key not in ("pruned50_int8",):
+            checks[f"{key}_gzip_ratio_vs_int8"] = round(val["gzip_bytes"] / b["gzip_bytes"], 3)
+            if f is not None:
+                checks[f"{key}_acc_drop_vs_float_pts"] = round(100 * (f - val["artifact_test_acc"]), 2)
     results["checks"] = checks
     results["seconds_total"] = round(time.perf_counter() - t_all, 1)
     (out / "results.json").write_text(json.dumps(results, indent=2))

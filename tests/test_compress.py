@@ -164,6 +164,7 @@ def test_prune_then_cluster_keeps_zeros_and_at_most_n_values(data):
                            {"cluster": {"clusters": 8, "epochs": 1}}]).run(tiny_model(), data, **RUN)
     _assert_plain(model)
     assert rep.stages[1].params["preserve_sparsity"] is True
+    assert rep.stages[1].weights["clustered_max_unique"] <= 8
     for name, k in _kernels(model, rep.stages[1].layers).items():
         assert len(np.unique(k)) <= 8, name
         if name in rep.stages[0].layers:

@@ -107,6 +107,7 @@ def test_peak_memory_follows_liveness():
     # at c3: c1 (kept for the add) + c2 + c3 = 384 elements; the input was freed after c1
     assert rep.peak_memory.elements == 384 and rep.peak_memory.at_layer == "c3"
     assert rep.peak_memory.float32_bytes == 4 * 384 and rep.peak_memory.int8_bytes == 384
+    assert sorted(rep.peak_memory.live_tensors) == [("c1", 128), ("c2", 128), ("c3", 128)]
     macs = {r.name: r.mult_adds for r in rep.layers}
     assert macs == {"inp": 0, "c1": 16 * 2 * 8, "c2": 16 * 8 * 8, "c3": 16 * 9 * 8 * 8, "add": 0, "gap": 0,
                     "fc": 8 * 3}
@@ -148,6 +149,7 @@ def test_nested_model_is_flattened():
     assert f"{inner.name}/conv_dw_1" in {r.name for r in rep.layers}
     assert len(rep.separable) == 13
     assert rep.peak_memory.elements >= flat.peak_memory.elements
+    assert sum(n for _, n in rep.peak_memory.live_tensors) == rep.peak_memory.elements
 
 
 def test_sequential_and_model_file(tmp_path):

@@ -86,4 +86,5 @@ def test_run_recipe_end_to_end(tmp_path, fashion_mnist_available):
     # 8 shared float values per kernel stay <= 8 int8 values per output channel (per-channel scales)
     clustered = [t for t in art.weights.per_tensor if (t["max_unique_per_channel"] or 99) <= 8]
     assert len(clustered) == 13  # conv_pw_1..13 (stem conv and classifier skipped; depthwise not clusterable)
+    assert art.weights.clustered_max_unique <= 8  # the report matched the clustered layers to .tflite tensors
     assert Path(res.report.report_json).is_file() and res.to_dict()["recipe"] == str(path)

@@ -238,9 +238,12 @@ class Pipeline:
         if export_stage is not None:
             result = export_stage.export(model, ctx)
             report.export = result
-            pruned = {name: shape for name, shape in _kernel_shapes(model).items() if name in set(ctx.pruned_layers)}
+            shapes = _kernel_shapes(model)
+            pruned = {n: shape for n, shape in shapes.items() if n in set(ctx.pruned_layers)}
+            clustered = {n: shape for n, shape in shapes.items() if n in set(ctx.clustered_layers)}
             for path, precision in _tflite_artifacts(result, export_stage.quantize):
-                art = rep.artifact_stats(path, pruned_shapes=pruned, test=ds_test or ds_val, precision=precision)
+                art = rep.artifact_stats(path, pruned_shapes=pruned, clustered_shapes=clustered, test=ds_test or ds_val,
+                                         precision=precision)
                 if export_stage.latency:
                     art.latency_ms_p50, art.latency_note = rep.local_latency(path)
                 report.artifacts.append(art)
@@ -262,7 +265,8 @@ class Pipeline:
         srep.val_accuracy = evaluate(model, ctx.val)
         srep.test_accuracy = evaluate(model, ctx.test)
         srep.param_count, srep.nonzero = rep.count_params(model)
-        srep.weights = rep.keras_weight_stats(model, ctx.pruned_layers).to_dict()
+        srep.weights = rep.keras_weight_stats(model, ctx.pruned_layers,
+                                              clustered_layers=ctx.clustered_layers).to_dict()
         return srep
 
 

@@ -63,6 +63,8 @@ class WeightStats(JsonMixin):
     pruned_tensors: int = 0
     pruned_sparsity: float | None = None
     max_unique: int = 0  # most distinct values in one tensor
+    #: most distinct values in one output channel of a clustered tensor (None when nothing was clustered)
+    clustered_max_unique: int | None = None
     bytes: int = 0  # raw int8 bytes
     gzip_bytes: int = 0
     huffman_bytes: int = 0
@@ -97,6 +99,7 @@ def weight_stats(tensors: Iterable[tuple], detail: bool = False) -> WeightStats:
     for item in tensors:
         name, arr, pruned = item[:3]
         axis = item[3] if len(item) > 3 else None
+        clustered = bool(item[4]) if len(item) > 4 else False
         arr = np.asarray(arr)
         flat = arr.reshape(-1)
         zeros = int(np.count_nonzero(flat == 0))
@@ -113,6 +116,8 @@ def weight_stats(tensors: Iterable[tuple], detail: bool = False) -> WeightStats:
         st.weights += flat.size
         st.zeros += zeros
         st.max_unique = max(st.max_unique, len(uniq))
+        if clustered:
+            st.clustered_max_unique = max(st.clustered_max_unique or 0, ch_unique or len(uniq))
         if pruned:
             st.pruned_tensors += 1
             pz += zeros
@@ -172,13 +177,15 @@ def keras_kernels(model) -> list[tuple[str, np.ndarray, str]]:
     return out
 
 
-def keras_weight_stats(model, pruned_layers: Sequence[str] = (), detail: bool = False) -> WeightStats:
+def keras_weight_stats(model, pruned_layers: Sequence[str] = (), detail: bool = False,
+                       clustered_layers: Sequence[str] = ()) -> WeightStats:
     """WeightStats of a Keras model's kernels quantized to int8 per channel (depthwise: per channel too)."""
     chosen = set(pruned_layers)
     tensors = []
     for name, kernel, kind in keras_kernels(model):
         axis = -2 if kind == "depthwise" else -1
-        tensors.append((name, quantize_per_channel(kernel, axis), name in chosen, axis % kernel.ndim))
+        tensors.append((name, quantize_per_channel(kernel, axis), name in chosen, axis % kernel.ndim,
+                        name in set(clustered_layers)))
     return weight_stats(tensors, detail)
 
 
@@ -262,7 +269,8 @@ class ArtifactStats(JsonMixin):
     latency_note: str | None = None
 
 
-def artifact_stats(path: str | os.PathLike, *, pruned_shapes: dict | None = None, test=None,
+def artifact_stats(path: str | os.PathLike, *, pruned_shapes: dict | None = None,
+                   clustered_shapes: dict | None = None, test=None,
                    precision: str | None = None, detail: bool = True) -> ArtifactStats:
     """Measure a .tflite artifact: sizes, weight sparsity (all filters and the pruned ones), Huffman estimate,
     and top-1 accuracy on ``test`` (a labelled Dataset) run through the TFLite interpreter."""
@@ -270,7 +278,8 @@ def artifact_stats(path: str | os.PathLike, *, pruned_shapes: dict | None = None
     blob = path.read_bytes()
     tensors = tflite_weight_tensors(path)
     flags = _match_pruned(tensors, pruned_shapes or {})
-    ws = weight_stats([(n, a, f, ax) for (n, a, _, ax), f in zip(tensors, flags)], detail)
+    cflags = _match_pruned(tensors, clustered_shapes or {})
+    ws = weight_stats([(n, a, f, ax, c) for (n, a, _, ax), f, c in zip(tensors, flags, cflags)], detail)
     st = ArtifactStats(path=str(path), precision=precision, file_bytes=len(blob),
                        gzip_bytes=len(gzip.compress(blob, 9, mtime=0)), weights=ws,
                        huffman_file_bytes=len(blob) - ws.bytes + ws.huffman_bytes)
@@ -315,7 +324,7 @@ def local_latency(path: str | os.PathLike, runs: int = 50):
 
 
 # -- rendering ------------------------------------------------------------------------------------------------------
-COLUMNS = ("stage", "val acc", "test acc", "params", "nonzero", "sparsity", "pruned sp.", "uniq/tensor", "int8 KB",
+COLUMNS = ("stage", "val acc", "test acc", "params", "nonzero", "sparsity", "pruned sp.", "clust. uniq/ch", "int8 KB",
            "gzip KB", "huffman KB", "file KB", "file gzip KB")
 
 
@@ -335,11 +344,12 @@ def rows(report) -> list[list[str]]:
             st.weights, dict) else (st.weights or WeightStats())
         out.append([st.stage, _pct(st.val_accuracy), _pct(st.test_accuracy), f"{st.param_count:,}",
                     f"{st.nonzero:,}", _pct(w.sparsity), _pct(w.pruned_sparsity),
-                    str(w.max_unique or ""), _kb(w.bytes), _kb(w.gzip_bytes), _kb(w.huffman_bytes), "", ""])
+                    str(w.clustered_max_unique or ""), _kb(w.bytes), _kb(w.gzip_bytes), _kb(w.huffman_bytes), "", ""])
     for art in report.artifacts:
         w = art.weights or WeightStats()
-        out.append([f"artifact {art.precision or ''}".strip(), "", _pct(art.test_accuracy), "", f"{w.weights - w.zeros:,}",
-                    _pct(w.sparsity), _pct(w.pruned_sparsity), str(w.max_unique), _kb(w.bytes), _kb(w.gzip_bytes),
+        out.append([f"artifact {art.precision or ''}".strip(), "", _pct(art.test_accuracy), "", "",
+                    _pct(w.sparsity), _pct(w.pruned_sparsity), str(w.clustered_max_unique or ""), _kb(w.bytes),
+                    _kb(w.gzip_bytes),
                     _kb(w.huffman_bytes), _kb(art.file_bytes), _kb(art.gzip_bytes)])
     return out
 
