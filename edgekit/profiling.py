@@ -62,6 +62,7 @@ class PeakMemory(JsonMixin):
     float32_bytes: int
     int8_bytes: int
     at_layer: str
+    live_tensors: list[tuple[str, int]] = field(default_factory=list)   # (producing layer, elements), largest first
 
 
 @dataclass
@@ -205,16 +206,25 @@ def _nodes(model: Any) -> list:
     return [n for depth in sorted(by_depth, reverse=True) for n in by_depth[depth]]
 
 
-def _walk(model: Any, prefix: str, rows: dict, steps: list, notes: list) -> tuple[int, str]:
-    """Collect per-layer rows and the steps of ``model`` (recursing into sub-models); return (peak elems, where)."""
+def _walk(model: Any, prefix: str, rows: dict, steps: list, notes: list) -> tuple[int, str, list]:
+    """Collect per-layer rows and the steps of ``model`` (recursing into sub-models).
+
+    Returns the peak of live activation elements, the layer where it occurs and the live tensors then
+    (producing layer, elements).
+    """
     nodes = _nodes(model)
     consumers: dict[tuple, int] = defaultdict(int)
     for node in nodes:
         for t in _flat(node.keras_inputs):
             consumers[_key(t)] += 1
     model_outputs = {_key(t) for t in _flat(model.outputs)}
-    live: dict[tuple, int] = {}
-    peak, peak_at = 0, ""
+    live: dict[tuple, tuple[str, int]] = {}
+    peak, peak_at, peak_live = 0, "", []
+
+    def alloc(tensors: list) -> None:
+        for t in tensors:
+            live[_key(t)] = (prefix + t._keras_history.layer.name, _numel(_shape(t)))
+
     for node in nodes:
         layer = node.layer
         ins, outs = _flat(node.keras_inputs), _flat(node.outputs)
@@ -223,15 +233,15 @@ def _walk(model: Any, prefix: str, rows: dict, steps: list, notes: list) -> tupl
         if _is_model(layer) and not graph_model and name not in rows:
             notes.append(f"{name} is a subclassed model: counted as one layer, its mult-adds are not counted")
         if graph_model:
-            inner_peak, inner_at = _walk(layer, name + "/", rows, steps, notes)
-            in_size = sum(_numel(_shape(t)) for t in ins)
-            cand, where = sum(live.values()) - in_size + inner_peak, inner_at
-            for t in outs:
-                live[_key(t)] = _numel(_shape(t))
+            inner_peak, inner_at, inner_live = _walk(layer, name + "/", rows, steps, notes)
+            inputs = {_key(t) for t in ins}
+            outside = [v for k, v in live.items() if k not in inputs]   # the sub-model's inputs are in inner_live
+            cand, where, now = sum(v[1] for v in outside) + inner_peak, inner_at, outside + inner_live
+            alloc(outs)
         else:
-            for t in outs:
-                live[_key(t)] = _numel(_shape(t))
-            cand, where = sum(live.values()), name
+            alloc(outs)
+            cand, where = sum(v[1] for v in live.values()), name
+            now = list(live.values()) if cand > peak else []
             in_shape = _shape(ins[0]) if ins else None
             out_shape = _shape(outs[0]) if outs else None
             macs = mult_adds(layer, in_shape, out_shape) if ins and outs else 0
@@ -247,13 +257,13 @@ def _walk(model: Any, prefix: str, rows: dict, steps: list, notes: list) -> tupl
                 row.mult_adds += macs
             steps.append(_Step(layer, name, ins, outs))
         if cand > peak:
-            peak, peak_at = cand, where
+            peak, peak_at, peak_live = cand, where, now
         for t in ins:
             k = _key(t)
             consumers[k] -= 1
             if consumers[k] <= 0 and k not in model_outputs:
                 live.pop(k, None)
-    return peak, peak_at
+    return peak, peak_at, peak_live
 
 
 def _separable_blocks(steps: list) -> list[SeparableBlock]:
@@ -319,7 +329,7 @@ def _profile_model(model: Any) -> ProfileReport:
     rows: dict[str, LayerProfile] = {}
     steps: list[_Step] = []
     notes: list[str] = []
-    peak, at = _walk(model, "", rows, steps, notes)
+    peak, at, live = _walk(model, "", rows, steps, notes)
     layers = list(rows.values())
     total = int(model.count_params())
     trainable = sum(int(math.prod(w.shape)) for w in model.trainable_weights)
@@ -330,7 +340,7 @@ def _profile_model(model: Any) -> ProfileReport:
         total_params=total, trainable_params=trainable, non_trainable_params=total - trainable,
         total_mult_adds=sum(r.mult_adds for r in layers), conv_fc_params=sum(r.conv_fc_params for r in layers),
         separable=_separable_blocks(steps),
-        peak_memory=PeakMemory(peak, 4 * peak, peak, at), notes=notes)
+        peak_memory=PeakMemory(peak, 4 * peak, peak, at, sorted(live, key=lambda v: -v[1])), notes=notes)
 
 
 def _shapes(tensors: list) -> Any:

@@ -85,6 +85,9 @@ def render_profile(rep: Any, *, layers: bool = True) -> None:
               highlight=False)
     out.print(f"peak activation memory (batch 1): {pm.float32_bytes / 2**20:,.2f} MiB float32, "
               f"{pm.int8_bytes / 2**20:,.2f} MiB int8, at {pm.at_layer}", highlight=False)
+    if pm.live_tensors:
+        out.print("  live then (float32): " + ", ".join(f"{name} {n * 4 / 2**20:,.2f} MiB" for name, n in pm.live_tensors[:4])
+                  + (f" (+{len(pm.live_tensors) - 4} more)" if len(pm.live_tensors) > 4 else ""), highlight=False)
     for note in rep.notes:
         out.print(f"note: {note}", highlight=False)
 
