@@ -34,7 +34,8 @@ def summary(res) -> dict:
                    huffman_weight_bytes=w.huffman_bytes, huffman_file_bytes=art.huffman_file_bytes,
                    sparsity_all_kernels=w.sparsity, sparsity_pruned_kernels=w.pruned_sparsity,
                    max_unique=w.max_unique, entropy_bits=w.entropy_bits, report=rep.report_json,
-                   pruned_fraction_of_weights=sum(t["weights"] for t in w.per_tensor if t["pruned"]) / max(1, w.weights),
+                   pruned_fraction_of_weights=sum(t["weights"] for t in w.per_tensor if t["pruned"])
+                   / max(1, w.weights),
                    weight_fraction_of_file=w.bytes / art.file_bytes)
     return out
 

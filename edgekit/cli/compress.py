@@ -63,7 +63,8 @@ def render_compress(result) -> None:
         for note in st.notes:
             out.print(f"{st.stage}: {note}")
     for art in rep.artifacts:
-        out.print(f"artifact: {art.path}" + (f"  (p50 {art.latency_ms_p50:.3f} ms local)" if art.latency_ms_p50 else ""))
+        lat = f"  (p50 {art.latency_ms_p50:.3f} ms, {art.latency_note})" if art.latency_ms_p50 else ""
+        out.print(f"artifact: {art.path}{lat}")
     if rep.report_json:
         out.print(f"report: {rep.report_json}" + (f"  plot: {rep.plot_png}" if rep.plot_png else ""))
     if result.model_path:

@@ -199,21 +199,15 @@ class Pipeline:
             **model_options: Any):
         """Run the stages on ``model`` (keras.Model, zoo name or file) with ``data``; returns
         ``(final_model, PipelineReport)``. With an export stage the report is saved beside the artifact."""
-        from .train import check_classes, resolve_data, resolve_model, seed_everything, set_bn_momentum, test_split
+        from .train import resolve_model, seed_everything, set_bn_momentum, split_data
 
         t0 = time.perf_counter()
         seed_everything(seed)
         model = resolve_model(model, **model_options)
         self.validate(model)  # before any data loading or training
-        full = resolve_data(data, model, limit=limit, seed=seed, preprocess=preprocess)
-        check_classes(model, full)
-        if val_data is not None:
-            ds_train, ds_val = full, resolve_data(val_data, model, seed=seed, preprocess=preprocess)
-        elif val_fraction:
-            ds_train, ds_val = full.split(val_fraction, seed)
-        else:
-            ds_train, ds_val = full, None
-        ds_test = test_split(data, model, limit=test_limit, seed=seed, preprocess=preprocess)
+        full, ds_train, ds_val, ds_test = split_data(data, model, val_fraction=val_fraction, val_data=val_data,
+                                                     limit=limit, test_limit=test_limit, seed=seed,
+                                                     preprocess=preprocess)
         export_stage = self.stages[-1] if self.stages and isinstance(self.stages[-1], Export) else None
         if export_stage is not None:
             ensure_writable_dir(export_stage.out)
@@ -323,7 +317,8 @@ def assert_plain(model, stage: str) -> None:
 
 # -- the flag-style API ---------------------------------------------------------------------------------------------
 def build_stages(*, train_epochs: int = 0, train_lr: float | None = None, prune: float | None = None,
-                 prune_schedule: str = "polynomial", prune_structure: str | None = None, prune_policy: str | None = None,
+                 prune_schedule: str = "polynomial", prune_structure: str | None = None,
+                 prune_policy: str | None = None,
                  prune_epochs: int = 2, prune_layers=None, prune_skip=None, cluster: int | None = None,
                  cluster_init: str = "kmeans++", cluster_per_channel: bool = False, cluster_epochs: int = 1,
                  qat: bool = False, qat_epochs: int = 1, distill_from: Any = None, teacher_epochs: int = 0,
@@ -402,7 +397,8 @@ def compress(model: Any, *, data: Any, stages: Sequence[Any] | None = None, trai
              calib_samples: int = 500, io: str = "float", per_tensor: bool = False, out: str = "artifacts",
              verify: bool = True, latency: bool = False, calib_data: str | None = None,
              verify_data: str | None = None, verify_samples: int | None = None, opset: int | None = None,
-             threads: int | None = None, save_model: str | None = None, progress: Progress = no_progress, callbacks: Sequence = (), **model_options: Any) -> CompressResult:
+             threads: int | None = None, save_model: str | None = None, progress: Progress = no_progress,
+             callbacks: Sequence = (), **model_options: Any) -> CompressResult:
     """Compress ``model`` with flags (``prune=0.5, cluster=16, distill_from="resnet50", qat=True``) or an explicit
     ``stages`` list, then export when ``quantize`` is given. Every argument is also a recipe key and a CLI option.
 

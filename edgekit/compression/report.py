@@ -320,7 +320,8 @@ def local_latency(path: str | os.PathLike, runs: int = 50):
         return None, f"latency not measured: {exc}"
     if r.status != "ok":
         return None, f"latency not measured: {r.status}: {r.error}"
-    return r.p50_ms, f"local {r.runtime} {r.runtime_version or ''}, {r.threads or 'default'} threads, {r.count} runs".strip()
+    return r.p50_ms, (f"local {r.runtime} {r.runtime_version or ''}, {r.threads or 'default'} threads, "
+                      f"{r.count} runs")
 
 
 # -- rendering ------------------------------------------------------------------------------------------------------

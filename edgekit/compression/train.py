@@ -66,7 +66,8 @@ def resolve_model(model: Any, **options: Any):
                                   hint="build the model with those options, or pass its name")
         return model
     if not isinstance(model, (str, os.PathLike)):
-        raise InvalidArgument(f"model must be a zoo name, a model file or a keras.Model; received {type(model).__name__}")
+        raise InvalidArgument(f"model must be a zoo name, a model file or a keras.Model; "
+                              f"received {type(model).__name__}")
     from .. import models
 
     return models.create(str(model), **options)
@@ -122,6 +123,21 @@ def test_split(data: Any, model, *, limit: int | None = None, seed: int = 0, pre
         if "test" in data_mod.DATASETS.entry(str(data)).meta.get("splits", ()):
             return resolve_data(data, model, split="test", limit=limit, seed=seed, preprocess=preprocess)
     return None
+
+
+def split_data(data: Any, model, *, val_fraction: float = 0.1, val_data: Any = None, limit: int | None = None,
+               test_limit: int | None = None, seed: int = 0, preprocess: str | None = None):
+    """(all, train, validation or None, test or None) Datasets for ``model``: ``val_data`` or a seeded
+    ``val_fraction`` hold-out of ``data``, and the built-in dataset's test split when it has one."""
+    full = resolve_data(data, model, limit=limit, seed=seed, preprocess=preprocess)
+    check_classes(model, full)
+    if val_data is not None:
+        ds_train, ds_val = full, resolve_data(val_data, model, seed=seed, preprocess=preprocess)
+    elif val_fraction:
+        ds_train, ds_val = full.split(val_fraction, seed)
+    else:
+        ds_train, ds_val = full, None
+    return full, ds_train, ds_val, test_split(data, model, limit=test_limit, seed=seed, preprocess=preprocess)
 
 
 def set_bn_momentum(model, momentum: float | None) -> int:
@@ -286,15 +302,8 @@ def train(model: Any, data: Any, *, epochs: int = 5, batch_size: int = 64, lr: f
     t0 = time.perf_counter()
     seed_everything(seed)
     model = resolve_model(model, **model_options)
-    full = resolve_data(data, model, limit=limit, seed=seed, preprocess=preprocess)
-    check_classes(model, full)
-    if val_data is not None:
-        ds_train, ds_val = full, resolve_data(val_data, model, seed=seed, preprocess=preprocess)
-    elif val_fraction:
-        ds_train, ds_val = full.split(val_fraction, seed)
-    else:
-        ds_train, ds_val = full, None
-    ds_test = test_split(data, model, limit=test_limit, seed=seed, preprocess=preprocess)
+    full, ds_train, ds_val, ds_test = split_data(data, model, val_fraction=val_fraction, val_data=val_data,
+                                                 limit=limit, test_limit=test_limit, seed=seed, preprocess=preprocess)
     if out is not None and Path(out).suffix not in (".keras", ".h5"):
         raise InvalidArgument(f"--out {str(out)!r} must end in .keras or .h5")
     ckpt_path = None
@@ -316,7 +325,8 @@ def train(model: Any, data: Any, *, epochs: int = 5, batch_size: int = 64, lr: f
         best_epoch=best.best_epoch if best else None,
         best_val_accuracy=(max((e.val_accuracy for e in log if e.val_accuracy is not None), default=None)),
         test_accuracy=evaluate(model, ds_test), test_samples=len(ds_test) if ds_test is not None else 0,
-        checkpoint=str(ckpt_path) if ckpt_path and epochs else None, saved=str(out) if out else None, seconds=round(time.perf_counter() - t0, 2))
+        checkpoint=str(ckpt_path) if ckpt_path and epochs else None, saved=str(out) if out else None,
+        seconds=round(time.perf_counter() - t0, 2))
     return model, report
 
 
