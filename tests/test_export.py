@@ -242,3 +242,23 @@ def test_onnx_folds_batchnorm_on_1x1_feature_maps():
     x = rng.standard_normal((6, 4, 4, 3)).astype(np.float32)
     got = sess.run(None, {sess.get_inputs()[0].name: x})[0]
     np.testing.assert_allclose(got, m.predict(x, verbose=0), atol=1e-5)
+
+
+def test_calibration_from_an_image_folder(tmp_path, fashion_mnist_available):
+    from PIL import Image
+
+    from edgekit.data import DATASETS
+    from edgekit.errors import EdgekitWarning
+    from edgekit.exporters import export
+
+    images, labels, names = DATASETS.get("fashion-mnist")("test")
+    for i in range(40):  # 28x28 grayscale PNGs and JPEGs in class folders, resized to 32x32 by the loader
+        d = tmp_path / "imgs" / names[labels[i]].replace("/", "-")
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[i, :, :, 0]).save(d / f"{i}.{'png' if i % 2 else 'jpg'}")
+    with pytest.warns(EdgekitWarning, match="calibration samples"):
+        res = export(tiny_net("tinyimg"), quantize="int8", calib_data=tmp_path / "imgs", out=tmp_path / "out")
+    man = json.loads(res["tflite"].manifest.read_text())
+    assert man["calibration"]["kind"] == "data" and man["calibration"]["source"] == str(tmp_path / "imgs")
+    assert man["calibration"]["count"] == 32 and man["verification"]["samples"] == 8  # 20% held out
+    assert "held-out" in man["verification_data"]
