@@ -26,6 +26,7 @@ def test_models_lists_the_zoo_without_stats(run):
     rows = {r["name"]: r for r in json.loads(res.stdout)}
     assert rows["mobilenet_v1"]["aliases"] == ["mobilenet"] and rows["mobilenet_v1"]["input_shape"] == [224, 224, 3]
     assert rows["xception"]["input_shape"] == [299, 299, 3] and rows["resnet18"]["params"] is None
+    assert rows["xception"]["min_resolution"] == 71 and "alpha" in rows["mobilenet_v1"]["options"]
     res = run("models", "--no-stats")
     assert res.exit_code == 0 and "efficientnet_b7" in res.stdout and "shufflenet_v2" in res.stdout
 

@@ -44,7 +44,7 @@ def render_zoo(rows: list) -> None:
               help="Compute params and mult-adds (builds each model once; cached per version).")
 @json_option
 def models_cmd(pattern: str | None, stats: bool, as_json: bool) -> None:
-    """List the model zoo; PATTERN filters names (fnmatch, e.g. 'mobilenet*')."""
+    """The model zoo: name, family, default input, params, mult-adds. PATTERN filters (e.g. 'mobilenet*')."""
     from ..models import summary
 
     with progress(not as_json) as cb:

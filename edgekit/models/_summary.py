@@ -23,6 +23,8 @@ class ZooEntry(JsonMixin):
     params: int | None = None
     mult_adds: int | None = None
     paper_url: str = ""
+    min_resolution: int = 0
+    options: tuple[str, ...] = ()
 
 
 def stats_cache_path() -> Path:
@@ -106,7 +108,7 @@ def summary(pattern: str | None = None, *, stats: bool = True, progress: Progres
     for n in names:
         i = info(n)
         rows.append(ZooEntry(n, i.family, i.aliases, i.input_shape, i.preprocess, i.has_imagenet,
-                             paper_url=i.paper_url))
+                             paper_url=i.paper_url, min_resolution=i.min_resolution, options=i.options))
     if not stats or not rows:
         return rows
     key = _cache_key()
