@@ -118,6 +118,12 @@ def test_alias_and_canonical_names():
     assert m.name == "mobilenet_v1_0.25_32_dm2_notop" and len(m.output_shape) == 4
 
 
+def test_numpy_option_values():
+    m = models.create("mobilenet_v1", weights="none", alpha=np.float32(0.25), resolution=np.int64(32),
+                      classes=np.int64(10), depth_multiplier=np.int64(1))
+    assert m.name == "mobilenet_v1_0.25_32_10cls"
+
+
 def test_rho_scales_input_not_depth():
     a = models.create("mobilenet_v1", weights="none", alpha=0.25, rho=0.5)
     b = models.create("mobilenet_v1", weights="none", alpha=0.25, resolution=112)
@@ -146,6 +152,8 @@ def test_alpha_out_of_range(alpha):
     (dict(input_channels=0), "input_channels"),
     (dict(depth_multiplier=0), "depth_multiplier"),
     (dict(dropout=1.0), "dropout"),
+    (dict(resolution=5000), "limit of 4096"),
+    (dict(resolution=100.5), "integer"),
 ])
 def test_bad_options(options, match):
     with pytest.raises(InvalidArgument, match=match):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import io
+import numbers
 import re
 import os
 import socket
@@ -24,6 +25,8 @@ MODELS: Registry[Callable[["BuildConfig"], Any]] = Registry("model")
 COMMON_OPTIONS = ("classes", "input_channels", "include_top", "resolution", "rho")
 #: seconds a weights download may stall before it fails (tf-keras' get_file has no timeout of its own)
 DOWNLOAD_TIMEOUT = 20.0
+#: largest input side accepted (guards against typos that would allocate gigabytes)
+MAX_RESOLUTION = 4096
 
 
 @dataclass(frozen=True)
@@ -77,13 +80,13 @@ class BuildConfig:
 
 
 def _as_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value:
         raise InvalidArgument(f"{name} must be an integer; received {name}={value!r}")
     return int(value)
 
 
 def _as_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise InvalidArgument(f"{name} must be a number; received {name}={value!r}")
     return float(value)
 
@@ -120,6 +123,8 @@ def make_config(model: str, meta: dict[str, Any], weights: Any, options: dict[st
     if resolution < min_res:
         raise InvalidArgument(f"{model} needs an input of at least {min_res}x{min_res} pixels; "
                               f"received {resolution}{via}", hint=f"use --resolution {min_res} or more")
+    if resolution > MAX_RESOLUTION:
+        raise InvalidArgument(f"resolution {resolution} is above edgekit's limit of {MAX_RESOLUTION} pixels")
     classes = _as_int("classes", options.pop("classes", 1000))
     if classes < 1:
         raise InvalidArgument(f"classes must be >= 1; received classes={classes}")

@@ -10,6 +10,8 @@ tf-keras docstring conflates them). At alpha=1.0, 224 px: 4,253,864 params, 568.
 """
 from __future__ import annotations
 
+import numbers
+
 from ._builder import BuildConfig, Imagenet, check_range, finish, fresh_names, imagenet_download, load_weights
 from ._builder import register_model
 
@@ -31,10 +33,11 @@ def build(cfg: BuildConfig):
 
     alpha = check_range("alpha", cfg.get("alpha", 1.0), 0.0, 1.5)
     dm = cfg.get("depth_multiplier", 1)
-    if isinstance(dm, bool) or not isinstance(dm, int) or dm < 1:
+    if isinstance(dm, bool) or not isinstance(dm, numbers.Integral) or dm < 1:
         from ..errors import InvalidArgument
 
         raise InvalidArgument(f"depth_multiplier must be an integer >= 1; received depth_multiplier={dm!r}")
+    dm = int(dm)
     dropout = check_range("dropout", cfg.get("dropout", 1e-3), 0.0, 1.0, low_open=False)
     if dropout >= 1.0:
         from ..errors import InvalidArgument
