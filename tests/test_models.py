@@ -242,12 +242,17 @@ def test_weights_file_into_a_model_built_here(tmp_path):
     np.testing.assert_allclose(b(x), a(x), atol=1e-6)
 
 
-def test_full_model_file_as_weights_is_rejected(tmp_path):
-    m = models.create("mobilenet_v1", weights="none", alpha=0.25, resolution=32, classes=10)
-    path = tmp_path / "m.keras"
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_full_model_file_as_weights(tmp_path, suffix):
+    opts = dict(alpha=0.25, resolution=32, classes=10)
+    m = models.create("mobilenet_v1", weights="none", **opts)
+    path = tmp_path / f"m{suffix}"
     m.save(str(path))
-    with pytest.raises(InvalidArgument, match="full model file") as exc:
-        models.create("mobilenet_v1", weights=str(path), alpha=0.25, resolution=32, classes=10)
+    again = models.create("mobilenet_v1", weights=str(path), dropout=0.2, **opts)   # same graph, another dropout
+    for a, b in zip(m.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ModelLoadError, match="does not have the architecture") as exc:
+        models.create("mobilenet_v1", weights=str(path), alpha=0.5, resolution=32, classes=10)
     assert "MODEL" in exc.value.hint
 
 

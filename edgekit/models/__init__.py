@@ -71,7 +71,8 @@ def create(name_or_path: Any, *, weights: Any = None, **options: Any) -> Any:
     Args:
         name_or_path: a zoo name or alias (see :func:`list`), or a ``.keras``/``.h5``/SavedModel path.
         weights: ``None`` = the family default (``"imagenet"`` where tf-keras has ImageNet weights, else random
-            init), ``"imagenet"``, ``"none"`` (random init) or a path to a weights file for this architecture.
+            init), ``"imagenet"``, ``"none"`` (random init), or the path of a weights file (.h5/.weights.h5, TF
+            checkpoint) or of a whole model file (.keras/.h5/SavedModel) with exactly this architecture.
         **options: ``alpha``, ``rho``, ``resolution``, ``depth_multiplier``, ``dropout``, ``classes``,
             ``input_channels``, ``include_top`` (``info(name).options`` says which a model takes). ``None`` values
             mean the default.

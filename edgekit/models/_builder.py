@@ -177,10 +177,13 @@ def _resolve_weights(model: str, meta: dict[str, Any], weights: Any, cfg: BuildC
     if not path.exists() and not Path(str(path) + ".index").exists():
         raise InvalidArgument(f"weights file {weights!r} does not exist",
                               hint="pass imagenet, none, or the path of a .h5/.weights.h5 weights file")
-    if path.is_dir() or path.suffix == ".keras" or _is_full_h5_model(path):
-        raise InvalidArgument(f"{weights!r} is a full model file, not a weights file",
-                              hint=f"pass it as the MODEL itself instead of {model} --weights ...")
     return str(path)
+
+
+def is_full_model_file(path: str) -> bool:
+    """A .keras file, SavedModel directory or .h5 holding a whole model (not only weights)."""
+    p = Path(path)
+    return p.is_dir() or (p.suffix == ".keras" and not p.name.endswith(".weights.keras")) or _is_full_h5_model(p)
 
 
 def _is_full_h5_model(path: Path) -> bool:
@@ -196,7 +199,22 @@ def _is_full_h5_model(path: Path) -> bool:
 
 
 def load_weights(model: Any, path: str) -> None:
-    """Load a weights file into a freshly built zoo model; mismatches become InvalidArgument."""
+    """Load a weights file, or the weights of a whole model file, into a freshly built zoo model.
+
+    A whole model file (e.g. a model trained and saved by edgekit) must have exactly this architecture; its
+    weights are copied in order. Mismatches raise ModelLoadError.
+    """
+    if is_full_model_file(path):
+        from . import load_model_file
+
+        saved = load_model_file(path)
+        ours, theirs = model.get_weights(), saved.get_weights()
+        mismatch = len(ours) != len(theirs) or any(a.shape != b.shape for a, b in zip(ours, theirs))
+        if mismatch:
+            raise ModelLoadError(f"model file {path!r} ({saved.name}) does not have the architecture of {model.name}",
+                                 hint=f"pass it as the MODEL itself, or the options it was built with")
+        model.set_weights(theirs)
+        return
     try:
         model.load_weights(path)
     except Exception as exc:  # noqa: BLE001 - h5py/TF raise many types; translate at the boundary
