@@ -250,3 +250,14 @@ def test_xnnpack_policy_selects_only_1x1_convs_of_a_fitting_model():
     Pipeline([stage]).validate(m)
     assert isinstance(stage, Prune)
     assert select_layers(m, prunable, None, ["@first", "@last"], "prune", stage._allow()) == ["pw1", "pw2"]
+
+
+@pytest.mark.slow
+def test_distill_from_a_teacher_file(tmp_path, data):
+    teacher = tiny_model()
+    teacher.save(tmp_path / "teacher.keras")
+    student, rep = Pipeline([{"distill": {"teacher": str(tmp_path / "teacher.keras"), "epochs": 1}}]).run(
+        tiny_model(), data, **RUN)
+    info = rep.stages[0].params["teacher_report"]
+    assert info["source"] == "file" and info["epochs_trained"] == 0
+    assert rep.stages[0].val_accuracy is not None and len(rep.stages[0].history) == 1

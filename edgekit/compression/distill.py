@@ -171,16 +171,15 @@ class Distill(Stage):
 
     def build_teacher(self, student, ctx: Context):
         """The trained teacher: loaded, given, or built from the zoo and trained for ``teacher_epochs``."""
-        from .train import compile_for_training, evaluate, fit, input_shape_of, load_model_file, set_bn_momentum
+        from .. import models
+        from .train import compile_for_training, evaluate, fit, input_shape_of, set_bn_momentum
 
         kind = self._teacher_kind()
         if kind == "model":
             teacher = self.teacher
         elif kind == "file":
-            teacher = load_model_file(self.teacher)
+            teacher = models.create(str(self.teacher))  # the zoo loads model files (with tfmot scopes)
         else:
-            from .. import models
-
             h, _, c = input_shape_of(student)
             opts = {"resolution": h, "input_channels": c, "classes": int(student.output_shape[-1]),
                     "weights": "none", **self.teacher_options}

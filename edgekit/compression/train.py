@@ -17,7 +17,7 @@ import numpy as np
 
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
-from ..errors import DataError, InvalidArgument, ModelLoadError
+from ..errors import DataError, InvalidArgument
 
 #: BatchNorm momentum set on every BatchNormalization layer before training (None keeps the model's own).
 DEFAULT_BN_MOMENTUM = 0.9
@@ -337,17 +337,3 @@ def _with_weights(model, best):
     clone = keras.models.clone_model(model)
     clone.set_weights(best.best_weights)
     return clone
-
-
-def load_model_file(path: str | os.PathLike):
-    """Load a .keras/.h5/SavedModel file (teacher files, checkpoints) or raise ModelLoadError."""
-    from .._keras import keras
-
-    p = Path(path)
-    if not p.exists():
-        raise ModelLoadError(f"model file {str(p)!r} does not exist")
-    try:
-        return keras.models.load_model(p, compile=False)
-    except Exception as exc:  # noqa: BLE001 - keras raises many types for a bad file
-        raise ModelLoadError(f"cannot load model file {str(p)!r}: {str(exc).splitlines()[0] if str(exc) else exc}") \
-            from exc
