@@ -8,10 +8,11 @@ import collections
 import contextlib
 import io
 import numbers
-import re
 import os
+import re
 import socket
 import sys
+import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -233,12 +234,17 @@ def imagenet_download(model: str) -> Iterator[None]:
             yield
     except Exception as exc:  # noqa: BLE001
         text = str(exc)
-        if "URL fetch failure" not in text and not isinstance(exc, (OSError, TimeoutError)):
+        cache = Path("~/.keras/models").expanduser()
+        network = (ConnectionError, TimeoutError, socket.timeout, urllib.error.URLError)
+        if "URL fetch failure" not in text and not isinstance(exc, network):
+            if isinstance(exc, OSError):   # h5py could not read a cached file
+                raise WeightsUnavailable(f"cannot read the cached ImageNet weights for {model}: {text[:160]}",
+                                         hint=f"delete the broken file from {cache} and retry, or use --weights none"
+                                         ) from exc
             raise
         url = re.search(r" on (\S+?): ", text)
         fname = url.group(1).rsplit("/", 1)[-1] if url else "the weights file"
         reason = text.split(" -- ", 1)[-1] if " -- " in text else text
-        cache = Path("~/.keras/models").expanduser()
         raise WeightsUnavailable(
             f"ImageNet weights for {model} are not in the Keras cache ({cache}) and could not be downloaded "
             f"({reason[:120]}; no network?)",
