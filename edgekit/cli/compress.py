@@ -143,7 +143,12 @@ def train_cmd(model: str, as_json: bool, **kwargs: Any) -> None:
 @click.option("--quantize", type=click.Choice(["none", "fp16", "dynamic", "int8", "int16x8"]), default=None,
               help="Export the result at this precision (post-training; int8 calibrated on the training data).")
 @click.option("--format", "formats", default=None, help="Export formats, comma-separated (default tflite).")
-@click.option("--calib-samples", type=int, default=None)
+@click.option("--calib-samples", type=int, default=None, help="Calibration samples (default 500).")
+@click.option("--calib-data", default=None, help="Calibrate on this source instead of the training data.")
+@click.option("--verify-data", default=None, help="Verify on this source (default: the test/held-out split).")
+@click.option("--verify-samples", type=int, default=None)
+@click.option("--opset", type=int, default=None, help="ONNX opset (with --format onnx).")
+@click.option("--threads", type=int, default=None, help="Interpreter threads for verification.")
 @click.option("--io", type=click.Choice(["float", "int8", "uint8"]), default=None)
 @click.option("--per-tensor", is_flag=True, default=None)
 @click.option("--out", default=None, help="Output folder for artifacts and the report (default artifacts).")
