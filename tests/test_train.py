@@ -86,3 +86,15 @@ def test_cli_compress_json_and_table(tmp_path, fashion_mnist_available):
     assert (tmp_path / (tmp_path.joinpath(art["path"]).stem + ".compression.json")).is_file()
     r = CliRunner().invoke(main, args)  # the rich table
     assert r.exit_code == 0 and "artifact: " in r.stdout and "report: " in r.stdout
+
+
+def test_every_compress_argument_is_a_cli_option():
+    import inspect
+
+    from edgekit.cli.compress import compress_cmd
+    from edgekit.compression import compress
+
+    structured = {"model", "progress", "callbacks", "model_options", "stages", "teacher_options"}  # recipes/Python
+    options = {p.name for p in compress_cmd.params}
+    missing = [a for a in inspect.signature(compress).parameters if a not in structured and a not in options]
+    assert missing == []
