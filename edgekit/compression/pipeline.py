@@ -198,7 +198,11 @@ class Pipeline:
             progress: Progress = no_progress, callbacks: Sequence = (), report_dir: str | None = None,
             **model_options: Any):
         """Run the stages on ``model`` (keras.Model, zoo name or file) with ``data``; returns
-        ``(final_model, PipelineReport)``. With an export stage the report is saved beside the artifact."""
+        ``(final_model, PipelineReport)``. With an export stage the report is saved beside the artifact.
+
+        A keras.Model passed in is trained in place (tfmot's wrappers share its layers): keep a copy if you need
+        the original. ``report_dir`` saves the report (JSON + PNG) when there is no export stage.
+        """
         from .train import resolve_model, seed_everything, set_bn_momentum, split_data
 
         t0 = time.perf_counter()
