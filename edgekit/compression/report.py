@@ -366,7 +366,10 @@ def plot(report, dest: str | os.PathLike) -> Path:
     from .._io import atomic_path
 
     labels, raw, gz, hf, acc = [], [], [], [], []
-    for st in [report.input, *report.stages]:
+    rows_ = [report.input, *report.stages]
+    if report.stages and report.stages[0].stage == "train":
+        rows_ = rows_[1:]  # the input was untrained: its chance-level accuracy would flatten the accuracy axis
+    for st in rows_:
         w = st.weights or {}
         labels.append(st.stage)
         raw.append(w.get("bytes", 0) / 1024)
@@ -411,9 +414,9 @@ def plot(report, dest: str | os.PathLike) -> Path:
     ax2.set_ylabel("test accuracy (%)", color="tab:red")
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
-    ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="upper right", ncol=2)
+    fig.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower center", ncol=len(l1 + l2), frameon=False)
     ax.set_title(f"{report.model}: size and accuracy per compression stage", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     dest = Path(dest)
     with atomic_path(dest) as tmp:
         fig.savefig(tmp, format="png")
