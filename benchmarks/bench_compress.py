@@ -119,14 +119,12 @@ def main() -> None:
                       flush=True)
     if "distill" in only:
         run = dict(limit=args.distill_limit, test_limit=None, seed=0)
-        from edgekit import models
-
-        alone, rep_a = Pipeline([Train(epochs=args.distill_epochs)]).run(
-            models.create("mobilenet_v1", weights="none", **OPTS), "fashion-mnist", **run)
+        # models are built inside run(), after seeding: both students start from the same initial weights
+        alone, rep_a = Pipeline([Train(epochs=args.distill_epochs)]).run("mobilenet_v1", "fashion-mnist",
+                                                                        weights="none", **OPTS, **run)
         stage = Distill("mobilenet_v1", teacher_options={"alpha": 1.0}, teacher_epochs=args.distill_epochs,
                         epochs=args.distill_epochs, lr=1e-3)
-        student, rep_d = Pipeline([stage]).run(models.create("mobilenet_v1", weights="none", **OPTS),
-                                               "fashion-mnist", **run)
+        student, rep_d = Pipeline([stage]).run("mobilenet_v1", "fashion-mnist", weights="none", **OPTS, **run)
         teacher = rep_d.stages[0].params["teacher_report"]
         results["distill"] = {"student_alone_test_acc": rep_a.stages[0].test_accuracy,
                               "student_distilled_test_acc": rep_d.stages[0].test_accuracy,
