@@ -233,14 +233,6 @@ class LocalTransport(Transport):
             self._proc = None
         return Completed(proc.returncode, out, err)
 
-    def _kill_running(self) -> None:
-        pid_file, self.pid_file = self.pid_file, None
-        if pid_file:
-            try:
-                self._shell(f"kill $(cat {shlex.quote(pid_file)} 2>/dev/null) 2>/dev/null", timeout=10)
-            except (DeviceError, OSError):
-                pass
-
     def abort(self) -> None:
         proc = self._proc
         if proc is not None and proc.poll() is None:
