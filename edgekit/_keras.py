@@ -5,14 +5,37 @@ Import from here, never ``import tf_keras``/``keras`` elsewhere. Importing this 
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+
+
+@contextlib.contextmanager
+def quiet_native_logs():
+    """Silence C++ log lines written straight to fd 2 (TF 2.21 prints oneDNN/CUDA notes at import even with
+    TF_CPP_MIN_LOG_LEVEL set, because absl is not initialised yet). ``EDGEKIT_TF_LOGS=1`` keeps them."""
+    if os.environ.get("EDGEKIT_TF_LOGS") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 try:
-    import tensorflow as tf  # noqa: E402
-    import tf_keras as keras  # noqa: E402
+    with quiet_native_logs():
+        import tensorflow as tf  # noqa: E402
+        import tf_keras as keras  # noqa: E402
 except ImportError as exc:  # pragma: no cover - depends on the install
     from .errors import MissingDependency
 
@@ -32,4 +55,4 @@ def tfmot():
     return mot
 
 
-__all__ = ["tf", "keras", "layers", "tfmot"]
+__all__ = ["tf", "keras", "layers", "tfmot", "quiet_native_logs"]
