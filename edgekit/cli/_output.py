@@ -13,8 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .._jsonable import to_jsonable
 from .._progress import Progress as ProgressFn
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True)
+# Piped output (CI logs, `| tee`) would be cut at rich's 80-column default: give wide tables room there.
+_PIPE_WIDTH = 220
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else _PIPE_WIDTH)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 
