@@ -5,6 +5,7 @@ artifact. ``compress(...)`` is the flag-style API the ``edgekit compress`` comma
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -12,7 +13,7 @@ from typing import Any, Sequence
 from .._io import ensure_writable_dir, write_text_atomic
 from .._jsonable import JsonMixin, to_jsonable
 from .._progress import Progress, no_progress
-from ..errors import InvalidArgument, PipelineError
+from ..errors import EdgekitWarning, InvalidArgument, PipelineError
 from . import report as rep
 from .stages import STAGES, Context, Stage, StageReport, make_stage
 from ..data import PREPROCESS_MODES
@@ -160,8 +161,9 @@ class PipelineReport(JsonMixin):
         png = None
         try:
             png = self.plot(stem.with_name(stem.name + ".compression.png"))
-        except ImportError:
-            png = None  # matplotlib is the optional 'plot' extra
+        except ImportError:  # matplotlib is the optional 'plot' extra: say so, keep the JSON
+            warnings.warn("no compression plot: matplotlib is not installed (pip install 'edgekit[plot]')",
+                          EdgekitWarning, stacklevel=2)
         self.plot_png = str(png) if png else None
         js = stem.with_name(stem.name + ".compression.json")
         self.report_json = str(js)
