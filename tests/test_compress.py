@@ -82,6 +82,19 @@ def test_flag_api_rejects_qat_without_int8_export():
         compress("mobilenet_v1", data="fashion-mnist", qat=True, **OPTS)
 
 
+@pytest.mark.parametrize("kwargs, words", [
+    ({"cluster": 16, "prune_structure": "2:4", "quantize": "int8"}, "prune_structure given without prune"),
+    ({"prune": 0.5, "cluster_per_channel": True, "quantize": "int8"}, "cluster_per_channel given without cluster"),
+    ({"prune": 0.5, "temperature": 2.0, "quantize": "int8"}, "temperature given without distill_from"),
+    ({"prune": 0.5, "latency": True}, "latency given without quantize"),
+    ({"epochs": 3, "quantize": "int8"}, "without a compression stage"),
+    ({"stages": [{"prune": 0.5}], "prune_epochs": 5, "quantize": "int8"}, "ignored with a stages list"),
+])
+def test_stage_options_without_their_stage_are_rejected(kwargs, words):
+    with pytest.raises(PipelineError, match=words):
+        compress("mobilenet_v1", data="fashion-mnist", **kwargs, **OPTS)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("stages, words", [
     ([{"prune": {"sparsity": 0.5, "layers": ["nothing_*"]}}], "matches no prune-able layer"),

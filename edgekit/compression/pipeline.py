@@ -322,6 +322,46 @@ def assert_plain(model, stage: str) -> None:
 
 
 # -- the flag-style API ---------------------------------------------------------------------------------------------
+#: stage flag -> the options that only mean something with it (given without it, they would be silently ignored)
+_OPTIONS_OF = {"train_epochs": ("train_lr",),
+               "distill_from": ("teacher_epochs", "teacher_options", "temperature", "distill_alpha", "distill_epochs"),
+               "prune": ("prune_schedule", "prune_structure", "prune_policy", "prune_epochs", "prune_layers",
+                         "prune_skip"),
+               "cluster": ("cluster_init", "cluster_per_channel", "cluster_epochs"),
+               "qat": ("qat_epochs",),
+               "quantize": ("calib_samples", "io", "per_tensor", "latency", "calib_data", "verify_data",
+                            "verify_samples", "opset", "threads")}
+
+
+def _check_orphan_options(values: dict, stages_list: bool = False) -> None:
+    """Reject stage options given (not at their default) without their stage flag: nothing is silently ignored."""
+    import inspect
+
+    if stages_list:
+        given = [o for f, opts in _OPTIONS_OF.items() if f != "quantize" for o in opts
+                 if values.get(o) is not None and values[o] != inspect.signature(build_stages).parameters[o].default]
+        given += [o for o in ("epochs", "lr") if values.get(o) is not None]
+        if given:
+            raise PipelineError(f"{', '.join(given)} would be ignored with a stages list",
+                                hint="put stage options into the stage's parameters, e.g. {prune: {epochs: 3}}")
+
+    defaults = {k: p.default for k, p in inspect.signature(build_stages).parameters.items()}
+    for flag, options in _OPTIONS_OF.items():
+        if values.get(flag) not in (None, False, 0):
+            continue
+        given = [o for o in options if o in values and values[o] is not None and values[o] != defaults[o]]
+        if given:
+            raise PipelineError(f"{', '.join(given)} given without {flag}: {'they' if len(given) > 1 else 'it'} "
+                                f"would be ignored", hint=f"add {flag} (--{flag.replace('_', '-')}) or drop "
+                                                          f"{', '.join(given)}")
+    if not any(values.get(f) not in (None, False, 0) for f in ("distill_from", "prune", "cluster", "qat")):
+        given = [o for o in ("epochs", "lr") if values.get(o) is not None]
+        if given:
+            raise PipelineError(f"{', '.join(given)} (of every compression stage) given without a compression "
+                                f"stage: ignored", hint="add --prune/--cluster/--qat/--distill-from, or use "
+                                                        "train_epochs/train_lr for the baseline training")
+
+
 def build_stages(*, train_epochs: int = 0, train_lr: float | None = None, prune: float | None = None,
                  prune_schedule: str = "polynomial", prune_structure: str | None = None,
                  prune_policy: str | None = None,
@@ -344,6 +384,8 @@ def build_stages(*, train_epochs: int = 0, train_lr: float | None = None, prune:
     from .prune import Prune
     from .qat import QAT
     from .stages import Train
+
+    _check_orphan_options(dict(locals()))
 
     def ep(own):
         return own if epochs is None else epochs
@@ -417,6 +459,7 @@ def compress(model: Any, *, data: Any, stages: Sequence[Any] | None = None, trai
         raise InvalidArgument("give either stages=[...] or the stage flags (train_epochs, prune, cluster, qat, "
                               "distill_from), not both", hint="put the training into the stages list as {train: N}")
     if stages is not None:
+        _check_orphan_options(dict(locals()), stages_list=True)
         built = [make_stage(s) for s in stages]
         if quantize is not None:
             if any(isinstance(s, Export) for s in built):
