@@ -138,6 +138,16 @@ def test_runner_max_seconds_caps_the_run(onnx_model):
     assert time.perf_counter() - t0 < 30
 
 
+def test_timed_loop_does_not_preallocate_the_requested_runs():
+    """A huge --runs capped by --max-seconds must not allocate n slots (that memory would show as peak RSS)."""
+    import runpy
+
+    timed_loop = runpy.run_path(str(RUNNER))["timed_loop"]
+    ticks = iter(range(0, 10**6, 10))
+    lat = timed_loop(lambda: None, 10**11, max_ns=25, clock=lambda: next(ticks))
+    assert lat == [10, 10]
+
+
 def test_bench_local_rows_and_statuses(onnx_model, tmp_path):
     bad = tmp_path / "broken.onnx"
     bad.write_bytes(b"junk")
