@@ -214,31 +214,61 @@ def _load_arrays(path: Path, input_shape: Sequence[int]):
         y = loaded[ykey].astype(np.int64).reshape(-1) if ykey else None
     else:
         x = loaded
+    return _model_ready(x, y, repr(str(path)), input_shape)
+
+
+def _model_ready(x: np.ndarray, y: np.ndarray | None, where: str, input_shape: Sequence[int]):
+    """Check already preprocessed inputs ``x`` (and labels ``y``) against the model input; float32 x, int64 y."""
     want = tuple(int(v) for v in input_shape)
     if x.ndim == len(want) and tuple(x.shape[1:]) == want[:-1] and want[-1] == 1:
         x = x[..., None]
     if x.ndim != len(want) + 1 or tuple(x.shape[1:]) != want:
-        raise DataError(f"arrays in {str(path)!r} have shape {tuple(x.shape)}, the model needs (N, {', '.join(map(str, want))})",
+        raise DataError(f"arrays in {where} have shape {tuple(x.shape)}, the model needs (N, {', '.join(map(str, want))})",
                         hint="save model-ready (already preprocessed) inputs, one sample per row")
     if len(x) == 0:
-        raise DataError(f"{str(path)!r} holds no samples")
-    if y is not None and len(y) != len(x):
-        raise DataError(f"{str(path)!r}: {len(x)} inputs but {len(y)} labels")
-    return x.astype(np.float32), y
+        raise DataError(f"{where} holds no samples")
+    if x.dtype.kind not in "biuf":
+        raise DataError(f"arrays in {where} have dtype {x.dtype}; model inputs must be real numbers")
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise DataError(f"arrays in {where} hold NaN or infinite values ({int(np.sum(~np.isfinite(x)))} of {x.size})",
+                        hint="clean the inputs (np.nan_to_num) or drop those samples")
+    if y is not None:
+        y = np.asarray(y).astype(np.int64).reshape(-1)
+        if len(y) != len(x):
+            raise DataError(f"{where}: {len(x)} inputs but {len(y)} labels")
+    return x, y
 
 
-def load(source: str | os.PathLike, *, input_shape: Sequence[int], preprocess_mode: str = "unit",
-         split: str = "train", limit: int | None = None, seed: int = 0) -> Dataset:
+def load(source: str | os.PathLike | Dataset | np.ndarray | tuple, *, input_shape: Sequence[int],
+         preprocess_mode: str = "unit", split: str = "train", limit: int | None = None, seed: int = 0) -> Dataset:
     """Load ``source`` as model inputs of ``input_shape`` (H, W, C).
 
     ``source`` is a built-in dataset name (``fashion-mnist``, ``digits``), a folder of images (recursive; one
-    sub-folder per class gives labels) or a ``.npy``/``.npz`` file of already preprocessed inputs. ``split`` picks
+    sub-folder per class gives labels) or a ``.npy``/``.npz`` file of already preprocessed inputs; from Python also
+    a :class:`Dataset` or a numpy array ``x`` / tuple ``(x, y)`` of already preprocessed inputs. ``split`` picks
     the built-in dataset's ``train`` or ``test`` part; ``limit`` keeps a seeded random subset.
     """
     if preprocess_mode not in PREPROCESS_MODES:
         raise DataError(f"unknown preprocessing {preprocess_mode!r}", hint=f"use one of {', '.join(PREPROCESS_MODES)}")
     if limit is not None and limit <= 0:
         raise DataError(f"limit must be positive; received {limit}")
+    if isinstance(source, Dataset):
+        if source.preprocess not in ("as-given", preprocess_mode):
+            raise DataError(f"dataset {source.source!r} was preprocessed with {source.preprocess!r}, the model "
+                            f"expects {preprocess_mode!r}", hint=f"load it with preprocess_mode={preprocess_mode!r}")
+        x, y = _model_ready(source.x, source.y, f"dataset {source.source!r}", input_shape)
+        ds = Dataset(x, y, source.source, source.class_names, source.preprocess, dict(source.meta))
+        return ds.take(limit, seed) if limit is not None and limit < len(ds) else ds
+    if isinstance(source, np.ndarray) or (isinstance(source, tuple) and len(source) == 2
+                                          and isinstance(source[0], np.ndarray)):
+        x, y = (source, None) if isinstance(source, np.ndarray) else source
+        x, y = _model_ready(x, y, "the given array", input_shape)
+        ds = Dataset(x, y, f"array {tuple(x.shape)}", None, "as-given")
+        return ds.take(limit, seed) if limit is not None and limit < len(ds) else ds
+    if not isinstance(source, (str, os.PathLike)):
+        raise DataError(f"cannot use a {type(source).__name__} as data",
+                        hint="give a dataset name, an image folder, a .npy/.npz file, a numpy array or (x, y)")
     text = str(source)
     if text in DATASETS:
         entry = DATASETS.entry(text)

@@ -262,3 +262,17 @@ def test_calibration_from_an_image_folder(tmp_path, fashion_mnist_available):
     assert man["calibration"]["kind"] == "data" and man["calibration"]["source"] == str(tmp_path / "imgs")
     assert man["calibration"]["count"] == 32 and man["verification"]["samples"] == 8  # 20% held out
     assert "held-out" in man["verification_data"]
+
+
+def test_calibration_from_in_memory_arrays_and_datasets(tmp_path, fashion_mnist_available):
+    """From Python, calib_data/verify_data also take a numpy array, (x, y) or an edgekit.data Dataset."""
+    from edgekit.data import load
+    from edgekit.exporters import export
+
+    ds = load("fashion-mnist", input_shape=(32, 32, 1), split="test", limit=150, seed=5)
+    m = tiny_net("tinymem")
+    res = export(m, quantize="int8", calib_data=ds.x[:120], verify_data=(ds.x[120:], ds.y[120:]), out=tmp_path)
+    assert res.calibration.count == 120 and res.calibration.source == "array (120, 32, 32, 1)"
+    assert res["tflite"].verification.samples == 30 and res["tflite"].verification.keras_accuracy is not None
+    res = export(m, quantize="int8", calib_data=ds, calib_samples=100, verify_samples=20, out=tmp_path)
+    assert res.calibration.source == "fashion-mnist:test" and res.calibration.count == 100

@@ -137,6 +137,33 @@ def test_calibration_arrays_of_wrong_shape(model, tmp_path, shape):
     assert leftovers(tmp_path / "out") == []
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_calibration_arrays_with_nan_or_inf(model, tmp_path, bad):
+    """NaN inputs used to give a float32 'int8' artifact whose NaN outputs passed verification."""
+    from edgekit.exporters import export
+
+    x = np.random.default_rng(0).random((40, 16, 16, 1), dtype=np.float32)
+    x[3, 2, 2, 0] = bad
+    np.save(tmp_path / "calib.npy", x)
+    with pytest.raises(DataError, match="NaN or infinite"):
+        export(model, quantize="int8", calib_data=tmp_path / "calib.npy", out=tmp_path / "out")
+    assert leftovers(tmp_path / "out") == []
+    with pytest.raises(DataError, match="NaN or infinite"):
+        export(model, verify_data=x, out=tmp_path / "out")
+    with pytest.raises(DataError, match="cannot use a list"):
+        export(model, verify_data=[1, 2], out=tmp_path / "out")
+
+
+def test_non_finite_outputs_fail_verification():
+    from edgekit.exporters.verify import compare
+
+    ref = [np.full((4, 3), 1 / 3, np.float32)]
+    nan = [np.full((4, 3), np.nan, np.float32)]
+    for a, b in ((ref, nan), (nan, nan)):
+        v = compare(a, b, precision="int8", output_lsb=1 / 256)
+        assert not v.passed and "NaN or infinite" in v.failures[0]
+
+
 def test_unwritable_output_dir(model, tmp_path):
     from edgekit.exporters import export
 

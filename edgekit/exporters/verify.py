@@ -76,6 +76,11 @@ def compare(ref: list[np.ndarray], out: list[np.ndarray], *, precision: str, lab
     if r.shape != o.shape:
         return Verification(runtime, len(ref[0]), source, math.inf, math.inf, -SQNR_CAP_DB, passed=False,
                             failures=[f"output shapes differ: keras {r.shape}, artifact {o.shape}"], note=note)
+    bad = {who: int(np.sum(~np.isfinite(a))) for who, a in (("keras", r), ("artifact", o)) if not np.isfinite(a).all()}
+    if bad:  # NaN compares False with every threshold: never let it pass
+        return Verification(runtime, len(r), source, math.inf, math.inf, -SQNR_CAP_DB, passed=False,
+                            failures=[f"non-finite outputs: {', '.join(f'{k} {n}' for k, n in bad.items())} of "
+                                      f"{r.size} values are NaN or infinite"], note=note)
     err = np.abs(r - o)
     v = Verification(runtime, int(len(r)), source, float(err.max()), float(err.mean()), sqnr_db(r, o),
                      output_lsb=output_lsb, note=note)
