@@ -81,16 +81,23 @@ def test_profile_model_file(run, tmp_path):
     (("profile", "mobilenet", "--alpha", "2"), "alpha must be in (0, 1.5]"),
     (("profile", "resnet50", "--resolution", "16"), "at least 32x32"),
     (("profile", "xception", "--rho", "0.2"), "at least 71x71"),
+    (("profile", "mobilenet", "--rho", "0.05"), "received 11 (rho=0.05 -> 11 px)"),
     (("profile", "resnet50", "--alpha", "0.5"), "does not take"),
     (("profile", "does/not/exist.keras"), "does not exist"),
+    (("profile", "runs/[best]/model.keras"), "'runs/[best]/model.keras' does not exist"),  # not rich markup
     (("profile", "mobilenet", "--rho", "0.5", "--resolution", "112"), "either rho or resolution"),
 ])
-def test_bad_input_is_one_line_exit_2(run, args, message):
+def test_bad_input_is_one_line_exit_2(run, monkeypatch, args, message):
+    from edgekit.cli import _output
+
+    monkeypatch.setattr(_output.err, "_width", 50)  # a narrow terminal (or a pipe's default 80 columns)
     res = run(*args)
     assert res.exit_code == 2
     assert message in res.stderr
     assert "Traceback" not in res.output and res.stderr.startswith("error:")
     assert len([line for line in res.stderr.splitlines() if line.startswith("error:")]) == 1
+    # not wrapped at the terminal width: every line is the error or its hint (logs and pipes get whole lines)
+    assert all(line.startswith(("error:", "hint:")) for line in res.stderr.splitlines()), res.stderr
 
 
 def test_corrupt_model_file_exit_2(run, tmp_path):

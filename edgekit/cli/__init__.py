@@ -7,6 +7,7 @@ import traceback
 import warnings
 
 import click
+from rich.markup import escape
 
 from .. import __version__
 from ..errors import EdgekitError, EdgekitWarning
@@ -26,9 +27,9 @@ class _Group(click.Group):
         except EdgekitError as exc:
             if debug:
                 traceback.print_exc()
-            err.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+            err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, markup=True, soft_wrap=True)
             if exc.hint:
-                err.print(f"[bold]hint:[/] {exc.hint}", highlight=False)
+                err.print(f"[bold]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
@@ -38,14 +39,15 @@ class _Group(click.Group):
         except Exception as exc:  # noqa: BLE001 - last resort: still one line unless --debug
             if debug:
                 traceback.print_exc()
-            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {exc}", highlight=False)
+            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False,
+                      soft_wrap=True)
             err.print("rerun with --debug for the traceback, and please report it")
             ctx.exit(1)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     style = "bold yellow" if issubclass(category, EdgekitWarning) else "yellow"
-    err.print(f"[{style}]warning:[/] {message}", highlight=False)
+    err.print(f"[{style}]warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

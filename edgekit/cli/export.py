@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 import click
+from rich.markup import escape
 
 from ..errors import EdgekitError, InvalidArgument
 from ._options import model_options, pop_model_options
@@ -23,8 +24,9 @@ def render_export(result) -> None:
     from rich.table import Table
 
     cal = result.calibration
-    cal_text = {"data": f"{cal.count} samples of {cal.source}", "synthetic": f"[bold yellow]SYNTHETIC[/] ({cal.count})",
-                "qat": f"QAT ranges ({cal.source})", "none": "not needed"}.get(cal.kind, cal.kind)
+    cal_text = {"data": f"{cal.count} samples of {escape(str(cal.source))}",
+                "synthetic": f"[bold yellow]SYNTHETIC[/] ({cal.count})",
+                "qat": f"QAT ranges ({escape(str(cal.source))})", "none": "not needed"}.get(cal.kind, cal.kind)
     labelled = any(a.verification is not None and a.verification.keras_accuracy is not None for a in result.artifacts)
     table = Table(title=f"{result.model} -> {result.out_dir}", title_justify="left", box=box.SIMPLE_HEAD,
                   pad_edge=False)
@@ -44,12 +46,13 @@ def render_export(result) -> None:
                        else f"{v.keras_accuracy:.3f}/{v.artifact_accuracy:.3f}")
         table.add_row(*row, status)
     out.print(table)
-    out.print(f"calibration: {cal_text}; verified on {result.verify_data}", highlight=False)
+    out.print(f"calibration: {cal_text}; verified on {escape(str(result.verify_data))}", highlight=False,
+              soft_wrap=True)
     for a in result.artifacts:
         for w in a.warnings:
-            err.print(f"[yellow]warning:[/] {a.path.name}: {w}", highlight=False)
+            err.print(f"[yellow]warning:[/] {a.path.name}: {escape(w)}", highlight=False, soft_wrap=True)
         if a.verification is not None and a.verification.note:
-            err.print(f"note: {a.path.name}: {a.verification.note}", highlight=False)
+            err.print(f"note: {a.path.name}: {escape(a.verification.note)}", highlight=False, soft_wrap=True)
     for a in result.artifacts:
         out.print(f"wrote {a.path} (manifest {a.manifest.name})", highlight=False, soft_wrap=True)
 
@@ -57,7 +60,7 @@ def render_export(result) -> None:
 def render_inspect(rep) -> None:
     from rich.table import Table
 
-    out.print(f"[bold]{rep.path}[/]  {rep.format}, computes in [bold]{rep.precision}[/], "
+    out.print(f"[bold]{escape(str(rep.path))}[/]  {rep.format}, computes in [bold]{rep.precision}[/], "
               f"{rep.size_bytes / 1024:.1f} KiB = weights {rep.weights_bytes / 1024:.1f} KiB + graph "
               f"{rep.graph_bytes / 1024:.1f} KiB", highlight=False)
     io = Table("", "name", "shape", "dtype", "scale", "zero point", title="inputs / outputs", title_justify="left")
@@ -73,7 +76,7 @@ def render_inspect(rep) -> None:
     out.print("tensor dtypes: " + ", ".join(f"{k} x{v}" for k, v in rep.tensor_dtypes.items()), highlight=False)
     out.print("weight bytes by dtype: " + ", ".join(f"{k} {v}" for k, v in rep.weight_dtypes.items()), highlight=False)
     for w in rep.warnings:
-        err.print(f"[bold yellow]warning:[/] {w}", highlight=False)
+        err.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
 
 
 @click.command("export")
