@@ -98,6 +98,9 @@ def test_onnx_reports(files):
     assert f.format == q.format == "onnx" and f.precision == "float32" and q.precision == "int8"
     assert f.ops["Conv"] == 2 and "QuantizeLinear" in q.ops and "DequantizeLinear" in q.ops
     assert q.weight_dtypes.get("int8", 0) > 0 and not q.warnings
+    # the input's QuantizeLinear sits behind tf2onnx's NHWC->NCHW Transpose: its scale is still the input's
+    assert q.inputs[0].dtype == "float32" and q.inputs[0].via == "quantize" and q.inputs[0].scale > 0
+    assert q.outputs[0].via == "dequantize" and q.outputs[0].scale > 0
     assert f.inputs[0].name == "image" and f.inputs[0].shape[1:] == [16, 16, 1]
     assert f.weights_bytes + f.graph_bytes == f.size_bytes
 

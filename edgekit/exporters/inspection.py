@@ -20,6 +20,8 @@ from ..errors import InvalidArgument, MissingDependency, ModelLoadError, map_err
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Cast"}
 #: ONNX ops that carry a model's compute (flagged when they run in float inside an integer model)
 _ONNX_COMPUTE = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+#: ONNX ops that only move or reshape data
+_ONNX_LAYOUT = {"Transpose", "Reshape", "Identity", "Squeeze", "Unsqueeze", "Flatten"}
 #: ONNX ops onnxruntime has no integer kernel for: float even between QDQ pairs
 _ONNX_FLOAT_ONLY = {"BatchNormalization", "InstanceNormalization", "LayerNormalization"}
 
@@ -236,11 +238,20 @@ def _inspect_onnx(p: Path) -> InspectReport:
         tt = vi.type.tensor_type
         shape = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
         out = IOTensor(vi.name, shape, elem.get(tt.elem_type, "?"))
-        if is_input:
-            q = next((n for n in g.node if vi.name in n.input and n.op_type == "QuantizeLinear"), None)
-        else:
-            q = producer.get(vi.name)
-            q = q if q is not None and q.op_type == "DequantizeLinear" else None
+        name, q = vi.name, None
+        for _ in range(4):  # through layout ops (tf2onnx puts a Transpose between an NHWC input and the first Q)
+            if is_input:
+                nxt = [n for n in g.node if name in n.input]
+                q = next((n for n in nxt if n.op_type == "QuantizeLinear"), None)
+                step = nxt[0] if len(nxt) == 1 and nxt[0].op_type in _ONNX_LAYOUT else None
+                name = step.output[0] if step is not None else name
+            else:
+                prev = producer.get(name)
+                q = prev if prev is not None and prev.op_type == "DequantizeLinear" else None
+                step = prev if prev is not None and prev.op_type in _ONNX_LAYOUT else None
+                name = step.input[0] if step is not None else name
+            if q is not None or step is None:
+                break
         if q is not None and len(q.input) >= 2:
             out.scale = scalar(q.input[1])
             out.zero_point = int(scalar(q.input[2])) if len(q.input) > 2 and scalar(q.input[2]) is not None else 0
