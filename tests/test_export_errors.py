@@ -200,3 +200,20 @@ def test_failure_in_a_later_format_removes_earlier_artifacts(model, tmp_path, mo
     with pytest.raises(ExportError, match="exploded"):
         export(model, formats="onnx,tflite", out=out, verify_samples=4)
     assert leftovers(out) == []
+
+
+def test_converted_artifact_that_does_not_load_is_an_export_error(model, tmp_path, monkeypatch):
+    """e.g. int16x8 of an untrained MobileNet: LiteRT refuses the converter's output. That is not the caller's
+    file being corrupt (ModelLoadError, 'is it a .tflite flatbuffer?') but a failed conversion."""
+    from edgekit import runtimes
+    from edgekit.exporters import export
+
+    def refuse(path, **kw):
+        raise ModelLoadError(f"LiteRT cannot load {path.name}: Node number 10 (DEPTHWISE_CONV_2D) failed to prepare")
+
+    monkeypatch.setattr(runtimes, "load", refuse)
+    out = tmp_path / "out"
+    with pytest.raises(ExportError, match="does not load in litert: LiteRT cannot load") as info:
+        export(model, out=out, verify_samples=4)
+    assert not isinstance(info.value, InvalidArgument) and "untrained" in info.value.hint
+    assert leftovers(out) == []

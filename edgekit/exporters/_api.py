@@ -14,7 +14,7 @@ from .._io import ensure_writable_dir
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
 from ..data import PREPROCESS_MODES
-from ..errors import EdgekitError, InvalidArgument, ModelLoadError, VerificationError, map_errors
+from ..errors import EdgekitError, ExportError, InvalidArgument, ModelLoadError, VerificationError, map_errors
 from . import manifest
 from .base import EXPORTERS, IO_TYPES, PRECISIONS, ExportSpec
 from .calibration import CalibrationInfo, plan
@@ -242,10 +242,15 @@ def export(model, *, quantize: str = "none", formats: str | Iterable[str] = ("tf
             filename = exporter.filename(name, spec)
             tmp = staging / filename
             facts = exporter.convert(kmodel, spec, calib_x, tmp, progress)
-            report = inspect(tmp)
             from ..runtimes import load
 
-            session = load(tmp, threads=threads, runtime=exporter.runtime)
+            try:  # the converter's output is not the caller's file: a load failure is a conversion failure
+                report = inspect(tmp)
+                session = load(tmp, threads=threads, runtime=exporter.runtime)
+            except ModelLoadError as exc:
+                raise ExportError(f"the converted {filename} does not load in {exporter.runtime}: {exc.message}",
+                                  hint="untrained (random) weights can give degenerate quantization ranges: try a "
+                                       "trained model or another --quantize; --debug shows the details") from exc
             outs = run_artifact(session, samples.verify.x, progress)
             lsb = report.outputs[0].scale if prec.calibrated or qat else None
             v = compare(ref, outs, precision=prec.label, labels=samples.verify.y,
