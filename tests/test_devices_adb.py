@@ -158,5 +158,10 @@ def test_linux_board_over_adb_uses_the_runner(devlab, tmp_path_factory, models, 
         assert rows[0].tool == "runner" and rows[0].runtime == "ai_edge_litert" and rows[0].p90_ms is not None
         assert set(rows[0].transfers) == {"tiny.tflite", "runner.py"}
         assert not list(work.glob("run-*"))
+        # the same board from a bare adb:// spec with --python (the CLI override) also runs the runner
+        bare = DeviceSpec(name="board", transport="adb", serial=info["ANDROID_SERIAL"], work_dir=str(work))
+        rows = bench([models["tiny"]], bare, runs=3, warmup=1, python=sys.executable)
+        assert rows[0].status == "ok" and rows[0].tool == "runner", rows[0].error
+        assert check(bare, python=sys.executable).ready
     finally:
         _stop_adb(info)

@@ -59,7 +59,7 @@ def check(device: str | DeviceSpec, *, python: str | None = None, benchmark_bina
         return rep
     rep.reachable = True
     try:
-        if spec.uses_runner:
+        if spec.uses_runner or python:
             py = python or spec.python or ("python3" if spec.transport != "local" else None)
             if py is None:
                 import sys

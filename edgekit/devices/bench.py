@@ -216,7 +216,7 @@ def _run_one(t: Transport, art: ArtifactInfo, s: _Settings) -> dict[str, Any]:
     spec = t.spec
     threads = s.threads or spec.threads
     model_path = t.put(art.path, art.sha256)
-    if spec.uses_runner:
+    if spec.uses_runner or s.python:  # --python on an adb device: a Linux board with Python
         python = t.expand(s.python or spec.python or ("python3" if t.kind != "local" else _local_python()))
         argv = [python, t.put(RUNNER), model_path, "--warmup", str(s.warmup), "--runs", str(s.runs),
                 "--max-seconds", f"{s.max_seconds:g}", "--seed", str(s.seed)]
