@@ -128,6 +128,15 @@ def test_silent_server_times_out(sshd, models):
                      **kw(sshd, connect_timeout=1))
         assert [r.status for r in rows] == ["timeout", "timeout"] and time.perf_counter() - t0 < 15
         assert "did not" in rows[0].error or "no SSH banner" in rows[0].error
+        # our one-line error only: paramiko's transport thread must not print its traceback on stderr (a fresh
+        # process without logging configured; it waits so that the thread has finished logging)
+        code = ("import sys, time; from edgekit.devices import check; "
+                "r = check(sys.argv[1], key_file=sys.argv[2], known_hosts=sys.argv[3], connect_timeout=1); "
+                "print(r.status); time.sleep(1.5)")
+        done = subprocess.run([sys.executable, "-c", code, f"ssh://root@127.0.0.1:{srv.getsockname()[1]}",
+                               sshd["SSHD_KEY"], sshd["SSHD_KNOWN_HOSTS"]], capture_output=True, text=True, timeout=60)
+        assert done.stdout.strip() == "timeout", done.stdout + done.stderr
+        assert "Traceback" not in done.stderr and "Exception (client)" not in done.stderr, done.stderr
     finally:
         srv.close()
 

@@ -249,6 +249,14 @@ def _paramiko():
         import paramiko
     except ImportError as exc:
         raise MissingDependency("paramiko", "ssh", purpose="for ssh:// devices") from exc
+    import logging
+
+    # paramiko's transport thread logs failures (e.g. a banner timeout, already translated into our error) with a
+    # traceback; without a handler, logging's last resort printed it on stderr. Apps that configure logging still
+    # get these records (they propagate).
+    log = logging.getLogger("paramiko")
+    if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+        log.addHandler(logging.NullHandler())
     return paramiko
 
 
