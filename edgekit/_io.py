@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -11,12 +12,24 @@ from typing import Iterator
 from .errors import InvalidArgument
 
 
-def ensure_writable_dir(path: str | os.PathLike) -> Path:
-    """Create ``path`` if needed and check that we can write into it."""
+def ensure_writable_dir(path: str | os.PathLike, create: bool = True) -> Path:
+    """Create ``path`` if needed and check that we can write into it.
+
+    ``create=False`` only checks that it could be created and written (its nearest existing ancestor is a
+    writable directory): an early check that leaves nothing behind when the operation fails later.
+    """
     out = Path(path)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".edgekit-probe-", delete=True)
+        if create:
+            out.mkdir(parents=True, exist_ok=True)
+        probe_dir = out
+        while not create and not probe_dir.exists() and probe_dir != probe_dir.parent:
+            probe_dir = probe_dir.parent
+        if out.exists() and not out.is_dir():
+            raise FileExistsError(errno.EEXIST, "a file is in the way", str(out))
+        if not probe_dir.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{probe_dir} is not a directory", str(probe_dir))
+        probe = tempfile.NamedTemporaryFile(dir=probe_dir, prefix=".edgekit-probe-", delete=True)
         probe.close()
     except OSError as exc:
         raise InvalidArgument(f"output directory {str(out)!r} is not writable: {exc.strerror or exc}",

@@ -217,3 +217,17 @@ def test_converted_artifact_that_does_not_load_is_an_export_error(model, tmp_pat
         export(model, out=out, verify_samples=4)
     assert not isinstance(info.value, InvalidArgument) and "untrained" in info.value.hint
     assert leftovers(out) == []
+
+
+def test_failed_export_does_not_create_the_out_dir(model, tmp_path):
+    """A typo must not leave an empty ./artifacts behind: the folder appears only when files are written."""
+    from edgekit.exporters import export
+
+    out = tmp_path / "new" / "out"
+    with pytest.raises(UnknownNameError):
+        export("mobilnet", out=out)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError):
+        export(model, quantize="int8", calib_data=tmp_path / "empty", out=out)
+    assert not (tmp_path / "new").exists()
+    assert export(model, out=out, verify_samples=4)["tflite"].path.parent == out

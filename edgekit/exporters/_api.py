@@ -208,7 +208,7 @@ def export(model, *, quantize: str = "none", formats: str | Iterable[str] = ("tf
     spec = ExportSpec(prec.name, io, bool(per_tensor), int(opset or DEFAULT_OPSET), False, dict(model_options))
     for f in fmts:
         EXPORTERS.get(f).check(spec)
-    out_dir = ensure_writable_dir(out)
+    ensure_writable_dir(out, create=False)  # fail early; create it only once there is something to write
 
     progress("loading model", 0, None)
     kmodel, model_info = resolve_model(model, model_options)
@@ -234,6 +234,7 @@ def export(model, *, quantize: str = "none", formats: str | Iterable[str] = ("tf
     ref = keras_outputs(kmodel, samples.verify.x)
     warnings = list(samples.info.warnings)
 
+    out_dir = ensure_writable_dir(out)
     staging = Path(tempfile.mkdtemp(prefix=".edgekit-export-", dir=out_dir))
     staged: list[tuple[Path, Path, Artifact, dict]] = []
     try:
