@@ -231,3 +231,14 @@ def test_failed_export_does_not_create_the_out_dir(model, tmp_path):
         export(model, quantize="int8", calib_data=tmp_path / "empty", out=out)
     assert not (tmp_path / "new").exists()
     assert export(model, out=out, verify_samples=4)["tflite"].path.parent == out
+
+
+def test_constant_keras_outputs_are_noted():
+    """Untrained zoo models (--weights none) often output the same softmax for every input: say so."""
+    from edgekit.exporters.verify import compare
+
+    ref = [np.full((5, 10), 0.1, np.float32)]
+    v = compare(ref, [np.full((5, 10), 26 / 256, np.float32)], precision="int8", output_lsb=1 / 256)
+    assert v.passed and "same output for every input" in v.note
+    varied = [np.random.default_rng(0).random((5, 10)).astype(np.float32)]
+    assert compare(varied, varied, precision="float32").note is None
