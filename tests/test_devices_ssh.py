@@ -148,6 +148,19 @@ def test_wrong_key_is_auth_error(sshd, models, tmp_path):
     assert row.status == "auth_error" and "refused our key" in row.error and "authorized_keys" in row.hint
 
 
+def test_unusable_key_files_say_why(sshd, models, tmp_path):
+    """A passphrase-protected key is not 'refused by the device'; a file that is no key is not a connect error."""
+    enc, junk = tmp_path / "enc_key", tmp_path / "junk_key"
+    shutil.copy(sshd["SSHD_KEY"], enc)
+    subprocess.run(["ssh-keygen", "-q", "-p", "-P", "", "-N", "secret", "-f", str(enc)], check=True,
+                   capture_output=True)
+    junk.write_text("not a key\n")
+    (row,) = bench([models["tiny"]], url(sshd), **kw(sshd, key_file=str(enc)))
+    assert row.status == "auth_error" and "passphrase" in row.error and "ssh-add" in row.hint
+    (row,) = bench([models["tiny"]], url(sshd), **kw(sshd, key_file=str(junk)))
+    assert row.status == "invalid_argument" and "cannot read SSH key file" in row.error, row.error
+
+
 def test_unknown_host_key_then_accept_it(sshd, models, tmp_path):
     kh = tmp_path / "known_hosts"
     kh.write_text("")

@@ -313,6 +313,11 @@ class SSHTransport(Transport):
             raise HostKeyError(f"host key of {self._where} does NOT match {kh} (possible man-in-the-middle, or the "
                                f"device was reinstalled)", hint=f"if the device was reinstalled, remove its old "
                                f"line with: ssh-keygen -R '[{self.spec.host}]:{self.spec.port or 22}' -f {kh}") from exc
+        except paramiko.PasswordRequiredException as exc:  # before AuthenticationException, its base class
+            client.close()
+            raise AuthError(f"SSH key file {key} is protected by a passphrase (edgekit does not prompt)",
+                            hint=f"load it into ssh-agent (ssh-add {key}) and omit --key-file, or use a key "
+                                 f"without a passphrase") from exc
         except paramiko.AuthenticationException as exc:
             client.close()
             raise AuthError(f"{self._where} refused our key: {exc}",
@@ -327,6 +332,9 @@ class SSHTransport(Transport):
             text = str(exc)
             if "not found in known_hosts" in text:
                 raise HostKeyError(f"host key of {self._where} is not in {kh}", hint=host_key_hint) from exc
+            if key and "private key" in text.lower():  # paramiko could not parse --key-file (no own subclass)
+                raise InvalidArgument(f"cannot read SSH key file {key}: {text}",
+                                      hint="pass a private key file (OpenSSH or PEM), e.g. ~/.ssh/id_ed25519") from exc
             handshake = "banner" in text.lower() or "no existing session" in text.lower()
             if handshake and time.monotonic() - t0 >= 0.9 * timeout or "timed out" in text.lower():
                 raise DeviceTimeout(f"{self._where} accepted the connection but sent no SSH banner within "
