@@ -56,6 +56,8 @@ def no_fit(monkeypatch):
     ([{"prune": 1.5}], "sparsity must be in (0, 1)"),
     ([{"cluster": 1}], "clusters must be an integer in [2, 256]"),
     ([{"cluster": {"clusters": 8, "init": "kmeans"}}], "unknown init"),
+    ([{"train": {"epochs": 0}}], "train: epochs must be >= 1"),
+    ([{"qat": {"epochs": 0}}], "qat: epochs must be >= 1"),
 ])
 def test_invalid_pipeline_is_rejected_when_built(stages, words):
     with pytest.raises(PipelineError) as info:

@@ -29,6 +29,8 @@ class QAT(Stage):
     def __init__(self, *, preserve: str = "auto", epochs: int = 1, lr: float | None = None,
                  batch_size: int | None = None, optimizer: str = "adam"):
         super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer)
+        if epochs < 1:
+            raise PipelineError("qat: epochs must be >= 1 (the fake-quant ranges are learned while fine-tuning)")
         if preserve not in PRESERVE:
             raise PipelineError(f"qat: unknown preserve {preserve!r}", hint=f"use one of {', '.join(PRESERVE)}")
         self.preserve = preserve

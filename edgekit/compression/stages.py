@@ -256,6 +256,8 @@ class Train(Stage):
     def __init__(self, *, epochs: int = 3, lr: float | None = None, batch_size: int | None = None,
                  optimizer: str = "adam"):
         super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer)
+        if epochs < 1:
+            raise PipelineError("train: epochs must be >= 1 (a train stage without epochs does nothing)")
 
     def apply(self, model, ctx: Context):
         from .train import set_bn_momentum
