@@ -284,6 +284,22 @@ def test_bench_rejects_bad_input_before_running(tmp_path):
         bench([a], ["local", "local"])
 
 
+@pytest.mark.parametrize("option", ["--json", "--csv", "--history"])
+def test_cli_bench_checks_output_paths_before_running(tmp_path, monkeypatch, option):
+    import edgekit.devices
+
+    def boom(*a, **k):
+        raise AssertionError("the benchmark ran although its results could not be written")
+
+    monkeypatch.setattr(edgekit.devices, "bench", boom)
+    a = tmp_path / "a.tflite"
+    a.write_bytes(b"x")
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a regular file where a directory is needed: unwritable, even for root
+    r = CliRunner().invoke(main, ["bench", str(a), option, str(blocker / "out")])
+    assert r.exit_code == 2 and f"cannot write {option}" in r.output, r.output
+
+
 def test_device_spec_roundtrip():
     spec = DeviceSpec(name="x", transport="ssh", host="h")
     assert spec.replace(host=None, port=2).port == 2 and spec.replace(host=None).host == "h"

@@ -102,6 +102,9 @@ def bench_cmd(artifacts, devices, threads, runs, warmup, max_seconds, delegate, 
     from ..devices.history import default_path
 
     hist = None if no_history else (history or default_path())
+    for path, option in ((json_out, "--json"), (csv_out, "--csv"), (hist, "--history")):
+        if path and path != "-":  # before the run: a bad output path must not throw the measurements away
+            _check_writable(path, option)
     with progress(json_out != "-") as cb:
         results = bench(list(artifacts), list(devices), threads=threads, runs=runs, warmup=warmup,
                         max_seconds=max_seconds, delegate=delegate, input=input_, seed=seed, timeout=timeout,
@@ -120,6 +123,22 @@ def bench_cmd(artifacts, devices, threads, runs, warmup, max_seconds, delegate, 
         _write_csv(csv_out, results)
     if not any(r.ok for r in results):
         raise click.exceptions.Exit(1)
+
+
+def _check_writable(path, option: str) -> None:
+    from pathlib import Path
+
+    from .._io import ensure_writable_dir
+    from ..errors import InvalidArgument
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise InvalidArgument(f"{option} {str(path)!r} is a directory", hint=f"give {option} a file path")
+    try:
+        ensure_writable_dir(p.parent)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"cannot write {option} {path}: {exc.message}",
+                              hint=f"choose another file for {option}") from exc
 
 
 @click.group("devices")
