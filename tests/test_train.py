@@ -38,6 +38,23 @@ def test_train_rejects_bad_out_before_training():
         train("mobilenet_v1", "fashion-mnist", epochs=1, limit=32, out="/tmp/model.bin", **OPTS)
 
 
+def test_unwritable_model_outputs_fail_before_training(tmp_path, monkeypatch, fashion_mnist_available):
+    from edgekit._keras import keras
+    from edgekit.compression import compress, train
+
+    def boom(*a, **k):
+        raise AssertionError("training started although the model could not be saved")
+
+    monkeypatch.setattr(keras.Model, "fit", boom)
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a regular file where a folder is needed (unwritable even for root)
+    with pytest.raises(InvalidArgument, match="cannot write --out"):
+        train("mobilenet_v1", "fashion-mnist", epochs=1, limit=32, out=blocker / "m.keras", **OPTS)
+    with pytest.raises(InvalidArgument, match="cannot write save_model"):
+        compress("mobilenet_v1", data="fashion-mnist", train_epochs=1, limit=32, save_model=str(blocker / "m.keras"),
+                 **OPTS)
+
+
 def test_train_needs_labels(tmp_path):
     import numpy as np
 

@@ -481,8 +481,10 @@ def compress(model: Any, *, data: Any, stages: Sequence[Any] | None = None, trai
     if not built:
         raise InvalidArgument("nothing to do: no stage and no export",
                               hint="give --prune/--cluster/--qat/--distill-from/--train-epochs or --quantize")
-    if save_model is not None and Path(save_model).suffix not in (".keras", ".h5"):
-        raise InvalidArgument(f"save_model {save_model!r} must end in .keras or .h5")
+    if save_model is not None:
+        from .train import check_model_output
+
+        check_model_output(save_model, "save_model")
     pipe = Pipeline(built)
     final, report = pipe.run(model, data, val_fraction=val_fraction, limit=limit, test_limit=test_limit, seed=seed,
                              batch_size=batch_size, bn_momentum=bn_momentum, preprocess=preprocess, progress=progress,

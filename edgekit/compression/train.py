@@ -203,6 +203,19 @@ def check_classes(model, ds) -> None:
                         hint=f"build the model with --classes {ds.num_classes or top}")
 
 
+def check_model_output(dest: str | os.PathLike, option: str) -> None:
+    """Before any training: ``dest`` must be a .keras/.h5 path whose folder can be written."""
+    from .._io import ensure_writable_dir
+
+    if Path(dest).suffix not in (".keras", ".h5"):
+        raise InvalidArgument(f"{option} {str(dest)!r} must end in .keras or .h5")
+    try:
+        ensure_writable_dir(Path(dest).expanduser().parent)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"cannot write {option} {dest}: {exc.message}",
+                              hint=f"choose another path for {option}") from exc
+
+
 def save_model_atomic(model, dest: str | os.PathLike) -> Path:
     """Save a Keras model to ``dest`` (.keras or .h5) via a temp file in the same folder, then rename."""
     dest = Path(dest)
@@ -304,8 +317,8 @@ def train(model: Any, data: Any, *, epochs: int = 5, batch_size: int = 64, lr: f
     model = resolve_model(model, **model_options)
     full, ds_train, ds_val, ds_test = split_data(data, model, val_fraction=val_fraction, val_data=val_data,
                                                  limit=limit, test_limit=test_limit, seed=seed, preprocess=preprocess)
-    if out is not None and Path(out).suffix not in (".keras", ".h5"):
-        raise InvalidArgument(f"--out {str(out)!r} must end in .keras or .h5")
+    if out is not None:
+        check_model_output(out, "--out")
     ckpt_path = None
     if checkpoint_dir is not None:
         from .._io import ensure_writable_dir
