@@ -276,3 +276,19 @@ def test_distill_from_a_teacher_file(tmp_path, data):
     info = rep.stages[0].params["teacher_report"]
     assert info["source"] == "file" and info["epochs_trained"] == 0
     assert rep.stages[0].val_accuracy is not None and len(rep.stages[0].history) == 1
+
+
+@pytest.mark.slow
+def test_save_model_keeps_the_training_when_export_fails(tmp_path, monkeypatch, fashion_mnist_available):
+    from edgekit.compression.pipeline import Export
+    from edgekit.errors import VerificationError
+
+    def failing_export(self, model, ctx):
+        raise VerificationError("int8 disagrees with Keras")
+
+    monkeypatch.setattr(Export, "export", failing_export)
+    dest = tmp_path / "trained.keras"
+    with pytest.raises(VerificationError):
+        compress("mobilenet_v1", data="fashion-mnist", train_epochs=1, quantize="int8", out=str(tmp_path / "art"),
+                 save_model=str(dest), **RUN, **OPTS)
+    assert dest.is_file()

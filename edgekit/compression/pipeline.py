@@ -8,7 +8,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .._io import ensure_writable_dir, write_text_atomic
 from .._jsonable import JsonMixin, to_jsonable
@@ -198,12 +198,14 @@ class Pipeline:
             limit: int | None = None, test_limit: int | None = None, seed: int = 0, batch_size: int = 64,
             bn_momentum: float | None = DEFAULT_BN_MOMENTUM, preprocess: str | None = None,
             progress: Progress = no_progress, callbacks: Sequence = (), report_dir: str | None = None,
-            **model_options: Any):
+            before_export: Callable[[Any], None] | None = None, **model_options: Any):
         """Run the stages on ``model`` (keras.Model, zoo name or file) with ``data``; returns
         ``(final_model, PipelineReport)``. With an export stage the report is saved beside the artifact.
 
         A keras.Model passed in is trained in place (tfmot's wrappers share its layers): keep a copy if you need
         the original. ``report_dir`` saves the report (JSON + PNG) when there is no export stage.
+        ``before_export(model)`` is called with the final model before the export stage (e.g. to save it, so a
+        failed verification does not lose the training).
         """
         from .train import resolve_model, seed_everything, set_bn_momentum, split_data
 
@@ -235,6 +237,8 @@ class Pipeline:
             if stage.name != "qat":
                 assert_plain(model, stage.name)
             report.stages.append(self._measure(srep, model, ctx))
+        if before_export is not None:
+            before_export(model)
         if export_stage is not None:
             result = export_stage.export(model, ctx)
             report.export = result
@@ -485,14 +489,17 @@ def compress(model: Any, *, data: Any, stages: Sequence[Any] | None = None, trai
         from .train import check_model_output
 
         check_model_output(save_model, "save_model")
+    saved = None
+
+    def save(final_model) -> None:
+        nonlocal saved
+        from .train import save_model_atomic
+
+        saved = str(save_model_atomic(final_model, save_model))
+
     pipe = Pipeline(built)
     final, report = pipe.run(model, data, val_fraction=val_fraction, limit=limit, test_limit=test_limit, seed=seed,
                              batch_size=batch_size, bn_momentum=bn_momentum, preprocess=preprocess, progress=progress,
                              callbacks=callbacks, report_dir=None if built[-1].name == "export" else out,
-                             **model_options)
-    saved = None
-    if save_model is not None:
-        from .train import save_model_atomic
-
-        saved = str(save_model_atomic(final, save_model))
+                             before_export=save if save_model is not None else None, **model_options)
     return CompressResult(model=report.model, stages=[s.name for s in built], report=report, model_path=saved)
