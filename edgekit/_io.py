@@ -33,7 +33,7 @@ def ensure_writable_dir(path: str | os.PathLike, create: bool = True) -> Path:
         probe.close()
     except OSError as exc:
         raise InvalidArgument(f"output directory {str(out)!r} is not writable: {exc.strerror or exc}",
-                              hint="choose another directory with --out") from exc
+                              hint=f"choose another directory with {option}") from exc
     return out
 
 
