@@ -12,8 +12,8 @@ from typing import Iterator
 from .errors import InvalidArgument
 
 
-def ensure_writable_dir(path: str | os.PathLike, create: bool = True) -> Path:
-    """Create ``path`` if needed and check that we can write into it.
+def ensure_writable_dir(path: str | os.PathLike, create: bool = True, option: str = "--out") -> Path:
+    """Create ``path`` if needed and check that we can write into it (``option`` names it in the hint).
 
     ``create=False`` only checks that it could be created and written (its nearest existing ancestor is a
     writable directory): an early check that leaves nothing behind when the operation fails later.

@@ -323,7 +323,7 @@ def train(model: Any, data: Any, *, epochs: int = 5, batch_size: int = 64, lr: f
     if checkpoint_dir is not None:
         from .._io import ensure_writable_dir
 
-        ckpt_path = ensure_writable_dir(checkpoint_dir, "--checkpoint-dir") / "best.keras"
+        ckpt_path = ensure_writable_dir(checkpoint_dir, option="--checkpoint-dir") / "best.keras"
     set_bn_momentum(model, bn_momentum)
     compile_for_training(model, lr, optimizer)
     log, best = fit(model, ds_train, ds_val, epochs=epochs, batch_size=batch_size, task=f"train {model.name}",
