@@ -36,6 +36,8 @@ try:
     with quiet_native_logs():
         import tensorflow as tf  # noqa: E402
         import tf_keras as keras  # noqa: E402
+
+        tf.config.list_physical_devices()  # probe devices now, inside the quiet block (the CUDA probe logs an error)
 except ImportError as exc:  # pragma: no cover - depends on the install
     from .errors import MissingDependency
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import traceback
 import warnings
@@ -57,6 +58,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def main(ctx: click.Context, debug: bool) -> None:
     """edgekit: Keras CNN -> compressed, exported, verified .tflite/.onnx -> latency measured on the device."""
     ctx.ensure_object(dict)["debug"] = debug
+    if debug:  # show TensorFlow's native log lines too (edgekit._keras.quiet_native_logs)
+        os.environ["EDGEKIT_TF_LOGS"] = "1"
     warnings.showwarning = _show_warning
     warnings.simplefilter("always", EdgekitWarning)
 

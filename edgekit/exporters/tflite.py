@@ -27,7 +27,7 @@ class TFLiteExporter(Exporter):
     qat = True
 
     def convert(self, model, spec: ExportSpec, calib_x, dest: Path, progress) -> dict[str, Any]:
-        from .._keras import tf
+        from .._keras import quiet_native_logs, tf
 
         conv = tf.lite.TFLiteConverter.from_keras_model(model)
         q = spec.quantize
@@ -50,9 +50,9 @@ class TFLiteExporter(Exporter):
             conv._experimental_disable_per_channel = True  # documented private switch of the TF converter
         progress(f"converting tflite {spec.precision.label}", 0, None)
         with map_errors({Exception: ExportError}, f"the TFLite converter failed ({spec.precision.label})",
-                        hint="rerun with --debug for the converter's log; unsupported layers need a "
+                        hint="rerun with --debug (or EDGEKIT_TF_LOGS=1) for the converter's log; unsupported layers need a "
                              "different precision or model"):
-            with warnings.catch_warnings():  # the converter warns about float I/O statistics we do not need
+            with warnings.catch_warnings(), quiet_native_logs():  # MLIR's C++ log lines go to fd 2 directly
                 warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
                 data = conv.convert()
         dest.write_bytes(data)
