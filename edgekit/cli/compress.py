@@ -56,12 +56,7 @@ def render_compress(result) -> None:
         table.add_column(col, justify="left" if col == "stage" else "right")
     for row in rep.rows():
         table.add_row(*row)
-    if out.is_terminal:
-        out.print(table)
-    else:  # 13 columns: don't squash them to 80 columns in logs and pipes
-        from rich.console import Console
-
-        Console(width=max(out.width, 170)).print(table)
+    out.print(table)
     out.print("sizes: kernels as int8 (stage rows simulate the converter's per-channel int8; artifact rows read the "
               ".tflite); sparsity over all conv/dense/depthwise kernels, 'pruned sp.' over the pruned ones")
     for st in rep.stages:

@@ -6,7 +6,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from ..errors import EdgekitError, InvalidArgument
+from ..errors import InvalidArgument
 from ._options import model_options, pop_model_options
 from ._output import emit, err, json_option, out, progress
 
@@ -112,10 +112,8 @@ def export_cmd(ctx: click.Context, model: str | None, recipe: str | None, as_jso
     given = {k for k in kwargs if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
     model_opts = pop_model_options(kwargs)
     if recipe:
-        try:
-            from ..recipes import run_recipe
-        except ModuleNotFoundError as exc:
-            raise EdgekitError("recipes are not available in this installation (edgekit.recipes is missing)") from exc
+        from ..recipes import run_recipe
+        from .compress import render_compress
         overrides = {k: v for k, v in {**kwargs, **model_opts}.items() if k in given}
         if model is not None:
             overrides["model"] = model
@@ -125,6 +123,7 @@ def export_cmd(ctx: click.Context, model: str | None, recipe: str | None, as_jso
         if as_json or exported is None:
             emit(result.to_dict() if hasattr(result, "to_dict") else result, True, lambda r: None)
         else:
+            render_compress(result.result)  # the recipe's stages (Deep Compression table), then the export
             render_export(exported)
         return
     if model is None:

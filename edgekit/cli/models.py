@@ -9,16 +9,6 @@ from ._options import model_options, pop_model_options
 from ._output import emit, json_option, out, progress
 
 
-def _print(renderable: Any) -> None:
-    """Tables at their natural width when piped (rich assumes 80 columns off a terminal)."""
-    if out.is_terminal:
-        out.print(renderable)
-    else:
-        from rich.console import Console
-
-        Console(width=220, soft_wrap=True).print(renderable)
-
-
 def _millions(v: int | None, digits: int = 2) -> str:
     return "-" if v is None else f"{v / 1e6:,.{digits}f}"
 
@@ -35,7 +25,7 @@ def render_zoo(rows: list) -> None:
     for r in rows:
         table.add_row(r.name, ", ".join(r.aliases), r.family, "x".join(map(str, r.input_shape)), _millions(r.params),
                       _millions(r.mult_adds, 1), r.preprocess, "yes" if r.has_imagenet else "no")
-    _print(table)
+    out.print(table)
 
 
 @click.command("models")
@@ -63,7 +53,7 @@ def render_profile(rep: Any, *, layers: bool = True) -> None:
         for r in rep.layers:
             table.add_row(r.name, r.type, str(r.output_shape).replace("None", "-"), f"{r.params:,}",
                           f"{r.mult_adds:,}" if r.mult_adds else "")
-        _print(table)
+        out.print(table)
     if rep.separable:
         sep = Table(title="depthwise separable vs standard convolution (mult-adds in M)", title_justify="left")
         for col in ("depthwise", "pointwise", "Dk", "M", "N", "Df", "separable", "standard", "ratio", "1/N+1/Dk²"):
@@ -76,7 +66,7 @@ def render_profile(rep: Any, *, layers: bool = True) -> None:
         total_sep, total_std = rep.separable_mult_adds, rep.separable_standard_mult_adds
         sep.add_row("all blocks", "", "", "", "", "", _millions(total_sep), _millions(total_std),
                     f"{total_sep / total_std:.4f}", "", style="bold")
-        _print(sep)
+        out.print(sep)
     pm = rep.peak_memory
     out.print(f"[bold]{rep.model}[/]  input {rep.input_shape}  output {rep.output_shape}", highlight=False)
     out.print(f"params: {rep.total_params:,} (trainable {rep.trainable_params:,}, non-trainable "
