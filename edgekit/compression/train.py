@@ -58,19 +58,9 @@ class TrainReport(JsonMixin):
 
 def resolve_model(model: Any, **options: Any):
     """A keras.Model as given, or a zoo name / model file built by ``edgekit.models.create``."""
-    from .._keras import keras
+    from ..models import resolve
 
-    if isinstance(model, keras.Model):
-        if options:
-            raise InvalidArgument(f"model options {sorted(options)} apply to a zoo name, not to a model object",
-                                  hint="build the model with those options, or pass its name")
-        return model
-    if not isinstance(model, (str, os.PathLike)):
-        raise InvalidArgument(f"model must be a zoo name, a model file or a keras.Model; "
-                              f"received {type(model).__name__}")
-    from .. import models
-
-    return models.create(str(model), **options)
+    return resolve(model, **options)
 
 
 def preprocess_for(model: Any, preprocess: str | None = None) -> str:

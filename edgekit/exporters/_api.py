@@ -14,7 +14,7 @@ from .._io import ensure_writable_dir
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
 from ..data import PREPROCESS_MODES
-from ..errors import EdgekitError, ExportError, InvalidArgument, ModelLoadError, VerificationError, map_errors
+from ..errors import ExportError, InvalidArgument, ModelLoadError, VerificationError
 from . import manifest
 from .base import EXPORTERS, IO_TYPES, PRECISIONS, ExportSpec
 from .calibration import CalibrationInfo, plan
@@ -104,60 +104,23 @@ def wrapper_kind(model) -> tuple[bool, dict[str, int]]:
     return qat, left
 
 
-def _load_file(path: Path):
-    from .._keras import keras, tfmot
-
-    with map_errors({Exception: ModelLoadError}, f"cannot load model file {str(path)!r}",
-                    hint="give a .keras, .h5 or SavedModel folder saved by tf-keras"):
-        with tfmot().quantization.keras.quantize_scope():
-            return keras.models.load_model(str(path), compile=False)
-
-
 def resolve_model(model, options: dict[str, Any]):
     """A zoo name, a model file or a keras.Model -> (keras.Model, manifest info)."""
-    from .._keras import keras
+    from ..models import resolve
 
-    if isinstance(model, keras.Model):
-        if options:
-            raise InvalidArgument(f"model options ({', '.join(sorted(options))}) apply to zoo names and model files, "
-                                  "not to a keras.Model object", hint="build the model with those options first")
-        return model, {"source": "keras.Model object"}
-    if not isinstance(model, (str, os.PathLike)):
-        raise InvalidArgument(f"cannot export {type(model).__name__!r}",
-                              hint="give a zoo name, a model file (.keras, .h5, SavedModel dir) or a keras.Model")
-    text = str(model)
-    try:
-        from .. import models as zoo
-    except ModuleNotFoundError as exc:  # the zoo has not landed: model files still work
-        if exc.name not in ("edgekit.models",):
-            raise
-        zoo = None
-    if zoo is not None:
-        return zoo.create(text, **options), {"source": text}
-    path = Path(text).expanduser()
-    if not path.exists():
-        raise InvalidArgument(f"model {text!r} is not a file and the model zoo (edgekit.models) is not installed")
-    if options:
-        raise InvalidArgument("model options need the model zoo (edgekit.models)")
-    return _load_file(path), {"source": str(path)}
+    kmodel = resolve(model, **options)
+    return kmodel, {"source": "keras.Model object" if kmodel is model else str(model)}
 
 
-def _preprocess_for(model_arg, kmodel, preprocess: str | None) -> tuple[str, str]:
+def _preprocess_for(kmodel, preprocess: str | None) -> tuple[str, str]:
     if preprocess is not None:
         if preprocess not in PREPROCESS_MODES:
             raise InvalidArgument(f"unknown preprocess {preprocess!r}", hint=f"use one of {', '.join(PREPROCESS_MODES)}")
         return preprocess, "given"
-    try:
-        from ..models import preprocess_mode
-    except ImportError:
-        return "unit", "assumed (model zoo not installed)"
-    for cand in ([model_arg] if isinstance(model_arg, str) else []) + [kmodel]:
-        try:
-            mode = preprocess_mode(cand)
-        except (EdgekitError, KeyError, ValueError, TypeError, AttributeError):
-            continue
-        if mode in PREPROCESS_MODES:
-            return mode, "model"
+    from ..models import preprocess_mode, zoo_entry_for
+
+    if zoo_entry_for(kmodel.name.lower()) is not None:  # zoo models (also loaded from a file) keep their name
+        return preprocess_mode(kmodel), "model"
     return "unit", "assumed ([0, 1] pixels; pass preprocess= for this model)"
 
 
@@ -221,7 +184,7 @@ def export(model, *, quantize: str = "none", formats: str | Iterable[str] = ("tf
     for f in fmts:
         EXPORTERS.get(f).check(spec)
     shape = _input_shape(kmodel)
-    mode, mode_origin = _preprocess_for(model, kmodel, preprocess)
+    mode, mode_origin = _preprocess_for(kmodel, preprocess)
     name = _safe_name(kmodel.name)
     model_info = {"name": kmodel.name, **model_info, "options": model_options, "input_shape": list(shape),
                   "preprocess": mode, "preprocess_origin": mode_origin, "params": int(kmodel.count_params()),

@@ -147,6 +147,21 @@ def _load_with_tfmot_scopes(p: Path) -> Any:
         return None
 
 
+def resolve(model: Any, **options: Any) -> Any:
+    """A keras.Model as given (options are refused: build it with them), else :func:`create` of a zoo name or model
+    file with ``options``. Export, training and compression all take their model through here."""
+    from .._keras import keras
+
+    if isinstance(model, keras.Model):
+        if options:
+            raise InvalidArgument(f"model options ({', '.join(sorted(options))}) apply to zoo names and model files, "
+                                  "not to a keras.Model object", hint="build the model with those options first")
+        return model
+    if not isinstance(model, (str, os.PathLike)):
+        raise InvalidArgument(f"model must be a zoo name, a model file or a keras.Model; received {type(model).__name__}")
+    return create(str(model), **options)
+
+
 def preprocess_mode(model_or_name: Any) -> str:
     """Input preprocessing a model expects (one of ``edgekit.data.PREPROCESS_MODES``).
 
