@@ -292,3 +292,10 @@ def test_save_model_keeps_the_training_when_export_fails(tmp_path, monkeypatch, 
         compress("mobilenet_v1", data="fashion-mnist", train_epochs=1, quantize="int8", out=str(tmp_path / "art"),
                  save_model=str(dest), **RUN, **OPTS)
     assert dest.is_file()
+
+
+def test_local_latency_reports_a_device_error_as_a_note(tmp_path):
+    from edgekit.compression.report import local_latency
+
+    p50, note = local_latency(tmp_path / "missing.tflite")
+    assert p50 is None and note.startswith("latency not measured:") and "missing.tflite" in note

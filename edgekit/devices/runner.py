@@ -78,28 +78,29 @@ def machine_info():
     return info
 
 
-def _rss_hwm_mb():
-    """Peak resident set size of this process in MB (VmHWM, else ru_maxrss: KiB on Linux, bytes on macOS)."""
+def _proc_status_mb(key):
+    """A ``/proc/self/status`` memory line (``VmHWM``, ``VmRSS``; kB) in MB, or None off Linux."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(key + ":"):
                     return int(line.split()[1]) / 1024.0
     except (OSError, ValueError, IndexError):
         pass
+    return None
+
+
+def _rss_hwm_mb():
+    """Peak resident set size of this process in MB (VmHWM, else ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = _proc_status_mb("VmHWM")
+    if peak is not None:
+        return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
 def _rss_now_mb():
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+    return _proc_status_mb("VmRSS")
 
 
 def probe():
