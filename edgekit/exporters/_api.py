@@ -14,6 +14,7 @@ from .._io import ensure_writable_dir
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
 from ..data import PREPROCESS_MODES
+from ..devices.verify_data import VERIFY_SUFFIX, write as write_verify_data
 from ..errors import ExportError, InvalidArgument, ModelLoadError, VerificationError
 from . import manifest
 from .base import EXPORTERS, IO_TYPES, PRECISIONS, ExportSpec
@@ -231,10 +232,16 @@ def export(model, *, quantize: str = "none", formats: str | Iterable[str] = ("tf
                                  verify_source=samples.verify_source)
             art = Artifact(f, prec.label, out_dir / filename, out_dir / (filename + ".json"), man["artifact"]["size_bytes"],
                            man["artifact"]["sha256"], io, report.precision, exporter.runtime, v, art_warnings)
+            vfile = filename + VERIFY_SUFFIX  # what `bench --verify` replays on the device
+            man["verification_inputs"] = write_verify_data(  # ref paired with the artifact's outputs as compared
+                staging / vfile, inputs=[samples.verify.x], reference=ref, host=outs, labels=samples.verify.y,
+                input_names=[t.name for t in session.inputs], output_names=[t.name for t in session.outputs],
+                host_runtime=f"{session.name} {session.version}", precision=prec.label, output_lsb=lsb)
             (staging / (filename + ".json")).write_text(json.dumps(man, indent=2) + "\n")
             staged.append((tmp, staging / (filename + ".json"), art, man))
             warnings.extend(f"{filename}: {w}" for w in art_warnings)
         for tmp, tmp_man, art, _ in staged:
+            os.replace(tmp.with_name(tmp.name + VERIFY_SUFFIX), art.path.with_name(art.path.name + VERIFY_SUFFIX))
             os.replace(tmp, art.path)
             os.replace(tmp_man, art.manifest)
     finally:
