@@ -12,7 +12,8 @@ from ._output import emit, err, json_option, out, progress
 
 #: export options that are also recipe keys (CLI option = API argument = recipe key)
 _EXPORT_KEYS = ("quantize", "formats", "calib_data", "calib_samples", "io", "per_tensor", "out", "verify",
-                "verify_data", "verify_samples", "opset", "preprocess", "threads", "seed")
+                "verify_data", "verify_samples", "opset", "preprocess", "threads", "seed", "float_layers",
+                "calibration_method")
 
 
 def _fmt_num(v: Any, spec: str) -> str:
@@ -98,6 +99,10 @@ def render_inspect(rep) -> None:
 @click.option("--preprocess", default=None, help="Input preprocessing for user models: unit, tf, torch, caffe, raw.")
 @click.option("--threads", type=int, default=None, help="Interpreter threads for verification.")
 @click.option("--seed", type=int, default=None, help="Seed for sample selection (default 0).")
+@click.option("--float-layers", default=None,
+              help="int8: comma-separated Keras layers kept in float (names from `edgekit doctor`).")
+@click.option("--calibration-method", default=None,
+              help="int8 calibration: minmax (default); onnx also entropy, percentile.")
 @click.option("--recipe", default=None, type=click.Path(), help="Run a recipe (export/NAME.yaml); options override keys.")
 @json_option
 @click.pass_context

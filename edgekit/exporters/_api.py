@@ -136,6 +136,21 @@ def _input_shape(kmodel) -> tuple[int, int, int]:
     return tuple(int(d) for d in shape)  # type: ignore[return-value]
 
 
+def _layer_list(layers: str | Iterable[str] | None) -> tuple[str, ...]:
+    """``"a,b"`` or ``["a", "b"]`` -> ``("a", "b")`` (order kept, duplicates dropped)."""
+    if layers is None:
+        return ()
+    items = layers.split(",") if isinstance(layers, str) else list(layers)
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidArgument(f"float_layers must be Keras layer names; received {item!r}",
+                                  hint="e.g. --float-layers conv_pw_5,conv_dw_6 (names from `edgekit doctor`)")
+        if item.strip() and item.strip() not in out:
+            out.append(item.strip())
+    return tuple(out)
+
+
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
 
@@ -144,14 +159,17 @@ def export(model, *, quantize: str = "none", formats: str | Iterable[str] = ("tf
            calib_samples: int | None = None, io: str = "float", per_tensor: bool = False,
            out: str | os.PathLike = "artifacts", verify: bool = True, verify_data=None,
            verify_samples: int | None = None, opset: int | None = None, preprocess: str | None = None,
-           threads: int | None = None, seed: int = 0, progress: Progress = no_progress,
+           threads: int | None = None, seed: int = 0, float_layers: str | Iterable[str] | None = None,
+           calibration_method: str = "minmax", progress: Progress = no_progress,
            **model_options: Any) -> ExportResult:
     """Export ``model`` (zoo name, model file or keras.Model) to every format in ``formats`` at ``quantize``.
 
     All formats share one calibration set (``calib_data``: anything :func:`edgekit.data.load` accepts). Each
     artifact is verified against Keras on held-out samples; a failure raises :class:`VerificationError` unless
     ``verify=False`` (then the failure is recorded and the artifact kept). Files appear atomically: on any error
-    no artifact or manifest of this call is left behind.
+    no artifact or manifest of this call is left behind. int8 only: ``float_layers`` (Keras layer names, e.g. from
+    ``edgekit doctor``) keeps those layers' ops in float; ``calibration_method`` minmax (default), or onnxruntime's
+    entropy / percentile for the onnx format.
     """
     prec = PRECISIONS.get(quantize)
     fmts = _formats(formats)
@@ -169,7 +187,8 @@ def export(model, *, quantize: str = "none", formats: str | Iterable[str] = ("tf
     if opset is not None and "onnx" not in fmts:
         raise InvalidArgument("opset applies to the onnx format only", hint="add --format onnx or drop --opset")
     model_options = {k: v for k, v in model_options.items() if v is not None}
-    spec = ExportSpec(prec.name, io, bool(per_tensor), int(opset or DEFAULT_OPSET), False, dict(model_options))
+    spec = ExportSpec(prec.name, io, bool(per_tensor), int(opset or DEFAULT_OPSET), False, dict(model_options),
+                      _layer_list(float_layers), str(calibration_method))
     for f in fmts:
         EXPORTERS.get(f).check(spec)
     ensure_writable_dir(out, create=False)  # fail early; create it only once there is something to write

@@ -31,6 +31,8 @@ for _p, _aliases in [
     PRECISIONS.add(_p.name, _p, aliases=_aliases)
 
 IO_TYPES = ("float", "int8", "uint8", "int16")
+#: calibration methods (how activation ranges are set from the calibration samples); minmax is every exporter's
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 @dataclass
@@ -43,6 +45,9 @@ class ExportSpec:
     opset: int = 17
     qat: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    #: Keras layer names whose ops stay float in an int8 export (the rest is int8)
+    float_layers: tuple[str, ...] = ()
+    calibration_method: str = "minmax"
 
     @property
     def precision(self) -> Precision:
@@ -65,6 +70,8 @@ class Exporter:
     #: precisions where --per-tensor applies
     per_tensor: tuple[str, ...] = ()
     qat: bool = False
+    #: calibration methods the format implements (``calibration_method``)
+    calibration_methods: tuple[str, ...] = ("minmax",)
 
     def check(self, spec: ExportSpec) -> None:
         if spec.quantize not in self.precisions:
@@ -84,17 +91,38 @@ class Exporter:
         if spec.qat and spec.quantize != "int8":
             raise InvalidArgument(f"a quantization-aware (QAT) model exports as int8; received quantize={spec.quantize!r}",
                                   hint="use --quantize int8, or strip QAT and export the float model")
+        if spec.float_layers and (spec.quantize != "int8" or spec.qat):
+            raise InvalidArgument(f"float_layers (layers kept in float) apply to post-training int8; received "
+                                  f"quantize={spec.quantize!r}{' of a QAT model' if spec.qat else ''}",
+                                  hint="use --quantize int8 with --float-layers, or drop --float-layers")
+        if spec.calibration_method not in CALIBRATION_METHODS:
+            raise InvalidArgument(f"unknown calibration_method {spec.calibration_method!r}",
+                                  hint=f"use one of {', '.join(CALIBRATION_METHODS)}")
+        if spec.calibration_method != "minmax":
+            if not spec.precision.calibrated or spec.qat:
+                raise InvalidArgument(f"calibration_method={spec.calibration_method!r} applies to calibrated "
+                                      f"precisions (int8, int16x8); received quantize={spec.quantize!r}",
+                                      hint="drop --calibration-method, or use --quantize int8")
+            if spec.calibration_method not in self.calibration_methods:
+                raise InvalidArgument(f"format {self.name!r} has no {spec.calibration_method!r} calibration",
+                                      hint=f"{self.name} calibrates with: {', '.join(self.calibration_methods)}; "
+                                           "export that format separately")
 
     def convert(self, model, spec: ExportSpec, calib_x, dest: Path, progress) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
 
     def filename(self, model_name: str, spec: ExportSpec) -> str:
-        """``{model}_{precision}[_{io}-io][_per-tensor]{suffix}``: names that say what is inside."""
+        """``{model}_{precision}[_{io}-io][_per-tensor][_{method}][_{n}-float]{suffix}``: names that say what is
+        inside (``n-float``: that many layers kept in float)."""
         parts = [model_name, spec.precision.label]
         if spec.io != "float":
             parts.append(f"{spec.io}-io")
         if spec.per_tensor:
             parts.append("per-tensor")
+        if spec.calibration_method != "minmax":
+            parts.append(spec.calibration_method)
+        if spec.float_layers:
+            parts.append(f"{len(spec.float_layers)}-float")
         return "_".join(parts) + self.suffix
 
 

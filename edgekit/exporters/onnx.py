@@ -3,11 +3,13 @@
 float32: tf2onnx as is. fp16: ``onnxruntime.transformers.float16.convert_float_to_float16`` with float32 I/O
 kept. dynamic: ``quantize_dynamic`` (int8 weights). int8: QDQ, per-channel weights (per-tensor with
 ``per_tensor``), static ``quantize_static`` calibrated by a ``CalibrationDataReader`` fed the same samples as the
-TFLite converter, after ``quant_pre_process`` (ONNX shape inference and graph optimisation).
+TFLite converter, after ``quant_pre_process`` (ONNX shape inference and graph optimisation). ``calibration_method``
+picks onnxruntime's MinMax (default), Entropy or Percentile calibration; ``float_layers`` become ``nodes_to_exclude``.
 """
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import tempfile
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExportError, MissingDependency, map_errors
+from ._float_layers import keras_layer_names, layers_in, nodes_for
 from .base import Exporter, ExportSpec, register_exporter
 
 
@@ -36,6 +39,7 @@ class OnnxExporter(Exporter):
     io_types = {}
     per_tensor = ("int8",)
     qat = False
+    calibration_methods = ("minmax", "entropy", "percentile")
 
     def convert(self, model, spec: ExportSpec, calib_x, dest: Path, progress) -> dict[str, Any]:
         _require()
@@ -58,31 +62,74 @@ class OnnxExporter(Exporter):
                 onnx.save(half, str(dest))
             facts["quantizer"] = "onnxruntime.transformers.float16.convert_float_to_float16(keep_io_types=True)"
         else:
-            from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
-            from onnxruntime.quantization.shape_inference import quant_pre_process
+            from onnxruntime.quantization import QuantType, quantize_dynamic
 
             with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as tmp:
-                raw, pre = Path(tmp) / "float.onnx", Path(tmp) / "pre.onnx"
-                onnx.save(proto, str(raw))
-                with map_errors({Exception: ExportError}, f"onnxruntime quantization failed ({label})"), \
-                        _quiet_root_logger():
-                    quant_pre_process(str(raw), str(pre), skip_symbolic_shape=True)
-                    if q == "dynamic":
+                pre = prepare(proto, Path(tmp))
+                if q == "dynamic":
+                    with map_errors({Exception: ExportError}, f"onnxruntime quantization failed ({label})"), \
+                            _quiet_root_logger():
                         quantize_dynamic(str(pre), str(dest), weight_type=QuantType.QInt8)
-                        facts["quantizer"] = "onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)"
-                    else:
-                        reader = _Reader(proto.graph.input[0].name, calib_x, progress)
-                        # BatchNormalization that tf2onnx could not fold into a Conv has no integer kernel in
-                        # onnxruntime: keep its parameters float instead of int8-quantizing mean/variance
-                        unfolded = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "BatchNormalization"]
-                        quantize_static(str(pre), str(dest), reader, quant_format=QuantFormat.QDQ,
-                                        per_channel=not spec.per_tensor, activation_type=QuantType.QInt8,
-                                        weight_type=QuantType.QInt8, nodes_to_exclude=unfolded)
-                        facts["float_nodes"] = unfolded
-                        facts["quantizer"] = ("onnxruntime.quantization.quantize_static(QDQ, QInt8/QInt8, "
-                                              f"per_channel={not spec.per_tensor}, MinMax)")
+                    facts["quantizer"] = "onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)"
+                else:
+                    reader = _Reader(proto.graph.input[0].name, calib_x, progress)
+                    facts.update(quantize_int8(pre, spec, dest, Path(tmp) / "ranges.json", reader,
+                                               known_layers=keras_layer_names(model)))
         progress(f"converting onnx {label}", 1, 1)
         return facts
+
+
+def prepare(proto, folder: Path) -> Path:
+    """Save the float model in ``folder`` and run ``quant_pre_process`` (shape inference, graph optimisation)."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    raw, pre = folder / "float.onnx", folder / "pre.onnx"
+    onnx.save(proto, str(raw))
+    with map_errors({Exception: ExportError}, "onnxruntime quantization pre-processing failed"), _quiet_root_logger():
+        quant_pre_process(str(raw), str(pre), skip_symbolic_shape=True)
+    return pre
+
+
+def quantizable_nodes(pre: Path, known_layers) -> dict[str, list[str]]:
+    """``{node name: [Keras layers]}`` of every node of the pre-processed float model that names a Keras layer."""
+    import onnx
+
+    known = set(known_layers)
+    return {n.name: layers_in(n.name, known) for n in onnx.load(str(pre)).graph.node if layers_in(n.name, known)}
+
+
+def quantize_int8(pre: Path, spec: ExportSpec, dest: Path, ranges: Path, reader=None, *,
+                  known_layers=()) -> dict[str, Any]:
+    """QDQ int8 of the pre-processed model ``pre`` into ``dest``; returns the manifest facts.
+
+    Activation ranges come from ``ranges`` (onnxruntime's calibration cache) when that file exists, else from
+    calibrating on ``reader`` with ``spec.calibration_method`` (the cache is then written, so later calls with other
+    ``float_layers`` reuse the same ranges). ``spec.float_layers`` become ``nodes_to_exclude``.
+    """
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[spec.calibration_method]
+    # BatchNormalization that tf2onnx could not fold into a Conv has no integer kernel in onnxruntime: keep its
+    # parameters float instead of int8-quantizing mean/variance
+    unfolded = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "BatchNormalization"]
+    layer_nodes = nodes_for(spec.float_layers, quantizable_nodes(pre, known_layers), "onnx") if spec.float_layers \
+        else {}
+    exclude = unfolded + [n for ns in layer_nodes.values() for n in ns if n not in unfolded]
+    with map_errors({Exception: ExportError}, f"onnxruntime quantization failed ({spec.precision.label})"), \
+            _quiet_root_logger(), contextlib.redirect_stdout(io.StringIO()):  # entropy calibration print()s
+        quantize_static(str(pre), str(dest), None if ranges.is_file() else reader, quant_format=QuantFormat.QDQ,
+                        per_channel=not spec.per_tensor, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, nodes_to_exclude=exclude, calibrate_method=method,
+                        calibration_cache_path=str(ranges))
+    facts: dict[str, Any] = {"float_nodes": exclude,
+                             "quantizer": ("onnxruntime.quantization.quantize_static(QDQ, QInt8/QInt8, "
+                                           f"per_channel={not spec.per_tensor}, {method.name})")}
+    if layer_nodes:
+        facts["float_layer_nodes"] = layer_nodes
+    return facts
 
 
 @contextlib.contextmanager

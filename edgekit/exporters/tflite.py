@@ -3,7 +3,9 @@
 float32; float16 weights; dynamic range (int8 weights); full integer int8 (representative dataset,
 ``TFLITE_BUILTINS_INT8``, float/int8/uint8 I/O); int16x8 (``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_
 WEIGHTS_INT8``). ``per_tensor`` sets the converter's ``_experimental_disable_per_channel``. QAT-annotated models
-(tfmot ``quantize_apply``) convert with ``Optimize.DEFAULT``: their ranges come from training.
+(tfmot ``quantize_apply``) convert with ``Optimize.DEFAULT``: their ranges come from training. ``float_layers``
+(int8) calibrates once in the converter's calibrate-only mode, then quantizes with the MLIR quantizer's
+``denylisted_nodes`` (what ``tf.lite.experimental.QuantizationDebugger`` does) so those layers' ops stay float.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ExportError, map_errors
+from ._float_layers import keras_layer_names, layers_in, nodes_for
 from .base import Exporter, ExportSpec, register_exporter
 
 
@@ -27,38 +30,111 @@ class TFLiteExporter(Exporter):
     qat = True
 
     def convert(self, model, spec: ExportSpec, calib_x, dest: Path, progress) -> dict[str, Any]:
-        from .._keras import quiet_native_logs, tf
-
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-        q = spec.quantize
-        io_dtype = {"float": tf.float32, "int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16}[spec.io]
-        if q != "none":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        if q == "fp16":
-            conv.target_spec.supported_types = [tf.float16]
-        if calib_x is not None and q in ("int8", "int16x8"):
-            conv.representative_dataset = _representative(calib_x, progress)
-        if q == "int8" and not spec.qat:
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if q == "int16x8":
-            conv.target_spec.supported_ops = [
-                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-        if spec.io != "float":
-            conv.inference_input_type = io_dtype
-            conv.inference_output_type = io_dtype
-        if spec.per_tensor:
-            conv._experimental_disable_per_channel = True  # documented private switch of the TF converter
         progress(f"converting tflite {spec.precision.label}", 0, None)
-        with map_errors({Exception: ExportError}, f"the TFLite converter failed ({spec.precision.label})",
-                        hint="rerun with --debug (or EDGEKIT_TF_LOGS=1) for the converter's log; unsupported layers need a "
-                             "different precision or model"):
-            with warnings.catch_warnings(), quiet_native_logs():  # MLIR's C++ log lines go to fd 2 directly
-                warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-                data = conv.convert()
+        facts: dict[str, Any] = {}
+        conv = _converter(model, spec, calib_x, progress)
+        if spec.float_layers:
+            conv._experimental_calibrate_only = True
+            calibrated = _run(conv, spec, ", calibration")
+            nodes = nodes_for(spec.float_layers, quantizable_nodes(calibrated, keras_layer_names(model)), "tflite")
+            facts["float_nodes"] = [n for ns in nodes.values() for n in ns]
+            facts["float_layer_nodes"] = nodes
+            data = quantize_calibrated(calibrated, spec, facts["float_nodes"])
+            facts["quantizer"] = "calibrate-only conversion + mlir_quantize(denylisted_nodes)"
+        else:
+            data = _run(conv, spec)
         dest.write_bytes(data)
         progress(f"converting tflite {spec.precision.label}", 1, 1)
         return {"converter": "tf.lite.TFLiteConverter.from_keras_model",
-                "supported_ops": [str(o).split(".")[-1] for o in conv.target_spec.supported_ops]}
+                "supported_ops": [str(o).split(".")[-1] for o in conv.target_spec.supported_ops], **facts}
+
+
+def _io_dtype(spec: ExportSpec):
+    from .._keras import tf
+
+    return {"float": tf.float32, "int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16}[spec.io]
+
+
+def _converter(model, spec: ExportSpec, calib_x, progress):
+    """The TF converter set up for ``spec`` (not run yet)."""
+    from .._keras import tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    q = spec.quantize
+    if q != "none":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if q == "fp16":
+        conv.target_spec.supported_types = [tf.float16]
+    if calib_x is not None and q in ("int8", "int16x8"):
+        conv.representative_dataset = _representative(calib_x, progress)
+    if q == "int8" and not spec.qat:
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if q == "int16x8":
+        conv.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    if spec.io != "float":
+        conv.inference_input_type = _io_dtype(spec)
+        conv.inference_output_type = _io_dtype(spec)
+    if spec.per_tensor:
+        conv._experimental_disable_per_channel = True  # documented private switch of the TF converter
+    return conv
+
+
+def _run(conv, spec: ExportSpec, what: str = "") -> bytes:
+    from .._keras import quiet_native_logs
+
+    with map_errors({Exception: ExportError}, f"the TFLite converter failed ({spec.precision.label}{what})",
+                    hint="rerun with --debug (or EDGEKIT_TF_LOGS=1) for the converter's log; unsupported layers need a "
+                         "different precision or model"):
+        with warnings.catch_warnings(), quiet_native_logs():  # MLIR's C++ log lines go to fd 2 directly
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            return conv.convert()
+
+
+def calibrate(model, spec: ExportSpec, calib_x, progress) -> bytes:
+    """The float model with calibration statistics (the converter's calibrate-only mode): quantize it with
+    :func:`quantize_calibrated` as often as needed without calibrating again."""
+    conv = _converter(model, spec, calib_x, progress)
+    conv._experimental_calibrate_only = True  # the switch QuantizationDebugger uses
+    return _run(conv, spec, ", calibration")
+
+
+def quantize_calibrated(calibrated: bytes, spec: ExportSpec, denylisted_nodes=(), *,
+                        numeric_verify: bool = False) -> bytes:
+    """Full-integer int8 from a calibrated model, the ops whose output tensors are ``denylisted_nodes`` kept float.
+
+    The converter's own int8 path (MLIR quantizer, then read-only buffer de-duplication); ``numeric_verify`` adds
+    the NumericVerify ops ``tf.lite.experimental.QuantizationDebugger`` reads.
+    """
+    from .._keras import quiet_native_logs
+    from tensorflow.lite.python import convert, lite
+
+    with map_errors({Exception: ExportError}, "the TFLite quantizer failed (int8 with float layers)",
+                    hint="rerun with --debug (or EDGEKIT_TF_LOGS=1) for the quantizer's log"):
+        with warnings.catch_warnings(), quiet_native_logs():
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+            data = convert.mlir_quantize(calibrated, disable_per_channel=spec.per_tensor,
+                                         input_data_type=_io_dtype(spec), output_data_type=_io_dtype(spec),
+                                         enable_numeric_verify=numeric_verify,
+                                         denylisted_nodes=list(denylisted_nodes) or None)
+            return data if numeric_verify else lite._deduplicate_readonly_buffers(data)
+
+
+def quantizable_nodes(calibrated: bytes, known_layers) -> dict[str, list[str]]:
+    """``{output tensor name: [Keras layers]}`` of every op of a calibrated model that computes float values."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    known = set(known_layers)
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    graph = model.subgraphs[0]
+    out: dict[str, list[str]] = {}
+    for op in graph.operators:
+        for i in op.outputs:
+            t = graph.tensors[i]
+            name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
+            if t.type == 0 and layers_in(name, known):  # TensorType.FLOAT32
+                out[name] = layers_in(name, known)
+    return out
 
 
 def _representative(x: np.ndarray, progress):

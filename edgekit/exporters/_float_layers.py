@@ -1,0 +1,56 @@
+"""Keras layer names <-> the converter's op/tensor names, for layers kept in float in an int8 export.
+
+Both converters keep Keras layer names in what they emit: TFLite tensor names such as
+``model/conv_pw_5_relu/Relu;model/conv_pw_5/Conv2D`` (one fused op, two layers), tf2onnx node names such as
+``model/conv_pw_5/Conv2D``. A layer is named by a path component equal to the layer's name.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+from typing import Iterable, Mapping, Sequence
+
+from ..errors import InvalidArgument
+
+_SPLIT = re.compile(r"[;/:]")
+
+
+def keras_layer_names(model) -> list[str]:
+    """Every layer name of ``model`` (nested models walked), input layers left out, in model order."""
+    from ._api import _walk_layers
+
+    names: list[str] = []
+    for layer in _walk_layers(model):
+        if type(layer).__name__ != "InputLayer" and layer.name not in names:
+            names.append(layer.name)
+    return names
+
+
+def layers_in(name: str, known: Iterable[str] | set[str]) -> list[str]:
+    """The Keras layers a converter name mentions, in the order they appear (each once)."""
+    known = known if isinstance(known, (set, frozenset)) else set(known)
+    found: list[str] = []
+    for part in _SPLIT.split(name):
+        if part in known and part not in found:
+            found.append(part)
+    return found
+
+
+def nodes_for(layers: Sequence[str], nodes: Mapping[str, Sequence[str]], fmt: str) -> dict[str, list[str]]:
+    """``{layer: [node names]}`` for the requested ``layers``; ``nodes`` maps each quantizable node to its layers.
+
+    A layer that names no quantizable node is an InvalidArgument with a did-you-mean over the ones that do.
+    """
+    by_layer: dict[str, list[str]] = {}
+    for node, owners in nodes.items():
+        for layer in owners:
+            by_layer.setdefault(layer, []).append(node)
+    out: dict[str, list[str]] = {}
+    for layer in layers:
+        if layer not in by_layer:
+            close = difflib.get_close_matches(layer, list(by_layer), n=3, cutoff=0.5)
+            raise InvalidArgument(f"float_layers: no quantized {fmt} op comes from a Keras layer named {layer!r}",
+                                  hint=(f"did you mean {', '.join(repr(c) for c in close)}? " if close else "")
+                                  + "give layer names from `edgekit doctor` (its per-layer table)")
+        out[layer] = list(by_layer[layer])
+    return out
