@@ -92,7 +92,8 @@ def test_cli_bench_over_ssh_end_to_end(sshd, models, profile_dir, tmp_path):
             "--device", "local", "--runs", "8", "--warmup", "2", "--json", str(out_json), "--csv", str(out_csv),
             "--history", str(hist)]
     r = CliRunner().invoke(main, args)
-    assert r.exit_code == 0, r.output
+    # issue 8: any failed row (the corrupt model) makes bench exit 1, after printing every row
+    assert r.exit_code == 1 and "2 of 6 rows failed" in r.output, r.output
     rows = json.loads(out_json.read_text())
     assert [(x["device"], Path(x["artifact"]).name, x["status"]) for x in rows] == [
         ("fakepi", "tiny.tflite", "ok"), ("local", "tiny.tflite", "ok"),

@@ -11,6 +11,7 @@ import click
 from rich.markup import escape
 
 from .. import __version__
+from .._signals import Terminated, handle_termination
 from ..errors import EdgekitError, EdgekitWarning
 from ._output import err
 
@@ -34,9 +35,9 @@ class _Group(click.Group):
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except KeyboardInterrupt:
-            err.print("[bold red]interrupted[/]")
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (edgekit._signals): cleanup already ran
+            err.print(f"[bold red]interrupted[/]{f' ({exc})' if isinstance(exc, Terminated) else ''}")
+            ctx.exit(getattr(exc, "exit_code", 130))
         except Exception as exc:  # noqa: BLE001 - last resort: still one line unless --debug
             if debug:
                 traceback.print_exc()
@@ -58,6 +59,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def main(ctx: click.Context, debug: bool) -> None:
     """edgekit: Keras CNN -> compressed, exported, verified .tflite/.onnx -> latency measured on the device."""
     ctx.ensure_object(dict)["debug"] = debug
+    handle_termination()  # SIGTERM/SIGHUP clean up like Ctrl-C
     if debug:  # show TensorFlow's native log lines too (edgekit._keras.quiet_native_logs)
         os.environ["EDGEKIT_TF_LOGS"] = "1"
     warnings.showwarning = _show_warning

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import click
 
@@ -37,26 +38,82 @@ COLUMNS = ["model", "format", "precision", "size_mb", "device", "runtime", "thre
 
 
 def _render_results(results) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="edgekit bench", show_lines=False)
-    for col in ("model", "format", "precision", "size MB", "device", "runtime", "threads", "p50 ms", "p90 ms",
-                "mean±std ms", "FPS", "peak MB", "status"):
+    for col in ("model", "format", "precision", "size MB", "device", "runtime", "threads", "p50 ms", "p50 95% CI",
+                "p90 ms", "mean±std ms", "FPS", "peak MB", "parity", "status"):
         table.add_column(col, justify="right" if col.endswith(("MB", "ms", "FPS", "threads")) else "left")
     for r in results:
         runtime = f"{r.runtime} {r.runtime_version}" if r.runtime and r.runtime_version else (r.runtime or "-")
-        status = "[green]ok[/]" if r.ok else f"[red]{r.status}[/]: {r.error}"
+        status = "[green]ok[/]" if r.ok else f"[red]{r.status}[/]: {escape(str(r.error))}"
         mean = "-" if r.mean_ms is None else f"{r.mean_ms:.3f}±{_fmt(r.std_ms, 3)}"
         peak = r.peak_memory_mb if r.peak_memory_mb is not None else r.memory_delta_mb
+        ci = "-" if not r.p50_ci_ms else f"{r.p50_ci_ms[0]:.3f}-{r.p50_ci_ms[1]:.3f}"
         table.add_row(r.model, r.format, r.precision, _fmt(r.size_mb, 3), r.device, runtime,
-                      "-" if r.threads is None else str(r.threads), _fmt(r.p50_ms, 3), _fmt(r.p90_ms, 3), mean,
-                      _fmt(r.fps, 1), _fmt(peak, 1), status)
+                      "-" if r.threads is None else str(r.threads), _fmt(r.p50_ms, 3), ci, _fmt(r.p90_ms, 3), mean,
+                      _fmt(r.fps, 1), _fmt(peak, 1), _parity_cell(r.parity), status)
     out.print(table)
+    for r in results:
+        if r.parity and r.parity.get("outputs"):
+            _render_parity(r)
+        if r.op_profile:
+            _render_ops(r)
     shown = set()
     for r in results:
+        for w in r.warnings:
+            if (r.device, w) not in shown:
+                shown.add((r.device, w))
+                err.print(f"[yellow]warning:[/] ({escape(r.device)}) {escape(w)}", highlight=False)
         if not r.ok and r.hint and (r.device, r.hint) not in shown:
             shown.add((r.device, r.hint))
-            err.print(f"[bold]hint[/] ({r.device}): {r.hint}", highlight=False)
+            err.print(f"[bold]hint[/] ({escape(r.device)}): {escape(r.hint)}", highlight=False)
+
+
+def _parity_cell(p) -> str:
+    if not p:
+        return "-"
+    if p.get("status") == "not_checked":
+        return "not checked"
+    worst = min((o["sqnr_db"] for o in p.get("outputs") or []), default=None)
+    text = "passed" if p["status"] == "passed" else "[red]FAILED[/]"
+    return text + (f" {worst:.1f} dB" if worst is not None else "")
+
+
+def _render_parity(r) -> None:
+    from rich.table import Table
+
+    p = r.parity
+    t = Table(title=f"parity on {r.device}: {r.model} {r.precision} vs Keras ({p.get('samples')} samples, "
+                    f"{p.get('status')})")
+    for col in ("output", "max abs err", "SQNR dB", "top-1 agree", "vs host: max abs err", "vs host: SQNR dB"):
+        t.add_column(col, justify="left" if col == "output" else "right")
+    for o in p["outputs"]:
+        top1 = "-" if o.get("top1_agreement") is None else f"{o['top1_agreement']:.3f}"
+        t.add_row(o["name"], f"{o['max_abs_err']:.3g}", f"{o['sqnr_db']:.1f}", top1,
+                  "-" if o.get("host_max_abs_err") is None else f"{o['host_max_abs_err']:.3g}",
+                  "-" if o.get("host_sqnr_db") is None else f"{o['host_sqnr_db']:.1f}")
+    out.print(t)
+
+
+def _render_ops(r) -> None:
+    from rich.table import Table
+
+    prof = r.op_profile
+    if not prof.get("available"):
+        err.print(f"[yellow]per-op times:[/] ({r.device}) {prof.get('reason')}", highlight=False)
+        return
+    t = Table(title=f"slowest ops on {r.device}: {r.model} {r.precision} ({prof.get('source')})")
+    for col in ("op", "type", "layer", "ms", "share", "MMAC", "ms/MMAC", "flags"):
+        t.add_column(col, justify="right" if col in ("ms", "share", "MMAC", "ms/MMAC") else "left")
+    for o in prof["ops"]:
+        t.add_row(o["name"][-60:], str(o.get("op")), o.get("layer") or "-", f"{o['avg_ms']:.4f}",
+                  f"{o['share']:.1%}", "-" if not o.get("mult_adds") else f"{o['mult_adds'] / 1e6:.2f}",
+                  "-" if o.get("ms_per_mmac") is None else f"{o['ms_per_mmac']:.4f}", "; ".join(o["flags"]))
+    out.print(t)
+    if prof.get("note"):
+        err.print(f"note: {prof['note']}", highlight=False)
 
 
 def _write_csv(path: str, results) -> None:
@@ -69,6 +126,12 @@ def _write_csv(path: str, results) -> None:
     for r in results:
         row = r.to_dict()
         row["transfers"] = " ".join(row.get("transfers") or [])
+        row["warnings"] = " | ".join(row.get("warnings") or [])
+        for key in ("p50_ci_ms", "mean_ci_ms"):
+            row[key] = "-".join(f"{v:.6g}" for v in row[key]) if row.get(key) else ""
+        row["drift"] = f"{row['drift']['last_vs_first']:.4g}" if row.get("drift") else ""
+        row["parity"] = (row["parity"] or {}).get("status", "") if row.get("parity") else ""
+        row["op_profile"] = "yes" if row.get("op_profile") else ""
         w.writerow(row)
     write_text_atomic(path, buf.getvalue())
 
@@ -86,6 +149,15 @@ def _write_csv(path: str, results) -> None:
               help=".npy/.npz input instead of random data.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--timeout", type=float, default=None, help="Seconds per run (default: 2 x max-seconds + 120).")
+@click.option("--runtime", default=None,
+              help="Interpreter on the device: auto, ai-edge-litert, tflite-runtime, onnxruntime (default: the "
+                   "profile's runtime:, else the first importable).")
+@click.option("--verify", is_flag=True,
+              help="Replay the artifact's verification inputs on the device and compare with the host reference.")
+@click.option("--verify-data", default=None, type=click.Path(dir_okay=False),
+              help="A .verify.npz to use instead of the one the manifest names (with --verify).")
+@click.option("--profile-ops", is_flag=True,
+              help="Per-op times where the runtime exposes them, joined with the model's mult-adds.")
 @_connect_options
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
               help="Write the results as JSON to this file ('-': stdout, no table).")
@@ -94,10 +166,12 @@ def _write_csv(path: str, results) -> None:
               help="JSON-lines history to append to (default: $EDGEKIT_BENCH_HISTORY or "
                    "~/.cache/edgekit/bench_history.jsonl).")
 @click.option("--no-history", is_flag=True, help="Do not record the results.")
-def bench_cmd(artifacts, devices, threads, runs, warmup, max_seconds, delegate, input_, seed, timeout, python,
-              benchmark_binary, key_file, known_hosts, accept_new_host_key, connect_timeout, json_out, csv_out,
-              history, no_history):
-    """Measure ARTIFACT(s) (.tflite/.onnx) on one or more devices; one row per artifact x device."""
+def bench_cmd(artifacts, devices, threads, runs, warmup, max_seconds, delegate, input_, seed, timeout, runtime,
+              verify, verify_data, profile_ops, python, benchmark_binary, key_file, known_hosts, accept_new_host_key,
+              connect_timeout, json_out, csv_out, history, no_history):
+    """Measure ARTIFACT(s) (.tflite/.onnx) on one or more devices; one row per artifact x device.
+
+    Exits 1 when any row failed (device unreachable, model not loadable, parity failed)."""
     from ..devices import bench
     from ..devices.history import default_path
 
@@ -110,7 +184,8 @@ def bench_cmd(artifacts, devices, threads, runs, warmup, max_seconds, delegate, 
                         max_seconds=max_seconds, delegate=delegate, input=input_, seed=seed, timeout=timeout,
                         python=python, benchmark_binary=benchmark_binary, key_file=key_file,
                         known_hosts=known_hosts, accept_new_host_key=accept_new_host_key,
-                        connect_timeout=connect_timeout, history=hist, progress=cb)
+                        connect_timeout=connect_timeout, history=hist, runtime=runtime, verify=verify,
+                        verify_data=verify_data, profile_ops=profile_ops, progress=cb)
     data = [r.to_dict() for r in results]
     if json_out == "-":
         click.echo(json.dumps(data, indent=2))
@@ -121,7 +196,9 @@ def bench_cmd(artifacts, devices, threads, runs, warmup, max_seconds, delegate, 
             write_text_atomic(json_out, json.dumps(data, indent=2))
     if csv_out:
         _write_csv(csv_out, results)
-    if not any(r.ok for r in results):
+    failed = sum(1 for r in results if not r.ok)
+    if failed:
+        err.print(f"[bold red]{failed} of {len(results)} rows failed[/]", highlight=False)
         raise click.exceptions.Exit(1)
 
 
@@ -150,9 +227,14 @@ def devices_group():
 @json_option
 def list_cmd(as_json):
     """Profiles on the search path ($EDGEKIT_DEVICES_DIR, ./devices, ~/.config/edgekit/devices, repo devices/)."""
-    from ..devices import list_profiles, parse_device, search_path
+    from rich.markup import escape
 
-    rows = [parse_device(n) for n in list_profiles()]
+    from ..devices import search_path
+    from ..devices.profiles import load_all
+
+    found = load_all()  # a bad profile is listed with its error; the others still show
+    rows = [s for _, s, e in found if s is not None]
+    bad = [(n, e) for n, s, e in found if e is not None]
 
     def render(_):
         from rich.table import Table
@@ -165,9 +247,13 @@ def list_cmd(as_json):
             t.add_row(s.name, s.transport, target, s.arch or "-", str(s.threads or "-"), s.cpu_mask or "-",
                       s.description)
         out.print(t)
+        for n, e in bad:
+            err.print(f"[yellow]warning:[/] profile {escape(n)} skipped: {escape(e.message)}"
+                      + (f" (hint: {escape(e.hint)})" if e.hint else ""), highlight=False)
         err.print("search path: " + ", ".join(str(p) for p in search_path()), highlight=False)
 
-    emit([s.to_dict() for s in rows], as_json, render)
+    emit([s.to_dict() for s in rows] + [{"name": n, "error": e.message, "hint": e.hint} for n, e in bad], as_json,
+         render)
 
 
 @devices_group.command("show")
@@ -217,6 +303,110 @@ def check_cmd(name, python, benchmark_binary, key_file, known_hosts, accept_new_
         raise click.exceptions.Exit(1)
 
 
+@click.command("compare")
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--device", "-d", "devices", multiple=True, default=("local",), show_default=True,
+              help="One device for two artifacts (run interleaved), or two devices for one artifact.")
+@click.option("--runs", type=int, default=50, show_default=True, help="Runs per artifact (or per device).")
+@click.option("--warmup", type=int, default=5, show_default=True)
+@click.option("--rounds", type=int, default=10, show_default=True, help="A B / B A alternations (two artifacts).")
+@click.option("--threads", type=int, default=None, help="Interpreter threads (default: the profile's).")
+@click.option("--max-seconds", type=float, default=150.0, show_default=True, help="Time cap.")
+@click.option("--delegate", default=None, help="auto (XNNPACK), xnnpack, none, or PATH.so.")
+@click.option("--runtime", default=None, help="Interpreter on the device (default: the profile's runtime:).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--timeout", type=float, default=None, help="Seconds (default: 2 x max-seconds + 120).")
+@_connect_options
+@json_option
+def compare_cmd(artifacts, devices, runs, warmup, rounds, threads, max_seconds, delegate, runtime, seed, timeout,
+                python, benchmark_binary, key_file, known_hosts, accept_new_host_key, connect_timeout, as_json):
+    """Is A faster than B? Two artifacts interleaved on one device, or one artifact on two devices: the p50 time
+    ratio with its bootstrap 95% interval and a verdict in words."""
+    from ..devices import compare
+    from ..errors import InvalidArgument
+
+    if benchmark_binary:
+        raise InvalidArgument("compare runs the Python runner; --benchmark-binary does not apply",
+                              hint="drop --benchmark-binary")
+    kw = dict(runs=runs, warmup=warmup, rounds=rounds, threads=threads, max_seconds=max_seconds, delegate=delegate,
+              runtime=runtime, seed=seed, timeout=timeout, python=python, key_file=key_file, known_hosts=known_hosts,
+              accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout)
+    if len(artifacts) == 2 and len(devices) == 1:
+        with progress(not as_json) as cb:
+            c = compare(artifacts[0], artifacts[1], device=devices[0], progress=cb, **kw)
+    elif len(artifacts) == 1 and len(devices) == 2:
+        with progress(not as_json) as cb:
+            c = compare(artifacts[0], devices=list(devices), progress=cb, **kw)
+    else:
+        raise InvalidArgument(f"compare takes two artifacts and one --device, or one artifact and two --device "
+                              f"(got {len(artifacts)} and {len(devices)})",
+                              hint="e.g. edgekit compare a.tflite b.tflite -d local")
+
+    def render(c):
+        from rich.markup import escape
+
+        _render_results(c.rows)
+        ci = f"{c.ci[0]:.3f}-{c.ci[1]:.3f}" if c.ci else "-"
+        how = f"interleaved, {c.rounds} rounds" if c.kind == "artifacts" else "one device after the other"
+        out.print(f"p50 {escape(c.a)} {c.a_p50_ms:.4f} ms, {escape(c.b)} {c.b_p50_ms:.4f} ms; time ratio A/B "
+                  f"{c.ratio:.3f} (95% CI {ci}; {c.runs} runs each, {how})", highlight=False)
+        out.print(f"[bold]{escape(c.verdict)}[/]", highlight=False)
+
+    emit(c, as_json, render)
+
+
+@click.command("history")
+@click.option("--artifact", default=None, help="An artifact file (matched by sha256), its name, or a sha256 prefix.")
+@click.option("--device", "-d", default=None, help="Only this device.")
+@click.option("--history", "path", default=None, type=click.Path(dir_okay=False),
+              help="The JSON-lines history (default: $EDGEKIT_BENCH_HISTORY or ~/.cache/edgekit/bench_history.jsonl).")
+@click.option("--last", type=int, default=None, help="Only the last N results.")
+@json_option
+def history_cmd(artifact, device, path, last, as_json):
+    """Recorded bench results over time; a regression against the previous result of the same artifact sha256 on
+    the same device is flagged. Exits 1 when the newest result of an artifact on a device is a regression."""
+    from ..devices import history
+    from ..errors import InvalidArgument
+
+    if last is not None and last < 1:
+        raise InvalidArgument(f"--last must be >= 1, got {last}", hint="e.g. --last 20")
+    hist = path or history.default_path()
+    if path and not Path(path).is_file():
+        raise InvalidArgument(f"history file {path} does not exist", hint="bench writes it (--history FILE)")
+    recs = history.load(hist, artifact=artifact, device=device)
+    if last:
+        recs = recs[-last:]
+
+    def render(recs):
+        from rich.markup import escape
+        from rich.table import Table
+
+        t = Table(title=f"edgekit history ({hist})")
+        for col in ("time", "model", "precision", "device", "sha256", "p50 ms", "p50 95% CI", "vs previous",
+                    "status"):
+            t.add_column(col, justify="right" if col in ("p50 ms", "vs previous") else "left")
+        for r in recs:
+            ci = "-" if not r.get("p50_ci_ms") else f"{r['p50_ci_ms'][0]:.3f}-{r['p50_ci_ms'][1]:.3f}"
+            change = "-" if r.get("change") is None else f"{r['change']:.3f}x"
+            if r.get("regression"):
+                change = f"[red]{change} REGRESSION[/]"
+            t.add_row(str(r.get("timestamp", "")), str(r.get("model")), str(r.get("precision")),
+                      escape(str(r.get("device"))), str(r.get("sha256", ""))[:10], _fmt(r.get("p50_ms"), 3), ci,
+                      change, str(r.get("status")))
+        out.print(t)
+        if not recs:
+            err.print("no recorded results match", highlight=False)
+
+    emit(recs, as_json, render)
+    latest: dict = {}
+    for r in recs:
+        latest[(r.get("sha256"), r.get("device"))] = r
+    if any(r.get("regression") for r in latest.values()):
+        raise click.exceptions.Exit(1)
+
+
 def register(main):
     main.add_command(bench_cmd)
+    main.add_command(compare_cmd)
+    main.add_command(history_cmd)
     main.add_command(devices_group)

@@ -2,112 +2,19 @@
 
 ``bench(artifacts, devices, ...) -> list[BenchResult]``; devices are ``local``, ``ssh://user@host[:port]``,
 ``adb://SERIAL`` or profile names from ``devices/*.yaml`` (search path: :func:`profiles.search_path`).
+``compare(a, b, device=...)`` runs two artifacts interleaved and says whether the difference is real;
+``history.load(...)`` reads the recorded results with regression flags.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
-
-from .._jsonable import JsonMixin
-from ..errors import EdgekitError
-from .bench import BenchResult, RUNNER, ArtifactInfo, artifact_info, bench, status_of
+from .artifacts import ArtifactInfo, artifact_info
+from .bench import BenchResult, bench, status_of
+from .check import CheckReport, check
+from .compare import Comparison, compare
 from .profiles import DeviceSpec, list_profiles, load_profile, parse_device, search_path
-from .transports import TRANSPORTS, ConnectOptions, Transport, create
+from .protocol import RUNNER
+from .transports import TRANSPORTS, ConnectOptions, MockTransport, Transport, create
 
 __all__ = ["bench", "BenchResult", "ArtifactInfo", "artifact_info", "TRANSPORTS", "DeviceSpec", "Transport",
-           "ConnectOptions", "parse_device", "load_profile", "list_profiles", "search_path", "check", "CheckReport",
-           "RUNNER", "status_of"]
-
-
-@dataclass
-class CheckReport(JsonMixin):
-    """What ``edgekit devices check`` found on a device, and how to fix what is missing."""
-
-    device: str
-    transport: str
-    reachable: bool
-    status: str = "ok"
-    error: str | None = None
-    machine: str | None = None
-    cpu_model: str | None = None
-    python: str | None = None
-    numpy: str | None = None
-    runtimes: dict[str, Any] = field(default_factory=dict)
-    benchmark_binary: str | None = None
-    formats: list[str] = field(default_factory=list)  # artifact formats the device can run
-    ready: bool = False  # can run .tflite (the primary format)
-    fixes: list[str] = field(default_factory=list)
-
-
-def check(device: str | DeviceSpec, *, python: str | None = None, benchmark_binary: str | None = None,
-          key_file: str | None = None, known_hosts: str | None = None, accept_new_host_key: bool = False,
-          connect_timeout: float | None = None) -> CheckReport:
-    """Reach ``device`` and probe it (machine, Python, numpy, interpreters). Connection failures are a status."""
-    import json
-    import shlex
-    from pathlib import Path
-
-    spec = parse_device(device)
-    rep = CheckReport(device=spec.name, transport=spec.transport, reachable=False)
-    t = create(spec, ConnectOptions(key_file=key_file, known_hosts=known_hosts,
-                                    accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout))
-    try:
-        t.connect()
-    except EdgekitError as exc:
-        rep.status, rep.error = status_of(exc), str(exc)
-        rep.fixes.append(exc.hint or "check that the device is on and reachable")
-        return rep
-    rep.reachable = True
-    try:
-        if spec.uses_runner or python:
-            py = python or spec.python or ("python3" if spec.transport != "local" else None)
-            if py is None:
-                import sys
-                py = sys.executable
-            done = t.run([t.expand(py), t.put(RUNNER), "--probe"], timeout=120)
-            try:
-                doc = json.loads(done.stdout.strip().splitlines()[-1])
-            except (ValueError, IndexError):
-                rep.status, rep.error = "runtime_missing", f"cannot run {py} on the device: " + \
-                    (done.stderr or done.stdout).strip()[-200:]
-                rep.fixes.append("install python3 (>= 3.9) on the device, or set python: in the profile / --python")
-                return rep
-            m = doc.get("machine", {})
-            rep.machine, rep.cpu_model, rep.python, rep.numpy = m.get("machine"), m.get("cpu_model"), \
-                m.get("python"), m.get("numpy")
-            rep.runtimes = doc.get("runtimes", {})
-            have = {k for k, v in rep.runtimes.items() if v.get("available")}
-            if not doc.get("numpy_available"):
-                rep.fixes.append(f"{py} -m pip install numpy   (use 'numpy<2' with tflite-runtime)")
-            if not have & {"ai_edge_litert", "tflite_runtime", "tensorflow"}:
-                rep.fixes.append(f"{py} -m pip install ai-edge-litert   (older boards: {py} -m pip install "
-                                 "tflite-runtime 'numpy<2')")
-            if "onnxruntime" not in have:
-                rep.fixes.append(f"for .onnx artifacts: {py} -m pip install onnxruntime")
-            if doc.get("numpy_available"):
-                rep.formats = [f for f, ok in (("tflite", have & {"ai_edge_litert", "tflite_runtime", "tensorflow"}),
-                                               ("onnx", have & {"onnxruntime"})) if ok]
-            rep.ready = "tflite" in rep.formats
-        else:
-            rep.formats = ["tflite"]
-            rep.machine = t.run(["uname", "-m"], timeout=30, taskset=False).stdout.strip() or None
-            binary = benchmark_binary or spec.benchmark_binary
-            rep.benchmark_binary = binary
-            if not binary:
-                rep.fixes.append("set benchmark_binary: in the profile or pass --benchmark-binary (an Android build "
-                                 "of tensorflow/lite/tools/benchmark:benchmark_model)")
-            elif Path(binary).is_file():
-                rep.ready = True  # a host file: pushed at bench time
-            else:
-                probe = t._shell(f"[ -x {shlex.quote(binary)} ] && echo yes", timeout=30)
-                rep.ready = probe.stdout.strip() == "yes"
-                if not rep.ready:
-                    rep.fixes.append(f"{binary} is not on the device: adb push benchmark_model {binary} && "
-                                     f"adb shell chmod +x {binary}")
-        if not rep.ready:
-            rep.status = "runtime_missing"
-    except EdgekitError as exc:
-        rep.status, rep.error = status_of(exc), str(exc)
-    finally:
-        t.close()
-    return rep
+           "MockTransport", "ConnectOptions", "parse_device", "load_profile", "list_profiles", "search_path", "check",
+           "CheckReport", "RUNNER", "status_of", "compare", "Comparison", "create"]

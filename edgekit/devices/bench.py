@@ -1,13 +1,11 @@
 """``bench``: artifacts x devices -> :class:`BenchResult` rows. Devices run in parallel, one run at a time each.
 
 Input errors (missing artifact, unknown device, bad option) raise before anything runs; device and model
-failures become a row's ``status`` (``ok`` or the error kind) so the other rows still finish.
+failures become a row's ``status`` (``ok``, ``parity_failed`` or the error kind) so the other rows still finish.
 """
 from __future__ import annotations
 
 import datetime as _dt
-import json
-import re
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,30 +15,13 @@ from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
 from ..errors import (AuthError, ConnectError, DeviceError, DeviceTimeout, EdgekitError, HostKeyError,
                       InvalidArgument, ModelLoadError, RemoteCommandError, RuntimeMissing)
-from . import benchmark_model, history as _history
+from . import history as _history, stats
+from .artifacts import ArtifactInfo, artifact_info
 from .profiles import DeviceSpec, parse_device
-from .transports import ConnectOptions, Transport, create, sha256_file
+from .protocol import RUNNER, Settings, run_one
+from .transports import ConnectOptions, Transport, create
 
-RUNNER = Path(__file__).with_name("runner.py")
-FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
-_PRECISION_TOKENS = [("int16x8", "int16x8"), ("int16", "int16x8"), ("float16", "float16"), ("fp16", "float16"),
-                     ("dynamic", "dynamic"), ("dynamic_range", "dynamic"), ("int8", "int8"), ("uint8", "int8"),
-                     ("float32", "float32"), ("fp32", "float32"), ("float", "float32")]
-INSTALL_HINT = ("on the device: pip install numpy ai-edge-litert   (older boards / Python < 3.10: "
-                "pip install tflite-runtime 'numpy<2'; for .onnx: pip install onnxruntime)")
-
-
-@dataclass
-class ArtifactInfo(JsonMixin):
-    """What we know about an artifact before running it (manifest beside it, else file name and tensors)."""
-
-    path: str
-    model: str
-    format: str
-    precision: str
-    size_bytes: int
-    sha256: str
-    manifest: str | None = None
+__all__ = ["bench", "BenchResult", "RUNNER", "status_of", "result"]
 
 
 @dataclass
@@ -81,9 +62,16 @@ class BenchResult(JsonMixin):
     p90_ms: float | None = None
     p95_ms: float | None = None
     p99_ms: float | None = None
+    p50_ci_ms: list[float] | None = None  # bootstrap 95% interval (runner rows)
+    mean_ci_ms: list[float] | None = None
+    drift: dict[str, Any] | None = None  # last third vs first third of the runs
     fps: float | None = None
     peak_memory_mb: float | None = None
     memory_delta_mb: float | None = None
+    pinned: bool | None = None
+    parity: dict[str, Any] | None = None  # bench --verify: status passed/failed/not_checked + per output
+    op_profile: dict[str, Any] | None = None  # --profile-ops
+    warnings: list[str] = field(default_factory=list)
     transfers: list[str] = field(default_factory=list)
     timestamp: str = ""
     raw: dict[str, Any] | None = None
@@ -92,76 +80,11 @@ class BenchResult(JsonMixin):
     def ok(self) -> bool:
         return self.status == "ok"
 
-
-# ------------------------------------------------------------------------------------------ artifacts
-def artifact_info(path: str | Path) -> ArtifactInfo:
-    """Model name and precision from ``<artifact>.json`` (or ``<stem>.json``), else from the file name/tensors."""
-    p = Path(path)
-    if not p.is_file():
-        raise InvalidArgument(f"artifact {str(p)!r} does not exist or is not a file")
-    fmt = FORMATS.get(p.suffix.lower())
-    if fmt is None:
-        raise InvalidArgument(f"cannot benchmark {p.name}: expected a .tflite or .onnx file")
-    manifest, meta = None, {}
-    for cand in (p.with_name(p.name + ".json"), p.with_suffix(".json")):
-        if cand.is_file():
-            try:
-                data = json.loads(cand.read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(data, dict):
-                manifest, meta = str(cand), data
-                break
-    art = meta.get("artifact") if isinstance(meta.get("artifact"), dict) else {}
-    model = meta.get("model") or meta.get("model_name") or art.get("model") or meta.get("name")
-    if isinstance(model, dict):
-        model = model.get("name")
-    precision = meta.get("precision") or art.get("precision") or meta.get("quantize")
-    if not model:
-        model = re.sub(r"[_.-](int16x8|int8|uint8|float16|fp16|float32|fp32|dynamic(_range)?|float)$", "", p.stem,
-                       flags=re.I) or p.stem
-    if not precision:
-        precision = _precision_from_name(p.stem) or _precision_from_tensors(p, fmt) or "unknown"
-    return ArtifactInfo(str(p), str(model), fmt, str(precision), p.stat().st_size, sha256_file(p), manifest)
+    @property
+    def samples_ms(self) -> list[float]:
+        return list((self.raw or {}).get("samples_ms") or [])
 
 
-def _precision_from_name(stem: str) -> str | None:
-    tokens = re.split(r"[^a-z0-9]+", stem.lower())
-    joined = "_".join(tokens)
-    for token, prec in _PRECISION_TOKENS:
-        if token in tokens or (token.count("_") and token in joined):
-            return prec
-    return None
-
-
-def _precision_from_tensors(path: Path, fmt: str) -> str | None:
-    """Best effort from tensor dtypes with a host runtime (if installed); None when we cannot tell."""
-    try:
-        if fmt == "tflite":
-            from ai_edge_litert.interpreter import Interpreter
-
-            dtypes = {str(getattr(d["dtype"], "__name__", d["dtype"])) for d in
-                      Interpreter(model_path=str(path)).get_tensor_details()}
-        else:
-            import onnx
-
-            m = onnx.load(str(path), load_external_data=False)
-            dtypes = {onnx.helper.tensor_dtype_to_np_dtype(t.data_type).name for t in m.graph.initializer}
-            if any(n.op_type in ("QLinearConv", "QuantizeLinear", "ConvInteger", "MatMulInteger")
-                   for n in m.graph.node):
-                dtypes.add("int8")
-    except Exception:  # noqa: BLE001 - inference of a label only
-        return None
-    if "float16" in dtypes:
-        return "float16"
-    if "int16" in dtypes and ("int8" in dtypes):
-        return "int16x8"
-    if "int8" in dtypes or "uint8" in dtypes:
-        return "int8"
-    return "float32" if dtypes else None
-
-
-# ------------------------------------------------------------------------------------------ one run
 _STATUS = [(HostKeyError, "host_key_error"), (AuthError, "auth_error"), (DeviceTimeout, "timeout"),
            (ConnectError, "connect_error"), (RuntimeMissing, "runtime_missing"), (ModelLoadError, "model_load_error"),
            (RemoteCommandError, "remote_error"), (InvalidArgument, "invalid_argument"), (DeviceError, "device_error"),
@@ -172,105 +95,9 @@ def status_of(exc: BaseException) -> str:
     return next((s for cls, s in _STATUS if isinstance(exc, cls)), "error")
 
 
-@dataclass
-class _Settings:
-    threads: int | None
-    runs: int
-    warmup: int
-    max_seconds: float
-    delegate: str | None
-    input: str | None
-    seed: int
-    timeout: float | None
-    python: str | None
-    benchmark_binary: str | None
-
-
-def _runner_doc(done, device: str) -> dict[str, Any]:
-    lines = [ln for ln in done.stdout.splitlines() if ln.strip().startswith("{")]
-    doc = None
-    if lines:
-        try:
-            doc = json.loads(lines[-1])
-        except ValueError:
-            doc = None
-    if doc is None:
-        text = (done.stderr or done.stdout).strip()
-        if done.returncode in (126, 127) or "not found" in text or "No such file" in text:
-            raise RuntimeMissing(f"no Python on {device}: {text[-200:]}",
-                                 hint="install python3 >= 3.9 on the device, or point the profile's python: / "
-                                      "--python at it; " + INSTALL_HINT)
-        raise RemoteCommandError(f"the runner on {device} exited {done.returncode} without a result: {text[-300:]}")
-    err = doc.get("error")
-    if err:
-        kind, msg, hint = err.get("kind"), err.get("message", "runner failed"), err.get("hint")
-        cls = {"runtime_missing": RuntimeMissing, "model_load_error": ModelLoadError,
-               "bad_argument": InvalidArgument}.get(kind, RemoteCommandError)
-        if cls is RuntimeMissing:
-            hint = INSTALL_HINT
-        raise cls(f"{device}: {msg}", hint=hint)
-    return doc
-
-
-def _run_one(t: Transport, art: ArtifactInfo, s: _Settings) -> dict[str, Any]:
-    spec = t.spec
-    threads = s.threads or spec.threads
-    model_path = t.put(art.path, art.sha256)
-    if spec.uses_runner or s.python:  # --python on an adb device: a Linux board with Python
-        python = t.expand(s.python or spec.python or ("python3" if t.kind != "local" else _local_python()))
-        argv = [python, t.put(RUNNER), model_path, "--warmup", str(s.warmup), "--runs", str(s.runs),
-                "--max-seconds", f"{s.max_seconds:g}", "--seed", str(s.seed)]
-        if threads:
-            argv += ["--threads", str(threads)]
-        if s.delegate:
-            argv += ["--delegate", s.delegate]
-        if s.input:
-            argv += ["--input", t.put(s.input)]
-        return _runner_doc(t.run(argv, timeout=s.timeout), spec.name)
-    if art.format != "tflite":
-        raise InvalidArgument(f"{spec.name} has no Python (benchmark_model): it can only run .tflite, not "
-                              f"{art.format}", hint="set python: in the profile for a Linux board with Python")
-    binary = s.benchmark_binary or spec.benchmark_binary
-    if not binary:
-        raise InvalidArgument(f"{spec.name} needs TFLite's benchmark_model binary",
-                              hint="pass --benchmark-binary PATH (host file to push, or a path on the device) or "
-                                   "set benchmark_binary: in the profile")
-    if s.input:
-        raise InvalidArgument("--input is not supported with benchmark_model devices (it uses random inputs)")
-    if Path(binary).is_file():
-        binary = t.put(binary)
-        t.run(["chmod", "+x", binary], check=True, taskset=False)
-    argv = benchmark_model.command(binary, model_path, threads=threads, runs=s.runs, warmup=s.warmup,
-                                   max_seconds=s.max_seconds, delegate=s.delegate)
-    done = t.run(argv, timeout=s.timeout)
-    text = done.stdout + "\n" + done.stderr
-    if done.returncode in (126, 127) and "Inference timings" not in text:
-        raise RuntimeMissing(f"benchmark_model could not be started on {spec.name}: {text.strip()[-200:]}",
-                             hint="pass --benchmark-binary with an Android arm64 build of "
-                                  "tensorflow/lite/tools/benchmark:benchmark_model")
-    try:
-        doc = benchmark_model.parse(text)
-    except RemoteCommandError as exc:
-        if re.search(r"(?i)failed to (mmap|load|build|allocate|create)|not a valid|could not (open|load)", text):
-            raise ModelLoadError(f"{spec.name}: benchmark_model cannot load {Path(art.path).name}: "
-                                 f"{exc.message.split(': ', 1)[-1]}") from exc
-        raise
-    doc["log_tail"] = text.strip()[-2000:]
-    doc["command"] = argv
-    doc["config"] = {"threads": threads, "delegate": s.delegate or "auto", "warmup": s.warmup, "runs": s.runs}
-    probe = t.run(["uname", "-m"], timeout=30, taskset=False)
-    doc["machine"] = {"machine": probe.stdout.strip() or None}
-    return doc
-
-
-def _local_python() -> str:
-    import sys
-
-    return sys.executable
-
-
-def _result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: BaseException | None = None,
-            transfers: Sequence[str] = ()) -> BenchResult:
+def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: BaseException | None = None,
+           transfers: Sequence[str] = ()) -> BenchResult:
+    """A row from the device's document (or from the error that stopped it)."""
     r = BenchResult(artifact=art.path, model=art.model, format=art.format, precision=art.precision,
                     size_mb=art.size_bytes / 1e6, sha256=art.sha256, device=spec.name, transport=spec.transport,
                     transfers=list(transfers),
@@ -296,50 +123,98 @@ def _result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: B
     r.fps = 1000.0 / r.mean_ms if r.mean_ms else None
     r.peak_memory_mb = mem.get("peak_rss_mb")
     r.memory_delta_mb = mem.get("overall_delta_mb")
+    samples = doc.get("samples_ms") or []
+    if samples:
+        ci = stats.bootstrap_ci(samples, "median")
+        r.p50_ci_ms = list(ci) if ci else None
+        ci = stats.bootstrap_ci(samples, "mean")
+        r.mean_ci_ms = list(ci) if ci else None
+        r.drift = stats.drift(samples)
+        if r.drift and r.drift["flagged"]:
+            r.warnings.append(f"latency drifted {r.drift['last_vs_first']:.2f}x from the first to the last third of "
+                              "the runs (thermal throttling or a background job?)")
+    system = doc.get("system") or {}
+    before = system.get("before") or {}
+    r.pinned = before.get("pinned")
+    r.warnings += stats.system_warnings(before, system.get("after"), before.get("affinity"))
+    r.op_profile = doc.get("op_profile")
+    if "parity_data" in doc:
+        r.parity = doc["parity_data"]
+        if r.parity.get("status") == "failed":
+            r.status = "parity_failed"
+            r.error = "outputs differ from the host reference: " + "; ".join(r.parity.get("failures") or [])
+            r.hint = ("the device's runtime/kernels compute something else than the host's: compare runtime "
+                      "versions (bench --json shows both), try --delegate none, or re-export")
     return r
 
 
-# ------------------------------------------------------------------------------------------ bench
+def _prepare(artifacts, devices, *, threads, runs, warmup, max_seconds, delegate, input, seed,  # noqa: A002
+             timeout, python, benchmark_binary, key_file, known_hosts, accept_new_host_key, connect_timeout,
+             runtime, verify, verify_data, profile_ops):
+    """Check every input before anything runs; -> (artifact infos, device specs, settings, connect options)."""
+    arts = [artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts)
+    devs = [devices] if isinstance(devices, (str, DeviceSpec)) else list(devices)
+    if not arts:
+        raise InvalidArgument("no artifact to benchmark", hint="e.g. edgekit bench artifacts/model_int8.tflite")
+    if not devs:
+        raise InvalidArgument("no device given", hint="e.g. --device local")
+    for name, value, low in (("runs", runs, 1), ("warmup", warmup, 0), ("threads", threads, 1)):
+        if value is not None and int(value) < low:
+            raise InvalidArgument(f"--{name} must be >= {low}, got {value}",
+                                  hint="--runs 50 is benchmark_model's default; fewer than 10 runs give wide "
+                                       "intervals" if name == "runs" else f"pass --{name} {low} or more")
+    if max_seconds <= 0:
+        raise InvalidArgument(f"--max-seconds must be > 0, got {max_seconds}", hint="e.g. --max-seconds 60")
+    if delegate is not None and delegate not in ("auto", "xnnpack", "none") and not delegate.endswith(".so"):
+        raise InvalidArgument(f"--delegate must be auto, xnnpack, none or a path to a delegate .so, got {delegate!r}",
+                              hint="--delegate none runs the reference kernels without XNNPACK")
+    if input is not None and not Path(input).is_file():
+        raise InvalidArgument(f"input file {str(input)!r} does not exist",
+                              hint="pass a .npy (one input) or .npz (one array per input name)")
+    if verify_data is not None:
+        if not verify:
+            raise InvalidArgument("--verify-data applies to --verify", hint="add --verify")
+        if not Path(verify_data).is_file():
+            raise InvalidArgument(f"verification data {str(verify_data)!r} does not exist",
+                                  hint="pass the <artifact>.verify.npz that edgekit export wrote")
+    options = ConnectOptions(key_file=key_file, known_hosts=known_hosts, accept_new_host_key=accept_new_host_key,
+                             connect_timeout=connect_timeout)
+    infos = [artifact_info(a) for a in arts]
+    specs = [parse_device(d) for d in devs]
+    names = [s.name for s in specs]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise InvalidArgument(f"device(s) given twice: {', '.join(sorted(dup))}", hint="give each device once")
+    settings = Settings(threads, int(runs), int(warmup), float(max_seconds), delegate, str(input) if input else None,
+                        int(seed), timeout if timeout is not None else 2 * max_seconds + 120, python,
+                        benchmark_binary, runtime, bool(verify), str(verify_data) if verify_data else None,
+                        bool(profile_ops))
+    return infos, specs, settings, options
+
+
 def bench(artifacts: str | Path | Iterable[str | Path],
           devices: str | DeviceSpec | Iterable[str | DeviceSpec] = "local",
           *, threads: int | None = None, runs: int = 50, warmup: int = 5, max_seconds: float = 150.0,
           delegate: str | None = None, input: str | Path | None = None, seed: int = 0,  # noqa: A002
           timeout: float | None = None, python: str | None = None, benchmark_binary: str | None = None,
           key_file: str | None = None, known_hosts: str | None = None, accept_new_host_key: bool = False,
-          connect_timeout: float | None = None, history: str | Path | None = None,
+          connect_timeout: float | None = None, history: str | Path | None = None, runtime: str | None = None,
+          verify: bool = False, verify_data: str | Path | None = None, profile_ops: bool = False,
           progress: Progress = no_progress) -> list[BenchResult]:
     """Benchmark every artifact on every device; returns one :class:`BenchResult` per (artifact, device).
 
     ``devices``: ``local``, ``ssh://user@host[:port]``, ``adb://SERIAL`` or profile names (see
     :mod:`edgekit.devices.profiles`). ``threads``/``python``/``benchmark_binary``/``key_file``/``known_hosts``
     override the profiles. ``history``: a JSON-lines file the results are appended to (None: not recorded).
+    ``verify``: replay the artifact's verification inputs on the device and compare the outputs with the host
+    reference (a mismatch is the row status ``parity_failed``). ``profile_ops``: per-op times where the runtime
+    exposes them, joined with the model's per-layer mult-adds. ``runtime`` overrides the profile's ``runtime:``.
     """
-    arts = [artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts)
-    devs = [devices] if isinstance(devices, (str, DeviceSpec)) else list(devices)
-    if not arts:
-        raise InvalidArgument("no artifact to benchmark")
-    if not devs:
-        raise InvalidArgument("no device given", hint="e.g. --device local")
-    for name, value, low in (("runs", runs, 1), ("warmup", warmup, 0), ("threads", threads, 1)):
-        if value is not None and int(value) < low:
-            raise InvalidArgument(f"--{name} must be >= {low}, got {value}")
-    if max_seconds <= 0:
-        raise InvalidArgument(f"--max-seconds must be > 0, got {max_seconds}")
-    if delegate is not None and delegate not in ("auto", "xnnpack", "none") and not delegate.endswith(".so"):
-        raise InvalidArgument(f"--delegate must be auto, xnnpack, none or a path to a delegate .so, got {delegate!r}")
-    if input is not None and not Path(input).is_file():
-        raise InvalidArgument(f"input file {str(input)!r} does not exist")
-    infos = [artifact_info(a) for a in arts]
-    specs = [parse_device(d) for d in devs]
-    names = [s.name for s in specs]
-    dup = {n for n in names if names.count(n) > 1}
-    if dup:
-        raise InvalidArgument(f"device(s) given twice: {', '.join(sorted(dup))}")
-    settings = _Settings(threads, int(runs), int(warmup), float(max_seconds), delegate,
-                         str(input) if input else None, int(seed),
-                         timeout if timeout is not None else 2 * max_seconds + 120, python, benchmark_binary)
-    options = ConnectOptions(key_file=key_file, known_hosts=known_hosts, accept_new_host_key=accept_new_host_key,
-                             connect_timeout=connect_timeout)
+    infos, specs, settings, options = _prepare(
+        artifacts, devices, threads=threads, runs=runs, warmup=warmup, max_seconds=max_seconds, delegate=delegate,
+        input=input, seed=seed, timeout=timeout, python=python, benchmark_binary=benchmark_binary, key_file=key_file,
+        known_hosts=known_hosts, accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout,
+        runtime=runtime, verify=verify, verify_data=verify_data, profile_ops=profile_ops)
     results: dict[tuple[int, int], BenchResult] = {}
     transports: dict[int, Transport] = {}
     cancel = threading.Event()
@@ -357,16 +232,16 @@ def bench(artifacts: str | Path | Iterable[str | Path],
                 t.connect()
             except EdgekitError as exc:
                 for i, art in enumerate(infos):
-                    results[(i, j)] = _result(art, spec, exc=exc)
+                    results[(i, j)] = result(art, spec, exc=exc)
                 return
             for i, art in enumerate(infos):
                 if cancel.is_set():
                     break
                 t.transfers = []
                 try:
-                    results[(i, j)] = _result(art, spec, _run_one(t, art, settings), transfers=t.transfers)
+                    results[(i, j)] = result(art, spec, run_one(t, art, settings), transfers=t.transfers)
                 except EdgekitError as exc:
-                    results[(i, j)] = _result(art, spec, exc=exc, transfers=t.transfers)
+                    results[(i, j)] = result(art, spec, exc=exc, transfers=t.transfers)
                 progress(task, i + 1, len(infos))
         except BaseException:
             t.abort()
@@ -405,6 +280,10 @@ def bench(artifacts: str | Path | Iterable[str | Path],
         if errors:
             raise errors[0]
     out = [results[(i, j)] for i in range(len(infos)) for j in range(len(specs)) if (i, j) in results]
+    if profile_ops:
+        from .opprofile import attach
+
+        attach(out, infos)
     if history:
         _history.append(history, out)
     return out

@@ -13,7 +13,6 @@ not print stay ``None``: they are never invented.
 from __future__ import annotations
 
 import re
-import shlex
 from typing import Any
 
 from ..errors import RemoteCommandError
@@ -31,7 +30,7 @@ _FAILURE = re.compile(r"(?im)^(?:ERROR|E tflite)\W.*$|^.*(?:Failed to|Benchmarki
 
 
 def command(binary: str, model: str, *, threads: int | None, runs: int, warmup: int, max_seconds: float,
-            delegate: str | None = None) -> list[str]:
+            delegate: str | None = None, op_profiling: bool = False) -> list[str]:
     """The benchmark_model argv that measures like the runner: exactly ``warmup`` + ``runs`` invocations."""
     argv = [binary, f"--graph={model}", f"--num_runs={runs}", f"--warmup_runs={warmup}", "--min_secs=0",
             "--warmup_min_secs=0", f"--max_secs={max_seconds:g}", "--report_peak_memory_footprint=true"]
@@ -43,7 +42,33 @@ def command(binary: str, model: str, *, threads: int | None, runs: int, warmup: 
         argv.append("--use_xnnpack=false")
     else:
         argv += ["--use_xnnpack=false", f"--external_delegate_path={delegate}"]
+    if op_profiling:
+        argv.append("--enable_op_profiling=true")
     return argv
+
+
+_OP_SECTION = re.compile(r"Operator-wise Profiling Info for Regular Benchmark Runs:.*?=+ Run Order =+\s*\n(.*?)"
+                         r"(?:\n\s*\n|=+ Top by)", re.S)
+_OP_ROW = re.compile(r"^\s*(?:INFO:\s*)?(\S+)\s+" + _NUM + r"\s+" + _NUM + r"\s+" + _NUM + r"%\s+" + _NUM
+                     + r"%\s+" + _NUM + r"\s+(\d+)\s+\[(.*)\]\s*$")
+
+
+def parse_op_profile(text: str) -> dict[str, Any] | None:
+    """``--enable_op_profiling`` output (the "Run Order" table of the regular runs) -> per-op times, or None."""
+    m = _OP_SECTION.search(text)
+    if not m:
+        return None
+    ops = []
+    for line in m.group(1).splitlines():
+        r = _OP_ROW.match(line)
+        if r:
+            ops.append({"name": r.group(8), "op": r.group(1), "provider": None, "calls": int(r.group(7)),
+                        "avg_ms": float(r.group(3)), "share": float(r.group(4)) / 100.0})
+    if not ops:
+        return None
+    ops.sort(key=lambda o: -o["avg_ms"])
+    return {"available": True, "runtime": "benchmark_model", "source": "benchmark_model --enable_op_profiling",
+            "ops": ops}
 
 
 def _stats_lines(text: str) -> list[dict[str, float]]:
@@ -83,12 +108,12 @@ def parse(text: str) -> dict[str, Any]:
     if m := _MEM_PEAK.search(text):
         mem["peak_rss_mb"] = float(m.group(1))
     version = _VERSION.search(text)
-    return {"schema": 1, "tool": "benchmark_model",
-            "runtime": {"name": "benchmark_model", "version": version.group(1) if version else None},
-            "init_ms": init_us * us, "first_inference_ms": first_us * us,
-            "warmup": {"count": int(warm["count"]) if warm else None, "mean_ms": warm_us * us},
-            "latency_ms": latency, "memory": mem}
-
-
-def quote(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)
+    doc = {"schema": 1, "tool": "benchmark_model",
+           "runtime": {"name": "benchmark_model", "version": version.group(1) if version else None},
+           "init_ms": init_us * us, "first_inference_ms": first_us * us,
+           "warmup": {"count": int(warm["count"]) if warm else None, "mean_ms": warm_us * us},
+           "latency_ms": latency, "memory": mem}
+    ops = parse_op_profile(text)
+    if ops is not None:
+        doc["op_profile"] = ops
+    return doc

@@ -15,7 +15,8 @@ A profile is a YAML mapping; every key is optional except ``transport``::
     arch: aarch64
     threads: 4                # default --threads
     cpu_mask: "f0"            # taskset mask pinning the run to the big cores
-    work_dir: /tmp/edgekit-bench  # device-side cache (by sha256) + per-session run dirs
+    work_dir: ~/.cache/edgekit/bench  # default; created 0700, refused if another user owns it
+    runtime: ai-edge-litert   # which interpreter the runner uses (auto: the first one importable)
     python: python3           # interpreter with numpy + a runtime; absent on Android -> benchmark_model
     benchmark_binary: /data/local/tmp/benchmark_model   # a host path is pushed, else it must exist on the device
 """
@@ -97,6 +98,17 @@ def list_profiles() -> list[str]:
     return sorted(_profile_files())
 
 
+def load_all() -> list[tuple[str, DeviceSpec | None, InvalidArgument | None]]:
+    """Every profile on the search path: (name, spec, None), or (name, None, error) for a bad one."""
+    out: list[tuple[str, DeviceSpec | None, InvalidArgument | None]] = []
+    for name, path in sorted(_profile_files().items()):
+        try:
+            out.append((name, load_profile(path, name=name), None))
+        except InvalidArgument as exc:
+            out.append((name, None, exc))
+    return out
+
+
 def load_profile(path: str | os.PathLike, name: str | None = None) -> DeviceSpec:
     """Read one profile YAML; unknown keys are rejected (they are usually typos)."""
     import yaml
@@ -104,10 +116,17 @@ def load_profile(path: str | os.PathLike, name: str | None = None) -> DeviceSpec
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise InvalidArgument(f"cannot read device profile {path}: {exc}") from exc
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read device profile {path}: {exc.strerror or exc}",
+                              hint="check the file's permissions") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise InvalidArgument(f"device profile {path} is not valid YAML{where}: {getattr(exc, 'problem', exc)}",
+                              hint="fix the YAML syntax at that place (key: value, one per line)") from exc
     if not isinstance(data, dict):
-        raise InvalidArgument(f"device profile {path} must be a YAML mapping")
+        raise InvalidArgument(f"device profile {path} must be a YAML mapping of keys to values",
+                              hint="e.g. transport: ssh / host: raspberrypi.local, one per line")
     bad = sorted(set(data) - _KEYS)
     if bad:
         import difflib
@@ -117,18 +136,49 @@ def load_profile(path: str | os.PathLike, name: str | None = None) -> DeviceSpec
     transport = str(data.get("transport", "")).lower()
     if transport not in TRANSPORT_NAMES:
         raise InvalidArgument(f"device profile {path}: transport must be one of {', '.join(TRANSPORT_NAMES)}, "
-                              f"got {data.get('transport')!r}")
+                              f"got {data.get('transport')!r}", hint=f"e.g. transport: ssh in {path.name}")
     data["transport"] = transport
     data.setdefault("name", name or path.stem)
-    for key in ("port", "threads"):
+    for key, low in (("port", 1), ("threads", 1)):
         if data.get(key) is not None:
-            data[key] = int(data[key])
+            data[key] = _int(data[key], key, low, path)
+    if data.get("port") is not None and data["port"] > 65535:
+        raise InvalidArgument(f"device profile {path}: port must be 1-65535, got {data['port']}",
+                              hint="e.g. port: 22")
+    if data.get("connect_timeout") is not None:
+        v = data["connect_timeout"]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise InvalidArgument(f"device profile {path}: connect_timeout must be a number of seconds > 0, got "
+                                  f"{v!r}", hint="e.g. connect_timeout: 10")
+        data["connect_timeout"] = float(v)
+    if transport == "ssh" and not data.get("host"):
+        raise InvalidArgument(f"device profile {path}: an ssh profile needs host:",
+                              hint="add host: (name or address of the board), e.g. host: raspberrypi.local")
+    for key in ("host", "user", "serial", "python", "work_dir", "benchmark_binary", "runtime", "arch", "key_file",
+                "known_hosts", "description", "notes", "name"):
+        if data.get(key) is not None and not isinstance(data[key], (str, int, float)) or isinstance(data.get(key),
+                                                                                                   bool):
+            raise InvalidArgument(f"device profile {path}: {key} must be a single value, got {data[key]!r}",
+                                  hint=f"write {key}: VALUE")
+        if data.get(key) is not None:
+            data[key] = str(data[key])
     if data.get("cpu_mask") is not None:
         data["cpu_mask"] = _mask(data["cpu_mask"], path)
     for key in ("key_file", "known_hosts"):
         if data.get(key):
             data[key] = str(Path(str(data[key])).expanduser())
     return DeviceSpec(**{k: v for k, v in data.items()}, source=str(path))
+
+
+def _int(value: Any, key: str, low: int, path: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise InvalidArgument(f"device profile {path}: {key} must be a whole number, got {value!r}",
+                              hint=f"e.g. {key}: {22 if key == 'port' else 4}")
+    n = int(value)
+    if n < low:
+        raise InvalidArgument(f"device profile {path}: {key} must be >= {low}, got {n}",
+                              hint=f"e.g. {key}: {22 if key == 'port' else 4}")
+    return n
 
 
 def _mask(value: Any, where: Any) -> str:

@@ -6,8 +6,14 @@ Self-contained on purpose: it is copied to the device and needs only Python >= 3
 TensorFlow only when that is the only TFLite interpreter present.
 
     python runner.py MODEL [--threads N] [--delegate auto|xnnpack|none|PATH.so] [--warmup N] [--runs N]
-                           [--max-seconds S] [--input FILE.npy|FILE.npz] [--seed N]
+                           [--max-seconds S] [--input FILE.npy|FILE.npz] [--seed N] [--runtime NAME]
+                           [--verify-inputs FILE.npz --outputs FILE.npz] [--profile-ops]
     python runner.py --probe          # what this device has: machine, python, numpy, interpreters
+
+``--verify-inputs`` replays float inputs (``input_i`` + ``input_names``, edgekit's ``.verify.npz``) one sample at a
+time after the timing, quantizing/dequantizing integer I/O with the tensors' scale and zero point, and writes the
+float outputs to ``--outputs`` (``output_k`` + ``output_names``). The system state (CPU governor and frequency per
+core, thermal zones, load average, CPU affinity) is read before and after the timed runs on Linux.
 
 Only ``invoke()`` (onnxruntime: ``run_with_iobinding``) is timed, with ``time.perf_counter_ns``; inputs are set
 once, as benchmark_model does. On error the JSON has an ``error`` object {kind, message, hint} and the exit code
@@ -133,9 +139,25 @@ def _import_numpy():
     return numpy
 
 
-def _load_tflite_module():
+RUNTIME_ALIASES = {"ai-edge-litert": "ai_edge_litert", "litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime",
+                   "tf": "tensorflow", "ort": "onnxruntime"}
+
+
+def runtime_name(name):
+    """A runtime name as the profile's ``runtime:`` or --runtime gives it -> the runner's name (None: any)."""
+    if not name or name == "auto":
+        return None
+    key = RUNTIME_ALIASES.get(name.lower(), name.lower().replace("-", "_"))
+    known = [n for n, m, d in TFLITE_CANDIDATES] + ["onnxruntime"]
+    if key not in known:
+        raise RunnerError("bad_argument", "unknown runtime %r" % name, "use one of: auto, " + ", ".join(known))
+    return key
+
+
+def _load_tflite_module(prefer=None):
     errors = []
-    for name, mod, dist in TFLITE_CANDIDATES:
+    candidates = [c for c in TFLITE_CANDIDATES if prefer in (None, c[0])]
+    for name, mod, dist in candidates:
         try:
             module = importlib.import_module(mod)
         except ImportError as exc:  # also catches tflite-runtime built against numpy 1 under numpy 2
@@ -148,13 +170,34 @@ def _load_tflite_module():
             module = module.lite
         version = _dist_version(dist) or getattr(module, "__version__", None)
         return name, version, module
+    if prefer:
+        raise RunnerError("runtime_missing", "the runtime %s asked for (--runtime / the profile's runtime:) cannot be "
+                          "imported (%s)" % (prefer, "; ".join(errors)),
+                          "install it on the device, or drop runtime: from the profile to use any interpreter")
     raise RunnerError("runtime_missing", "no TFLite interpreter could be imported (%s)" % "; ".join(errors),
                       INSTALL_HINT)
 
 
+def _load_error(runtime, path, exc):
+    """The interpreter's load failure as one line; an op the runtime lacks is named (custom ops, newer builtins)."""
+    import re
+
+    text = str(exc).strip()
+    ops = re.findall(r"(?:unresolved custom op|Didn't find custom operator for name)[:\s']*([\w.\-]+)", text, re.I)
+    ops += re.findall(r"Didn't find op for builtin opcode '([\w]+)' version '(\d+)'", text)
+    if ops:
+        names = sorted({o if isinstance(o, str) else "%s v%s" % o for o in ops})
+        return RunnerError("model_load_error", "%s cannot run %s: it lacks the op(s) %s" % (
+            runtime, os.path.basename(path), ", ".join(names)),
+            "custom ops need an interpreter built with them (register them, e.g. MediaPipe's ops), or a newer "
+            "runtime for newer builtin op versions; edgekit inspect lists the model's ops")
+    line = text.splitlines()[-1] if text else type(exc).__name__
+    return RunnerError("model_load_error", "%s cannot load %s: %s" % (runtime, os.path.basename(path), line))
+
+
 class TFLiteModel:
-    def __init__(self, np, path, threads, delegate):
-        self.runtime, self.version, mod = _load_tflite_module()
+    def __init__(self, np, path, threads, delegate, prefer=None):
+        self.runtime, self.version, mod = _load_tflite_module(prefer)
         kwargs = {"model_path": path}
         if threads:
             kwargs["num_threads"] = threads
@@ -185,9 +228,7 @@ class TFLiteModel:
         except RunnerError:
             raise
         except Exception as exc:  # noqa: BLE001 - the interpreter raises ValueError/RuntimeError on bad models
-            raise RunnerError("model_load_error", "%s cannot load %s: %s"
-                              % (self.runtime, os.path.basename(path), str(exc).strip().splitlines()[-1]
-                                 if str(exc).strip() else type(exc).__name__))
+            raise _load_error(self.runtime, path, exc)
         self.np = np
         self.inputs = [self._spec(d) for d in self.interp.get_input_details()]
         self.outputs = [self._spec(d) for d in self.interp.get_output_details()]
@@ -204,9 +245,20 @@ class TFLiteModel:
     def invoker(self):
         return self.interp.invoke
 
+    def run(self, arrays):
+        self.set_inputs(arrays)
+        self.interp.invoke()
+        return [self.interp.get_tensor(s["index"]).copy() for s in self.outputs]
+
+    def op_profile(self, runs):
+        return {"available": False, "runtime": "%s %s" % (self.runtime, self.version),
+                "reason": "%s's Python interpreter exposes no per-op timings; for per-op times run TFLite's "
+                          "benchmark_model with --enable_op_profiling=true (edgekit does on benchmark_model devices)"
+                          % self.runtime}
+
 
 class OnnxModel:
-    def __init__(self, np, path, threads, delegate):
+    def __init__(self, np, path, threads, delegate, prefer=None, profile_dir=None):
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -215,6 +267,11 @@ class OnnxModel:
         self.np, self.ort = np, ort
         self.runtime, self.version = "onnxruntime", ort.__version__
         opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.profiling = bool(profile_dir)
+        if profile_dir:
+            opts.enable_profiling = True
+            opts.profile_file_prefix = os.path.join(profile_dir, "ort-profile")
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
@@ -232,8 +289,7 @@ class OnnxModel:
         try:
             self.sess = ort.InferenceSession(path, sess_options=opts, providers=providers)
         except Exception as exc:  # noqa: BLE001
-            raise RunnerError("model_load_error", "onnxruntime cannot load %s: %s"
-                              % (os.path.basename(path), str(exc).strip().splitlines()[-1]))
+            raise _load_error("onnxruntime", path, exc)
         self.inputs = [self._spec(i, x) for i, x in enumerate(self.sess.get_inputs())]
         self.outputs = [self._spec(i, x) for i, x in enumerate(self.sess.get_outputs())]
         self.binding = self.sess.io_binding()
@@ -256,8 +312,71 @@ class OnnxModel:
         run, binding = self.sess.run_with_iobinding, self.binding
         return lambda: run(binding)
 
+    def run(self, arrays):
+        feeds = dict((s["name"], self.np.ascontiguousarray(a)) for s, a in zip(self.inputs, arrays))
+        return [self.np.asarray(o) for o in self.sess.run([s["name"] for s in self.outputs], feeds)]
+
+    def op_profile(self, runs):
+        """Per-node kernel time from onnxruntime's profiling JSON (Chrome trace events), averaged per run."""
+        if not self.profiling:
+            return None
+        path = self.sess.end_profiling()
+        try:
+            with open(path) as fh:
+                events = json.load(fh)
+        finally:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
+        nodes = {}
+        for ev in events:
+            if ev.get("cat") != "Node" or not str(ev.get("name", "")).endswith("_kernel_time"):
+                continue
+            args = ev.get("args") or {}
+            name = ev["name"][:-len("_kernel_time")]
+            d = nodes.setdefault(name, {"name": name, "op": args.get("op_name"), "provider": args.get("provider"),
+                                        "us": []})
+            d["us"].append(float(ev.get("dur", 0)))
+        ops = []
+        for d in nodes.values():
+            us = d["us"][1:] if len(d["us"]) > 1 else d["us"]  # the first call carries one-time setup
+            ops.append({"name": d["name"], "op": d["op"], "provider": d["provider"], "calls": len(d["us"]),
+                        "avg_ms": sum(us) / len(us) / 1000.0})
+        ops.sort(key=lambda o: -o["avg_ms"])
+        return {"available": True, "runtime": "onnxruntime %s" % self.version, "source": "onnxruntime profiling JSON",
+                "runs": runs, "ops": ops}
+
 
 # ----------------------------------------------------------------------------------------------- inputs, stats
+def _short(name):
+    """``serving_default_image:0`` -> ``image`` (the name a user gave the Keras input)."""
+    if name.startswith("serving_default_"):
+        name = name[len("serving_default_"):]
+    return name.split(":")[0]
+
+
+def match_inputs(specs, keys, where):
+    """Which key of a .npz feeds which model input: by name (exact, then without ``serving_default_``/``:0``), a
+    single array for a single input, or ``arr_0, arr_1, ...`` (np.savez positional) in order."""
+    keys = list(keys)
+    by_exact = dict((k, k) for k in keys)
+    by_short = dict((_short(k), k) for k in keys)
+    picked = []
+    for s in specs:
+        k = by_exact.get(s["name"]) or by_short.get(_short(s["name"]))
+        picked.append(k)
+    if all(picked) and len(set(picked)) == len(picked):
+        return picked
+    if len(specs) == 1 and len(keys) == 1:
+        return keys
+    if len(keys) == len(specs) and keys == ["arr_%d" % i for i in range(len(keys))]:
+        return keys
+    raise RunnerError("bad_argument", "cannot match the arrays in %s (%s) to the model's inputs (%s)" % (
+        where, ", ".join(keys), ", ".join(s["name"] for s in specs)),
+        "save one array per input under the input's name: np.savez(f, **{name: array})")
+
+
 def make_inputs(np, specs, input_file, seed):
     """Random inputs within each input's dtype range (integer: full range; float: uniform [0, 1)) or a file."""
     if input_file:
@@ -267,9 +386,8 @@ def make_inputs(np, specs, input_file, seed):
             data = np.load(input_file, allow_pickle=False)
         except Exception as exc:  # noqa: BLE001
             raise RunnerError("bad_argument", "cannot read %s: %s" % (input_file, exc))
-        if hasattr(data, "files"):  # .npz: by input name, else in order
-            arrays = [data[s["name"]] if s["name"] in data.files else data[data.files[i]]
-                      for i, s in enumerate(specs) if i < len(data.files)]
+        if hasattr(data, "files"):  # .npz: by input name
+            arrays = [data[k] for k in match_inputs(specs, data.files, input_file)]
         else:
             arrays = [data]
         if len(arrays) != len(specs):
@@ -325,7 +443,118 @@ def timed_loop(invoke, n, max_ns, clock=time.perf_counter_ns):
     return lat
 
 
+# ----------------------------------------------------------------------------------------------- system state
+def _read(path):
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def system_state():
+    """CPU governor and current frequency per core, thermal zones, load average, affinity (Linux; else partial)."""
+    import glob
+
+    cpus = {}
+    for d in sorted(glob.glob("/sys/devices/system/cpu/cpu[0-9]*"), key=lambda x: int(x.rsplit("cpu", 1)[1])):
+        n = int(d.rsplit("cpu", 1)[1])
+        freq = _read(d + "/cpufreq/scaling_cur_freq")
+        cpus[str(n)] = {"governor": _read(d + "/cpufreq/scaling_governor"),
+                        "freq_mhz": int(freq) / 1000.0 if freq and freq.isdigit() else None}
+    thermal = {}
+    for d in sorted(glob.glob("/sys/class/thermal/thermal_zone*")):
+        t = _read(d + "/temp")
+        if t and t.lstrip("-").isdigit():
+            thermal[_read(d + "/type") or os.path.basename(d)] = int(t) / 1000.0
+    try:
+        load = list(os.getloadavg())
+    except (OSError, AttributeError):
+        load = None
+    state = {"time": time.time(), "cpus": cpus, "thermal_c": thermal, "loadavg": load}
+    if hasattr(os, "sched_getaffinity"):
+        try:
+            aff = sorted(os.sched_getaffinity(0))
+            state["affinity"] = aff
+            state["pinned"] = len(aff) < (os.cpu_count() or len(aff))
+        except OSError:
+            pass
+    return state
+
+
+# ----------------------------------------------------------------------------------------------- parity
+def _to_dtype(np, x, spec):
+    """Float -> the input's dtype: ``round(x / scale) + zero_point`` clipped for integer inputs."""
+    dt = np.dtype(spec["dtype"])
+    if dt.kind in "iu" and spec["scale"] > 0:
+        info = np.iinfo(dt)
+        q = np.rint(np.asarray(x, np.float64) / spec["scale"]) + spec["zero_point"]
+        return np.clip(q, info.min, info.max).astype(dt)
+    return np.asarray(x, dtype=dt)
+
+
+def _to_float(np, y, spec):
+    if np.dtype(spec["dtype"]).kind in "iu" and spec["scale"] > 0:
+        return ((y.astype(np.float32) - np.float32(spec["zero_point"])) * np.float32(spec["scale"])).astype(np.float32)
+    return np.asarray(y, dtype=np.float32)
+
+
+def replay(np, model, inputs_file, outputs_file):
+    """Run every sample of ``inputs_file`` (float, one sample at a time) and write the float outputs."""
+    try:
+        data = np.load(inputs_file, allow_pickle=False)
+        names = [str(n) for n in data["input_names"]] if "input_names" in data.files else None
+        keys = [k for k in data.files if k.startswith("input_") and k != "input_names"]
+        keys.sort(key=lambda k: int(k.split("_", 1)[1]))
+        arrays = dict(zip(names or keys, [data[k] for k in keys]))
+    except Exception as exc:  # noqa: BLE001
+        raise RunnerError("bad_argument", "cannot read the verification inputs %s: %s" % (inputs_file, exc))
+    feed = [arrays[k] for k in match_inputs(model.inputs, list(arrays), inputs_file)]
+    n = len(feed[0])
+    outs = [[] for _ in model.outputs]
+    t0 = time.perf_counter()
+    for i in range(n):
+        xs = []
+        for spec, a in zip(model.inputs, feed):
+            x = a[i:i + 1]
+            if list(x.shape) != spec["shape"]:
+                raise RunnerError("bad_argument", "verification input %r has shape %s per sample, the model takes %s"
+                                  % (spec["name"], list(x.shape), spec["shape"]))
+            xs.append(_to_dtype(np, x, spec))
+        try:
+            ys = model.run(xs)
+        except Exception as exc:  # noqa: BLE001
+            raise RunnerError("inference_error", "%s failed on verification sample %d: %s" % (model.runtime, i, exc))
+        for k, (spec, y) in enumerate(zip(model.outputs, ys)):
+            outs[k].append(_to_float(np, y, spec))
+    arrays = {"output_names": np.array([s["name"] for s in model.outputs], dtype=str)}
+    for k, chunks in enumerate(outs):
+        arrays["output_%d" % k] = np.concatenate(chunks, axis=0)
+    part = outputs_file + ".part"
+    with open(part, "wb") as fh:
+        np.savez(fh, **arrays)
+    os.replace(part, outputs_file)
+    return {"samples": n, "outputs_file": outputs_file, "seconds": time.perf_counter() - t0}
+
+
 # ----------------------------------------------------------------------------------------------- main
+MAX_SAMPLES = 20000  # raw latencies returned for the host's statistics (evenly thinned beyond)
+
+
+def _load(np, path, args, profile_dir=None):
+    ext = os.path.splitext(path)[1].lower()
+    prefer = runtime_name(args.runtime)
+    if ext == ".onnx":
+        if prefer not in (None, "onnxruntime"):
+            raise RunnerError("bad_argument", "runtime %s cannot run an .onnx model" % prefer,
+                              "use runtime onnxruntime (or auto) for .onnx")
+        return OnnxModel(np, path, args.threads, args.delegate, profile_dir=profile_dir)
+    if prefer == "onnxruntime":
+        raise RunnerError("bad_argument", "onnxruntime cannot run a .tflite model",
+                          "use a TFLite runtime (ai_edge_litert, tflite_runtime) or auto for .tflite")
+    return TFLiteModel(np, path, args.threads, args.delegate, prefer)
+
+
 def benchmark(args):
     np = _import_numpy()
     path = args.model
@@ -334,44 +563,121 @@ def benchmark(args):
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".tflite", ".onnx"):
         raise RunnerError("bad_argument", "unsupported model file %r (expected .tflite or .onnx)" % path)
+    runtime_name(args.runtime)  # reject a bad name before loading anything
     rss0 = _rss_now_mb()
     t0 = time.perf_counter_ns()
-    model = (OnnxModel if ext == ".onnx" else TFLiteModel)(np, path, args.threads, args.delegate)
+    model = _load(np, path, args)
     init_ns = time.perf_counter_ns() - t0
     rss_init = _rss_now_mb()
     arrays = make_inputs(np, model.inputs, args.input, args.seed)
     model.set_inputs(arrays)
     invoke = model.invoker()
     max_ns = int(args.max_seconds * 1e9)
+    before = system_state()
     try:
         first = timed_loop(invoke, 1, max_ns)
         warm = first + timed_loop(invoke, max(args.warmup - 1, 0), max_ns) if args.warmup > 0 else []
         runs = timed_loop(invoke, args.runs, max_ns)
     except Exception as exc:  # noqa: BLE001
         raise RunnerError("inference_error", "%s failed to run the model: %s" % (model.runtime, exc))
+    after = system_state()
     if args.warmup == 0:  # the first call is then the first measured run, as in benchmark_model
         runs = first + runs[:-1] if runs else first
     with open(path, "rb") as fh:
         sha = hashlib.sha256(fh.read()).hexdigest()
     peak = _rss_hwm_mb()
-    return {
+    stride = max(1, -(-len(runs) // MAX_SAMPLES))
+    doc = {
         "schema": SCHEMA, "tool": "runner",
         "runtime": {"name": model.runtime, "version": model.version},
         "model": {"path": path, "size_bytes": os.path.getsize(path), "sha256": sha, "format": ext[1:],
-                  "inputs": [{k: s[k] for k in ("name", "shape", "dtype", "scale", "zero_point")}
+                  "inputs": [dict((k, s[k]) for k in ("name", "shape", "dtype", "scale", "zero_point"))
                              for s in model.inputs],
-                  "outputs": [{k: s[k] for k in ("name", "shape", "dtype")} for s in model.outputs]},
+                  "outputs": [dict((k, s[k]) for k in ("name", "shape", "dtype", "scale", "zero_point"))
+                              for s in model.outputs]},
         "config": {"threads": args.threads, "delegate": model.delegate, "warmup": args.warmup, "runs": args.runs,
-                   "max_seconds": args.max_seconds, "input": args.input or "random", "seed": args.seed},
+                   "max_seconds": args.max_seconds, "input": args.input or "random", "seed": args.seed,
+                   "runtime_requested": args.runtime or "auto"},
         "init_ms": init_ns / 1e6,
         "first_inference_ms": first[0] / 1e6,
         "warmup": {"count": len(warm), "mean_ms": (sum(warm) / len(warm) / 1e6) if warm else None},
         "latency_ms": summarize(np, runs),
+        "samples_ms": [v / 1e6 for v in runs[::stride]],
+        "samples_stride": stride,
         "memory": {"peak_rss_mb": peak, "start_rss_mb": rss0,
                    "init_delta_mb": (rss_init - rss0) if rss0 is not None and rss_init is not None else None,
                    "overall_delta_mb": (peak - rss0) if rss0 is not None else None},
+        "system": {"before": before, "after": after},
         "machine": machine_info(),
     }
+    if args.verify_inputs:
+        doc["parity"] = replay(np, model, args.verify_inputs, args.outputs)
+    if args.profile_ops:
+        doc["op_profile"] = profile_ops(np, model, path, args, arrays)
+    return doc
+
+
+def interleaved(args):
+    """Two models in one process, timed in alternating blocks (A B, B A, A B, ...) so that drift, heat and
+    background load hit both alike; returns each model's statistics and raw runs."""
+    np = _import_numpy()
+    paths = [args.model, args.compare]
+    for path in paths:
+        if not os.path.isfile(path):
+            raise RunnerError("bad_argument", "model file %r does not exist on the device" % path)
+    models, invokes, inits = [], [], []
+    for path in paths:
+        t0 = time.perf_counter_ns()
+        m = _load(np, path, args)
+        inits.append((time.perf_counter_ns() - t0) / 1e6)
+        m.set_inputs(make_inputs(np, m.inputs, args.input, args.seed))
+        models.append(m)
+        invokes.append(m.invoker())
+    max_ns = int(args.max_seconds * 1e9)
+    for inv in invokes:
+        timed_loop(inv, max(args.warmup, 1), max_ns)
+    rounds = max(1, min(args.rounds, args.runs))
+    block = -(-args.runs // rounds)
+    lat = [[], []]
+    before = system_state()
+    deadline = time.perf_counter_ns() + max_ns
+    for r in range(rounds):
+        for k in ((0, 1) if r % 2 == 0 else (1, 0)):
+            lat[k] += timed_loop(invokes[k], block, max_ns)
+        if time.perf_counter_ns() > deadline:
+            break
+    after = system_state()
+    out = {"schema": SCHEMA, "tool": "runner", "mode": "interleaved", "rounds": r + 1, "block": block,
+           "runtime": {"name": models[0].runtime, "version": models[0].version},
+           "config": {"threads": args.threads, "delegate": models[0].delegate, "warmup": args.warmup,
+                      "runs": args.runs, "seed": args.seed, "runtime_requested": args.runtime or "auto"},
+           "system": {"before": before, "after": after}, "machine": machine_info(), "models": []}
+    for k, path in enumerate(paths):
+        with open(path, "rb") as fh:
+            sha = hashlib.sha256(fh.read()).hexdigest()
+        out["models"].append({"path": path, "sha256": sha, "init_ms": inits[k], "latency_ms": summarize(np, lat[k]),
+                              "samples_ms": [v / 1e6 for v in lat[k][:MAX_SAMPLES]]})
+    return out
+
+
+def profile_ops(np, model, path, args, arrays):
+    """A separate profiled pass (so profiling overhead never reaches the reported latencies)."""
+    if not isinstance(model, OnnxModel):
+        return model.op_profile(0)
+    import tempfile
+
+    cwd = os.getcwd()  # the session's run dir on the device (removed by edgekit, also on Ctrl-C/SIGTERM)
+    d = tempfile.mkdtemp(prefix="edgekit-prof-", dir=cwd if os.access(cwd, os.W_OK) else None)
+    try:
+        prof = _load(np, path, args, profile_dir=d)
+        prof.set_inputs(arrays)
+        invoke = prof.invoker()
+        n = max(1, min(args.runs, 50))
+        timed_loop(invoke, n, int(args.max_seconds * 1e9))
+        return prof.op_profile(n)
+    finally:
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def parse_args(argv):
@@ -385,7 +691,16 @@ def parse_args(argv):
     p.add_argument("--max-seconds", type=float, default=150.0, help="stop each phase after this long")
     p.add_argument("--input", default=None, help=".npy (one input) or .npz (by input name) instead of random")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runtime", default=None, help="interpreter to use: auto (default), ai_edge_litert, "
+                   "tflite_runtime, tensorflow, onnxruntime")
+    p.add_argument("--verify-inputs", default=None, help="edgekit .verify.npz whose inputs are replayed")
+    p.add_argument("--outputs", default=None, help="where --verify-inputs writes the outputs (.npz)")
+    p.add_argument("--profile-ops", action="store_true", help="per-op times where the runtime exposes them")
+    p.add_argument("--compare", default=None, help="a second model timed interleaved with MODEL (A B B A ...)")
+    p.add_argument("--rounds", type=int, default=10, help="alternations for --compare")
     args = p.parse_args(argv)
+    if bool(args.verify_inputs) != bool(args.outputs):
+        raise RunnerError("bad_argument", "--verify-inputs and --outputs go together")
     if not args.probe and not args.model:
         raise RunnerError("bad_argument", "a MODEL path is required (or --probe)")
     for name in ("warmup", "runs"):
@@ -397,13 +712,15 @@ def parse_args(argv):
         raise RunnerError("bad_argument", "--threads must be >= 1")
     if args.max_seconds <= 0:
         raise RunnerError("bad_argument", "--max-seconds must be > 0")
+    if args.rounds < 1:
+        raise RunnerError("bad_argument", "--rounds must be >= 1")
     return args
 
 
 def main(argv=None):
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
-        doc = probe() if args.probe else benchmark(args)
+        doc = probe() if args.probe else interleaved(args) if args.compare else benchmark(args)
         code = 0
     except RunnerError as exc:
         doc = {"schema": SCHEMA, "error": {"kind": exc.kind, "message": exc.message, "hint": exc.hint},
