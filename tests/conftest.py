@@ -36,3 +36,76 @@ def require_binary(name: str) -> str:
     if not path:
         pytest.skip(f"{name} is not installed")
     return path
+
+
+def _cached_build(script: Path, prefix: str, timeout: float) -> Path:
+    """Build ``script build DIR`` once per script version: DIR is /tmp/PREFIX-<sha256[:12] of the script>, guarded by a
+    file lock (parallel sessions, xdist) and marked complete only after a successful build."""
+    import fcntl
+    import hashlib
+    import subprocess
+    import sys
+
+    key = hashlib.sha256(script.read_bytes()).hexdigest()[:12]
+    d = Path(f"/tmp/{prefix}-{key}")
+    done = d / ".edgekit-complete"
+    with open(f"{d}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.is_file():
+            # the script runs `python3 -m pip` on the host: use this venv's (it has pip; Debian's python3 may not)
+            env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+            build = subprocess.run(["bash", str(script), "build", str(d)], capture_output=True, text=True,
+                                   timeout=timeout, env=env)
+            if build.returncode != 0:
+                pytest.skip(f"{script.name} build failed: {(build.stderr or build.stdout).strip()[-400:]}")
+            done.write_text(build.stdout)
+    return d
+
+
+@pytest.fixture(scope="session")
+def arm64_rootfs(devlab) -> Path:
+    """devlab's arm64 Debian rootfs (real arm64 sshd, Python, tflite-runtime 2.14 in /opt/tflite, ai-edge-litert in
+    /opt/litert, all under qemu via binfmt), built once (~3-7 min) and cached under /tmp by the script's sha256."""
+    if os.geteuid() != 0:
+        pytest.skip("arm64-rootfs.sh needs root (debootstrap, chroot, binfmt_misc)")
+    for tool in ("debootstrap", "qemu-aarch64-static", "unshare"):
+        if not shutil.which(tool):
+            pytest.skip(f"{tool} is not installed (apt-get install debootstrap qemu-user-static)")
+    return _cached_build(devlab / "arm64-rootfs.sh", "edgekit-rootfs", 1800)
+
+
+@pytest.fixture(scope="session")
+def arm64_ssh(devlab, arm64_rootfs) -> dict:
+    """An aarch64 "Raspberry Pi" over SSH: the rootfs's own arm64 sshd (under qemu) on a free loopback port.
+
+    Yields host paths: SSHD_HOST/PORT/USER, SSHD_KEY and SSHD_KNOWN_HOSTS (on the host), ``url`` (ssh://...) and
+    ``python`` {"tflite": /opt/tflite/bin/python, "litert": /opt/litert/bin/python} (paths on the device).
+    """
+    import socket
+    import subprocess
+    import uuid
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inner = f"/opt/fixture/run-{uuid.uuid4().hex[:8]}"
+    devroot = str(devlab / "devroot.sh")
+    env_args = ["env", f"SSHD_DIR={inner}", f"SSHD_PORT={port}", "bash", "/opt/fixture/sshd-fixture.sh"]
+    start = subprocess.run([devroot, str(arm64_rootfs), *env_args, "start"], capture_output=True, text=True,
+                           timeout=300)
+    if start.returncode != 0:
+        pytest.skip(f"the arm64 sshd did not start: {(start.stderr or start.stdout).strip()[-300:]}")
+    try:
+        out = subprocess.run([devroot, str(arm64_rootfs), *env_args, "env"], capture_output=True, text=True,
+                             check=True, timeout=120).stdout
+        info = dict(line.split("=", 1) for line in out.split() if "=" in line)
+        host_dir = arm64_rootfs / inner.lstrip("/")
+        info["SSHD_KEY"] = str(host_dir / Path(info["SSHD_KEY"]).name)
+        info["SSHD_KNOWN_HOSTS"] = str(host_dir / Path(info["SSHD_KNOWN_HOSTS"]).name)
+        info["url"] = f"ssh://{info['SSHD_USER']}@{info['SSHD_HOST']}:{info['SSHD_PORT']}"
+        info["python"] = {"tflite": "/opt/tflite/bin/python", "litert": "/opt/litert/bin/python"}
+        info["rootfs"] = str(arm64_rootfs)
+        yield info
+    finally:
+        subprocess.run([devroot, str(arm64_rootfs), *env_args, "stop"], capture_output=True, timeout=120)
+        shutil.rmtree(arm64_rootfs / inner.lstrip("/"), ignore_errors=True)
