@@ -1,0 +1,172 @@
+"""Transport logic without the devlab (issue 9 item 4: MockTransport, httpx's pattern): device cache by sha256,
+private work dir, quoting, cleanup, error mapping; and bench's run protocol against a mocked device."""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import shlex
+
+import pytest
+
+from edgekit.devices.profiles import DeviceSpec
+from edgekit.devices.transports import Completed, MockTransport
+from edgekit.errors import ConnectError, DeviceTimeout, InvalidArgument
+
+bench_mod = importlib.import_module("edgekit.devices.bench")  # the module (the package exports the function)
+
+
+def spec(**kw) -> DeviceSpec:
+    return DeviceSpec(name="pi", transport="ssh", host="h", **kw)
+
+
+def test_work_dir_defaults_to_a_private_home_folder_created_0700():
+    t = MockTransport(spec=spec())
+    t.connect()
+    assert t.work_dir == "/home/me/.cache/edgekit/bench" and t.run_dir.startswith(t.work_dir + "/run-")
+    assert t.dirs[t.work_dir] == 0o700
+    prep = next(s for s in t.log if s.startswith("umask 077"))
+    assert "[ ! -O /home/me/.cache/edgekit/bench ]" in prep and "chmod 700 /home/me/.cache/edgekit/bench" in prep
+
+
+def test_work_dir_owned_by_another_user_is_refused():
+    t = MockTransport(spec=spec(work_dir="/tmp/shared"))
+    t.foreign.add("/tmp/shared")
+    with pytest.raises(InvalidArgument, match="belongs to another user") as info:
+        t.connect()
+    assert "work_dir" in info.value.hint
+
+
+def test_cache_is_checked_by_sha256_on_the_device_and_recopied_on_mismatch(tmp_path):
+    """Issue 8 item 2: a planted same-size file must not be used (it was, when only the size was compared)."""
+    runner = tmp_path / "runner.py"
+    runner.write_text("print('genuine')\n")
+    t = MockTransport(spec=spec())
+    t.connect()
+    dest = t.put(runner)
+    assert t.files[dest] == runner.read_bytes() and t.transfers == ["runner.py"]
+    assert dest == f"{t.work_dir}/cache/{hashlib.sha256(runner.read_bytes()).hexdigest()[:20]}/runner.py"
+    t.transfers = []
+    assert t.put(runner) == dest and t.transfers == []  # same content: not copied again
+    t.files[dest] = b"print('evil!!!')\n"  # another user plants a file of the SAME size
+    assert len(t.files[dest]) == runner.stat().st_size
+    t.put(runner)
+    assert t.files[dest] == runner.read_bytes() and t.transfers == ["runner.py"]  # re-copied
+
+
+def test_corrupted_upload_is_an_error(tmp_path):
+    f = tmp_path / "m.tflite"
+    f.write_bytes(b"x" * 100)
+
+    class Flaky(MockTransport):
+        def _upload(self, local, dest):
+            self.files[dest] = b"y" * 100
+
+    t = Flaky(spec=spec())
+    t.connect()
+    with pytest.raises(Exception, match="arrived corrupted"):
+        t.put(f)
+
+
+def test_hostile_names_are_quoted(tmp_path):
+    name = "it's a \"model\" $(rm -rf ~) `x`; ls.tflite"
+    f = tmp_path / name
+    f.write_bytes(b"m")
+    seen = []
+
+    def handler(req):
+        seen.append(req.argv)
+        return Completed(0, "", "")
+
+    t = MockTransport(handler, spec=spec(cpu_mask="f0"))
+    t.connect()
+    dest = t.put(f)
+    t.run(["python3", dest, "--x", "a b"])
+    assert seen[-1] == ["taskset", "f0", "python3", dest, "--x", "a b"]  # round-trips through the shell quoting
+    assert all(shlex.split(s) for s in t.log)  # every script is well-formed shell
+
+
+def test_close_removes_the_run_dir_and_keeps_the_cache(tmp_path):
+    f = tmp_path / "m.tflite"
+    f.write_bytes(b"m")
+    t = MockTransport(spec=spec())
+    with t:
+        cached = t.put(f)
+        t.files[t.run_file("outputs.npz")] = b"o"
+    assert cached in t.files and not any(p.startswith(t.run_dir) for p in t.files) and t.disconnected
+
+
+def test_abort_kills_the_running_command_and_cleans_up():
+    def handler(req):
+        raise KeyboardInterrupt  # Ctrl-C while the runner runs
+
+    t = MockTransport(handler, spec=spec())
+    t.connect()
+    with pytest.raises(KeyboardInterrupt):
+        t.run(["python3", "runner.py"])
+    pid_file = t.pid_file
+    assert pid_file and pid_file.startswith(t.run_dir)
+    t.abort()
+    assert t.killed == [pid_file] and t.run_dir not in t.dirs
+
+
+@pytest.mark.parametrize("exc,cls", [(TimeoutError("slow"), DeviceTimeout), (OSError("reset"), ConnectError)])
+def test_foreign_errors_are_mapped(exc, cls):
+    def handler(req):
+        raise exc
+
+    t = MockTransport(handler, spec=spec())
+    t.connect()
+    with pytest.raises(cls):
+        t.run(["true"])
+
+
+def test_get_brings_a_device_file_back_atomically(tmp_path):
+    t = MockTransport(spec=spec())
+    t.connect()
+    t.files["/d/out.npz"] = b"data"
+    assert t.get("/d/out.npz", tmp_path / "o.npz").read_bytes() == b"data"
+    with pytest.raises(FileNotFoundError):
+        t.get("/d/missing", tmp_path / "m.npz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.npz"]  # no partial file left
+
+
+def test_bench_protocol_on_a_mocked_device(tmp_path, monkeypatch):
+    """bench() against a mocked runner: argv (runtime: from the profile, threads), statistics, CIs, warnings."""
+    art = tmp_path / "m_int8.tflite"
+    art.write_bytes(b"\x1c\x00\x00\x00TFL3model")
+    sha = hashlib.sha256(art.read_bytes()).hexdigest()
+    calls = []
+    samples = [1.0 + 0.01 * (i % 7) for i in range(60)]
+    hot = {"cpus": {"0": {"governor": "ondemand", "freq_mhz": 1800.0}}, "thermal_c": {"cpu": 50.0},
+           "loadavg": [0.1, 0.1, 0.1], "affinity": [0], "pinned": False}
+    doc = {"schema": 1, "tool": "runner", "runtime": {"name": "tflite_runtime", "version": "2.14.0"},
+           "model": {"sha256": sha}, "config": {"threads": 4, "delegate": "auto"}, "latency_ms": {
+               "count": 60, "mean": 1.03, "p50": 1.03}, "samples_ms": samples,
+           "system": {"before": hot, "after": {**hot, "cpus": {"0": {"governor": "ondemand", "freq_mhz": 600.0}}}},
+           "machine": {"machine": "aarch64"}}
+
+    def handler(req):
+        calls.append(req.argv)
+        return Completed(0, "noise\n" + json.dumps(doc) + "\n", "")
+
+    monkeypatch.setattr(bench_mod, "create", lambda s, o: MockTransport(handler, spec=s, options=o))
+    dev = DeviceSpec(name="pi", transport="ssh", host="h", threads=4, runtime="tflite-runtime",
+                     python="/opt/py/bin/python")
+    (row,) = bench_mod.bench([art], dev, runs=60)
+    argv = calls[-1]
+    assert argv[0] == "/opt/py/bin/python" and argv[argv.index("--runtime") + 1] == "tflite-runtime"
+    assert argv[argv.index("--threads") + 1] == "4"
+    assert row.ok and row.runtime == "tflite_runtime" and row.p50_ci_ms[0] <= 1.03 <= row.p50_ci_ms[1]
+    assert any("governor is ondemand" in w for w in row.warnings)
+    assert any("1800->600 MHz" in w for w in row.warnings)
+
+
+def test_runner_reading_another_model_is_an_error(tmp_path, monkeypatch):
+    art = tmp_path / "m.tflite"
+    art.write_bytes(b"model")
+    doc = {"runtime": {"name": "x"}, "model": {"sha256": "0" * 64}, "latency_ms": {}}
+    monkeypatch.setattr(bench_mod, "create", lambda s, o: MockTransport(
+        lambda req: Completed(0, json.dumps(doc), ""), spec=s, options=o))
+    (row,) = bench_mod.bench([art], DeviceSpec(name="pi", transport="ssh", host="h"), runs=3)
+    assert row.status == "remote_error" and "sha256 differs" in row.error
