@@ -1,0 +1,127 @@
+"""SIGTERM and SIGHUP clean up like Ctrl-C (issue 8 item 3), with real signals sent to a real `edgekit` process:
+the remote run dir is removed and the remote runner killed; no export staging folder or temp file is left."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.device
+EDGEKIT = [str(Path(sys.executable).with_name("edgekit"))]  # the installed console script
+
+
+def _runner_pids(marker: str) -> list[int]:
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                cmd = (p / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"runner.py" in cmd and marker.encode() in cmd:
+                pids.append(int(p.name))
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+@pytest.fixture()
+def fakepi(devlab, tmp_path, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from test_devices_ssh import sshd as sshd_fixture  # noqa: F401 - reuse the fixture's implementation
+    finally:
+        sys.path.pop(0)
+    gen = sshd_fixture.__wrapped__(devlab, _Factory(tmp_path))
+    info = next(gen)
+    work = tmp_path / "remote work"
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "fakepi.yaml").write_text(
+        f"transport: ssh\nhost: {info['SSHD_HOST']}\nport: {info['SSHD_PORT']}\nuser: {info['SSHD_USER']}\n"
+        f"key_file: {info['SSHD_KEY']}\nknown_hosts: {info['SSHD_KNOWN_HOSTS']}\npython: {sys.executable}\n"
+        f"work_dir: {work}\n")
+    env = {**os.environ, "EDGEKIT_DEVICES_DIR": str(tmp_path / "profiles"), "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    yield work, env, tmp_path
+    next(gen, None)
+
+
+class _Factory:
+    def __init__(self, base: Path):
+        self.base = base
+
+    def mktemp(self, name: str) -> Path:
+        d = self.base / name
+        d.mkdir()
+        return d
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_signal_during_remote_bench_cleans_the_device(fakepi, devlab, sig):
+    work, env, tmp = fakepi
+    model = tmp / f"sig{int(sig)}_model.tflite"
+    model.write_bytes((devlab / "tiny.tflite").read_bytes())
+    proc = subprocess.Popen([*EDGEKIT, "bench", str(model), "-d", "fakepi", "--runs", str(10**8), "--warmup", "0",
+                             "--max-seconds", "120", "--no-history"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        pids = []
+        for _ in range(600):  # wait until the runner runs on the "device"
+            pids = _runner_pids(model.name)
+            if pids and list(work.glob("run-*")):
+                break
+            time.sleep(0.1)
+        assert pids, "the remote runner never started"
+        time.sleep(1.0)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + int(sig), err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not list(work.glob("run-*")), "the remote run dir was left behind"
+    for _ in range(100):
+        if not any(_alive(p) for p in pids):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"remote runner {pids} still running after {sig.name}")
+    assert list(work.glob("cache/*/runner.py"))  # the cache is kept
+    assert not list((tmp / "tmp").iterdir()), "edgekit left temp files"
+
+
+@pytest.mark.slow
+def test_sigterm_during_export_leaves_no_staging_folder(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([*EDGEKIT, "export", "mobilenet_v1", "--alpha", "0.25", "--resolution", "32",
+                             "--input-channels", "1", "--classes", "10", "--weights", "none", "--quantize", "int8",
+                             "--calib-data", "digits", "--format", "tflite,onnx", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(tmp_path)})
+    try:
+        for _ in range(1200):  # until the export stages its first file
+            if list(out.glob(".edgekit-export-*")):
+                break
+            if proc.poll() is not None:
+                pytest.fail("export finished before it could be interrupted")
+            time.sleep(0.05)
+        assert list(out.glob(".edgekit-export-*")), "export never staged anything"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err
+    assert list(out.iterdir()) == [], f"left behind: {list(out.iterdir())}"
