@@ -165,3 +165,28 @@ def test_linux_board_over_adb_uses_the_runner(devlab, tmp_path_factory, models, 
         assert check(bare, python=sys.executable).ready
     finally:
         _stop_adb(info)
+
+
+def test_adb_server_started_by_edgekit_is_stopped_and_its_chatter_kept_out(models, tmp_path, monkeypatch):
+    """Issue 8: `bench -d adb://...` with no adb server running started one, left it running and put "* daemon
+    started successfully" into the status column and the CSV."""
+    if not shutil.which("adb"):
+        pytest.skip("adb is not installed (apt-get install adb)")
+    port = _free_port()
+    monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(port))
+    monkeypatch.setenv("HOME", str(tmp_path))  # the server's adbkey goes here, not into the real ~/.android
+    monkeypatch.delenv("ANDROID_SERIAL", raising=False)
+    out_csv = tmp_path / "r.csv"
+    r = CliRunner().invoke(main, ["bench", str(models["tiny"]), "-d", "adb://127.0.0.1:1", "--benchmark-binary",
+                                  str(FAKE_BM), "--connect-timeout", "20", "--csv", str(out_csv), "--no-history"])
+    assert r.exit_code == 1 and "connect_error" in r.output, r.output
+    assert "daemon" not in r.output and "daemon" not in out_csv.read_text()
+    with socket.socket() as s:  # the server edgekit started is gone
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "edgekit left the adb server it started running"
+
+
+def test_adb_server_the_user_runs_is_left_alone(adb_env, models):
+    (row,) = bench([models["tiny"]], phone(), benchmark_binary=str(FAKE_BM), runs=2)
+    assert row.ok
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", int(adb_env["ANDROID_ADB_SERVER_PORT"]))) == 0

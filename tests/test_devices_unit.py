@@ -304,3 +304,84 @@ def test_device_spec_roundtrip():
     spec = DeviceSpec(name="x", transport="ssh", host="h")
     assert spec.replace(host=None, port=2).port == 2 and spec.replace(host=None).host == "h"
     assert json.loads(spec.to_json())["host"] == "h"
+
+
+# ------------------------------------------------------------------------------ issue 8: bad profiles, bench hints
+@pytest.mark.parametrize("text,match", [
+    ("transport: ssh\nhost: pi\nport: abc\n", "port must be a whole number"),
+    ("transport: ssh\nhost: pi\nport: 70000\n", "port must be 1-65535"),
+    ("transport: local\nthreads: [1, 2]\n", "threads must be a whole number"),
+    ("transport: local\nthreads: 0\n", "threads must be >= 1"),
+    ("transport: ssh\nuser: pi\n", "needs host"),
+    ("transport: ssh\nhost: pi\nconnect_timeout: 0\n", "connect_timeout must be a number of seconds > 0"),
+    ("transport: ssh\nhost: pi\nconnect_timeout: -3\n", "connect_timeout"),
+    ("transport: ssh\nhost: [a, b]\n", "host must be a single value"),
+    ("transport: ssh\nhost: pi\n  port: 22\n", "not valid YAML"),
+    ("- transport: ssh\n", "must be a YAML mapping"),
+])
+def test_bad_profiles_are_clear_errors_naming_the_file(tmp_path, monkeypatch, text, match):
+    (tmp_path / "bad.yaml").write_text(text)
+    monkeypatch.setenv("EDGEKIT_DEVICES_DIR", str(tmp_path))
+    with pytest.raises(InvalidArgument, match=match) as info:
+        parse_device("bad")
+    assert str(tmp_path / "bad.yaml") in info.value.message and info.value.hint
+    r = CliRunner().invoke(main, ["bench", str(REPO / "README.md"), "-d", "bad"])  # CLI: exit 2 + hint
+    assert r.exit_code == 2 and "hint:" in r.output and "Traceback" not in r.output
+
+
+def test_one_bad_profile_does_not_break_devices_list(tmp_path, monkeypatch):
+    (tmp_path / "good.yaml").write_text("transport: ssh\nhost: mypi\n")
+    (tmp_path / "broken.yaml").write_text("transport: ssh\nhost: pi\nport: abc\n")
+    monkeypatch.setenv("EDGEKIT_DEVICES_DIR", str(tmp_path))
+    r = CliRunner().invoke(main, ["devices", "list"])
+    assert r.exit_code == 0 and "good" in r.output and "rpi4" in r.output, r.output
+    assert "broken skipped" in r.output and "broken.yaml" in r.output and "port" in r.output
+    r = CliRunner().invoke(main, ["devices", "list", "--json"])
+    rows = {d["name"]: d for d in json.loads(r.stdout)}
+    assert rows["good"]["host"] == "mypi" and "port" in rows["broken"]["error"]
+
+
+def test_connect_timeout_option_must_be_positive(tmp_path):
+    a = tmp_path / "a.tflite"
+    a.write_bytes(b"x")
+    from edgekit.devices import bench
+
+    with pytest.raises(InvalidArgument, match="connect-timeout"):
+        bench([a], "local", connect_timeout=0)
+
+
+def test_bench_hints_for_missing_non_model_artifact_and_zero_runs(tmp_path):
+    a = tmp_path / "m_int8.tflite"
+    a.write_bytes(b"x")
+    (tmp_path / "m_int8.tflite.json").write_text("{}")
+    cases = [([str(tmp_path / "nope.tflite")], "does not exist", "artifacts/"),
+             ([str(tmp_path / "m_int8.tflite.json")], "not a .tflite or .onnx model", "m_int8.tflite"),
+             ([str(tmp_path)], "is a directory", "*.tflite"),
+             ([str(a), "--runs", "0"], "--runs must be >= 1", "--runs 50")]
+    for args, msg, hint in cases:
+        r = CliRunner().invoke(main, ["bench", *args, "--no-history"])
+        assert r.exit_code == 2 and msg in r.output and "hint:" in r.output and hint in r.output, r.output
+
+
+def test_runtime_from_the_profile_reaches_the_runner(tmp_path, monkeypatch):
+    """Issue 9 item 7: `runtime:` was documented and set in rpi4.yaml but never read."""
+    assert parse_device("rpi4").runtime == "ai-edge-litert"
+    (tmp_path / "onnxbox.yaml").write_text("transport: local\nruntime: onnxruntime\n")
+    monkeypatch.setenv("EDGEKIT_DEVICES_DIR", str(tmp_path))
+    from edgekit.devices import bench
+
+    (row,) = bench([_tiny(tmp_path)], "onnxbox",
+                   runs=2, warmup=0)
+    assert row.status == "invalid_argument" and "onnxruntime cannot run a .tflite" in row.error
+    (tmp_path / "tfbox.yaml").write_text("transport: local\nruntime: tflite-runtime\n")
+    (row,) = bench([_tiny(tmp_path)], "tfbox", runs=2, warmup=0)  # not installed here: named in the error
+    assert row.status == "runtime_missing" and "tflite_runtime" in row.error and "runtime:" in row.hint
+
+
+def _tiny(tmp_path):
+    import os
+
+    devlab = Path(os.environ.get("EDGEKIT_DEVLAB", REPO.parent / "shared" / "devlab"))
+    if not (devlab / "tiny.tflite").is_file():
+        pytest.skip("devlab tiny.tflite not found")
+    return devlab / "tiny.tflite"

@@ -160,3 +160,61 @@ def test_bench_local_rows_and_statuses(onnx_model, tmp_path):
     assert ok.runtime == "onnxruntime" and ok.machine and ok.peak_memory_mb > 0
     assert "broken.onnx" in rows[1].error and rows[1].p50_ms is None
     assert [json.loads(x)["status"] for x in hist.read_text().splitlines()] == ["ok", "model_load_error"]
+
+
+@pytest.fixture(scope="module")
+def two_input_onnx(tmp_path_factory) -> Path:
+    """y = a - 2 b with inputs "a" [1,3] and "b" [1,3]: the order of the inputs matters."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    two = helper.make_tensor("two", TensorProto.FLOAT, [1], [2.0])
+    graph = helper.make_graph([helper.make_node("Mul", ["b", "two"], ["b2"]), helper.make_node("Sub", ["a", "b2"], ["y"])],
+                              "two_inputs", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 3]),
+                                             helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], initializer=[two])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path = tmp_path_factory.mktemp("two") / "two_inputs_float32.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_runner_several_inputs_matched_by_name(two_input_onnx, tmp_path):
+    """Issue 10: inputs of a .npz and of the verification data go to the input of the same name, whatever the
+    order in the file (np.savez keeps keyword order)."""
+    pytest.importorskip("onnxruntime")
+    a, b = np.array([[1, 2, 3]], np.float32), np.array([[10, 20, 30]], np.float32)
+    feed = tmp_path / "in.npz"
+    np.savez(feed, b=b, a=a)  # reversed
+    code, doc = run_runner(two_input_onnx, "--runs", 2, "--input", feed)
+    assert code == 0, doc
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=a, y=b)
+    code, doc = run_runner(two_input_onnx, "--runs", 2, "--input", bad)
+    assert code == 2 and "cannot match" in doc["error"]["message"] and "a, b" in doc["error"]["message"]
+    vin, vout = tmp_path / "v.npz", tmp_path / "out.npz"
+    np.savez(vin, input_names=np.array(["b", "a"]), input_0=np.repeat(b, 4, 0), input_1=np.repeat(a, 4, 0))
+    code, doc = run_runner(two_input_onnx, "--runs", 2, "--verify-inputs", vin, "--outputs", vout)
+    assert code == 0 and doc["parity"]["samples"] == 4, doc
+    with np.load(vout) as z:
+        assert z["output_0"].tolist() == [[-19.0, -38.0, -57.0]] * 4 and list(z["output_names"]) == ["y"]
+
+
+@pytest.mark.slow
+def test_runner_and_bench_name_the_custom_op_the_runtime_lacks(tmp_path):
+    """Issue 10: a .tflite with a custom op (converted with allow_custom_ops) names the op in the error."""
+    from edgekit._keras import tf
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 4], tf.float32)])
+    def f(x):
+        return tf.math.bessel_i0e(x) + 1.0
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    conv.allow_custom_ops = True
+    model = tmp_path / "custom_float32.tflite"
+    model.write_bytes(conv.convert())
+    code, doc = run_runner(model, "--runs", 2)
+    assert code == 4 and "lacks the op(s) BesselI0e" in doc["error"]["message"], doc
+    (row,) = bench([model], "local", runs=2, warmup=0)
+    assert row.status == "model_load_error" and "BesselI0e" in row.error and "custom ops" in row.hint

@@ -137,7 +137,7 @@ def _write_csv(path: str, results) -> None:
 
 
 @click.command("bench")
-@click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path())
 @click.option("--device", "-d", "devices", multiple=True, default=("local",), show_default=True,
               help="local, ssh://user@host[:port], adb://SERIAL or a profile name (repeatable; run in parallel).")
 @click.option("--threads", type=int, default=None, help="Interpreter threads (default: the profile's).")
@@ -304,7 +304,7 @@ def check_cmd(name, python, benchmark_binary, key_file, known_hosts, accept_new_
 
 
 @click.command("compare")
-@click.argument("artifacts", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path())
 @click.option("--device", "-d", "devices", multiple=True, default=("local",), show_default=True,
               help="One device for two artifacts (run interleaved), or two devices for one artifact.")
 @click.option("--runs", type=int, default=50, show_default=True, help="Runs per artifact (or per device).")

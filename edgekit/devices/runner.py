@@ -183,7 +183,8 @@ def _load_error(runtime, path, exc):
     import re
 
     text = str(exc).strip()
-    ops = re.findall(r"(?:unresolved custom op|Didn't find custom operator for name)[:\s']*([\w.\-]+)", text, re.I)
+    ops = re.findall(r"(?:unresolved custom op|Didn't find custom operator for name)[:\s']*([\w\-]+(?:\.[\w\-]+)*)",
+                     text, re.I)
     ops += re.findall(r"Didn't find op for builtin opcode '([\w]+)' version '(\d+)'", text)
     if ops:
         names = sorted({o if isinstance(o, str) else "%s v%s" % o for o in ops})
