@@ -57,4 +57,24 @@ def tfmot():
     return mot
 
 
-__all__ = ["tf", "keras", "layers", "tfmot", "quiet_native_logs"]
+def saved_model_keras_metadata(path: str) -> list[str]:
+    """The Keras metadata (JSON text, one per Keras object) of a SavedModel directory, as tf-keras reads it:
+    ``keras_metadata.pb`` plus the metadata older SavedModels keep in ``saved_model.pb``'s object graph. Nothing
+    is deserialised."""
+    from tf_keras.protobuf import saved_metadata_pb2
+
+    found = []
+    meta_file = os.path.join(path, "keras_metadata.pb")
+    if os.path.exists(meta_file):
+        meta = saved_metadata_pb2.SavedMetadata()
+        with open(meta_file, "rb") as f:
+            meta.ParseFromString(f.read())
+        found.extend(n.metadata for n in meta.nodes)
+    for graph in tf.__internal__.saved_model.parse_saved_model(path).meta_graphs:
+        for node in graph.object_graph_def.nodes:
+            if node.WhichOneof("kind") == "user_object" and node.user_object.metadata:
+                found.append(node.user_object.metadata)
+    return found
+
+
+__all__ = ["tf", "keras", "layers", "tfmot", "quiet_native_logs", "saved_model_keras_metadata"]

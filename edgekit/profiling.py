@@ -14,6 +14,7 @@ it is an upper-bound style estimate of the activation arena, weights not include
 from __future__ import annotations
 
 import math
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,23 +92,14 @@ class ProfileReport(JsonMixin):
 
 
 def profile(model_or_name: Any, **options: Any) -> ProfileReport:
-    """Profile a ``keras.Model``, a zoo name (built with ``options``, random weights) or a model file path."""
-    from ._keras import keras
+    """Profile a model (tf-keras or Keras 3), a zoo name (built with ``options``, random weights) or a model file
+    (``options``: ``input_shape``, ``trust_model_code``), taken through ``edgekit.models.resolve``."""
+    from . import models
 
-    if isinstance(model_or_name, keras.Model):
-        if any(v is not None for v in options.values()):
-            raise InvalidArgument("model options apply to zoo names, not to a built model",
-                                  hint="build the model with edgekit.models.create(name, **options) first")
-        model = model_or_name
-    else:
-        from . import models
-
-        if models.is_model_file(model_or_name):
-            model = models.create(model_or_name, **options)
-        else:
-            weights = options.pop("weights", None) or "none"   # profiling does not need trained weights
-            model = models.create(model_or_name, weights=weights, **options)
-    return _profile_model(model)
+    options = {k: v for k, v in options.items() if v is not None}
+    if isinstance(model_or_name, (str, os.PathLike)) and not models.is_model_file(model_or_name):
+        options.setdefault("weights", "none")   # profiling does not need trained weights
+    return _profile_model(models.resolve(model_or_name, **options))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -119,7 +111,8 @@ def _numel(shape: tuple) -> int:
     dims = shape[1:] if shape and shape[0] is None else shape
     if any(d is None for d in dims):
         raise InvalidArgument(f"cannot profile a tensor of unknown shape {shape}",
-                              hint="save the model with a fixed input shape, e.g. Input(shape=(224, 224, 3))")
+                              hint="fix the free input dimensions with --input-shape (Python: input_shape=), e.g. "
+                                   "224,224,3")
     return int(math.prod(dims))
 
 
@@ -132,9 +125,15 @@ def _inner(layer: Any) -> Any:
 
 
 def _is_model(layer: Any) -> bool:
+    from . import _keras3
     from ._keras import keras
 
-    return isinstance(layer, keras.Model)
+    return isinstance(layer, keras.Model) or _keras3.is_model(layer)
+
+
+def _kinds(layer: Any) -> set[str]:
+    """Class names of the (unwrapped) layer and its bases: works for tf-keras and Keras 3 layers alike."""
+    return {c.__name__ for c in type(_inner(layer)).__mro__}
 
 
 def _type_name(layer: Any) -> str:
@@ -152,29 +151,25 @@ def _spatial(shape: tuple, layer: Any) -> tuple:
 
 def mult_adds(layer: Any, in_shape: tuple, out_shape: tuple) -> int:
     """Mult-adds of one call of ``layer`` (batch 1); 0 for layer types not in :data:`MULT_ADD_LAYERS`."""
-    from ._keras import layers as L
-
+    kinds = _kinds(layer)
     layer = _inner(layer)
     ax = _channels_axis(layer)
-    transposed = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
-    depthwise = tuple(c for c in (getattr(L, "DepthwiseConv1D", None), L.DepthwiseConv2D) if c)
-    separable = (L.SeparableConv1D, L.SeparableConv2D)
-    if isinstance(layer, transposed):
+    if kinds & {"Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose"}:
         k = math.prod(layer.kernel_size)
         return math.prod(_spatial(in_shape, layer)) * k * in_shape[ax] * out_shape[ax]
-    if isinstance(layer, depthwise):
+    if kinds & {"DepthwiseConv1D", "DepthwiseConv2D"}:
         k = math.prod(layer.kernel_size)
         return math.prod(_spatial(out_shape, layer)) * k * in_shape[ax] * layer.depth_multiplier
-    if isinstance(layer, separable):
+    if kinds & {"SeparableConv1D", "SeparableConv2D"}:
         k = math.prod(layer.kernel_size)
         hw = math.prod(_spatial(out_shape, layer))
         mid = in_shape[ax] * layer.depth_multiplier
         return hw * k * mid + hw * mid * out_shape[ax]
-    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
+    if kinds & {"Conv1D", "Conv2D", "Conv3D"}:
         k = math.prod(layer.kernel_size)
         groups = getattr(layer, "groups", 1) or 1
         return math.prod(_spatial(out_shape, layer)) * k * (in_shape[ax] // groups) * out_shape[ax]
-    if isinstance(layer, L.Dense):
+    if "Dense" in kinds:
         return math.prod(out_shape[1:-1]) * in_shape[-1] * out_shape[-1]
     return 0
 
@@ -198,8 +193,21 @@ class _Step:
     outputs: list
 
 
+def _graph(model: Any) -> Any:
+    """The model itself, or for a Keras 3 Sequential the functional graph it builds."""
+    return getattr(model, "_functional", None) or model
+
+
+def _node_layer(node: Any) -> Any:
+    return node.layer if hasattr(node, "layer") else node.operation          # tf-keras / Keras 3
+
+
+def _node_inputs(node: Any) -> list:
+    return _flat(node.keras_inputs) if hasattr(node, "keras_inputs") else list(node.input_tensors)
+
+
 def _nodes(model: Any) -> list:
-    by_depth = getattr(model, "_nodes_by_depth", None)
+    by_depth = getattr(_graph(model), "_nodes_by_depth", None)
     if not by_depth:
         raise InvalidArgument(f"cannot profile {model.name!r}: it is not a functional or Sequential model with a "
                               f"known input shape", hint="build it on an Input(shape=...) before profiling")
@@ -215,21 +223,21 @@ def _walk(model: Any, prefix: str, rows: dict, steps: list, notes: list) -> tupl
     nodes = _nodes(model)
     consumers: dict[tuple, int] = defaultdict(int)
     for node in nodes:
-        for t in _flat(node.keras_inputs):
+        for t in _node_inputs(node):
             consumers[_key(t)] += 1
-    model_outputs = {_key(t) for t in _flat(model.outputs)}
+    model_outputs = {_key(t) for t in _flat(_graph(model).outputs)}
     live: dict[tuple, tuple[str, int]] = {}
     peak, peak_at, peak_live = 0, "", []
 
     def alloc(tensors: list) -> None:
         for t in tensors:
-            live[_key(t)] = (prefix + t._keras_history.layer.name, _numel(_shape(t)))
+            live[_key(t)] = (prefix + t._keras_history[0].name, _numel(_shape(t)))
 
     for node in nodes:
-        layer = node.layer
-        ins, outs = _flat(node.keras_inputs), _flat(node.outputs)
+        layer = _node_layer(node)
+        ins, outs = _node_inputs(node), _flat(node.outputs)
         name = prefix + layer.name
-        graph_model = _is_model(layer) and bool(getattr(layer, "_nodes_by_depth", None))
+        graph_model = _is_model(layer) and bool(getattr(_graph(layer), "_nodes_by_depth", None))
         if _is_model(layer) and not graph_model and name not in rows:
             notes.append(f"{name} is a subclassed model: counted as one layer, its mult-adds are not counted")
         if graph_model:
@@ -247,8 +255,8 @@ def _walk(model: Any, prefix: str, rows: dict, steps: list, notes: list) -> tupl
             macs = mult_adds(layer, in_shape, out_shape) if ins and outs else 0
             row = rows.get(name)
             if row is None:
-                params = layer.count_params() if layer.built else 0
-                trainable = sum(int(math.prod(w.shape)) for w in layer.trainable_weights)
+                params = layer.count_params() if getattr(layer, "built", False) else 0   # Keras 3 ops: no weights
+                trainable = sum(int(math.prod(w.shape)) for w in getattr(layer, "trainable_weights", ()))
                 shapes = [list(_shape(t)) for t in outs]
                 conv_fc = params if type(_inner(layer)).__name__ in MULT_ADD_LAYERS else 0
                 rows[name] = LayerProfile(name, _type_name(layer), shapes[0] if len(shapes) == 1 else shapes,
@@ -267,19 +275,17 @@ def _walk(model: Any, prefix: str, rows: dict, steps: list, notes: list) -> tupl
 
 
 def _separable_blocks(steps: list) -> list[SeparableBlock]:
-    from ._keras import layers as L
-
     consumers: dict[tuple, list] = defaultdict(list)
     for s in steps:
         for t in s.inputs:
             consumers[_key(t)].append(s)
     blocks = []
     for s in steps:
-        layer = _inner(s.layer)
-        if isinstance(layer, L.SeparableConv2D):
+        layer, kinds = _inner(s.layer), _kinds(s.layer)
+        if "SeparableConv2D" in kinds:
             in_shape, out_shape = _shape(s.inputs[0]), _shape(s.outputs[0])
             blocks.append(_block(s.name, s.name, layer, in_shape[-1], out_shape[-1], _spatial(out_shape, layer)))
-        elif isinstance(layer, L.DepthwiseConv2D):
+        elif "DepthwiseConv2D" in kinds:
             dw_out = _shape(s.outputs[0])
             pw = _find_pointwise(s, dw_out, consumers)
             if pw is not None:
@@ -290,8 +296,6 @@ def _separable_blocks(steps: list) -> list[SeparableBlock]:
 
 def _find_pointwise(dw: _Step, dw_out: tuple, consumers: dict) -> _Step | None:
     """First 1x1 Conv2D reached from the depthwise output through shape-preserving layers (BN, activations, SE)."""
-    from ._keras import layers as L
-
     frontier, seen = [dw], set()
     for _ in range(12):
         nxt = []
@@ -301,12 +305,11 @@ def _find_pointwise(dw: _Step, dw_out: tuple, consumers: dict) -> _Step | None:
                     if id(c) in seen:
                         continue
                     seen.add(id(c))
-                    layer = _inner(c.layer)
-                    is_conv = isinstance(layer, L.Conv2D) and not isinstance(
-                        layer, (L.DepthwiseConv2D, L.Conv2DTranspose))
+                    layer, kinds = _inner(c.layer), _kinds(c.layer)
+                    is_conv = "Conv2D" in kinds and not kinds & {"DepthwiseConv2D", "Conv2DTranspose"}
                     if is_conv and tuple(layer.kernel_size) == (1, 1) and _shape(c.inputs[0]) == dw_out:
                         return c
-                    if not is_conv and not isinstance(layer, (L.Dense, L.SeparableConv2D, L.DepthwiseConv2D)) \
+                    if not is_conv and not kinds & {"Dense", "SeparableConv2D", "DepthwiseConv2D"} \
                             and c.outputs and _shape(c.outputs[0]) == dw_out:
                         nxt.append(c)
         if not nxt:

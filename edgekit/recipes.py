@@ -21,7 +21,7 @@ from .errors import InvalidArgument, PipelineError
 
 #: model options (``edgekit.models.create`` arguments; the CLI's model options)
 MODEL_KEYS = ("alpha", "rho", "resolution", "depth_multiplier", "dropout", "classes", "input_channels",
-              "include_top", "weights")
+              "include_top", "input_shape", "trust_model_code", "weights")
 META_KEYS = ("name", "description")
 _NOT_RECIPE = ("progress", "callbacks", "model_options")
 

@@ -16,11 +16,15 @@ _MODEL_OPTIONS = [
     click.option("--classes", type=int, default=None, help="Number of output classes."),
     click.option("--input-channels", type=int, default=None, help="Input channels (1 for grayscale)."),
     click.option("--include-top/--no-top", "include_top", default=None, help="Keep or drop the classifier head."),
+    click.option("--input-shape", default=None,
+                 help="Model files: fix free input dims, e.g. 224,224,3 (several inputs: 224,224,3;16)."),
+    click.option("--trust-model-code", is_flag=True, default=None,
+                 help="Load model files whose layers run stored Python code (Lambda & co); refused otherwise."),
 ]
 WEIGHTS_OPTION = click.option(
     "--weights", default=None, help="imagenet (where the family has them), none, or a weights/model file path.")
 MODEL_OPTION_NAMES = ("alpha", "rho", "resolution", "depth_multiplier", "dropout", "classes", "input_channels",
-                      "include_top", "weights")
+                      "include_top", "input_shape", "trust_model_code", "weights")
 
 
 def model_options(weights: bool = True) -> Callable[[Callable], Callable]:

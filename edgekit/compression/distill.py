@@ -96,7 +96,9 @@ class Distill(Stage):
     ``teacher_options`` plus the student's resolution, input channels and classes, then trained for
     ``teacher_epochs`` on the same data; required, since an untrained teacher is useless). ``temperature`` and
     ``alpha`` (weight of the label loss) as in Hinton et al.; hooks: ``student_loss(y, student_out)``,
-    ``distill_loss(teacher_soft, student_soft)`` and extra keras ``callbacks``.
+    ``distill_loss(teacher_soft, student_soft)`` and extra keras ``callbacks``. A teacher file whose layers run
+    Python code (Lambda & co) is refused unless ``trust_model_code`` (the pipeline's ``trust_model_code`` sets it);
+    a Keras 3 teacher file is translated to tf-keras.
     """
 
     name = "distill"
@@ -107,8 +109,11 @@ class Distill(Stage):
                  teacher_lr: float = 1e-3, temperature: float = 4.0, alpha: float = 0.1,
                  student_loss: Callable | None = None, distill_loss: Callable | None = None,
                  callbacks: Sequence = (), epochs: int = 3, lr: float | None = None, batch_size: int | None = None,
-                 optimizer: str = "adam"):
+                 optimizer: str = "adam", trust_model_code: bool = False):
         super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer)
+        if not isinstance(trust_model_code, bool):
+            raise PipelineError(f"distill: trust_model_code must be true or false; received {trust_model_code!r}")
+        self.trust_model_code = trust_model_code
         if teacher is None:
             raise PipelineError("distill: a teacher is required (zoo name, model file or keras.Model)")
         if not temperature > 0:
@@ -146,6 +151,10 @@ class Distill(Stage):
                                     f"{'sparsity' if stage.name == 'prune' else 'clusters'}",
                                     hint="put distill first: distill, then prune/cluster, then qat/export")
         kind = self._teacher_kind()
+        if kind == "file":   # before any training: a teacher file that would run code is refused now
+            from .. import models
+
+            models.check_model_file(self.teacher, trust_model_code=self.trust_model_code)
         if kind == "zoo":
             from .. import models
 
@@ -178,7 +187,7 @@ class Distill(Stage):
         if kind == "model":
             teacher = self.teacher
         elif kind == "file":
-            teacher = models.create(str(self.teacher))  # the zoo loads model files (with tfmot scopes)
+            teacher = models.resolve(str(self.teacher), tf_keras=True, trust_model_code=self.trust_model_code)
         else:
             h, _, c = input_shape_of(student)
             opts = {"resolution": h, "input_channels": c, "classes": int(student.output_shape[-1]),

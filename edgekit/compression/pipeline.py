@@ -212,6 +212,9 @@ class Pipeline:
         t0 = time.perf_counter()
         seed_everything(seed)
         model = resolve_model(model, **model_options)
+        for stage in self.stages:  # the pipeline's trust_model_code also covers the files stages load (a teacher)
+            if hasattr(stage, "trust_model_code"):
+                stage.trust_model_code = stage.trust_model_code or bool(model_options.get("trust_model_code"))
         self.validate(model)  # before any data loading or training
         full, ds_train, ds_val, ds_test = split_data(data, model, val_fraction=val_fraction, val_data=val_data,
                                                      limit=limit, test_limit=test_limit, seed=seed,

@@ -57,10 +57,11 @@ class TrainReport(JsonMixin):
 
 
 def resolve_model(model: Any, **options: Any):
-    """A keras.Model as given, or a zoo name / model file built by ``edgekit.models.create``."""
+    """A keras.Model as given, or a zoo name / model file built by ``edgekit.models.create``; a Keras 3 model is
+    translated to tf-keras (training and tfmot need it)."""
     from ..models import resolve
 
-    return resolve(model, **options)
+    return resolve(model, tf_keras=True, **options)
 
 
 def preprocess_for(model: Any, preprocess: str | None = None) -> str:

@@ -48,7 +48,11 @@ class OnnxExporter(Exporter):
         label = spec.precision.label
         progress(f"converting onnx {label}", 0, None)
         proto = to_onnx(model, spec.opset)
-        facts: dict[str, Any] = {"converter": "tf2onnx.convert.from_keras", "opset": spec.opset}
+        from .. import _keras3
+
+        how = ("keras 3 ExportArchive -> tf2onnx.convert.from_graph_def" if _keras3.is_model(model)
+               else "tf2onnx.convert.from_keras")
+        facts: dict[str, Any] = {"converter": how, "opset": spec.opset}
         q = spec.quantize
         if q == "none":
             onnx.save(proto, str(dest))
@@ -165,8 +169,13 @@ def to_onnx(model, opset: int):
     _require()
     import tf2onnx
 
+    from .. import _keras3
     from .._keras import tf
 
+    if _keras3.is_model(model):
+        proto = _keras3_to_onnx(model, opset)
+        fold_reshaped_batchnorm(proto.graph)
+        return proto
     inp = model.inputs[0]
     name = inp.name.split(":")[0]
     sig = (tf.TensorSpec((None, *inp.shape[1:]), tf.float32, name=name),)
@@ -174,6 +183,24 @@ def to_onnx(model, opset: int):
                     hint="try another --opset, or the tflite format"):
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=sig, opset=opset)
     fold_reshaped_batchnorm(proto.graph)
+    return proto
+
+
+def _keras3_to_onnx(model, opset: int):
+    """A Keras 3 model -> ONNX through the SavedModel of its own export path; I/O named like the Keras model."""
+    import tf2onnx
+    from tf2onnx import tf_loader
+
+    from .. import _keras3
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-keras3-") as tmp, \
+            map_errors({Exception: ExportError}, f"tf2onnx failed (opset {opset})",
+                       hint="try another --opset, or the tflite format"):
+        saved = _keras3.export_saved_model(model, str(Path(tmp) / "saved_model"))
+        graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
+            saved, None, None, "serve", ["serving_default"], return_tensors_to_rename=True)
+        proto, _ = tf2onnx.convert.from_graph_def(graph_def, name=model.name, input_names=inputs,
+                                                  output_names=outputs, opset=opset, tensors_to_rename=renames)
     return proto
 
 

@@ -9,12 +9,16 @@ WEIGHTS_INT8``). ``per_tensor`` sets the converter's ``_experimental_disable_per
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import _keras3
 from ..errors import ExportError, map_errors
 from ._float_layers import keras_layer_names, layers_in, nodes_for
 from .base import Exporter, ExportSpec, register_exporter
@@ -45,7 +49,7 @@ class TFLiteExporter(Exporter):
             data = _run(conv, spec)
         dest.write_bytes(data)
         progress(f"converting tflite {spec.precision.label}", 1, 1)
-        return {"converter": "tf.lite.TFLiteConverter.from_keras_model",
+        return {"converter": _SOURCES[_keras3.is_model(model)],
                 "supported_ops": [str(o).split(".")[-1] for o in conv.target_spec.supported_ops], **facts}
 
 
@@ -59,7 +63,7 @@ def _converter(model, spec: ExportSpec, calib_x, progress):
     """The TF converter set up for ``spec`` (not run yet)."""
     from .._keras import tf
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv = _source(model)
     q = spec.quantize
     if q != "none":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -77,6 +81,24 @@ def _converter(model, spec: ExportSpec, calib_x, progress):
         conv.inference_output_type = _io_dtype(spec)
     if spec.per_tensor:
         conv._experimental_disable_per_channel = True  # documented private switch of the TF converter
+    return conv
+
+
+#: how the converter reads a tf-keras (False) / Keras 3 (True) model
+_SOURCES = {False: "tf.lite.TFLiteConverter.from_keras_model",
+            True: "keras 3 ExportArchive -> tf.lite.TFLiteConverter.from_saved_model"}
+
+
+def _source(model):
+    """A bare converter for a tf-keras model; a Keras 3 model goes through its own export path (a SavedModel written
+    by ``edgekit._keras3.export_saved_model``, removed with the converter)."""
+    from .._keras import tf
+
+    if not _keras3.is_model(model):
+        return tf.lite.TFLiteConverter.from_keras_model(model)
+    tmp = tempfile.mkdtemp(prefix="edgekit-keras3-")
+    conv = tf.lite.TFLiteConverter.from_saved_model(_keras3.export_saved_model(model, str(Path(tmp) / "saved_model")))
+    weakref.finalize(conv, shutil.rmtree, tmp, True)
     return conv
 
 

@@ -9,15 +9,13 @@ from __future__ import annotations
 import builtins
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .._jsonable import JsonMixin
-from ..errors import InvalidArgument, ModelLoadError
+from ..errors import InvalidArgument
 from ._builder import COMMON_OPTIONS, MODELS, BuildConfig, Imagenet, make_config, register_model
-
-#: file suffixes taken as a user model file rather than a zoo name
-MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
+from ._files import MODEL_FILE_SUFFIXES, check_model_file, load_model_file, parse_input_shape, read_stored, with_input_shape
+from ._safety import UntrustedModelCode
 
 
 @dataclass
@@ -65,101 +63,71 @@ def is_model_file(name_or_path: Any) -> bool:
     return ("/" in text or os.sep in text or text.lower().endswith(MODEL_FILE_SUFFIXES) or os.path.exists(text))
 
 
-def create(name_or_path: Any, *, weights: Any = None, **options: Any) -> Any:
+def create(name_or_path: Any, *, weights: Any = None, trust_model_code: bool = False, input_shape: Any = None,
+           **options: Any) -> Any:
     """Build a zoo model or load a user model file.
 
     Args:
-        name_or_path: a zoo name or alias (see :func:`list`), or a ``.keras``/``.h5``/SavedModel path.
+        name_or_path: a zoo name or alias (see :func:`list`), or a ``.keras``/``.h5``/SavedModel path (Keras 3
+            ``.keras`` files load as Keras 3 models).
         weights: ``None`` = the family default (``"imagenet"`` where tf-keras has ImageNet weights, else random
             init), ``"imagenet"``, ``"none"`` (random init), or the path of a weights file (.h5/.weights.h5, TF
             checkpoint) or of a whole model file (.keras/.h5/SavedModel) with exactly this architecture.
+        trust_model_code: load model files whose layers run Python code stored in them (Lambda & co); refused
+            otherwise (UntrustedModelCode), since loading such a file runs whatever its author put there.
+        input_shape: model files only: fix free input dimensions, e.g. ``(224, 224, 3)`` (see
+            :func:`with_input_shape`).
         **options: ``alpha``, ``rho``, ``resolution``, ``depth_multiplier``, ``dropout``, ``classes``,
             ``input_channels``, ``include_top`` (``info(name).options`` says which a model takes). ``None`` values
             mean the default.
 
     Raises:
-        UnknownNameError, InvalidArgument (bad option), WeightsUnavailable (offline), ModelLoadError (bad file).
+        UnknownNameError, InvalidArgument (bad option), WeightsUnavailable (offline), ModelLoadError (bad file),
+        UntrustedModelCode.
     """
     if is_model_file(name_or_path):
         set_options = sorted(k for k, v in options.items() if v is not None)
         if set_options or weights is not None:
             extra = set_options + (["weights"] if weights is not None else [])
             raise InvalidArgument(f"options {', '.join(extra)} apply to zoo models, not to a model file",
-                                  hint="a model file is used as saved; rebuild it to change its shape")
-        return load_model_file(name_or_path)
+                                  hint="a model file is used as saved (--input-shape fixes free input dimensions); "
+                                       "rebuild it to change anything else")
+        return load_model_file(name_or_path, trust_model_code=trust_model_code, input_shape=input_shape)
+    if input_shape is not None:
+        raise InvalidArgument("input_shape applies to model files; zoo models take resolution and input_channels",
+                              hint="use --resolution N (and --input-channels C) for a zoo model")
     entry = MODELS.entry(str(name_or_path))
     cfg = make_config(entry.name, entry.meta, weights, dict(options))
+    cfg.trust_model_code = bool(trust_model_code)
     return entry.obj(cfg)
 
 
-def load_model_file(path: Any) -> Any:
-    """Load a user's ``.keras``/``.h5``/SavedModel (``compile=False``); failures raise ModelLoadError."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise ModelLoadError(f"model file {str(path)!r} does not exist",
-                             hint=f"pass a .keras/.h5 file or SavedModel directory, or a zoo name "
-                                  f"(edgekit models)")
-    if p.is_dir() and not (p / "saved_model.pb").is_file() and not (p / "saved_model.pbtxt").is_file():
-        raise ModelLoadError(f"{str(path)!r} is a directory without saved_model.pb",
-                             hint="pass a .keras/.h5 file or a SavedModel directory")
-    if p.is_file() and p.suffix.lower() in (".h5", ".hdf5"):
-        _check_h5_is_model(p)
+def resolve(model: Any, *, tf_keras: bool = False, trust_model_code: bool = False, input_shape: Any = None,
+            **options: Any) -> Any:
+    """A model object as given, else :func:`create` of a zoo name or model file with ``options``. Export, training,
+    profiling and compression all take their model through here.
+
+    A keras.Model (tf-keras or Keras 3) takes no build options (build it with them), but ``input_shape`` fixes its
+    free input dimensions. ``tf_keras=True`` (the training and compression stages) translates a Keras 3 model into
+    an equivalent tf-keras one (``edgekit._keras3.to_tf_keras``, checked numerically).
+    """
+    from .. import _keras3
     from .._keras import keras
 
-    try:
-        return keras.models.load_model(str(p), compile=False)
-    except Exception as exc:  # noqa: BLE001 - many foreign error types; translated here
-        if "Unknown" in str(exc):
-            model = _load_with_tfmot_scopes(p)
-            if model is not None:
-                return model
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise ModelLoadError(f"cannot load model {str(path)!r}: {detail}",
-                             hint="is it a Keras model saved with model.save()? (.keras, .h5 or SavedModel dir)"
-                             ) from exc
-
-
-def _check_h5_is_model(p: Path) -> None:
-    try:
-        import h5py
-
-        with h5py.File(p, "r") as f:
-            is_model = "model_config" in f.attrs
-    except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"cannot read {str(p)!r} as HDF5: {str(exc).splitlines()[0][:200]}",
-                             hint="the file is corrupt or not a Keras .h5 model") from exc
-    if not is_model:
-        raise ModelLoadError(f"{str(p)!r} holds weights only, no architecture",
-                             hint="pass it as --weights with the zoo model it belongs to, e.g. "
-                                  "create('mobilenet_v1', weights=PATH)")
-
-
-def _load_with_tfmot_scopes(p: Path) -> Any:
-    """Retry loading a model saved with tfmot wrappers (pruning, QAT, clustering) inside their scopes."""
-    from .._keras import keras, tfmot
-
-    try:
-        mot = tfmot()
-        with mot.quantization.keras.quantize_scope(), mot.sparsity.keras.prune_scope(), \
-                mot.clustering.keras.cluster_scope():
-            return keras.models.load_model(str(p), compile=False)
-    except Exception:  # noqa: BLE001 - the caller reports the original error
-        return None
-
-
-def resolve(model: Any, **options: Any) -> Any:
-    """A keras.Model as given (options are refused: build it with them), else :func:`create` of a zoo name or model
-    file with ``options``. Export, training and compression all take their model through here."""
-    from .._keras import keras
-
-    if isinstance(model, keras.Model):
+    options = {k: v for k, v in options.items() if v is not None}
+    if isinstance(model, keras.Model) or _keras3.is_model(model):
         if options:
             raise InvalidArgument(f"model options ({', '.join(sorted(options))}) apply to zoo names and model files, "
                                   "not to a keras.Model object", hint="build the model with those options first")
-        return model
-    if not isinstance(model, (str, os.PathLike)):
+        built = model if input_shape is None else with_input_shape(model, input_shape)
+    elif isinstance(model, (str, os.PathLike)):
+        built = create(str(model) if not isinstance(model, os.PathLike) else model, trust_model_code=trust_model_code,
+                       input_shape=input_shape, **options)
+    else:
         raise InvalidArgument(f"model must be a zoo name, a model file or a keras.Model; received {type(model).__name__}")
-    return create(str(model), **options)
+    if tf_keras and _keras3.is_model(built):
+        built = _keras3.to_tf_keras(built)
+    return built
 
 
 def preprocess_mode(model_or_name: Any) -> str:
@@ -170,9 +138,11 @@ def preprocess_mode(model_or_name: Any) -> str:
     """
     if isinstance(model_or_name, (str, os.PathLike)) and not is_model_file(model_or_name):
         return MODELS.entry(str(model_or_name)).meta["preprocess"]
-    if isinstance(model_or_name, (str, os.PathLike)):
-        model_or_name = load_model_file(model_or_name)
-    name = str(getattr(model_or_name, "name", "")).lower()
+    if isinstance(model_or_name, (str, os.PathLike)):   # the stored name, without loading (or trusting) the file
+        top = read_stored(model_or_name).configs[0]
+        name = str((top.get("config") or {}).get("name", "") if isinstance(top, dict) else "").lower()
+    else:
+        name = str(getattr(model_or_name, "name", "")).lower()
     entry = zoo_entry_for(name)
     return entry.meta["preprocess"] if entry else "unit"
 
@@ -193,5 +163,6 @@ from . import (  # noqa: E402,F401 - registers the families
     squeezenet, vgg, xception,
 )
 
-__all__ = ["MODELS", "ModelInfo", "BuildConfig", "COMMON_OPTIONS", "create", "list", "info", "preprocess_mode",
-           "load_model_file", "is_model_file", "register_model", "summary", "ZooEntry", "stats_cache_path"]
+__all__ = ["MODELS", "ModelInfo", "BuildConfig", "COMMON_OPTIONS", "create", "resolve", "list", "info",
+           "preprocess_mode", "load_model_file", "check_model_file", "is_model_file", "register_model", "summary", "ZooEntry",
+           "stats_cache_path", "with_input_shape", "parse_input_shape", "UntrustedModelCode", "MODEL_FILE_SUFFIXES"]

@@ -59,6 +59,7 @@ class BuildConfig:
     include_top: bool = True
     weights: str | None = None      # "imagenet", None (random init) or a path to a weights file
     extra: dict[str, Any] = field(default_factory=dict)   # family options (alpha, dropout, ...)
+    trust_model_code: bool = False  # a whole model file given as weights may run code (see models._safety)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -199,7 +200,7 @@ def _is_full_h5_model(path: Path) -> bool:
         return False
 
 
-def load_weights(model: Any, path: str) -> None:
+def load_weights(model: Any, path: str, *, trust_model_code: bool = False) -> None:
     """Load a weights file, or the weights of a whole model file, into a freshly built zoo model.
 
     A whole model file (e.g. a model trained and saved by edgekit) must have exactly this architecture; its
@@ -208,7 +209,7 @@ def load_weights(model: Any, path: str) -> None:
     if is_full_model_file(path):
         from . import load_model_file
 
-        saved = load_model_file(path)
+        saved = load_model_file(path, trust_model_code=trust_model_code)
         ours, theirs = model.get_weights(), saved.get_weights()
         mismatch = len(ours) != len(theirs) or any(a.shape != b.shape for a, b in zip(ours, theirs))
         if mismatch:
@@ -293,5 +294,5 @@ def finish_built_here(model: Any, cfg: BuildConfig, stem: str) -> Any:
     """Name a model built by edgekit (no ImageNet weights) and load the weights file, if one was given."""
     finish(model, cfg.canonical_name(stem))
     if cfg.weights:
-        load_weights(model, cfg.weights)
+        load_weights(model, cfg.weights, trust_model_code=cfg.trust_model_code)
     return model

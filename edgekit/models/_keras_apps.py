@@ -17,5 +17,5 @@ def build_keras_app(cfg: BuildConfig, fn: Callable[..., Any], stem: str, **kwarg
         else:
             model = fn(weights=None, **args)
     if cfg.weights not in (None, "imagenet"):
-        load_weights(model, cfg.weights)
+        load_weights(model, cfg.weights, trust_model_code=cfg.trust_model_code)
     return finish(model, cfg.canonical_name(stem))

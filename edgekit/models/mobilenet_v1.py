@@ -71,7 +71,7 @@ def build(cfg: BuildConfig):
     if cfg.weights == "imagenet":
         _load_imagenet(model, cfg, alpha)
     elif cfg.weights:
-        load_weights(model, cfg.weights)
+        load_weights(model, cfg.weights, trust_model_code=cfg.trust_model_code)
     return model
 
 

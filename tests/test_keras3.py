@@ -1,0 +1,168 @@
+"""Keras 3 model files (``keras>=3`` .keras): loaded as Keras 3 models, profiled and exported directly (verification
+against the Keras 3 model), inspected and benchmarked; translated to tf-keras (same outputs within 1e-5) for the
+compression stages, which a Keras 3 MobileNet goes through (prune 0.5 + int8, sparsity read from the .tflite)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgekit import _keras3, models
+from edgekit.cli import main
+from edgekit.errors import InvalidArgument
+
+
+def _residual_cnn(keras):
+    """A functional CNN with residual adds and the everyday layers of a mobile model (and Keras 3 ops: x + y)."""
+    L = keras.layers
+    inp = keras.Input((32, 32, 3), name="image")
+    x = L.Rescaling(2.0, offset=-1.0)(inp)
+    x = L.ZeroPadding2D(1)(x)
+    x = L.Conv2D(16, 3, strides=2, use_bias=False, name="stem")(x)
+    x = L.BatchNormalization()(x)
+    x = L.Activation("relu6")(x)
+    y = L.SeparableConv2D(16, 3, padding="same", activation="hard_swish")(x)
+    y = L.BatchNormalization()(y)
+    x = L.Add(name="residual_1")([x, y])
+    y = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    y = L.Conv2D(16, 1, activation="silu")(y)
+    x = x + y                                       # a Keras 3 op, not a layer
+    s = L.GlobalAveragePooling2D(keepdims=True)(x)
+    s = L.Dense(16, activation="hard_sigmoid")(s)
+    x = L.Multiply()([x, s * 2.0])
+    x = L.Concatenate()([L.MaxPooling2D(2)(x), L.AveragePooling2D(2)(x)])
+    x = L.Dropout(0.2)(L.Reshape((8 * 8 * 32,))(x))
+    out = L.Dense(10, activation="softmax", name="probs")(L.LeakyReLU(0.1)(L.Dense(32)(x)))
+    return keras.Model(inp, out, name="residual_cnn")
+
+
+BUILDERS = {
+    "mobilenet": lambda k: k.applications.MobileNet(weights=None, input_shape=(32, 32, 3), alpha=0.25, classes=10),
+    "mobilenet_v2": lambda k: k.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), alpha=0.35,
+                                                         classes=10),
+    "residual_cnn": _residual_cnn,
+}
+
+
+@pytest.fixture(scope="module")
+def k3_files(tmp_path_factory):
+    """{name: path} of Keras 3 models saved by Keras 3 as .keras (random weights, 32x32x3 -> 10 classes)."""
+    import keras
+
+    assert int(keras.__version__.split(".")[0]) >= 3
+    root = tmp_path_factory.mktemp("keras3")
+    paths = {}
+    for name, build in BUILDERS.items():
+        keras.utils.set_random_seed(0)
+        paths[name] = root / f"{name}.keras"
+        build(keras).save(str(paths[name]))
+    return paths
+
+
+@pytest.fixture
+def cli(monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path / "cache"))
+    runner = CliRunner()
+    return lambda *args: runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_keras3_files_load_as_keras3_models(k3_files):
+    from edgekit._keras import keras as tfk
+
+    for path in k3_files.values():
+        m = models.create(path)
+        assert _keras3.is_model(m) and not isinstance(m, tfk.Model)
+    # a tf-keras model is not a Keras 3 one
+    assert not _keras3.is_model(models.create("mobilenet_v1", alpha=0.25, resolution=32, weights="none"))
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_translation_to_tf_keras_is_exact(k3_files, name):
+    from edgekit._keras import keras as tfk
+
+    m = models.create(k3_files[name])
+    t = _keras3.to_tf_keras(m)   # checks max abs error <= 1e-5 itself
+    assert isinstance(t, tfk.Model) and t.name == m.name and t.count_params() == m.count_params()
+    x = np.random.default_rng(1).random((4, 32, 32, 3), dtype=np.float32)
+    assert np.max(np.abs(m.predict(x, verbose=0) - t.predict(x, verbose=0))) <= 1e-5
+    assert models.resolve(k3_files[name], tf_keras=True).count_params() == m.count_params()
+
+
+def test_profile_keras3_equals_tf_keras(k3_files):
+    from edgekit.profiling import profile
+
+    k3 = profile(str(k3_files["mobilenet"]))
+    zoo = profile("mobilenet_v1", alpha=0.25, resolution=32, classes=10)   # the same network, built by edgekit
+    assert (k3.total_mult_adds, k3.total_params, len(k3.separable)) == \
+           (zoo.total_mult_adds, zoo.total_params, len(zoo.separable))
+    assert k3.peak_memory.elements == zoo.peak_memory.elements
+    for name in ("mobilenet_v2", "residual_cnn"):
+        a = profile(str(k3_files[name]))
+        b = profile(models.resolve(k3_files[name], tf_keras=True))
+        assert (a.total_mult_adds, a.total_params) == (b.total_mult_adds, b.total_params) and a.total_mult_adds > 0
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_export_verify_inspect_bench(k3_files, tmp_path, cli, name):
+    """tflite int8 + fp16 and onnx, verified against the Keras 3 model; then inspect and bench each artifact."""
+    from edgekit.devices import bench
+    from edgekit.exporters import export, inspect
+
+    path = str(k3_files[name])
+    x = np.random.default_rng(0).random((60, 32, 32, 3), dtype=np.float32)
+    np.save(tmp_path / "calib.npy", x)
+    arts = []
+    for quantize in ("int8", "fp16"):
+        res = export(path, quantize=quantize, formats="tflite,onnx", out=tmp_path / "out",
+                     calib_data=str(tmp_path / "calib.npy") if quantize == "int8" else None,
+                     verify_samples=20, verify=True)
+        assert res.model == models.create(path).name
+        for a in res.artifacts:
+            assert a.verification.passed, (a.path, a.verification.failures)
+            assert json.loads(a.manifest.read_text())["conversion"]["converter"].startswith("keras 3 ExportArchive")
+        arts += res.artifacts
+    for a in arts:
+        rep = inspect(a.path)
+        assert rep.inputs[0].shape[1:] == [32, 32, 3] and rep.outputs[0].shape[-1] == 10
+    rows = bench([a.path for a in arts], "local", runs=3, warmup=1)
+    assert [r.status for r in rows] == ["ok"] * len(arts) and all(r.p50_ms > 0 for r in rows)
+    res = cli("inspect", arts[0].path)
+    assert res.exit_code == 0 and "int8" in res.stdout
+
+
+def test_unsupported_layer_is_a_clear_error(tmp_path, cli):
+    import keras
+
+    inp = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(4, 3)(inp)
+    x = keras.layers.GroupNormalization(groups=2, name="groupnorm")(x)
+    m = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Flatten()(x)), name="gn")
+    path = tmp_path / "gn.keras"
+    m.save(str(path))
+    with pytest.raises(InvalidArgument, match="layer 'groupnorm' \\(GroupNormalization\\) has no tf-keras"):
+        models.resolve(path, tf_keras=True)
+    from edgekit.profiling import profile
+
+    assert profile(str(path)).total_params == m.count_params()   # profiling needs no translation
+    res = cli("train", path, "--data", "digits", "--epochs", "1")
+    assert res.exit_code == 2 and "groupnorm" in res.stderr and res.stderr.startswith("error:")
+
+
+@pytest.mark.slow
+def test_compress_keras3_mobilenet_prune_int8(k3_files, tmp_path, cli, fashion_mnist_available):
+    out = tmp_path / "out"
+    res = cli("compress", k3_files["mobilenet"], "--data", "fashion-mnist", "--prune", "0.5", "--prune-epochs", "1",
+              "--quantize", "int8", "--limit", "256", "--test-limit", "128", "--calib-samples", "64", "--out", out,
+              "--json")
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.stdout)
+    art = result["report"]["artifacts"][0]
+    assert art["path"].endswith("_int8.tflite")
+    assert art["weights"]["pruned_sparsity"] == pytest.approx(0.5, abs=0.02)   # read from the .tflite buffers
+    from edgekit.compression.report import tflite_weight_tensors
+
+    kernels = [arr for _, arr, _, _ in tflite_weight_tensors(art["path"]) if arr.size >= 512]
+    halves = [float(np.mean(arr == 0)) for arr in kernels if abs(float(np.mean(arr == 0)) - 0.5) <= 0.02]
+    assert len(halves) >= 5   # the pruned kernels themselves, read independently from the file
