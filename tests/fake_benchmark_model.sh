@@ -2,7 +2,7 @@
 # STAND-IN for TFLite's benchmark_model (tensorflow/lite/tools/benchmark), used ONLY by the adb tests: there is no
 # Android arm64 benchmark_model binary on CI. It checks its flags like the real tool and prints the real tool's
 # documented output format (see the tool's README) with FIXED, made-up timings; it measures nothing.
-graph=""; runs=50; warmup=1; threads=-1; xnn=""
+graph=""; runs=50; warmup=1; threads=-1; xnn=""; ops=""
 for a in "$@"; do
     case "$a" in
         --graph=*) graph=${a#--graph=} ;;
@@ -10,6 +10,7 @@ for a in "$@"; do
         --warmup_runs=*) warmup=${a#--warmup_runs=} ;;
         --num_threads=*) threads=${a#--num_threads=} ;;
         --use_xnnpack=*) xnn=${a#--use_xnnpack=} ;;
+        --enable_op_profiling=*) ops=${a#--enable_op_profiling=} ;;
     esac
 done
 echo "INFO: STARTING!"
@@ -44,3 +45,12 @@ echo "INFO: Inference timings in us: Init: 5579, First inference: 1357, Warmup (
 echo "INFO: Note: as the benchmark tool itself affects memory footprint, the following is only APPROXIMATE to the actual memory footprint of the model at runtime. Take the information at your discretion."
 echo "INFO: Memory footprint delta from the start of the tool (MB): init=6.36328 overall=9.832"
 echo "INFO: Overall peak memory footprint (MB) via periodic monitoring: 12.5"
+if [ "$ops" = "true" ]; then  # the documented --enable_op_profiling table (node types as with XNNPACK), made-up times
+    printf 'INFO: Operator-wise Profiling Info for Regular Benchmark Runs:\n'
+    printf '============================== Run Order ==============================\n'
+    printf '\t             [node type]\t          [first]\t         [avg ms]\t             [%%]\t          [cdf%%]\t          [mem KB]\t      [times called]\t            [Name]\n'
+    printf '\t                QUANTIZE\t            0.050\t            0.040\t          3.226%%\t          3.226%%\t             0.000\t                   1\t[tfl.quantize]:0\n'
+    printf '\t   TfLiteXNNPackDelegate\t            1.000\t            0.900\t         72.581%%\t         75.806%%\t             0.000\t                   1\t[model/conv/Relu, model/conv2/Relu]:5\n'
+    printf '\t         AVERAGE_POOL_2D\t            0.310\t            0.300\t         24.194%%\t        100.000%%\t             0.000\t                   1\t[model/gap/Mean]:6\n'
+    printf '\n============================== Top by Computation Time ==============================\n'
+fi

@@ -190,3 +190,22 @@ def test_adb_server_the_user_runs_is_left_alone(adb_env, models):
     assert row.ok
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", int(adb_env["ANDROID_ADB_SERVER_PORT"]))) == 0
+
+
+def test_benchmark_model_rows_say_parity_not_checked_and_profile_ops(adb_env, models, tmp_path):
+    """benchmark_model cannot return outputs: --verify rows say so; --profile-ops reads its op table."""
+    a = tmp_path / "tiny_float32.tflite"
+    shutil.copy(models["tiny"], a)
+    (tmp_path / "tiny_float32.tflite.verify.npz").write_bytes(b"")  # exists; never read for benchmark_model
+    (tmp_path / "tiny_float32.tflite.json").write_text(json.dumps({"verification_inputs": {
+        "file": "tiny_float32.tflite.verify.npz"}}))
+    (row,) = bench([a], phone(), benchmark_binary=str(FAKE_BM), runs=3, verify=True, profile_ops=True)
+    assert row.ok and row.parity["status"] == "not_checked" and "parity not checked" in row.parity["reason"]
+    assert "--enable_op_profiling=true" in row.raw["command"]
+    ops = row.op_profile
+    assert ops["available"] and [o["op"] for o in ops["ops"]] == ["TfLiteXNNPackDelegate", "AVERAGE_POOL_2D",
+                                                                  "QUANTIZE"]
+    assert "not taken by XNNPACK" in ops["ops"][1]["flags"]
+    r = CliRunner().invoke(main, ["bench", str(a), "-d", "adb://", "--benchmark-binary", str(FAKE_BM), "--runs",
+                                  "3", "--verify", "--no-history"])
+    assert r.exit_code == 0 and "not checked" in r.output, r.output

@@ -170,3 +170,15 @@ def test_runner_reading_another_model_is_an_error(tmp_path, monkeypatch):
         lambda req: Completed(0, json.dumps(doc), ""), spec=s, options=o))
     (row,) = bench_mod.bench([art], DeviceSpec(name="pi", transport="ssh", host="h"), runs=3)
     assert row.status == "remote_error" and "sha256 differs" in row.error
+
+
+def test_a_device_that_cannot_hash_is_refused_not_trusted(tmp_path):
+    f = tmp_path / "runner.py"
+    f.write_text("x")
+    t = MockTransport(spec=spec())
+    t.connect()
+    t.has_sha256sum = False
+    t.files[t.cache_path("runner.py", hashlib.sha256(b"x").hexdigest())] = b"x"
+    with pytest.raises(Exception, match="cannot compute a sha256") as info:
+        t.put(f)
+    assert "sha256sum" in info.value.hint

@@ -385,3 +385,68 @@ def _tiny(tmp_path):
     if not (devlab / "tiny.tflite").is_file():
         pytest.skip("devlab tiny.tflite not found")
     return devlab / "tiny.tflite"
+
+
+# ------------------------------------------------------------------------------ issue 13: per-op times
+# benchmark_model --enable_op_profiling, two vintages (an older one with a [start] column, tab-separated; a newer
+# one with XNNPACK's own per-op rows, whose node types contain spaces)
+OPS_OLD = """Operator-wise Profiling Info for Regular Benchmark Runs:
+============================== Run Order ==============================
+\t             [node type]\t          [start]\t  [first]\t [avg ms]\t     [%]\t  [cdf%]\t  [mem KB]\t[times called]\t[Name]
+\t                 CONV_2D\t            0.066\t   87.754\t   60.957\t  2.066%\t  2.066%\t     0.000\t        1\t[MobilenetV1/MobilenetV1/Conv2d_0/Relu6]:0
+\t       DEPTHWISE_CONV_2D\t           61.033\t   53.628\t   49.870\t  1.691%\t  3.757%\t     0.000\t        1\t[MobilenetV1/MobilenetV1/Conv2d_1_depthwise/Relu6]:1
+
+============================== Top by Computation Time ==============================
+"""
+OPS_NEW = """INFO: Operator-wise Profiling Info for Regular Benchmark Runs:
+============================== Run Order ==============================
+                                     [node type]          [first]        [avg ms]            [%]          [cdf%]          [mem KB]        [times called]  [Name]
+                                        QUANTIZE            0.199           0.203         1.328%          1.328%             0.000                1       [tfl.quantize]:0
+                   Convolution (NHWC, QC8) IGEMM            0.398           0.407         2.658%          3.986%             0.000                1       Delegate/Convolution (NHWC, QC8) IGEMM:0
+"""
+
+
+def test_parse_op_profiling_tables_of_both_vintages():
+    old = benchmark_model.parse_op_profile(OPS_OLD)
+    assert [(o["op"], o["avg_ms"]) for o in old["ops"]] == [("CONV_2D", 60.957), ("DEPTHWISE_CONV_2D", 49.87)]
+    assert old["ops"][0]["name"] == "MobilenetV1/MobilenetV1/Conv2d_0/Relu6"
+    new = benchmark_model.parse_op_profile(OPS_NEW)
+    assert [(o["op"], o["avg_ms"]) for o in new["ops"]] == [("Convolution (NHWC, QC8) IGEMM", 0.407),
+                                                            ("QUANTIZE", 0.203)]
+    assert benchmark_model.parse_op_profile(BM_NEW) is None
+    assert "--enable_op_profiling=true" in benchmark_model.command("b", "m", threads=None, runs=1, warmup=0,
+                                                                   max_seconds=1, op_profiling=True)
+
+
+def test_op_join_with_mult_adds_flags_ops_slow_for_their_cost():
+    from edgekit.devices import opprofile
+
+    prof = {"ops": [{"name": "net/conv_big/Conv2D", "op": "QLinearConv", "avg_ms": 1.0},
+                    {"name": "net/conv_small/Conv2D", "op": "Conv", "avg_ms": 1.0},  # float kernel, little work
+                    {"name": "net/softmax/Softmax", "op": "Softmax", "avg_ms": 0.2},
+                    {"name": "tfl.quantize", "op": "QUANTIZE", "avg_ms": 0.01}],
+            "runtime": "x", "source": "y"}
+    layers = {"conv_big": 90_000_000, "conv_small": 10_000_000, "softmax": 0}
+    j = opprofile.join(prof, layers, precision="int8")
+    by = {o["name"]: o for o in j["ops"]}
+    assert by["net/conv_big/Conv2D"]["layer"] == "conv_big" and not by["net/conv_big/Conv2D"]["flags"]
+    small = by["net/conv_small/Conv2D"]
+    assert small["ms_per_mmac"] == pytest.approx(0.1) and small["share"] == pytest.approx(1 / 2.21)
+    assert any("slow for its cost" in f for f in small["flags"]) and "float kernel in an int8 model" in small["flags"]
+    assert any("without mult-adds" in f for f in by["net/softmax/Softmax"]["flags"])
+    assert j["flagged"] == 2
+    xnn = {"ops": [{"name": "a, b", "op": "TfLiteXNNPackDelegate", "avg_ms": 1.0},
+                   {"name": "model/gap/Mean", "op": "AVERAGE_POOL_2D", "avg_ms": 0.5}]}
+    j = opprofile.join(xnn, None, precision="float32")
+    assert [o["flags"] for o in j["ops"]] == [[], ["not taken by XNNPACK"]]
+
+
+def test_litert_says_it_exposes_no_per_op_times(tmp_path):
+    import os
+
+    from edgekit.devices import bench
+
+    (row,) = bench([_tiny(tmp_path)], "local", runs=3, warmup=0, profile_ops=True)
+    assert row.ok and row.op_profile["available"] is False and "no per-op timings" in row.op_profile["reason"]
+    assert "benchmark_model" in row.op_profile["reason"] and os.environ.get("EDGEKIT_DEVLAB") is not None
+    assert row.init_ms > 0 and row.first_inference_ms > 0  # model load time and first inference, as benchmark_model

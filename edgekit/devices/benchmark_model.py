@@ -47,10 +47,13 @@ def command(binary: str, model: str, *, threads: int | None, runs: int, warmup: 
     return argv
 
 
-_OP_SECTION = re.compile(r"Operator-wise Profiling Info for Regular Benchmark Runs:.*?=+ Run Order =+\s*\n(.*?)"
-                         r"(?:\n\s*\n|=+ Top by)", re.S)
-_OP_ROW = re.compile(r"^\s*(?:INFO:\s*)?(\S+)\s+" + _NUM + r"\s+" + _NUM + r"\s+" + _NUM + r"%\s+" + _NUM
-                     + r"%\s+" + _NUM + r"\s+(\d+)\s+\[(.*)\]\s*$")
+_OP_SECTION = re.compile(r"Operator-wise Profiling Info for Regular Benchmark Runs:\s*\n=+ Run Order =+\s*\n(.*?)"
+                         r"(?:=+ Top by|\Z)", re.S)
+# one "Run Order" row; older tools print a [start] column too; node types may contain spaces (XNNPACK's own
+# per-op rows such as "Convolution (NHWC, QC8) IGEMM"); names are "[layer/op]:N" or "Delegate/...:N"
+_OP_ROW = re.compile(r"^\s*(?:INFO:\s*)?(?P<type>\S.*?)\s+(?:" + _NUM + r"\s+)?(?P<first>" + _NUM[1:-1] + r")\s+"
+                     r"(?P<avg>" + _NUM[1:-1] + r")\s+(?P<pct>" + _NUM[1:-1] + r")%\s+" + _NUM + r"%\s+" + _NUM
+                     + r"\s+(?P<times>\d+)\s+(?P<name>\S.*?)\s*$")
 
 
 def parse_op_profile(text: str) -> dict[str, Any] | None:
@@ -61,9 +64,10 @@ def parse_op_profile(text: str) -> dict[str, Any] | None:
     ops = []
     for line in m.group(1).splitlines():
         r = _OP_ROW.match(line)
-        if r:
-            ops.append({"name": r.group(8), "op": r.group(1), "provider": None, "calls": int(r.group(7)),
-                        "avg_ms": float(r.group(3)), "share": float(r.group(4)) / 100.0})
+        if r and "[node type]" not in line:
+            name = re.sub(r":\d+$", "", r.group("name")).strip("[]")
+            ops.append({"name": name, "op": r.group("type"), "provider": None, "calls": int(r.group("times")),
+                        "avg_ms": float(r.group("avg"))})
     if not ops:
         return None
     ops.sort(key=lambda o: -o["avg_ms"])

@@ -14,7 +14,12 @@ SLOW_FACTOR = 2.0
 MIN_SHARE = 0.03
 #: kernels that compute in float (a QDQ/int8 model should have none of these on its hot path)
 _FLOAT_KERNELS = {"Conv", "MatMul", "Gemm", "ConvTranspose", "FusedConv", "FusedMatMul", "FusedGemm"}
-_DELEGATE_NODES = ("TfLiteXNNPackDelegate", "DELEGATE")
+_BUILTIN = re.compile(r"^[A-Z0-9_]+$")  # a TFLite builtin kernel (CONV_2D, QUANTIZE, ...), i.e. not delegated
+
+
+def _delegated(o: dict) -> bool:
+    op, name = str(o.get("op")), str(o.get("name"))
+    return ("Delegate" in op and op.startswith("TfLite")) or name.startswith("Delegate/")
 
 
 def layer_mult_adds(model_info: dict | None) -> tuple[dict[str, int] | None, str | None]:
@@ -52,7 +57,7 @@ def join(profile: dict[str, Any], layers: dict[str, int] | None, *, precision: s
         if o["layer"]:
             per_layer_ops[o["layer"]] = per_layer_ops.get(o["layer"], 0) + 1
     total_ma = sum(layers.values()) if layers else 0
-    delegated = any(str(o.get("op")).startswith(_DELEGATE_NODES) for o in ops)
+    delegated = any(_delegated(o) for o in ops)
     for o in ops:
         flags = []
         ma = layers.get(o["layer"]) if layers and o["layer"] else None
@@ -64,7 +69,7 @@ def join(profile: dict[str, Any], layers: dict[str, int] | None, *, precision: s
             flags.append(f"{o['share']:.0%} of the time in an op without mult-adds")
         if precision == "int8" and o.get("op") in _FLOAT_KERNELS:
             flags.append("float kernel in an int8 model")
-        if delegated and delegate in (None, "auto", "xnnpack") and not str(o.get("op")).startswith(_DELEGATE_NODES):
+        if delegated and delegate in (None, "auto", "xnnpack") and _BUILTIN.match(str(o.get("op"))):
             flags.append("not taken by XNNPACK")
         o["flags"] = flags
     ops.sort(key=lambda o: -o["avg_ms"])

@@ -170,11 +170,18 @@ class Transport:
         return dest
 
     def remote_sha256(self, path: str) -> str | None:
-        """The sha256 of a device file (None if it does not exist or the device cannot tell)."""
+        """The sha256 of a device file computed ON the device (None if there is no such file)."""
         q = shlex.quote(path)
-        done = self._shell(f"[ -f {q} ] && sha256sum {q}", timeout=120)
-        word = done.stdout.split()[0] if done.returncode == 0 and done.stdout.split() else ""
-        return word.lower() if len(word) == 64 else None
+        done = self._shell(f"[ -f {q} ] || exit 3; (sha256sum {q} || shasum -a 256 {q} || openssl dgst -sha256 -r "
+                           f"{q}) 2>/dev/null", timeout=120)
+        if done.returncode == 3:
+            return None
+        word = done.stdout.split()[0] if done.stdout.split() else ""
+        if done.returncode != 0 or len(word) != 64:
+            raise RemoteCommandError(f"cannot compute a sha256 on {self.spec.name} (no sha256sum, shasum or openssl): "
+                                     "edgekit does not run cached files it cannot verify",
+                                     hint="install coreutils or busybox (sha256sum) on the device")
+        return word.lower()
 
     def get(self, remote: str, local: str | os.PathLike) -> Path:
         """Copy a device file to ``local`` (written atomically)."""

@@ -52,6 +52,7 @@ class MockTransport(Transport):
         self.uploads: list[str] = []
         self.killed: list[str] = []
         self.disconnected = False
+        self.has_sha256sum = True
 
     def _connect(self) -> None:
         self.disconnected = False
@@ -84,11 +85,13 @@ class MockTransport(Transport):
             self.dirs[wd] = 0o700
             self.dirs[rd] = 0o700
             return Completed(0, "", "")
-        m = re.fullmatch(r"\[ -f (.+) \] && sha256sum (.+)", script)
+        m = re.fullmatch(r"\[ -f (.+?) \] \|\| exit 3; \(sha256sum .+", script)
         if m:
             path = shlex.split(m.group(1))[0]
             if path not in self.files:
-                return Completed(1, "", "")
+                return Completed(3, "", "")
+            if not self.has_sha256sum:
+                return Completed(127, "", "")
             return Completed(0, f"{hashlib.sha256(self.files[path]).hexdigest()}  {path}\n", "")
         m = re.fullmatch(r"(kill \$\(cat (.+?) 2>/dev/null\) 2>/dev/null;? ?)?(rm -rf (.+))?", script)
         if m and (m.group(1) or m.group(3)):
