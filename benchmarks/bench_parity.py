@@ -34,7 +34,8 @@ def main() -> None:
     arts = {}
     for q in args.precisions.split(","):
         calib = {"calib_data": "fashion-mnist"} if q in ("int8", "int16x8") else {"verify_data": "fashion-mnist"}
-        r = edgekit.export(str(model_file), quantize=q, out=str(out), verify_samples=100, **calib)
+        # verify=False: a failed host check is recorded, not fatal (the device figures below are the point)
+        r = edgekit.export(str(model_file), quantize=q, out=str(out), verify_samples=100, verify=False, **calib)
         arts[r.artifacts[0].precision] = r.artifacts[0].path
 
     import conftest  # the same cached rootfs + arm64 sshd as the tests
