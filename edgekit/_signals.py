@@ -2,11 +2,17 @@
 
 The CLI installs :func:`handle_termination` once: the signal raises :class:`Terminated` (a KeyboardInterrupt) in
 the main thread, so every ``finally`` and ``except BaseException`` cleanup runs (staging folders, temp files, the
-remote run dir and the remote runner). Library code never installs handlers.
+remote run dir and the remote runner). Where foreign code swallows the exception (a finalizer, a C++ callback),
+the signal is remembered (:func:`pending`) and the CLI still exits with 128 + signum when the command returns.
+Library code never installs handlers.
 """
 from __future__ import annotations
 
 import signal
+import sys
+
+_pending: int | None = None  # the signal received, until the CLI has reported it
+_redeliver = False
 
 
 class Terminated(KeyboardInterrupt):
@@ -19,10 +25,40 @@ class Terminated(KeyboardInterrupt):
 
 
 def _raise(signum, frame):  # noqa: ARG001 - signal handler signature
-    # a second signal while cleaning up must not abort the cleanup: ignore further ones
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.SIG_IGN)
-    raise Terminated(signum)
+    global _pending, _redeliver
+    first = _pending is None
+    _pending = signum
+    if first or _redeliver:  # a second signal while cleaning up is recorded, not raised (it would cut the cleanup)
+        _redeliver = False
+        raise Terminated(signum)
+
+
+def _unraisable(hook):
+    """Terminated raised inside a finalizer (``__del__``, a GC callback) is swallowed by Python: deliver it again."""
+
+    def wrapped(info):
+        global _redeliver
+        if isinstance(info.exc_value, Terminated):
+            import _thread
+            import threading
+
+            _redeliver = True  # once the finalizer is over (a signal handled inside this hook would be lost too)
+            threading.Timer(0.05, _thread.interrupt_main, args=(info.exc_value.signum,)).start()
+            return
+        hook(info)
+
+    return wrapped
+
+
+def pending() -> int | None:
+    """The SIGTERM/SIGHUP received so far (foreign code may have swallowed its exception), or None."""
+    return _pending
+
+
+def clear() -> None:
+    """Forget a reported signal (the CLI after printing it; in-process test runners invoke the CLI again)."""
+    global _pending, _redeliver
+    _pending, _redeliver = None, False
 
 
 def handle_termination() -> None:
@@ -35,3 +71,6 @@ def handle_termination() -> None:
         if signal.getsignal(sig) is signal.SIG_IGN and sig == signal.SIGHUP:
             continue  # started under nohup: keep ignoring hangups
         signal.signal(sig, _raise)
+    if not getattr(sys.unraisablehook, "_edgekit", False):
+        sys.unraisablehook = _unraisable(sys.unraisablehook)
+        sys.unraisablehook._edgekit = True  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ import click
 from rich.markup import escape
 
 from .. import __version__
-from .._signals import Terminated, handle_termination
+from .._signals import Terminated, clear, handle_termination, pending
 from ..errors import EdgekitError, EdgekitWarning
 from ._output import err
 
@@ -25,7 +25,10 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         debug = bool(ctx.params.get("debug"))
         try:
-            return super().invoke(ctx)
+            rv = super().invoke(ctx)
+            if pending() is not None:  # a SIGTERM/SIGHUP whose exception foreign code swallowed
+                raise Terminated(pending())
+            return rv
         except EdgekitError as exc:
             if debug:
                 traceback.print_exc()
@@ -37,6 +40,7 @@ class _Group(click.Group):
             raise
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (edgekit._signals): cleanup already ran
             err.print(f"[bold red]interrupted[/]{f' ({exc})' if isinstance(exc, Terminated) else ''}")
+            clear()
             ctx.exit(getattr(exc, "exit_code", 130))
         except Exception as exc:  # noqa: BLE001 - last resort: still one line unless --debug
             if debug:

@@ -75,8 +75,16 @@ def verdict(ratio: float, lo: float, hi: float, a: str = "A", b: str = "B", *, m
         why = "interval includes 1" if lo <= 1 <= hi else f"difference under {min_effect:.0%}"
         return f"no significant difference ({a}/{b} time ratio {ratio:.3f}, 95% CI {lo:.3f}-{hi:.3f}; {why})"
     if ratio > 1:  # a takes longer: b is faster
-        return f"{b} is {ratio:.2f}x faster than {a} ({lo:.2f}-{hi:.2f})"
-    return f"{a} is {1 / ratio:.2f}x faster than {b} ({1 / hi:.2f}-{1 / lo:.2f})"
+        return f"{b} is {ratio:.2f}x faster than {a} ({_span(lo, hi)})"
+    return f"{a} is {1 / ratio:.2f}x faster than {b} ({_span(1 / hi, 1 / lo)})"
+
+
+def _span(lo: float, hi: float) -> str:
+    """``1.78-1.88``, with more decimals when two would print the same number twice."""
+    for nd in (2, 3, 4):
+        if f"{lo:.{nd}f}" != f"{hi:.{nd}f}":
+            break
+    return f"{lo:.{nd}f}-{hi:.{nd}f}"
 
 
 # ------------------------------------------------------------------------------------------ system state
