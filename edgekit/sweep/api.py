@@ -1,0 +1,190 @@
+"""``edgekit.sweep(...)``: plan (every check before any training), run, and publish the results as they come."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .._io import write_text_atomic
+from .._progress import Progress, no_progress
+from ..errors import EdgekitError
+from . import analysis
+from .plan import Plan, make_plan
+from .results import SweepResult, SweepRow, SweepSummary, to_csv
+from .run import Runner
+from .spec import SweepSpec
+from .store import Store
+
+#: seconds between rewrites of results.json/csv and of the plots while the sweep runs (always at the end)
+TABLE_EVERY, PLOTS_EVERY = 2.0, 60.0
+
+
+class BudgetNotMet(EdgekitError):
+    """``require_budget``: some device has no point within the latency budget. ``result`` holds everything."""
+
+    def __init__(self, result: SweepResult):
+        missing = [p.device for p in result.picks if not p.fits]
+        super().__init__(f"no point fits within {result.budget_ms:g} ms {result.metric} on {', '.join(missing)}",
+                         hint="raise --budget-ms, add smaller points (lower alpha/resolution, int8), or drop "
+                              "--require-budget")
+        self.result = result
+
+
+@dataclass
+class SweepProgress:
+    """What the sweep is doing, for a progress line: points done / total and the estimated time left."""
+
+    points_done: int
+    points_total: int
+    rows_done: int
+    rows_total: int
+    reused: int
+    failed: int
+    eta_seconds: Optional[float]
+    activity: str
+    row: Optional[SweepRow] = None
+
+
+class _Publisher:
+    """Keeps the result files under ``out`` in step with the rows (throttled), and reports progress."""
+
+    def __init__(self, plan: Plan, rows: dict, on_event: Callable[[SweepProgress], None] | None, t0: float):
+        self.plan, self.rows, self.on_event = plan, rows, on_event
+        self.store = Store(plan.spec.out)
+        self.summary = SweepSummary(points=len(plan.points), devices=len(plan.devices), rows=len(rows),
+                                    trainings=len(plan.units), training_sharing=plan.sharing)
+        self.t0 = t0
+        self.last_table = self.last_plots = 0.0
+        self.lock = threading.RLock()
+        self.activity = "starting"
+        self.runner: Runner | None = None
+        self.first_compute: float | None = None
+        mean = sum(u.mult_adds for u in plan.units) / max(1, len(plan.units))
+        self.weight = {p.id: 1.0 + p.unit.mult_adds / max(mean, 1.0) for p in plan.points}
+
+    # -- files -------------------------------------------------------------------------------------------------------
+    def result(self) -> SweepResult:
+        spec = self.plan.spec
+        rows = list(self.rows.values())
+        res = SweepResult(out=str(spec.out), metric=spec.metric, budget_ms=spec.budget_ms, rows=rows,
+                          spec=spec.to_dict(), notes=list(self.plan.notes))
+        res.fronts, res.picks, res.accuracy_fits, res.latency_fits = analysis.analyze(rows, spec.metric,
+                                                                                        spec.budget_ms)
+        s = self.summary
+        s.ok = sum(r.status == "ok" for r in rows)
+        s.pending = sum(r.status == "pending" for r in rows)
+        s.failed = len(rows) - s.ok - s.pending
+        s.rows_reused = sum(r.reused for r in rows)
+        s.rows_computed = len(rows) - s.pending - s.rows_reused
+        s.seconds = round(time.monotonic() - self.t0, 1)
+        if self.runner is not None:
+            c = self.runner.counts
+            s.trainings_reused, s.exports_reused, s.exports_computed = (c["trainings_reused"], c["exports_reused"],
+                                                                        c["exports_computed"])
+            s.train_seconds, s.export_seconds, s.bench_seconds = (round(c["train_seconds"], 1),
+                                                                  round(c["export_seconds"], 1),
+                                                                  round(c["bench_seconds"], 1))
+        res.summary = s
+        res.files = {"results_json": str(self.store.root / "results.json"),
+                     "results_csv": str(self.store.root / "results.csv"), "sweep": str(self.store.root / "sweep.json")}
+        return res
+
+    def publish(self, force: bool = False) -> SweepResult | None:
+        with self.lock:
+            now = time.monotonic()
+            self._progress()
+            if not force and now - self.last_table < TABLE_EVERY:
+                return None
+            res = self.result()
+            if force or now - self.last_plots >= PLOTS_EVERY:
+                self.last_plots = now
+                try:
+                    from .plots import write_plots
+
+                    res.plots = write_plots(res, self.store.root / "plots")
+                except ImportError:
+                    res.notes.append("no plots: matplotlib is not installed (pip install 'edgekit[plot]')")
+            elif (self.store.root / "plots").is_dir():
+                res.plots = {p.stem: str(p) for p in sorted((self.store.root / "plots").glob("*.png"))}
+            self.last_table = now
+            write_text_atomic(self.store.root / "results.json", res.to_json() + "\n")
+            write_text_atomic(self.store.root / "results.csv", to_csv(res.rows))
+            return res
+
+    # -- progress ----------------------------------------------------------------------------------------------------
+    def event(self, kind: str, **info: Any) -> None:
+        with self.lock:
+            if kind == "train":
+                self.activity = f"training {info['unit']} ({info['how']})"
+            elif kind == "export":
+                self.activity = f"exporting {info['unit']} {info['precision']}"
+            elif kind == "bench":
+                self.activity = f"measuring {info['point']} on {info['device']}"
+            if kind in ("train", "export", "bench") and self.first_compute is None:
+                self.first_compute = time.monotonic()
+            self._progress(info.get("row"))
+
+    def _progress(self, row: SweepRow | None = None) -> None:
+        if self.on_event is None:
+            return
+        by_point: dict[str, list[SweepRow]] = {}
+        for r in self.rows.values():
+            by_point.setdefault(r.point, []).append(r)
+        done = {p for p, rs in by_point.items() if all(r.status != "pending" for r in rs)}
+        computed = [p for p in done if not all(r.reused for r in by_point[p])]
+        eta = None
+        if computed and self.first_compute is not None:
+            spent = time.monotonic() - self.first_compute
+            eta = spent / sum(self.weight[p] for p in computed) * sum(
+                w for p, w in self.weight.items() if p not in done)
+        rows = list(self.rows.values())
+        self.on_event(SweepProgress(len(done), len(by_point), sum(r.status != "pending" for r in rows), len(rows),
+                                    sum(r.reused for r in rows),
+                                    sum(r.status not in ("ok", "pending") for r in rows), eta, self.activity, row))
+
+
+def _write_plan(plan: Plan) -> None:
+    spec = plan.spec
+    doc = {"schema": "edgekit.sweep/1",
+           "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "spec": spec.to_dict(), "training_sharing": plan.sharing, "notes": plan.notes,
+           "devices": [{"name": d.name, "transport": d.transport, "emulated": d.name in plan.emulated,
+                        "on_this_machine": d.name in plan.on_host} for d in plan.devices],
+           "units": [{"name": u.name, "key": u.key, "model": u.model, "options": dict(u.combo.options),
+                      "grid": dict(u.combo.grid), "resolution": u.resolution, "mult_adds": u.mult_adds,
+                      "params": u.params, "how": u.how, "base": u.base.name if u.base else None, "note": u.note}
+                     for u in plan.units],
+           "points": [p.id for p in plan.points]}
+    Path(spec.out).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(Path(spec.out) / "sweep.json", json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def run_sweep(spec: SweepSpec, *, progress: Progress = no_progress,
+              on_event: Callable[[SweepProgress], None] | None = None) -> SweepResult:
+    """Run the sweep described by ``spec`` (see :func:`edgekit.sweep.sweep`)."""
+    t0 = time.monotonic()
+    plan = make_plan(spec, progress)
+    rows = {(p.id, d.name): SweepRow(point=p.id, model=p.unit.model, name=p.unit.name, options=dict(p.unit.combo.grid),
+                                     precision=p.precision, format=p.format, device=d.name,
+                                     emulated=d.name in plan.emulated, resolution=p.unit.resolution,
+                                     mult_adds=p.unit.mult_adds, params=p.unit.params, training=p.unit.how)
+            for p in plan.points for d in plan.devices}
+    _write_plan(plan)
+    pub = _Publisher(plan, rows, on_event, t0)
+    runner = Runner(plan, rows, publish=pub.publish, event=pub.event, progress=progress)
+    pub.runner = runner
+    try:
+        runner.run()
+    except BaseException:
+        pub.summary.interrupted = True
+        pub.publish(force=True)
+        raise
+    result = pub.publish(force=True)
+    assert result is not None
+    if spec.require_budget and result.budget_met is False:
+        raise BudgetNotMet(result)
+    return result

@@ -1,0 +1,319 @@
+"""Running a sweep: train (or reuse), export every precision with verification and test accuracy in the
+artifact's runtime (or reuse), then measure on every device (or reuse); results land under ``out`` as rows finish.
+
+Concurrency: the main thread trains and exports; every device has one worker thread taking one measurement at a
+time, so devices run in parallel. Work that shares this machine's CPUs (training, conversion, and measurements on
+``local`` or on a loopback device such as a qemu guest) passes through one first-come-first-served gate, so a
+local latency is never measured while TensorFlow trains next to it.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from .._progress import Progress, no_progress
+from ..errors import EdgekitError
+from .plan import ALL_SAMPLES, Plan, Point, Unit
+from .results import SweepRow
+from .store import Store
+
+#: seconds an interrupted sweep waits for measurements already running (they finish and are recorded)
+INTERRUPT_GRACE = 20.0
+
+
+class HostGate:
+    """First-come-first-served mutual exclusion (a ticket lock): nobody waits behind a thread that keeps
+    re-acquiring."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._next = 0
+        self._serving = 0
+
+    def __enter__(self) -> "HostGate":
+        with self._cv:
+            ticket = self._next
+            self._next += 1
+            self._cv.wait_for(lambda: self._serving == ticket)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with self._cv:
+            self._serving += 1
+            self._cv.notify_all()
+
+
+class _NoGate:
+    def __enter__(self) -> "_NoGate":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _failure(exc: BaseException, status: str) -> dict[str, Any]:
+    """The record of a failed step: status, one-line error, hint; foreign exceptions keep their traceback (a failing
+    point must not stop the sweep, and must not hide what happened)."""
+    if isinstance(exc, EdgekitError):
+        return {"status": status, "error": exc.message, "hint": exc.hint}
+    text = (str(exc).strip().splitlines() or [""])[-1][:300]
+    return {"status": status, "error": f"{type(exc).__name__}: {text}",
+            "hint": "the record's traceback says where; please report it", "traceback": traceback.format_exc()}
+
+
+class Runner:
+    """Executes a :class:`~edgekit.sweep.plan.Plan`; ``publish(rows)`` is called (under a lock) whenever rows
+    change, ``event(kind, **info)`` for progress."""
+
+    def __init__(self, plan: Plan, rows: dict[tuple[str, str], SweepRow], *, publish: Callable[[], None],
+                 event: Callable[..., None], progress: Progress = no_progress):
+        self.plan, self.spec, self.rows = plan, plan.spec, rows
+        self.store = Store(plan.spec.out)
+        self.publish, self.event, self.progress = publish, event, progress
+        self.gate = HostGate()
+        self.lock = threading.RLock()
+        self.cancel = threading.Event()
+        self.counts = {"trainings_reused": 0, "exports_reused": 0, "exports_computed": 0, "train_seconds": 0.0,
+                       "export_seconds": 0.0, "bench_seconds": 0.0}
+        self.models: dict[str, str] = {}           # unit key -> trained (pre-compression) model path
+        self.failed_units: dict[str, dict] = {}    # unit key -> failure record
+        self.queues = {d.name: queue.Queue() for d in plan.devices}
+        self.workers = [threading.Thread(target=self._worker, args=(d,), name=f"sweep-{d.name}", daemon=True)
+                        for d in plan.devices]
+
+    # -- rows ----------------------------------------------------------------------------------------------------------
+    def _update(self, point: Point, devices=None, **values: Any) -> None:
+        with self.lock:
+            for d in devices or self.plan.devices:
+                row = self.rows[(point.id, d.name)]
+                for k, v in values.items():
+                    setattr(row, k, v)
+            self.publish()
+
+    # -- the main loop -------------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        for w in self.workers:
+            w.start()
+        try:
+            for unit in self.plan.units:
+                if self.cancel.is_set():
+                    break
+                model_path = self._train(unit)
+                for quantize in dict.fromkeys(p.quantize for p in self.plan.points if p.unit is unit):
+                    points = [p for p in self.plan.points if p.unit is unit and p.quantize == quantize]
+                    if model_path is None:
+                        fail = self.failed_units[unit.key]
+                        for p in points:
+                            self._update(p, status=fail["status"], error=fail["error"], hint=fail["hint"])
+                        continue
+                    self._export(unit, quantize, points, model_path)
+            for q in self.queues.values():
+                q.put(None)
+            for w in self.workers:
+                while w.is_alive():
+                    w.join(0.2)
+        except BaseException:
+            self.cancel.set()
+            for q in self.queues.values():
+                q.put(None)
+            deadline = time.monotonic() + INTERRUPT_GRACE
+            for w in self.workers:
+                w.join(max(0.0, deadline - time.monotonic()))
+            raise
+
+    # -- training ------------------------------------------------------------------------------------------------------
+    def _train(self, unit: Unit) -> str | None:
+        """Path of the unit's final model (trained, and compressed with the recipe), or None when it failed."""
+        s = self.spec
+        folder = self.store.unit_dir(unit.name, unit.key)
+        rec = self.store.read(folder / "train.json")
+        if rec and rec.get("status") == "ok" and (self.store.root / rec["model"]).exists() and \
+                (self.store.root / rec["trained"]).exists():
+            self.counts["trainings_reused"] += 1
+            self.models[unit.key] = str(self.store.root / rec["trained"])
+            self._set_training(unit, rec)
+            return str(self.store.root / rec["model"])
+        if unit.base is not None and unit.base.key not in self.models:
+            self.failed_units[unit.key] = {"status": "train_failed", "hint": "see the base model's rows",
+                                           "error": f"its base model {unit.base.name} failed to train"}
+            return None
+        self.event("train", unit=unit.name, how=unit.how)
+        t0 = time.perf_counter()
+        try:
+            with self.gate:
+                record = self._train_now(unit, folder)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a failing point is a row with its status; the sweep goes on
+            self.failed_units[unit.key] = _failure(exc, "train_failed")
+            self.store.write(folder / "train.json", self.failed_units[unit.key])
+            return None
+        finally:
+            self.counts["train_seconds"] += time.perf_counter() - t0
+        self.store.write(folder / "train.json", record)
+        self.models[unit.key] = str(self.store.root / record["trained"])
+        self._set_training(unit, record)
+        return str(self.store.root / record["model"])
+
+    def _train_now(self, unit: Unit, folder) -> dict[str, Any]:
+        from ..compression import train
+
+        s, plan = self.spec, self.plan
+        trained = folder / "trained.keras"
+        weights = self.models[unit.base.key] if unit.base is not None else s.weights
+        epochs, lr = (s.finetune_epochs, s.finetune_lr_value) if unit.base is not None else (s.epochs, s.lr)
+        # test_limit=1: train() scores Keras on a built-in test split; the sweep measures accuracy on the whole
+        # test data in the artifact's runtime (and Keras' on the same samples) at export, so skip it here
+        _, report = train(unit.model, s.data, epochs=epochs, batch_size=s.batch_size, lr=lr, optimizer=s.optimizer,
+                          val_fraction=s.val_fraction, val_data=s.val_data, limit=s.limit, seed=s.seed,
+                          bn_momentum=s.bn_momentum, preprocess=s.preprocess, out=str(trained), weights=weights,
+                          test_limit=1, progress=self.progress, **unit.create_options())
+        record = {"status": "ok", "unit": unit.name, "key": unit.key, "how": unit.how, "note": unit.note,
+                  "trained": self.store.rel(trained), "model": self.store.rel(trained),
+                  "train": {k: v for k, v in report.to_dict().items() if k not in ("test_accuracy", "test_samples")}}
+        if plan.stage_keys:
+            from ..compression import compress
+
+            final = folder / "model.keras"
+            result = compress(str(trained), data=s.data, batch_size=s.batch_size, limit=s.limit, seed=s.seed,
+                              val_fraction=s.val_fraction, bn_momentum=s.bn_momentum, preprocess=s.preprocess,
+                              save_model=str(final), out=str(folder / "compression"), progress=self.progress,
+                              **plan.stage_keys)
+            record["model"] = self.store.rel(final)
+            record["compression"] = {"stages": result.stages, "report": result.report.report_json}
+        return record
+
+    def _set_training(self, unit: Unit, rec: dict[str, Any]) -> None:
+        how = rec.get("how") or unit.how
+        if rec.get("compression"):
+            how += " + " + " -> ".join(rec["compression"]["stages"])
+        for p in self.plan.points:
+            if p.unit is unit:
+                self._update(p, training=how)
+
+    # -- export --------------------------------------------------------------------------------------------------------
+    def _export(self, unit: Unit, quantize: str, points: list[Point], model_path: str) -> None:
+        key = self.plan.export_key(unit, quantize)
+        folder = self.store.export_dir(self.store.unit_dir(unit.name, unit.key), f"{points[0].precision}-{key}")
+        rec = self.store.read(folder / "export.json")
+        arts = (rec or {}).get("artifacts", {})
+        reusable = rec is not None and rec.get("status") == "ok" and all(
+            (self.store.root / arts.get(p.format, {}).get("path", "-")).exists() for p in points)
+        if reusable:
+            self.counts["exports_reused"] += 1
+        else:
+            self.event("export", unit=unit.name, precision=points[0].precision)
+            t0 = time.perf_counter()
+            try:
+                with self.gate:
+                    rec = self._export_now(unit, quantize, model_path, folder)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # noqa: BLE001 - see _train
+                rec = {**_failure(exc, "export_failed"), "artifacts": {}}
+            finally:
+                self.counts["export_seconds"] += time.perf_counter() - t0
+            self.counts["exports_computed"] += 1
+            self.store.write(folder / "export.json", rec)
+        for p in points:
+            art = rec["artifacts"].get(p.format)
+            if art is None:
+                self._update(p, status=rec["status"], error=rec.get("error"), hint=rec.get("hint"))
+                continue
+            values = {k: art.get(k) for k in ("accuracy", "keras_accuracy", "test_samples", "size_bytes")}
+            self._update(p, artifact=art["path"], **values)
+            if art["status"] != "ok":
+                self._update(p, status=art["status"], error=art.get("error"), hint=art.get("hint"))
+                continue
+            for d in self.plan.devices:
+                self._bench_or_reuse(p, d, key, folder)
+
+    def _export_now(self, unit: Unit, quantize: str, model_path: str, folder) -> dict[str, Any]:
+        from ..exporters import export
+
+        s = self.spec
+        result = export(model_path, quantize=quantize, formats=s.formats, out=str(folder),
+                        calib_data=self.plan.calib_source if quantize in ("int8", "int16x8") else None,
+                        calib_samples=s.calib_samples if quantize in ("int8", "int16x8") else None, io=s.io,
+                        per_tensor=s.per_tensor, verify=False, verify_data=self.plan.test_source,
+                        verify_samples=s.test_limit or ALL_SAMPLES, opset=s.opset, seed=s.seed,
+                        progress=self.progress)
+        arts = {}
+        for a in result.artifacts:
+            v = a.verification
+            entry = {"path": self.store.rel(a.path), "manifest": self.store.rel(a.manifest), "size_bytes": a.size_bytes,
+                     "sha256": a.sha256, "status": "ok", "accuracy": v.artifact_accuracy if v else None,
+                     "keras_accuracy": v.keras_accuracy if v else None, "test_samples": v.samples if v else None,
+                     "verification": v.to_dict() if v else None}
+            if v is None or v.artifact_accuracy is None:
+                entry.update(status="export_failed", error="no accuracy: the test labels do not match the model's "
+                                                           "outputs", hint="check --classes and --test-data")
+            elif s.verify and not v.passed:
+                entry.update(status="verification_failed",
+                             error=f"{a.path.name} does not match the Keras model: {'; '.join(v.failures)}",
+                             hint="the artifact computes something else than the trained model; --no-verify keeps "
+                                  "it in the table")
+            arts[a.format] = entry
+        return {"status": "ok", "unit": unit.name, "quantize": quantize, "artifacts": arts,
+                "calibration": result.calibration.to_dict(), "verify_data": result.verify_data}
+
+    # -- bench ---------------------------------------------------------------------------------------------------------
+    def _bench_or_reuse(self, point: Point, device, export_key: str, folder) -> None:
+        path = self.store.bench_path(folder, device.name, point.format, self.plan.bench_key(export_key, device,
+                                                                                            point.format))
+        rec = self.store.read_ok(path)
+        if rec is not None:
+            self._record_bench(point, device, rec, reused=True)
+            return
+        self.queues[device.name].put((point, path))
+
+    def _worker(self, device) -> None:
+        gate = self.gate if device.name in self.plan.on_host else _NoGate()
+        q = self.queues[device.name]
+        while True:
+            job = q.get()
+            if job is None or self.cancel.is_set():
+                return
+            point, path = job
+            self.event("bench", point=point.id, device=device.name)
+            t0 = time.perf_counter()
+            try:
+                with gate:
+                    if self.cancel.is_set():
+                        return
+                    rec = self._bench_now(point, device)
+            except Exception as exc:  # noqa: BLE001 - a device failure is a row's status
+                from ..devices import status_of
+
+                rec = _failure(exc, status_of(exc) if isinstance(exc, EdgekitError) else "error")
+            with self.lock:
+                self.counts["bench_seconds"] += time.perf_counter() - t0
+            self.store.write(path, rec)
+            self._record_bench(point, device, rec, reused=False)
+
+    def _bench_now(self, point: Point, device) -> dict[str, Any]:
+        from ..devices import bench
+
+        s = self.spec
+        art = self.rows[(point.id, device.name)].artifact
+        (r,) = bench([str(self.store.root / art)], devices=[device], threads=s.threads, runs=s.runs, warmup=s.warmup,
+                     max_seconds=s.max_seconds, delegate=s.delegate, seed=s.seed, timeout=s.timeout, python=s.python,
+                     benchmark_binary=s.benchmark_binary, key_file=s.key_file, known_hosts=s.known_hosts,
+                     accept_new_host_key=s.accept_new_host_key, connect_timeout=s.connect_timeout)
+        result = r.to_dict()
+        result.pop("raw", None)
+        return {"status": r.status, "error": r.error, "hint": r.hint, "result": result}
+
+    def _record_bench(self, point: Point, device, rec: dict[str, Any], *, reused: bool) -> None:
+        r = rec.get("result") or {}
+        values = {"status": rec.get("status", "error"), "error": rec.get("error"), "hint": rec.get("hint"),
+                  "reused": reused}
+        for k in ("p50_ms", "p90_ms", "mean_ms", "std_ms", "peak_memory_mb", "machine"):
+            values[k] = r.get(k)
+        if r.get("runtime"):
+            values["runtime"] = f"{r['runtime']} {r.get('runtime_version') or ''}".strip()
+        self._update(point, [device], **values)
+        self.event("row", point=point.id, device=device.name, row=self.rows[(point.id, device.name)])

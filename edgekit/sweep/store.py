@@ -1,0 +1,103 @@
+"""The sweep's folder (``--out``): every finished step is a file written atomically, named by a hash of what
+produced it, so a rerun of the same sweep finds and reuses it (and a changed setting simply misses it).
+
+Layout::
+
+    OUT/sweep.json                 the spec and plan of the last run
+    OUT/results.json, results.csv  the table so far (rewritten as rows finish)
+    OUT/plots/*.png                the three plots
+    OUT/runs/NAME-KEY/             one trained model: model.keras + train.json
+        PRECISION/                 one export call: the artifacts + manifests + export.json
+            bench/DEVICE-FORMAT.json   one measurement
+            
+A record has ``status``; only ``ok`` records are reused, failures are computed again on the next run (device
+errors are often transient). Paths inside records are relative to OUT so the folder can be moved.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from .._io import write_text_atomic
+from .._jsonable import to_jsonable
+
+SCHEMA = "edgekit.sweep/1"
+
+
+def key_of(inputs: Any) -> str:
+    """Short stable hash of JSON-able ``inputs`` (sorted keys)."""
+    text = json.dumps(to_jsonable(inputs), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("._")[:80] or "x"
+
+
+def file_fingerprint(path: str) -> dict[str, Any] | str:
+    """What identifies an input file or folder cheaply: resolved path, size and mtime (folders: the file count,
+    total size and newest mtime). Names (datasets, zoo names) stay as they are."""
+    p = Path(str(path)).expanduser()
+    if not p.exists():
+        return str(path)
+    if p.is_file():
+        st = p.stat()
+        return {"path": str(p.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    files = [f for f in p.rglob("*") if f.is_file()]
+    return {"path": str(p.resolve()), "files": len(files), "size": sum(f.stat().st_size for f in files),
+            "mtime_ns": max((f.stat().st_mtime_ns for f in files), default=0)}
+
+
+class Store:
+    """Reads and writes the records of one sweep folder."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    # -- locations ---------------------------------------------------------------------------------------------------
+    def unit_dir(self, name: str, key: str) -> Path:
+        return self.root / "runs" / f"{slug(name)}-{key}"
+
+    @staticmethod
+    def export_dir(unit_dir: Path, precision: str) -> Path:
+        return unit_dir / slug(precision)
+
+    @staticmethod
+    def bench_path(export_dir: Path, device: str, fmt: str, key: str) -> Path:
+        return export_dir / "bench" / f"{slug(device)}-{fmt}-{key}.json"
+
+    def rel(self, path: str | Path | None) -> str | None:
+        if path is None:
+            return None
+        try:
+            return str(Path(path).resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path)
+
+    def abs(self, rel: str | None) -> Path | None:
+        return None if rel is None else (self.root / rel)
+
+    # -- records -----------------------------------------------------------------------------------------------------
+    @staticmethod
+    def read(path: Path) -> dict[str, Any] | None:
+        """The record at ``path``, or None when missing or unreadable (a torn write cannot happen: writes are
+        atomic, but a hand-edited file may be anything)."""
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
+
+    def read_ok(self, path: Path, *files: Path) -> dict[str, Any] | None:
+        """The record when its status is ok and every file it vouches for still exists."""
+        rec = self.read(path)
+        if rec is None or rec.get("status") != "ok" or not all(Path(f).exists() for f in files):
+            return None
+        return rec
+
+    @staticmethod
+    def write(path: Path, record: dict[str, Any]) -> Path:
+        return write_text_atomic(path, json.dumps(to_jsonable({"schema": SCHEMA, **record}), indent=2) + "\n")
