@@ -173,17 +173,22 @@ def run_sweep(spec: SweepSpec, *, progress: Progress = no_progress,
                                      emulated=d.name in plan.emulated, resolution=p.unit.resolution,
                                      mult_adds=p.unit.mult_adds, params=p.unit.params, training=p.unit.how)
             for p in plan.points for d in plan.devices}
-    _write_plan(plan)
-    pub = _Publisher(plan, rows, on_event, t0)
-    runner = Runner(plan, rows, publish=pub.publish, event=pub.event, progress=progress)
-    pub.runner = runner
-    try:
-        runner.run()
-    except BaseException:
-        pub.summary.interrupted = True
-        pub.publish(force=True)
-        raise
-    result = pub.publish(force=True)
+    store = Store(spec.out)
+    with store.lock():
+        cleaned = store.clean_partial()
+        if cleaned:
+            plan.notes.append(f"removed {cleaned} half-written file(s) left by an interrupted run")
+        _write_plan(plan)
+        pub = _Publisher(plan, rows, on_event, t0)
+        runner = Runner(plan, rows, publish=pub.publish, event=pub.event, progress=progress)
+        pub.runner = runner
+        try:
+            runner.run()
+        except BaseException:
+            pub.summary.interrupted = True
+            pub.publish(force=True)
+            raise
+        result = pub.publish(force=True)
     assert result is not None
     if spec.require_budget and result.budget_met is False:
         raise BudgetNotMet(result)

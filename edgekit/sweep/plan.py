@@ -18,7 +18,7 @@ from ..errors import ConnectError, DataError, InvalidArgument, RuntimeMissing
 from . import grid as grid_mod
 from .grid import Combo
 from .spec import SweepSpec
-from .store import Store, file_fingerprint, key_of
+from .store import file_fingerprint, key_of
 
 SHARING_DOC = {
     "resolution": "precisions of a model share one training; models differing only in resolution share one "
@@ -237,7 +237,6 @@ def make_plan(spec: SweepSpec, progress=None) -> Plan:
     for c in {c.model: c for c in combos if c.skipped}.values():
         plan.notes.append(f"{c.model} does not take {', '.join(c.skipped)}: swept over the other keys only")
     _check_devices(spec, devices)
-    Store(spec.out)   # nothing is written before the first result
     return plan
 
 
@@ -258,7 +257,8 @@ def _build_units(spec: SweepSpec, combos: list[Combo], progress) -> list[Unit]:
         try:
             model = zoo.create(c.model, **options)
         except InvalidArgument as exc:
-            raise type(exc)(f"grid point {where}: {exc.message}", hint=exc.hint) from exc
+            raise type(exc)(f"grid point {where}: {exc.message}",
+                            hint=exc.hint or "change or drop that value in the grid (--grid KEY=...)") from exc
         rep = profile(model)
         shape = tuple(int(d) for d in model.input_shape[1:])
         units.append(Unit(c, model.name, shape[0], shape, int(rep.total_mult_adds), int(rep.total_params),

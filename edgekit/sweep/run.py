@@ -94,9 +94,46 @@ class Runner:
             self.publish()
 
     # -- the main loop -------------------------------------------------------------------------------------------------
+    def _watch_signals(self) -> dict:
+        """Note Ctrl-C (and a CLI-level SIGTERM/SIGHUP handler) in ``cancel`` before the previous handler runs:
+        TensorFlow turns a KeyboardInterrupt raised inside its tracing callbacks into its own errors, which must not
+        be recorded as a failed point."""
+        import signal
+
+        saved = {}
+        if threading.current_thread() is not threading.main_thread():
+            return saved
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue   # default action (terminate) or ignored: nothing to wrap
+
+            def handler(signum, frame, previous=previous):
+                self.cancel.set()
+                previous(signum, frame)
+
+            saved[sig] = previous
+            signal.signal(sig, handler)
+        return saved
+
+    def _interrupted(self, exc: BaseException) -> None:
+        """Raise KeyboardInterrupt when ``exc`` happened because the sweep is being interrupted."""
+        if self.cancel.is_set():
+            raise KeyboardInterrupt from exc
+
     def run(self) -> None:
+        import signal
+
+        saved = self._watch_signals()
         for w in self.workers:
             w.start()
+        try:
+            self._run()
+        finally:
+            for sig, previous in saved.items():
+                signal.signal(sig, previous)
+
+    def _run(self) -> None:
         try:
             for unit in self.plan.units:
                 if self.cancel.is_set():
@@ -124,6 +161,16 @@ class Runner:
                 w.join(max(0.0, deadline - time.monotonic()))
             raise
 
+    def _on_host(self, counter: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """``fn(*args)`` through the host gate; its time (not the wait) is added to ``counts[counter]``."""
+        with self.gate:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                with self.lock:
+                    self.counts[counter] += time.perf_counter() - t0
+
     # -- training ------------------------------------------------------------------------------------------------------
     def _train(self, unit: Unit) -> str | None:
         """Path of the unit's final model (trained, and compressed with the recipe), or None when it failed."""
@@ -141,18 +188,13 @@ class Runner:
                                            "error": f"its base model {unit.base.name} failed to train"}
             return None
         self.event("train", unit=unit.name, how=unit.how)
-        t0 = time.perf_counter()
         try:
-            with self.gate:
-                record = self._train_now(unit, folder)
-        except KeyboardInterrupt:
-            raise
+            record = self._on_host("train_seconds", self._train_now, unit, folder)
         except Exception as exc:  # noqa: BLE001 - a failing point is a row with its status; the sweep goes on
+            self._interrupted(exc)
             self.failed_units[unit.key] = _failure(exc, "train_failed")
             self.store.write(folder / "train.json", self.failed_units[unit.key])
             return None
-        finally:
-            self.counts["train_seconds"] += time.perf_counter() - t0
         self.store.write(folder / "train.json", record)
         self.models[unit.key] = str(self.store.root / record["trained"])
         self._set_training(unit, record)
@@ -206,16 +248,11 @@ class Runner:
             self.counts["exports_reused"] += 1
         else:
             self.event("export", unit=unit.name, precision=points[0].precision)
-            t0 = time.perf_counter()
             try:
-                with self.gate:
-                    rec = self._export_now(unit, quantize, model_path, folder)
-            except KeyboardInterrupt:
-                raise
+                rec = self._on_host("export_seconds", self._export_now, unit, quantize, model_path, folder)
             except Exception as exc:  # noqa: BLE001 - see _train
+                self._interrupted(exc)
                 rec = {**_failure(exc, "export_failed"), "artifacts": {}}
-            finally:
-                self.counts["export_seconds"] += time.perf_counter() - t0
             self.counts["exports_computed"] += 1
             self.store.write(folder / "export.json", rec)
         for p in points:
@@ -279,18 +316,21 @@ class Runner:
                 return
             point, path = job
             self.event("bench", point=point.id, device=device.name)
-            t0 = time.perf_counter()
-            try:
-                with gate:
-                    if self.cancel.is_set():
-                        return
+            with gate:
+                if self.cancel.is_set():
+                    return
+                t0 = time.perf_counter()
+                try:
                     rec = self._bench_now(point, device)
-            except Exception as exc:  # noqa: BLE001 - a device failure is a row's status
-                from ..devices import status_of
+                except Exception as exc:  # noqa: BLE001 - a device failure is a row's status
+                    from ..devices import status_of
 
-                rec = _failure(exc, status_of(exc) if isinstance(exc, EdgekitError) else "error")
+                    rec = _failure(exc, status_of(exc) if isinstance(exc, EdgekitError) else "error")
+                seconds = time.perf_counter() - t0
+            if self.cancel.is_set() and rec["status"] != "ok":
+                return   # killed by the interrupt (Ctrl-C reaches the runner too): left pending, measured on resume
             with self.lock:
-                self.counts["bench_seconds"] += time.perf_counter() - t0
+                self.counts["bench_seconds"] += seconds
             self.store.write(path, rec)
             self._record_bench(point, device, rec, reused=False)
 

@@ -15,13 +15,16 @@ errors are often transient). Paths inside records are relative to OUT so the fol
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .._io import write_text_atomic
+from ..errors import InvalidArgument
 from .._jsonable import to_jsonable
 
 SCHEMA = "edgekit.sweep/1"
@@ -79,6 +82,37 @@ class Store:
 
     def abs(self, rel: str | None) -> Path | None:
         return None if rel is None else (self.root / rel)
+
+    # -- a run owns the folder ------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold ``OUT/.sweep.lock`` while a sweep runs: a second sweep into the same folder is refused (the lock dies
+        with the process, so a killed sweep never blocks its resume)."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".sweep.lock", "w") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise InvalidArgument(f"another sweep is running in {self.root}",
+                                      hint="wait for it to finish, or give this one another --out") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def clean_partial(self) -> int:
+        """Remove what a killed run left half-written under runs/ (hidden temp files and staging folders: every
+        file edgekit writes appears by rename, so no finished file is hidden). Returns how many."""
+        runs = self.root / "runs"
+        found = [p for p in runs.rglob(".*")] if runs.is_dir() else []
+        for p in sorted(found, key=lambda p: len(p.parts), reverse=True):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+        return len(found)
 
     # -- records -----------------------------------------------------------------------------------------------------
     @staticmethod

@@ -1,0 +1,180 @@
+"""edgekit sweep end to end on a tiny grid (alpha 0.25 x 32/40 px x int8/float, 1 epoch on 256 images, 100 test
+images, 5 timed runs): interrupted with Ctrl-C after its first row, resumed, rerun; failures as rows; budgets."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgekit.cli import main
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["sweep", "mobilenet_v1", "--grid", "alpha=0.25", "--grid", "resolution=32,40", "--quantize", "int8,none",
+        "--input-channels", "1", "--weights", "none", "--data", "fashion-mnist", "--epochs", "1", "--limit", "256",
+        "--test-limit", "100", "--calib-samples", "100", "--runs", "5", "--warmup", "1", "--device", "local"]
+
+
+def _records(out: Path, pattern: str) -> dict[Path, dict]:
+    found = {}
+    for p in out.glob(pattern):
+        try:
+            found[p] = json.loads(p.read_text())
+        except ValueError:
+            pass
+    return found
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, fashion_mnist_available):
+    """A sweep interrupted (Ctrl-C to its process group) once its first row is recorded, then resumed."""
+    out = tmp_path_factory.mktemp("sweep") / "out"
+    proc = subprocess.Popen([sys.executable, "-c", "from edgekit.cli import main; main()", *ARGS, "--out", str(out)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 900
+    try:
+        while not any(r.get("status") == "ok" for r in _records(out, "runs/*/*/bench/*.json").values()):
+            assert proc.poll() is None, f"the sweep ended before it was interrupted: {proc.communicate()}"
+            assert time.monotonic() < deadline, "no row finished in 15 minutes"
+            time.sleep(0.3)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    interrupted = {"code": proc.returncode, "stderr": stderr,
+                   "results": json.loads((out / "results.json").read_text()),
+                   "finished": {p: p.stat().st_mtime_ns for p, r in _records(out, "runs/**/*.json").items()
+                                if r.get("status") == "ok"}}
+    t0 = time.monotonic()
+    resumed = _cli(*ARGS, "--out", str(out))
+    return out, interrupted, resumed, time.monotonic() - t0
+
+
+def test_interrupt_keeps_finished_rows_and_says_how_to_resume(swept):
+    out, interrupted, _, _ = swept
+    assert interrupted["code"] == 130
+    assert "interrupted" in interrupted["stderr"] and "rerun the same command to resume" in interrupted["stderr"]
+    summary = interrupted["results"]["summary"]
+    assert summary["interrupted"] and summary["ok"] >= 1 and summary["pending"] >= 1
+    assert "[1/4 points]" in interrupted["stderr"] and "time left ~" in interrupted["stderr"]   # progress lines
+    assert not list(out.rglob(".*.part"))
+
+
+def test_resume_reuses_finished_points(swept):
+    out, interrupted, resumed, _ = swept
+    assert resumed.exit_code == 0, resumed.output
+    res = json.loads((out / "results.json").read_text())
+    s = res["summary"]
+    bench_done = [p for p in interrupted["finished"] if "bench" in p.parts]
+    assert s["rows_reused"] == len(bench_done) >= 1 and s["trainings_reused"] >= 1
+    assert f"reused {s['rows_reused']} rows from an earlier run" in resumed.output
+    for p, mtime in interrupted["finished"].items():       # nothing that finished was recomputed
+        assert p.stat().st_mtime_ns == mtime, p
+    assert s["ok"] == 4 and s["pending"] == 0 and not s["interrupted"]
+
+
+def test_result_files_table_and_training_sharing(swept):
+    out, _, resumed, _ = swept
+    res = json.loads((out / "results.json").read_text())
+    rows = res["rows"]
+    assert len(rows) == 4 and {r["precision"] for r in rows} == {"int8", "float32"}
+    assert {r["resolution"] for r in rows} == {32, 40}
+    # precisions share one training: two trained models for four points; 40 px is fine-tuned from 32 px
+    assert len(list(out.glob("runs/*/train.json"))) == 2
+    assert all("fine-tuned 1 epoch(s) at 40 px from the 32 px model" in r["training"] for r in rows
+               if r["resolution"] == 40)
+    for r in rows:
+        assert r["status"] == "ok" and r["test_samples"] == 100 and 0.0 <= r["accuracy"] <= 1.0
+        assert r["p50_ms"] > 0 and r["p90_ms"] >= r["p50_ms"] and r["mult_adds"] > 0 and r["size_bytes"] > 0
+        assert (out / r["artifact"]).is_file()
+        # accuracy is the artifact's, measured in its runtime on the test labels (the manifest says the same)
+        manifest = json.loads((out / (r["artifact"] + ".json")).read_text())
+        assert manifest["verification"]["artifact_accuracy"] == r["accuracy"]
+    int8 = {r["resolution"]: r["size_bytes"] for r in rows if r["precision"] == "int8"}
+    flt = {r["resolution"]: r["size_bytes"] for r in rows if r["precision"] == "float32"}
+    assert all(int8[k] < flt[k] for k in int8)
+    assert res["fronts"]["local"] and all(any(r["pareto"] for r in rows if r["point"] == p)
+                                          for p in res["fronts"]["local"])
+    lines = (out / "results.csv").read_text().strip().splitlines()
+    assert len(lines) == 5 and lines[0].startswith("point,alpha,")
+    for name in ("accuracy_vs_latency", "accuracy_vs_mult_adds", "latency_vs_mult_adds"):
+        assert (out / "plots" / f"{name}.png").stat().st_size > 10_000
+    assert "front (*)" in resumed.output and "latency model local" in resumed.output
+
+
+def test_rerun_reuses_everything_and_budget_statements(swept):
+    out = swept[0]
+    t0 = time.monotonic()
+    res = _cli(*ARGS, "--out", str(out), "--budget-ms", "1000")
+    assert res.exit_code == 0, res.output
+    s = json.loads((out / "results.json").read_text())["summary"]
+    assert s["rows_reused"] == 4 and s["trainings_reused"] == 2 and s["exports_computed"] == 0
+    assert time.monotonic() - t0 < swept[3]
+    assert "pick local:" in res.output and "most accurate point within 1000 ms" in res.output
+    res = _cli(*ARGS, "--out", str(out), "--budget-ms", "0.000001")
+    assert res.exit_code == 0, res.output
+    assert "NO point fits within 1e-06 ms" in res.output and "the fastest is" in res.output
+    res = _cli(*ARGS, "--out", str(out), "--budget-ms", "0.000001", "--require-budget")
+    assert res.exit_code == 1 and "NO point fits" in res.output and "no point fits within 1e-06 ms p50 on local" \
+        in res.output
+    res = _cli(*ARGS, "--out", str(out), "--budget-ms", "1000", "--metric", "p90", "--json")
+    doc = json.loads(res.stdout)
+    assert doc["metric"] == "p90" and doc["picks"][0]["fits"] and len(doc["rows"]) == 4
+
+
+def test_failing_points_are_rows_and_are_retried(swept, monkeypatch):
+    """A device failure on some points: those rows carry the status, the others finish; the next run retries only
+    the failed rows (changing --runs makes every measurement new; trainings and exports are reused)."""
+    import edgekit.devices
+    from edgekit.errors import ConnectError
+
+    out = swept[0]
+    real = edgekit.devices.bench
+
+    def flaky(artifacts, **kw):
+        if "int8" in str(artifacts[0]):
+            raise ConnectError("link dropped", hint="check the cable")
+        return real(artifacts, **kw)
+
+    monkeypatch.setattr(edgekit.devices, "bench", flaky)
+    res = _cli(*ARGS, "--out", str(out), "--runs", "6")
+    assert res.exit_code == 0, res.output
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {(r["precision"], r["status"]) for r in rows} == {("int8", "connect_error"), ("float32", "ok")}
+    assert all(r["error"] == "link dropped" and r["hint"] == "check the cable" for r in rows
+               if r["status"] != "ok")
+    assert "connect_error" in res.output and "link dropped" in res.output
+    monkeypatch.setattr(edgekit.devices, "bench", real)
+    res = _cli(*ARGS, "--out", str(out), "--runs", "6")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["summary"]["ok"] == 4 and doc["summary"]["rows_reused"] == 2
+
+
+def test_every_point_failing_exits_1(swept, monkeypatch):
+    import edgekit.exporters
+    from edgekit.errors import ExportError
+
+    def broken(*a, **k):
+        raise ExportError("converter crashed")
+
+    monkeypatch.setattr(edgekit.exporters, "export", broken)
+    out = swept[0]
+    res = _cli(*ARGS, "--out", str(out), "--calib-samples", "50")   # new export keys, trainings reused
+    assert res.exit_code == 1, res.output
+    assert "export_failed" in res.output and "converter crashed" in res.output and "every point" in res.output
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {r["status"] for r in rows} == {"export_failed"}

@@ -1,0 +1,113 @@
+"""edgekit sweep: bad input is refused before any training, with exit code 2 and a hint; nothing is written."""
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from edgekit.cli import main
+
+BASE = ["mobilenet_v1", "--input-channels", "1", "--weights", "none", "--data", "fashion-mnist", "--epochs", "1",
+        "--limit", "64", "--test-limit", "20"]
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Any training or export fails the test: bad input must be refused before."""
+    import edgekit.compression
+    import edgekit.exporters
+
+    def boom(*a, **k):
+        raise AssertionError("the sweep trained or exported before rejecting its input")
+
+    monkeypatch.setattr(edgekit.compression, "train", boom)
+    monkeypatch.setattr(edgekit.exporters, "export", boom)
+
+
+def run(args, tmp_path):
+    out = tmp_path / "sweep"
+    res = CliRunner().invoke(main, ["sweep", *args, "--out", str(out)])
+    return res, out
+
+
+@pytest.mark.parametrize("args, words", [
+    (BASE, "grid is empty"),
+    (BASE + ["--grid", "alpah=0.5"], "did you mean 'alpha'"),
+    (BASE + ["--grid", "alpha="], "empty value list"),
+    (BASE + ["--grid", "alpha=0.5", "--quantize", "int9"], "unknown precision 'int9'"),
+    (BASE + ["--grid", "alpha=0.5", "--device", "no-such-device"], "unknown device 'no-such-device'"),
+    (BASE + ["--grid", "alpha=0.5", "--emulated", "rpi4"], "not one of the --device values"),
+    (BASE + ["--grid", "alpha=0.5", "--require-budget"], "needs --budget-ms"),
+    (["mobilenet_v1", "--grid", "alpha=0.5", "--data", "fashion-mnist", "--input-channels", "1", "--weights", "none",
+      "--epochs", "0"], "untrained"),
+])
+def test_static_bad_input_exit_2_with_hint(args, words, tmp_path, no_training):
+    res, out = run(args, tmp_path)
+    assert res.exit_code == 2, res.output
+    assert words in res.output and "hint:" in res.output
+    assert not out.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("grid, words", [
+    (["alpha=0.25,2.0"], "grid point alpha=2.0: alpha must be in (0, 1.5]"),    # one bad value anywhere in a list
+    (["alpha=0.25", "resolution=32,8"], "grid point alpha=0.25, resolution=8"),
+    (["rho=0.143,0.1429"], "build the same model"),
+])
+def test_bad_grid_values_are_rejected_before_training(grid, words, tmp_path, no_training):
+    args = list(BASE)
+    for g in grid:
+        args += ["--grid", g]
+    res, out = run(args, tmp_path)
+    assert res.exit_code == 2, res.output
+    assert words in res.output and "hint:" in res.output
+    assert not out.exists()
+
+
+def test_test_data_is_required_and_must_be_labelled(tmp_path, no_training):
+    pytest.importorskip("PIL")
+    from PIL import Image
+
+    flat = tmp_path / "flat"            # images, no class sub-folders: no labels
+    flat.mkdir()
+    for i in range(3):
+        Image.new("L", (28, 28), color=i * 60).save(flat / f"{i}.png")
+    labelled = tmp_path / "labelled"
+    for c in ("a", "b"):
+        (labelled / c).mkdir(parents=True)
+        Image.new("L", (28, 28), color=10).save(labelled / c / "x.png")
+    args = ["mobilenet_v1", "--grid", "alpha=0.25", "--input-channels", "1", "--weights", "none", "--classes", "2"]
+    res, out = run(args + ["--data", str(labelled)], tmp_path)
+    assert res.exit_code == 2 and "no labelled test data" in res.output and "--test-data" in res.output
+    res, out = run(args + ["--data", str(labelled), "--test-data", str(flat)], tmp_path)
+    assert res.exit_code == 2 and "has no labels" in res.output, res.output
+    res, out = run(["mobilenet_v1", "--grid", "alpha=0.25", "--data", str(labelled)], tmp_path)
+    assert res.exit_code == 2 and "--classes" in res.output
+    assert not out.exists()
+
+
+def test_config_file_keys_are_checked(tmp_path, no_training):
+    cfg = tmp_path / "s.sweep.yaml"
+    cfg.write_text("model: mobilenet_v1\ngrid:\n  alpha: [0.25]\nbudjet_ms: 3\n")
+    res, _ = run(["--config", str(cfg)], tmp_path)
+    assert res.exit_code == 2 and "unknown key 'budjet_ms'" in res.output and "budget_ms" in res.output
+    cfg.write_text("model: mobilenet_v1\ngrid: [alpha, 0.25]\n")
+    res, _ = run(["--config", str(cfg)], tmp_path)
+    assert res.exit_code == 2 and "grid must be a mapping" in res.output
+    cfg.write_text("model: mobilenet_v1\ngrid: {alpha: [0.25]}\ndata: fashion-mnist\nmetric: p99\n")
+    res, _ = run(["--config", str(cfg)], tmp_path)
+    assert res.exit_code == 2 and "unknown metric 'p99'" in res.output and "p50 or p90" in res.output
+    cfg.write_text("model: mobilenet_v1\ngrid: {alpha: [0.25]\n")
+    res, _ = run(["--config", str(cfg)], tmp_path)
+    assert res.exit_code == 2 and "not valid YAML (line" in res.output
+
+
+def test_shipped_sweep_configs_are_valid():
+    from pathlib import Path
+
+    from edgekit.sweep import SweepSpec, load_config
+
+    configs = sorted((Path(__file__).resolve().parents[1] / "export").glob("*.sweep.yaml"))
+    assert configs, "export/ ships at least one sweep config"
+    for cfg in configs:
+        spec = SweepSpec(**load_config(cfg))
+        assert spec.grid and spec.out
