@@ -178,3 +178,32 @@ def test_every_point_failing_exits_1(swept, monkeypatch):
     assert "export_failed" in res.output and "converter crashed" in res.output and "every point" in res.output
     rows = json.loads((out / "results.json").read_text())["rows"]
     assert {r["status"] for r in rows} == {"export_failed"}
+
+
+@pytest.mark.device
+def test_ssh_device_added_to_a_finished_sweep(swept, arm64_ssh, tmp_path, monkeypatch):
+    """A second device (aarch64 under qemu, over SSH, from a device profile, labelled emulated): only its rows are
+    measured, the local rows, trainings and exports are reused; fronts, picks and latency models are per device."""
+    out = swept[0]
+    profiles = tmp_path / "devices"
+    profiles.mkdir()
+    (profiles / "arm64-qemu.yaml").write_text(
+        "description: the devlab's arm64 rootfs, its own sshd, under qemu\ntransport: ssh\n"
+        f"host: {arm64_ssh['SSHD_HOST']}\nport: {arm64_ssh['SSHD_PORT']}\nuser: {arm64_ssh['SSHD_USER']}\n"
+        f"key_file: {arm64_ssh['SSHD_KEY']}\nknown_hosts: {arm64_ssh['SSHD_KNOWN_HOSTS']}\n"
+        f"python: {arm64_ssh['python']['tflite']}\n")
+    monkeypatch.setenv("EDGEKIT_DEVICES_DIR", str(profiles))
+    res = _cli(*ARGS, "--out", str(out), "--device", "arm64-qemu", "--emulated", "arm64-qemu", "--budget-ms", "1000")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "results.json").read_text())
+    remote = [r for r in doc["rows"] if r["device"] == "arm64-qemu"]
+    local = [r for r in doc["rows"] if r["device"] == "local"]
+    assert len(remote) == 4 and len(local) == 4
+    assert all(r["status"] == "ok" and r["machine"] == "aarch64" and r["emulated"] and r["p50_ms"] > 0
+               for r in remote), remote
+    assert all(r["reused"] for r in local) and not any(r["reused"] for r in remote)
+    assert doc["summary"]["trainings_reused"] == 2 and doc["summary"]["exports_computed"] == 0
+    assert set(doc["fronts"]) == {"local", "arm64-qemu"}
+    assert {p["device"] for p in doc["picks"]} == {"local", "arm64-qemu"}
+    assert {f["device"] for f in doc["latency_fits"]} == {"local", "arm64-qemu"}
+    assert "arm64-qemu (emulated)" in res.output

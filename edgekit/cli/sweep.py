@@ -68,6 +68,8 @@ _OPTIONS = [
     click.option("--delegate", default=None, help="auto (XNNPACK), xnnpack, none, or PATH.so."),
     click.option("--timeout", type=float, default=None, help="Seconds per measurement."),
     click.option("--python", default=None, help="Python on the device."),
+    click.option("--runtime", default=None, help="Interpreter on the device: ai-edge-litert, tflite-runtime or "
+                                                 "onnxruntime [default: the profile's, else the first found]."),
     click.option("--benchmark-binary", default=None, help="TFLite benchmark_model (devices without Python)."),
     click.option("--key-file", default=None, help="SSH private key."),
     click.option("--known-hosts", default=None, help="known_hosts file."),

@@ -101,7 +101,8 @@ class Plan:
         s = self.spec
         return key_of({"export": export_key, "device": device.name, "format": fmt, "runs": s.runs,
                        "warmup": s.warmup, "threads": s.threads, "max_seconds": s.max_seconds,
-                       "delegate": s.delegate, "python": s.python, "benchmark_binary": s.benchmark_binary})
+                       "delegate": s.delegate, "python": s.python, "runtime": s.runtime,
+                       "benchmark_binary": s.benchmark_binary})
 
 
 def _fp(source: Any) -> Any:

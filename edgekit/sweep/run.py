@@ -341,6 +341,7 @@ class Runner:
         art = self.rows[(point.id, device.name)].artifact
         (r,) = bench([str(self.store.root / art)], devices=[device], threads=s.threads, runs=s.runs, warmup=s.warmup,
                      max_seconds=s.max_seconds, delegate=s.delegate, seed=s.seed, timeout=s.timeout, python=s.python,
+                     runtime=s.runtime,
                      benchmark_binary=s.benchmark_binary, key_file=s.key_file, known_hosts=s.known_hosts,
                      accept_new_host_key=s.accept_new_host_key, connect_timeout=s.connect_timeout)
         result = r.to_dict()

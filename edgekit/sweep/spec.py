@@ -74,6 +74,7 @@ class SweepSpec:
     delegate: str | None = None
     timeout: float | None = None
     python: str | None = None
+    runtime: str | None = None               # interpreter on the device: ai-edge-litert, tflite-runtime, onnxruntime
     benchmark_binary: str | None = None
     key_file: str | None = None
     known_hosts: str | None = None
