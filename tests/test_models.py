@@ -139,10 +139,27 @@ def test_any_alpha_up_to_1_5():
     assert m.get_layer("conv_pw_13").filters == 1536
 
 
-@pytest.mark.parametrize("alpha", [0, -0.5, 1.51, 3, "wide"])
+@pytest.mark.parametrize("alpha", [0, -0.5, 1.51, 3, 99, "wide", [0.5, 1.0]])
 def test_alpha_out_of_range(alpha):
-    with pytest.raises(InvalidArgument, match="alpha"):
+    with pytest.raises(InvalidArgument, match="alpha") as info:
         models.create("mobilenet_v1", weights="none", alpha=alpha)
+    assert "--alpha" in info.value.hint   # the hint names the fix: the valid range or one number
+    assert "(0, 1.5]" in info.value.hint if not isinstance(alpha, (str, list)) else "one number" in info.value.hint
+
+
+@pytest.mark.parametrize("options, hint", [
+    (dict(resolution=5000), "--resolution between 32 and 4096"),
+    (dict(resolution=[128, 224]), "give one integer, e.g. --resolution 224"),
+    (dict(rho=1.2), "--rho in (0, 1]"),
+    (dict(dropout=1.0), "--dropout in [0, 1)"),
+    (dict(classes=0), "--classes 1 or more"),
+    (dict(input_channels=0), "--input-channels 1"),
+    (dict(depth_multiplier=0), "--depth-multiplier 1"),
+])
+def test_bad_knobs_have_a_hint_naming_the_range(options, hint):
+    with pytest.raises(InvalidArgument) as info:
+        models.create("mobilenet_v1", weights="none", **options)
+    assert info.value.hint and hint in info.value.hint
 
 
 @pytest.mark.parametrize("options, match", [
@@ -323,3 +340,11 @@ def test_packaged_stats_match_a_live_build(name):
     from edgekit.models._summary import _packaged, compute_stats
 
     assert _packaged()[name] == compute_stats(name)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b0", "mobilenet_v1"])
+def test_dropout_of_one_is_refused_by_every_family(name):
+    """dropout=1 drops every feature (MobileNet v3 and EfficientNet accepted it)."""
+    with pytest.raises(InvalidArgument, match=r"dropout must be in \[0, 1\)") as info:
+        models.create(name, weights="none", dropout=1.0, resolution=small_resolution(name), classes=10)
+    assert "--dropout in [0, 1)" in info.value.hint

@@ -32,5 +32,6 @@ def dropout_option(cfg: Any, default: float) -> float:
 
     rate = check_range("dropout", cfg.get("dropout", default), 0.0, 1.0, low_open=False)
     if rate >= 1.0:
-        raise InvalidArgument(f"dropout must be in [0, 1); received dropout={rate!r}")
+        raise InvalidArgument(f"dropout must be in [0, 1); received dropout={rate!r}",
+                              hint="use --dropout in [0, 1), e.g. 0.2 (1 would drop every feature)")
     return rate

@@ -81,25 +81,42 @@ class BuildConfig:
         return name
 
 
-def _as_int(name: str, value: Any) -> int:
+#: what a hint suggests for a knob, besides its valid range
+_EXAMPLES = {"alpha": " (the paper's widths: 0.25, 0.5, 0.75, 1.0)", "rho": " (e.g. 0.571 for 128 px at 224)"}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _one_value_hint(name: str, kind: str, example: Any) -> str:
+    return (f"give one {kind}, e.g. {_flag(name)} {example} ({name}: {example} in a recipe); to compare several "
+            "values, run once per value")
+
+
+def _as_int(name: str, value: Any, example: Any = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value:
-        raise InvalidArgument(f"{name} must be an integer; received {name}={value!r}")
+        raise InvalidArgument(f"{name} must be an integer; received {name}={value!r}",
+                              hint=_one_value_hint(name, "integer", example))
     return int(value)
 
 
-def _as_float(name: str, value: Any) -> float:
+def _as_float(name: str, value: Any, example: Any = 0.5) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise InvalidArgument(f"{name} must be a number; received {name}={value!r}")
+        raise InvalidArgument(f"{name} must be a number; received {name}={value!r}",
+                              hint=_one_value_hint(name, "number", example))
     return float(value)
 
 
 def check_range(name: str, value: Any, low: float, high: float, *, low_open: bool = True) -> float:
-    """``value`` as float within (low, high] (or [low, high] with ``low_open=False``), else InvalidArgument."""
-    v = _as_float(name, value)
+    """``value`` as float within (low, high] (or [low, high] with ``low_open=False``), else InvalidArgument whose
+    hint names the valid range."""
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
+    v = _as_float(name, value, example=min(high, 1.0) if low < 1.0 else high)
     ok = (v > low if low_open else v >= low) and v <= high
     if not ok:
-        interval = f"{'(' if low_open else '['}{low:g}, {high:g}]"
-        raise InvalidArgument(f"{name} must be in {interval}; received {name}={value!r}")
+        raise InvalidArgument(f"{name} must be in {interval}; received {name}={value!r}",
+                              hint=f"use {_flag(name)} in {interval}{_EXAMPLES.get(name, '')}")
     return v
 
 
@@ -120,19 +137,22 @@ def make_config(model: str, meta: dict[str, Any], weights: Any, options: dict[st
         resolution = int(round(default_res * rho))
         via = f" (rho={rho:g} -> {resolution} px)"
     else:
-        resolution = _as_int("resolution", options.pop("resolution", default_res))
+        resolution = _as_int("resolution", options.pop("resolution", default_res), example=default_res)
         via = ""
     if resolution < min_res:
         raise InvalidArgument(f"{model} needs an input of at least {min_res}x{min_res} pixels; "
                               f"received {resolution}{via}", hint=f"use --resolution {min_res} or more")
     if resolution > MAX_RESOLUTION:
-        raise InvalidArgument(f"resolution {resolution} is above edgekit's limit of {MAX_RESOLUTION} pixels")
-    classes = _as_int("classes", options.pop("classes", 1000))
+        raise InvalidArgument(f"resolution {resolution} is above edgekit's limit of {MAX_RESOLUTION} pixels",
+                              hint=f"use --resolution between {min_res} and {MAX_RESOLUTION} ({model}'s default is "
+                                   f"{default_res}), or --rho in (0, 1]")
+    classes = _as_int("classes", options.pop("classes", 1000), example=10)
     if classes < 1:
-        raise InvalidArgument(f"classes must be >= 1; received classes={classes}")
-    channels = _as_int("input_channels", options.pop("input_channels", 3))
+        raise InvalidArgument(f"classes must be >= 1; received classes={classes}", hint="use --classes 1 or more")
+    channels = _as_int("input_channels", options.pop("input_channels", 3), example=3)
     if channels < 1:
-        raise InvalidArgument(f"input_channels must be >= 1; received input_channels={channels}")
+        raise InvalidArgument(f"input_channels must be >= 1; received input_channels={channels}",
+                              hint="use --input-channels 1 (grayscale) or 3 (RGB)")
     include_top = options.pop("include_top", True)
     if not isinstance(include_top, bool):
         raise InvalidArgument(f"include_top must be true or false; received {include_top!r}")

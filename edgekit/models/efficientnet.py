@@ -8,7 +8,8 @@ The graph normalises its input itself (``Rescaling`` + ``Normalization``): feed 
 """
 from __future__ import annotations
 
-from ._builder import BuildConfig, Imagenet, check_range, register_model
+from ._blocks import dropout_option
+from ._builder import BuildConfig, Imagenet, register_model
 from ._keras_apps import build_keras_app
 
 PAPER = dict(paper="EfficientNet: Rethinking Model Scaling for Convolutional Neural Networks",
@@ -22,7 +23,7 @@ VARIANTS = {"b0": (1.0, 1.0, 224, 0.2), "b1": (1.0, 1.1, 240, 0.2), "b2": (1.1, 
 def _build(variant: str, cfg: BuildConfig):
     from .._keras import keras
 
-    dropout = check_range("dropout", cfg.get("dropout", VARIANTS[variant][3]), 0.0, 1.0, low_open=False)
+    dropout = dropout_option(cfg, VARIANTS[variant][3])
     fn = getattr(keras.applications, f"EfficientNet{variant.upper()}")
     model = build_keras_app(cfg, fn, f"efficientnet_{variant}_{cfg.resolution}")
     if cfg.include_top:  # the B0-B7 builders fix the rate; the layer reads it at call time

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numbers
 
+from ._blocks import dropout_option
 from ._builder import BuildConfig, Imagenet, check_range, finish, fresh_names, imagenet_download, load_weights
 from ._builder import register_model
 
@@ -36,13 +37,10 @@ def build(cfg: BuildConfig):
     if isinstance(dm, bool) or not isinstance(dm, numbers.Integral) or dm < 1:
         from ..errors import InvalidArgument
 
-        raise InvalidArgument(f"depth_multiplier must be an integer >= 1; received depth_multiplier={dm!r}")
+        raise InvalidArgument(f"depth_multiplier must be an integer >= 1; received depth_multiplier={dm!r}",
+                              hint="use --depth-multiplier 1 (the paper's; rho, not this, scales the resolution)")
     dm = int(dm)
-    dropout = check_range("dropout", cfg.get("dropout", 1e-3), 0.0, 1.0, low_open=False)
-    if dropout >= 1.0:
-        from ..errors import InvalidArgument
-
-        raise InvalidArgument(f"dropout must be in [0, 1); received dropout={dropout!r}")
+    dropout = dropout_option(cfg, 1e-3)
     with fresh_names():
         inputs = layers.Input(shape=cfg.input_shape, name="input_1")
         x = layers.Conv2D(_channels(32, alpha), 3, padding="same", use_bias=False, strides=2, name="conv1")(inputs)
