@@ -39,9 +39,9 @@ def test_models_stats_come_from_the_packaged_table(run):
 
 
 def test_models_stats_are_computed_and_cached(run, tmp_path, monkeypatch):
-    from edgekit.models import _summary
+    from edgekit import zoo
 
-    monkeypatch.setattr(_summary, "PACKAGED_STATS", tmp_path / "no-packaged-table.json")
+    monkeypatch.setattr(zoo, "PACKAGED_STATS", tmp_path / "no-packaged-table.json")
     res = run("models", "mobilenet_v1", "--json")
     assert res.exit_code == 0
     [row] = json.loads(res.stdout)

@@ -328,7 +328,7 @@ def test_bad_model_files(tmp_path):
 
 
 def test_packaged_stats_cover_the_registry():
-    from edgekit.models._summary import _packaged
+    from edgekit.zoo import _packaged
 
     assert sorted(_packaged()) == NAMES
 
@@ -337,7 +337,7 @@ def test_packaged_stats_cover_the_registry():
                                   else pytest.param(n, marks=pytest.mark.slow) for n in builder_representatives()])
 def test_packaged_stats_match_a_live_build(name):
     """One model per builder at its default input (variants of a builder differ only in tf-keras' own tables)."""
-    from edgekit.models._summary import _packaged, compute_stats
+    from edgekit.zoo import _packaged, compute_stats
 
     assert _packaged()[name] == compute_stats(name)
 
@@ -348,3 +348,21 @@ def test_dropout_of_one_is_refused_by_every_family(name):
     with pytest.raises(InvalidArgument, match=r"dropout must be in \[0, 1\)") as info:
         models.create(name, weights="none", dropout=1.0, resolution=small_resolution(name), classes=10)
     assert "--dropout in [0, 1)" in info.value.hint
+
+
+def test_zoo_table_sits_above_models_and_profiling():
+    """edgekit.models (the registry) never imports the profiler; the zoo table (edgekit.zoo) uses both, and its rows
+    are the registry's ModelInfo with the counts filled in (one dataclass, not two)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, edgekit.models as m; m.info('mobilenet_v1'); "
+            "print(sorted(k for k in sys.modules if k in ('edgekit.profiling', 'edgekit.zoo', 'tensorflow')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    from edgekit import zoo
+
+    [row] = zoo.summary("mobilenet_v1")
+    assert isinstance(row, models.ModelInfo) and (row.params, row.mult_adds) == (4_253_864, 568_740_352)
+    assert models.info("mobilenet_v1").params is None
+    assert row.paper_url == models.info("mobilenet_v1").paper_url

@@ -35,7 +35,7 @@ def render_zoo(rows: list) -> None:
 @json_option
 def models_cmd(pattern: str | None, stats: bool, as_json: bool) -> None:
     """The model zoo: name, family, default input, params, mult-adds. PATTERN filters (e.g. 'mobilenet*')."""
-    from ..models import summary
+    from ..zoo import summary
 
     with progress(not as_json) as cb:
         rows = summary(pattern, stats=stats, progress=cb)

@@ -20,7 +20,8 @@ from ._safety import UntrustedModelCode
 
 @dataclass
 class ModelInfo(JsonMixin):
-    """What ``create(name)`` builds by default and which options it takes."""
+    """What ``create(name)`` builds by default and which options it takes; ``params``/``mult_adds`` at that default
+    input are filled in by :func:`edgekit.zoo.summary` (None here: counting them means building the model)."""
 
     name: str
     family: str
@@ -34,6 +35,8 @@ class ModelInfo(JsonMixin):
     imagenet_resolutions: tuple[int, ...]
     options: tuple[str, ...]
     description: str = ""
+    params: int | None = None
+    mult_adds: int | None = None
 
 
 def list(pattern: str | None = None) -> builtins.list[str]:  # noqa: A001 - timm-style public name
@@ -157,12 +160,11 @@ def zoo_entry_for(model_name: str) -> Any:
     return best
 
 
-from ._summary import ZooEntry, stats_cache_path, summary  # noqa: E402
 from . import (  # noqa: E402,F401 - registers the families
     alexnet, densenet, efficientnet, googlenet, mobilenet_v1, mobilenet_v2, mobilenet_v3, resnet, shufflenet,
     squeezenet, vgg, xception,
 )
 
 __all__ = ["MODELS", "ModelInfo", "BuildConfig", "COMMON_OPTIONS", "create", "resolve", "list", "info",
-           "preprocess_mode", "load_model_file", "check_model_file", "is_model_file", "register_model", "summary", "ZooEntry",
-           "stats_cache_path", "with_input_shape", "parse_input_shape", "UntrustedModelCode", "MODEL_FILE_SUFFIXES"]
+           "preprocess_mode", "load_model_file", "check_model_file", "is_model_file", "register_model",
+           "with_input_shape", "parse_input_shape", "UntrustedModelCode", "MODEL_FILE_SUFFIXES"]

@@ -1,30 +1,19 @@
-"""The zoo as rows (name, family, default input, params, mult-adds), with params/mult-adds cached per version."""
+"""The zoo as a table: each registered model's :class:`~edgekit.models.ModelInfo` with its exact params and
+mult-adds at the default input (what ``edgekit models`` shows).
+
+It sits above both the registry (:mod:`edgekit.models`) and the counter (:mod:`edgekit.profiling`): the counts come
+from the table shipped with the package, else from a per-version user cache, else by profiling each model once.
+"""
 from __future__ import annotations
 
-import builtins
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .._jsonable import JsonMixin
-from .._progress import Progress, no_progress
-
-
-@dataclass
-class ZooEntry(JsonMixin):
-    name: str
-    family: str
-    aliases: tuple[str, ...]
-    input_shape: tuple[int, int, int]
-    preprocess: str
-    has_imagenet: bool
-    params: int | None = None
-    mult_adds: int | None = None
-    paper_url: str = ""
-    min_resolution: int = 0
-    options: tuple[str, ...] = ()
+from ._progress import Progress, no_progress
+from .models import ModelInfo, info, list as list_models
 
 
 def stats_cache_path() -> Path:
@@ -37,7 +26,7 @@ def stats_cache_path() -> Path:
 def _cache_key() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
-    from .. import __version__
+    from . import __version__
 
     def v(dist: str) -> str:
         try:
@@ -57,7 +46,7 @@ def _read_cache(path: Path, key: str) -> dict[str, Any]:
 
 
 def _write_cache(path: Path, key: str, models: dict[str, Any]) -> None:
-    from .._io import write_text_atomic
+    from ._io import write_text_atomic
 
     try:
         write_text_atomic(path, json.dumps({"key": key, "models": models}, indent=1, sort_keys=True))
@@ -72,7 +61,7 @@ PACKAGED_STATS = Path(__file__).with_name("zoo_stats.json")
 
 
 def _packaged() -> dict[str, Any]:
-    from .. import __version__
+    from . import __version__
 
     try:
         data = json.loads(PACKAGED_STATS.read_text())
@@ -85,7 +74,7 @@ def compute_stats(name: str) -> dict[str, int]:
     """Exact params and mult-adds of zoo model ``name`` at its default input (builds it with random weights)."""
     import gc
 
-    from ..profiling import profile
+    from .profiling import profile
 
     rep = profile(name)
     stats = {"params": rep.total_params, "mult_adds": rep.total_mult_adds}
@@ -95,20 +84,14 @@ def compute_stats(name: str) -> dict[str, int]:
 
 
 def summary(pattern: str | None = None, *, stats: bool = True, progress: Progress = no_progress,
-            use_cache: bool = True) -> builtins.list[ZooEntry]:
-    """Rows for the zoo models matching ``pattern``; ``stats`` adds exact params and mult-adds at the default input.
+            use_cache: bool = True) -> list[ModelInfo]:
+    """:func:`edgekit.models.info` of the zoo models matching ``pattern``; ``stats`` fills in exact params and
+    mult-adds at the default input.
 
     Stats come from the table shipped with the package, else from the user cache (:func:`stats_cache_path`, per
     edgekit/TensorFlow version), else by building each model once with random weights (then cached).
     """
-    from . import info, list as list_models
-
-    names = list_models(pattern)
-    rows = []
-    for n in names:
-        i = info(n)
-        rows.append(ZooEntry(n, i.family, i.aliases, i.input_shape, i.preprocess, i.has_imagenet,
-                             paper_url=i.paper_url, min_resolution=i.min_resolution, options=i.options))
+    rows = [info(n) for n in list_models(pattern)]
     if not stats or not rows:
         return rows
     key = _cache_key()
@@ -122,15 +105,12 @@ def summary(pattern: str | None = None, *, stats: bool = True, progress: Progres
         progress("computing params and mult-adds", len(missing), len(missing))
         if use_cache:
             _write_cache(path, key, {**_read_cache(path, key), **{r.name: cache[r.name] for r in missing}})
-    for r in rows:
-        r.params, r.mult_adds = cache[r.name]["params"], cache[r.name]["mult_adds"]
-    return rows
+    return [replace(r, params=cache[r.name]["params"], mult_adds=cache[r.name]["mult_adds"]) for r in rows]
 
 
 def _write_packaged() -> None:  # pragma: no cover - maintenance script
-    from .. import __version__
-    from .._io import write_text_atomic
-    from . import list as list_models
+    from . import __version__
+    from ._io import write_text_atomic
 
     table = {n: compute_stats(n) for n in list_models()}
     write_text_atomic(PACKAGED_STATS, json.dumps({"edgekit": __version__, "models": table}, indent=1,
