@@ -111,7 +111,7 @@ def test_export_verify_inspect_bench(k3_files, tmp_path, cli, name):
     from edgekit.exporters import export, inspect
 
     path = str(k3_files[name])
-    x = np.random.default_rng(0).random((60, 32, 32, 3), dtype=np.float32)
+    x = np.random.default_rng(0).random((120, 32, 32, 3), dtype=np.float32)
     np.save(tmp_path / "calib.npy", x)
     arts = []
     for quantize in ("int8", "fp16"):

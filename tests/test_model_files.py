@@ -150,3 +150,22 @@ def test_format_by_content_not_suffix(tmp_path, free_cnn):
     disguised.write_bytes(h5.read_bytes())
     assert models.create(disguised).name == "tiny"
     assert models.preprocess_mode(str(disguised)) == "unit"
+
+
+def test_keras3_h5_and_exported_savedmodel(tmp_path):
+    """Keras 3 also writes legacy .h5 (loaded as Keras 3); a SavedModel from Keras 3's model.export() holds no Keras
+    model at all: a clear error naming what to pass instead."""
+    import keras as keras3
+
+    from edgekit import _keras3
+    from edgekit.errors import ModelLoadError
+
+    inp = keras3.Input((6,))
+    m = keras3.Model(inp, keras3.layers.Dense(2)(inp), name="k3h5")
+    m.save(str(tmp_path / "k3.h5"))
+    loaded = models.create(tmp_path / "k3.h5")
+    assert _keras3.is_model(loaded) and loaded.name == "k3h5"
+    m.export(str(tmp_path / "exported"), verbose=False)
+    with pytest.raises(ModelLoadError, match="holds no Keras model") as info:
+        models.create(tmp_path / "exported")
+    assert ".keras" in info.value.hint
