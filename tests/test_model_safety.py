@@ -173,3 +173,16 @@ def test_ordinary_layers_pass_the_check():
     assert find_code(json.loads(json.dumps(cfg, default=str))) == []
     z = models.create("mobilenet_v1", alpha=0.25, resolution=32, weights="none").get_config()
     assert find_code(json.loads(json.dumps(z, default=str))) == []
+
+
+def test_weights_from_a_model_file_and_recipe_key(evil):
+    """A whole model file given as --weights is loaded too: same rule. trust_model_code is a recipe key."""
+    from edgekit.recipes import validate_recipe
+
+    paths, marker = evil
+    with pytest.raises(UntrustedModelCode, match="evil"):
+        models.create("mobilenet_v1", alpha=0.25, resolution=32, input_channels=1, classes=10, weights=str(paths["h5"]))
+    assert not marker.exists()
+    recipe = validate_recipe({"model": str(paths["h5"]), "data": "digits", "quantize": "int8",
+                              "trust_model_code": True})
+    assert recipe["trust_model_code"] is True
