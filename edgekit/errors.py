@@ -11,6 +11,18 @@ import difflib
 from typing import Iterable, Iterator, Mapping
 
 
+def did_you_mean(name: str, known: Iterable[str], n: int = 3) -> str | None:
+    """``"did you mean 'a' or 'b'?"`` for the names in ``known`` closest to ``name`` (case-insensitive), or None."""
+    by_lower: dict[str, str] = {}
+    for k in known:
+        by_lower.setdefault(str(k).lower(), str(k))
+    close = [by_lower[c] for c in difflib.get_close_matches(str(name).lower(), list(by_lower), n=n, cutoff=0.5)]
+    if not close:
+        return None
+    quoted = [repr(c) for c in close]
+    return f"did you mean {' or '.join(quoted) if len(quoted) < 3 else ', '.join(quoted[:-1]) + ' or ' + quoted[-1]}?"
+
+
 class EdgekitError(Exception):
     """Base of every edgekit error. ``hint`` says what to do about it."""
 
@@ -37,10 +49,8 @@ class UnknownNameError(InvalidArgument, KeyError):
     def __init__(self, kind: str, name: str, known: Iterable[str]):
         known = sorted(known)
         self.kind, self.name, self.known = kind, name, known
-        close = difflib.get_close_matches(name.lower(), known, n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else None
-        super().__init__(f"unknown {kind} {name!r}", hint=hint or f"known: {', '.join(known[:12])}"
-                         + (" ..." if len(known) > 12 else ""))
+        super().__init__(f"unknown {kind} {name!r}", hint=did_you_mean(name, known)
+                         or f"known: {', '.join(known[:12])}" + (" ..." if len(known) > 12 else ""))
 
     __str__ = EdgekitError.__str__
 

@@ -1,37 +1,35 @@
 """Recipes: one YAML file in ``export/`` = one reproducible compress + export run.
 
-The schema is the signature of :func:`edgekit.compression.compress`: every top-level key is one of its arguments
-(the same name as the CLI option, ``_`` for ``-``), plus ``model``, the model options of ``edgekit.models.create``
-and the free-text ``name``/``description``. Stages come either as flags (``prune: 0.5``, ``cluster: 16``,
-``qat: true``, ``distill_from: mobilenet_v1``) or as an explicit ``stages:`` list of ``{stage: {params}}``.
-``quantize`` (with ``formats``, ``calib_samples``, ``out`` ...) adds the export. Validation (unknown keys with a
-did-you-mean, stage names and parameters, stage order, QAT then non-int8 export) happens before any training.
-Relative paths (``out``, ``data`` folders, ``save_model``) are relative to the working directory.
+The schema is :class:`edgekit.specs.CompressSpec`: every top-level key is an argument of
+:func:`edgekit.compression.compress` (the same name as the CLI option, ``_`` for ``-``), including ``model``, the
+model options of ``edgekit.models.create`` and ``data``, plus the free-text ``name``/``description``. A recipe
+without ``data`` and without stages is a plain export (:class:`edgekit.specs.ExportSpec`, run by
+:func:`edgekit.exporters.export`), e.g. what ``edgekit doctor`` writes. Stages come
+either as flags (``prune: 0.5``, ``cluster: 16``, ``qat: true``, ``distill_from: mobilenet_v1``) or as an explicit
+``stages:`` list of ``{stage: {params}}``. ``quantize`` (with ``formats``, ``calib_samples``, ``out`` ...) adds the
+export. Validation (unknown keys with a did-you-mean, value types, stage names and parameters, stage order, QAT
+then non-int8 export) happens before any training. Relative paths (``out``, ``data`` folders, ``save_model``) are
+relative to the working directory.
 """
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from ._progress import Progress, no_progress
-from .errors import InvalidArgument, PipelineError
+from .errors import InvalidArgument, PipelineError, did_you_mean
 
-#: model options (``edgekit.models.create`` arguments; the CLI's model options)
-MODEL_KEYS = ("alpha", "rho", "resolution", "depth_multiplier", "dropout", "classes", "input_channels",
-              "include_top", "input_shape", "trust_model_code", "weights")
 META_KEYS = ("name", "description")
-_NOT_RECIPE = ("progress", "callbacks", "model_options")
 
 
 def recipe_keys() -> list[str]:
     """Every key a recipe may hold."""
-    from .compression.pipeline import compress
+    from .specs import CompressSpec, ExportSpec
 
-    args = [p for p in inspect.signature(compress).parameters if p not in _NOT_RECIPE]
-    return [*META_KEYS, *args, *MODEL_KEYS]
+    keys = [*META_KEYS, *CompressSpec.recipe_keys()]
+    return keys + [k for k in ExportSpec.recipe_keys() if k not in keys]
 
 
 def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
@@ -44,90 +42,98 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
-        raise PipelineError(f"recipe {str(p)!r} is not valid YAML: {str(exc).splitlines()[0]}") from exc
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(p)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PipelineError(f"recipe {str(p)!r} is not valid YAML: {problem} (line "
+                            f"{mark.line + 1 if mark else '?'}, column {mark.column + 1 if mark else '?'})",
+                            hint=f"fix the YAML at {where} (one `key: value` per line; lists in [...] or "
+                                 "'- item' lines)") from exc
     if not isinstance(data, dict):
-        raise PipelineError(f"recipe {str(p)!r} must be a mapping of keys to values")
-    return validate_recipe(data, where=str(p))
+        raise PipelineError(f"recipe {str(p)!r} must be a mapping of keys to values; it holds "
+                            f"{'nothing' if data is None else type(data).__name__ + ' ' + repr(data)[:60]}",
+                            hint="write one `key: value` per line, e.g. `model: mobilenet_v1`, `data: "
+                                 "fashion-mnist`, `quantize: int8` (see export/*.yaml)")
+    return validate_recipe(data, where=f"recipe {p}")
 
 
 def validate_recipe(recipe: Mapping[str, Any], *, where: str = "recipe") -> dict[str, Any]:
-    """Check keys (did-you-mean), required keys, simple types, stages and their order; no model is built."""
-    from .compression.pipeline import Export, Pipeline, build_stages, compress
-    from .compression.stages import check_keys, make_stage
+    """Check keys (did-you-mean), required keys, value types, stages and their order; no model is built."""
+    recipe_spec(recipe, where=where)
+    return dict(recipe)
 
-    recipe = dict(recipe)
-    check_keys(where, recipe, recipe_keys())
-    for key in ("model", "data"):
-        if not recipe.get(key):
-            raise PipelineError(f"{where}: missing required key {key!r}")
-    if not isinstance(recipe["model"], str):
+
+def is_export_recipe(recipe: Mapping[str, Any]) -> bool:
+    """True for a plain export recipe: no ``data``, no ``stages``, no stage flag."""
+    from .specs.compress import CompressSpec
+
+    flags = [f.name for f in CompressSpec.field_infos() if f.meta.extra.get("enables")]
+    return recipe.get("data") is None and recipe.get("stages") is None and not any(recipe.get(f) for f in flags)
+
+
+def recipe_spec(recipe: Mapping[str, Any], *, where: str = "recipe"):
+    """The spec of a recipe mapping, validated: a :class:`CompressSpec`, or an :class:`ExportSpec` for a plain
+    export recipe (``name``/``description`` are free text)."""
+    from .specs import CompressSpec, ExportSpec
+
+    known = recipe_keys()
+    for key in recipe:
+        if key not in known:
+            raise PipelineError(f"{where}: unknown key {key!r}", hint=did_you_mean(str(key), known)
+                                or f"known keys: {', '.join(known)}")
+    for key in META_KEYS:
+        if recipe.get(key) is not None and not isinstance(recipe[key], str):
+            raise PipelineError(f"{where}: {key} must be text; received {recipe[key]!r}")
+    if not isinstance(recipe.get("model", ""), (str, os.PathLike)):
         raise PipelineError(f"{where}: model must be a zoo name or a model file path")
-    sig = inspect.signature(compress).parameters
-    for key, value in recipe.items():
-        if key in sig and key not in ("model", "data", "stages", "teacher_options", "prune_layers", "prune_skip",
-                                      "formats", "distill_from"):
-            default = sig[key].default
-            if value is not None and default not in (None, inspect.Parameter.empty) and not _same_kind(value, default):
-                raise PipelineError(f"{where}: {key} must be {type(default).__name__}; received {value!r}")
-    flags = {k: recipe[k] for k in ("train_epochs", "prune", "cluster", "qat", "distill_from") if recipe.get(k)}
-    if recipe.get("stages") is not None:
-        if flags:
-            raise PipelineError(f"{where}: give either stages or the stage flags ({', '.join(flags)}), not both")
-        if not isinstance(recipe["stages"], list):
-            raise PipelineError(f"{where}: stages must be a list of {{stage: {{params}}}}")
-        stages = [make_stage(s) for s in recipe["stages"]]
-        if recipe.get("quantize") is not None:
-            stages.append(Export(recipe["quantize"]))
-        Pipeline(stages)
-    else:
-        keys = set(inspect.signature(build_stages).parameters)
-        Pipeline(build_stages(**{k: v for k, v in recipe.items() if k in keys and v is not None}))
-        if not flags and recipe.get("quantize") is None:
-            raise PipelineError(f"{where}: nothing to do", hint="add stages, stage flags (prune, cluster, qat, "
-                                                               "distill_from, train_epochs) or quantize")
-    return recipe
-
-
-def _same_kind(value, default) -> bool:
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, str):
-        return isinstance(value, str)
-    return True
+    keys = {k: v for k, v in recipe.items() if k not in META_KEYS}
+    if is_export_recipe(recipe):
+        unknown = [k for k in keys if k not in ExportSpec.recipe_keys()]
+        if unknown:
+            raise PipelineError(f"{where}: {', '.join(unknown)} need training data: add data (and a stage or "
+                                "quantize), or drop them for a plain export")
+        try:
+            return ExportSpec.from_dict(keys, where=where)
+        except InvalidArgument as exc:
+            if isinstance(exc, PipelineError) or type(exc) is not InvalidArgument:
+                raise
+            raise PipelineError(exc.message, hint=exc.hint) from exc
+    return CompressSpec.from_dict(keys, where=where)
 
 
 @dataclass
 class RecipeResult:
-    """What ``run_recipe`` did: the recipe file and keys used, and the CompressResult (report, export)."""
+    """What ``run_recipe`` did: the recipe file and keys used, and the CompressResult (report, export) or, for a
+    plain export recipe, the ExportResult."""
 
     recipe: str
     keys: dict
     result: Any
 
     @property
+    def compressed(self) -> bool:
+        return hasattr(self.result, "report")
+
+    @property
     def export(self):
         """The ExportResult of the recipe's export step (None without ``quantize``)."""
-        return self.result.report.export
+        return self.result.report.export if self.compressed else self.result
 
     @property
     def report(self):
-        return self.result.report
+        return self.result.report if self.compressed else None
 
     @property
     def stages(self):
-        return self.result.stages
+        return self.result.stages if self.compressed else ["export"]
 
     @property
     def model_path(self):
-        return self.result.model_path
+        return self.result.model_path if self.compressed else None
 
     @property
     def artifacts(self) -> list[str]:
-        return self.result.artifacts
+        return self.result.artifacts if self.compressed else [str(p) for p in self.result.paths]
 
     def to_dict(self) -> dict:
         from ._jsonable import to_jsonable
@@ -142,14 +148,18 @@ class RecipeResult:
 
 def run_recipe(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None, *,
                progress: Progress = no_progress) -> RecipeResult:
-    """Load, override (CLI options win over recipe keys), validate, then ``compress`` + export in one go."""
-    from .compression.pipeline import compress
+    """Load, override (CLI options win over recipe keys), validate, then ``compress`` + export in one go (or only
+    ``export`` for a plain export recipe)."""
+    from .specs import ExportSpec
 
     recipe = load_recipe(path)
     if overrides:
-        recipe = validate_recipe({**recipe, **{k: v for k, v in overrides.items() if v is not None}},
-                                 where=f"{path} with overrides")
-    args = {k: v for k, v in recipe.items() if k not in META_KEYS}
-    model = args.pop("model")
-    result = compress(model, progress=progress, **args)
-    return RecipeResult(str(path), recipe, result)
+        recipe = {**recipe, **{k: v for k, v in overrides.items() if v is not None}}
+    spec = recipe_spec(recipe, where=f"recipe {path}" + (" with overrides" if overrides else ""))
+    if isinstance(spec, ExportSpec):
+        from .exporters import export
+
+        return RecipeResult(str(path), recipe, export(spec=spec, progress=progress))
+    from .compression.api import compress
+
+    return RecipeResult(str(path), recipe, compress(spec=spec, progress=progress))

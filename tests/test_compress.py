@@ -146,7 +146,7 @@ def _kernels(model, names):
 
 
 def _assert_plain(model):
-    from edgekit.compression.pipeline import wrapper_layers
+    from edgekit.compression.ordering import wrapper_layers
 
     assert wrapper_layers(model) == []
 
@@ -235,7 +235,7 @@ def test_compress_prune_int8_measures_sparsity_in_the_artifact(tmp_path, fashion
 
 @pytest.mark.slow
 def test_qat_keeps_fake_quant_and_exports_int8(tmp_path, data):
-    from edgekit.compression.pipeline import wrapper_layers
+    from edgekit.compression.ordering import wrapper_layers
 
     model, rep = Pipeline([{"qat": {"epochs": 1}}, {"export": {"quantize": "int8", "calib_samples": 64,
                                                                  "verify": False, "out": str(tmp_path)}}]).run(
@@ -280,7 +280,7 @@ def test_distill_from_a_teacher_file(tmp_path, data):
 
 @pytest.mark.slow
 def test_save_model_keeps_the_training_when_export_fails(tmp_path, monkeypatch, fashion_mnist_available):
-    from edgekit.compression.pipeline import Export
+    from edgekit.compression.export_stage import Export
     from edgekit.errors import VerificationError
 
     def failing_export(self, model, ctx):

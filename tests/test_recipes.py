@@ -34,7 +34,7 @@ def test_recipe_keys_are_the_compress_arguments():
     from edgekit.compression import compress
 
     keys = set(recipe_keys())
-    assert set(inspect.signature(compress).parameters) - {"progress", "callbacks", "model_options"} <= keys
+    assert set(inspect.signature(compress).parameters) - {"progress", "callbacks", "spec"} <= keys
     assert {"alpha", "resolution", "weights", "name"} <= keys
 
 

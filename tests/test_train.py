@@ -111,7 +111,7 @@ def test_every_compress_argument_is_a_cli_option():
     from edgekit.cli.compress import compress_cmd
     from edgekit.compression import compress
 
-    structured = {"model", "progress", "callbacks", "model_options", "stages", "teacher_options"}  # recipes/Python
+    structured = {"model", "progress", "callbacks", "spec", "stages", "teacher_options"}  # recipes/Python
     options = {p.name for p in compress_cmd.params}
     missing = [a for a in inspect.signature(compress).parameters if a not in structured and a not in options]
     assert missing == []

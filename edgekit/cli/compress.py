@@ -8,13 +8,9 @@ from typing import Any
 
 import click
 
-from ._options import model_options, pop_model_options
+from ..specs import CompressSpec, TrainSpec
+from ._options import given, spec_command, spec_options
 from ._output import emit, json_option, out, progress
-
-
-def _given(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Options the user set (None and empty tuples mean: the API default)."""
-    return {k: v for k, v in kwargs.items() if v is not None and v != ()}
 
 
 def _pct(v) -> str:
@@ -71,26 +67,11 @@ def render_compress(result) -> None:
         out.print(f"model: {result.model_path}")
 
 
+@spec_command(TrainSpec, "edgekit.compression:train", cli_only=("as_json",), api_only=("callbacks",))
 @click.command("train")
-@click.argument("model")
-@click.option("--data", required=True, help="Training data: fashion-mnist, digits, an image folder (sub-folder per "
-                                            "class) or an .npz with x and y.")
-@click.option("--epochs", type=int, default=None, help="Epochs (default 5).")
-@click.option("--batch-size", type=int, default=None, help="Batch size (default 64).")
-@click.option("--lr", type=float, default=None, help="Learning rate (default 1e-3, Adam).")
-@click.option("--optimizer", type=click.Choice(["adam", "sgd", "rmsprop"]), default=None)
-@click.option("--val-fraction", type=float, default=None, help="Held-out validation fraction (default 0.1).")
-@click.option("--val-data", default=None, help="Separate validation data instead of --val-fraction.")
-@click.option("--limit", type=int, default=None, help="Use a seeded random subset of this many training samples.")
-@click.option("--test-limit", type=int, default=None, help="Test samples of a built-in dataset to evaluate on.")
-@click.option("--seed", type=int, default=None, help="Seed for splits, shuffling and initialisation (default 0).")
-@click.option("--bn-momentum", type=float, default=None, help="BatchNorm momentum set before training (default 0.9).")
-@click.option("--preprocess", default=None, help="Input preprocessing for user models: unit, tf, torch, caffe, raw.")
-@click.option("--checkpoint-dir", default=None, help="Save the best epoch to DIR/best.keras (atomic).")
-@click.option("--out", default=None, help="Save the trained model to PATH.keras.")
-@model_options()
+@spec_options(TrainSpec)
 @json_option
-def train_cmd(model: str, as_json: bool, **kwargs: Any) -> None:
+def train_cmd(as_json: bool, **kwargs: Any) -> None:
     """Train or fine-tune MODEL (zoo name or model file) on --data; keeps the best epoch by validation accuracy.
 
     \b
@@ -99,65 +80,17 @@ def train_cmd(model: str, as_json: bool, **kwargs: Any) -> None:
     """
     from ..compression import train
 
-    opts = pop_model_options(kwargs)
-    args = _given(kwargs)
+    spec = TrainSpec.from_dict(given(kwargs))
     with progress(not as_json) as cb:
-        _, report = train(model, progress=cb, **args, **opts)
+        _, report = train(spec=spec, progress=cb)
     emit(report, as_json, render_train)
 
 
+@spec_command(CompressSpec, "edgekit.compression:compress", cli_only=("as_json",), api_only=("callbacks",))
 @click.command("compress")
-@click.argument("model")
-@click.option("--data", required=True, help="Training data (as for edgekit train).")
-@click.option("--train-epochs", type=int, default=None, help="Train the float baseline first for N epochs.")
-@click.option("--train-lr", type=float, default=None, help="Learning rate of that training (default 1e-3).")
-@click.option("--prune", type=float, default=None, help="Prune to this sparsity (e.g. 0.5).")
-@click.option("--prune-schedule", type=click.Choice(["polynomial", "constant"]), default=None)
-@click.option("--prune-structure", default=None, help="N:M structured sparsity, e.g. 2:4.")
-@click.option("--prune-policy", type=click.Choice(["xnnpack"]), default=None,
-              help="Prune for latency on XNNPACK (tfmot PruneForLatencyOnXNNPack).")
-@click.option("--prune-epochs", type=int, default=None, help="Fine-tuning epochs while pruning (default 2).")
-@click.option("--prune-layers", multiple=True, help="Only layers matching this pattern (repeatable).")
-@click.option("--prune-skip", multiple=True, help="Skip layers matching this pattern (default @first, @last).")
-@click.option("--cluster", type=int, default=None, help="Cluster weights into N shared values (e.g. 16).")
-@click.option("--cluster-init", type=click.Choice(["kmeans++", "linear", "density", "random"]), default=None)
-@click.option("--cluster-per-channel", is_flag=True, default=None, help="N clusters per output channel.")
-@click.option("--cluster-epochs", type=int, default=None, help="Fine-tuning epochs while clustering (default 1).")
-@click.option("--qat", is_flag=True, default=None, help="Quantization-aware training (then --quantize int8).")
-@click.option("--qat-epochs", type=int, default=None, help="QAT fine-tuning epochs (default 1).")
-@click.option("--distill-from", default=None, help="Teacher: zoo name or trained model file.")
-@click.option("--teacher-epochs", type=int, default=None, help="Train a zoo teacher first for N epochs (required "
-                                                               "for a zoo teacher without weights).")
-@click.option("--temperature", type=float, default=None, help="Distillation temperature (default 4).")
-@click.option("--distill-alpha", type=float, default=None, help="Weight of the label loss (default 0.1).")
-@click.option("--distill-epochs", type=int, default=None, help="Student epochs with the teacher (default 3).")
-@click.option("--epochs", type=int, default=None, help="Fine-tuning epochs of every compression stage.")
-@click.option("--lr", type=float, default=None, help="Fine-tuning learning rate of every compression stage.")
-@click.option("--batch-size", type=int, default=None)
-@click.option("--limit", type=int, default=None, help="Seeded random subset of the training data.")
-@click.option("--test-limit", type=int, default=None, help="Test samples of a built-in dataset.")
-@click.option("--val-fraction", type=float, default=None)
-@click.option("--seed", type=int, default=None)
-@click.option("--bn-momentum", type=float, default=None)
-@click.option("--preprocess", default=None)
-@click.option("--quantize", type=click.Choice(["none", "fp16", "dynamic", "int8", "int16x8"]), default=None,
-              help="Export the result at this precision (post-training; int8 calibrated on the training data).")
-@click.option("--format", "formats", default=None, help="Export formats, comma-separated (default tflite).")
-@click.option("--calib-samples", type=int, default=None, help="Calibration samples (default 500).")
-@click.option("--calib-data", default=None, help="Calibrate on this source instead of the training data.")
-@click.option("--verify-data", default=None, help="Verify on this source (default: the test/held-out split).")
-@click.option("--verify-samples", type=int, default=None)
-@click.option("--opset", type=int, default=None, help="ONNX opset (with --format onnx).")
-@click.option("--threads", type=int, default=None, help="Interpreter threads for verification.")
-@click.option("--io", type=click.Choice(["float", "int8", "uint8"]), default=None)
-@click.option("--per-tensor", is_flag=True, default=None)
-@click.option("--out", default=None, help="Output folder for artifacts and the report (default artifacts).")
-@click.option("--verify/--no-verify", default=None)
-@click.option("--latency", is_flag=True, default=None, help="Measure local latency of the artifact (edgekit bench).")
-@click.option("--save-model", default=None, help="Also save the compressed Keras model to PATH.keras.")
-@model_options()
+@spec_options(CompressSpec)
 @json_option
-def compress_cmd(model: str, as_json: bool, **kwargs: Any) -> None:
+def compress_cmd(as_json: bool, **kwargs: Any) -> None:
     """Compress MODEL (train, distill, prune, cluster, QAT) on --data, then export with --quantize.
 
     \b
@@ -166,13 +99,9 @@ def compress_cmd(model: str, as_json: bool, **kwargs: Any) -> None:
     """
     from ..compression import compress
 
-    opts = pop_model_options(kwargs)
-    args = _given(kwargs)
-    for key in ("prune_layers", "prune_skip"):
-        if key in args:
-            args[key] = list(args[key])
+    spec = CompressSpec.from_dict(given(kwargs))
     with progress(not as_json) as cb:
-        result = compress(model, progress=cb, **args, **opts)
+        result = compress(spec=spec, progress=cb)
     emit(result, as_json, render_compress)
 
 

@@ -8,26 +8,9 @@ from pathlib import Path
 
 import click
 
+from ..specs import BenchSpec, CheckSpec, ConnectSpec
+from ._options import given, spec_command, spec_options
 from ._output import emit, err, json_option, out, progress
-
-_CONNECT_OPTIONS = [
-    click.option("--python", "python", default=None, help="Python on the device (overrides the profile's python:)."),
-    click.option("--benchmark-binary", default=None,
-                 help="TFLite benchmark_model for devices without Python: a host file (pushed) or a device path."),
-    click.option("--key-file", default=None, type=click.Path(dir_okay=False), help="SSH private key."),
-    click.option("--known-hosts", default=None, type=click.Path(dir_okay=False),
-                 help="known_hosts file (default: the profile's, else ~/.ssh/known_hosts)."),
-    click.option("--accept-new-host-key", is_flag=True,
-                 help="Trust an SSH host key seen for the first time and store it in known_hosts."),
-    click.option("--connect-timeout", default=None, type=float, help="Seconds (default: the profile's, else 10)."),
-]
-
-
-def _connect_options(fn):
-    for opt in reversed(_CONNECT_OPTIONS):
-        fn = opt(fn)
-    return fn
-
 
 def _fmt(v, nd=2):
     return "-" if v is None else f"{v:.{nd}f}"
@@ -136,56 +119,28 @@ def _write_csv(path: str, results) -> None:
     write_text_atomic(path, buf.getvalue())
 
 
+@spec_command(BenchSpec, "edgekit.devices:bench", cli_only=("json_out", "csv_out", "no_history"))
 @click.command("bench")
-@click.argument("artifacts", nargs=-1, required=True, type=click.Path())
-@click.option("--device", "-d", "devices", multiple=True, default=("local",), show_default=True,
-              help="local, ssh://user@host[:port], adb://SERIAL or a profile name (repeatable; run in parallel).")
-@click.option("--threads", type=int, default=None, help="Interpreter threads (default: the profile's).")
-@click.option("--runs", type=int, default=50, show_default=True)
-@click.option("--warmup", type=int, default=5, show_default=True)
-@click.option("--max-seconds", type=float, default=150.0, show_default=True, help="Time cap per phase.")
-@click.option("--delegate", default=None, help="auto (XNNPACK), xnnpack, none, or PATH.so (external delegate).")
-@click.option("--input", "input_", default=None, type=click.Path(dir_okay=False),
-              help=".npy/.npz input instead of random data.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--timeout", type=float, default=None, help="Seconds per run (default: 2 x max-seconds + 120).")
-@click.option("--runtime", default=None,
-              help="Interpreter on the device: auto, ai-edge-litert, tflite-runtime, onnxruntime (default: the "
-                   "profile's runtime:, else the first importable).")
-@click.option("--verify", is_flag=True,
-              help="Replay the artifact's verification inputs on the device and compare with the host reference.")
-@click.option("--verify-data", default=None, type=click.Path(dir_okay=False),
-              help="A .verify.npz to use instead of the one the manifest names (with --verify).")
-@click.option("--profile-ops", is_flag=True,
-              help="Per-op times where the runtime exposes them, joined with the model's mult-adds.")
-@_connect_options
+@spec_options(BenchSpec)
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False),
               help="Write the results as JSON to this file ('-': stdout, no table).")
 @click.option("--csv", "csv_out", default=None, type=click.Path(dir_okay=False), help="Write the results as CSV.")
-@click.option("--history", default=None, type=click.Path(dir_okay=False),
-              help="JSON-lines history to append to (default: $EDGEKIT_BENCH_HISTORY or "
-                   "~/.cache/edgekit/bench_history.jsonl).")
 @click.option("--no-history", is_flag=True, help="Do not record the results.")
-def bench_cmd(artifacts, devices, threads, runs, warmup, max_seconds, delegate, input_, seed, timeout, runtime,
-              verify, verify_data, profile_ops, python, benchmark_binary, key_file, known_hosts, accept_new_host_key,
-              connect_timeout, json_out, csv_out, history, no_history):
+def bench_cmd(json_out, csv_out, no_history, **kwargs):
     """Measure ARTIFACT(s) (.tflite/.onnx) on one or more devices; one row per artifact x device.
 
     Exits 1 when any row failed (device unreachable, model not loadable, parity failed)."""
     from ..devices import bench
     from ..devices.history import default_path
 
-    hist = None if no_history else (history or default_path())
-    for path, option in ((json_out, "--json"), (csv_out, "--csv"), (hist, "--history")):
+    options = given(kwargs)
+    options["history"] = None if no_history else (options.get("history") or str(default_path()))
+    for path, option in ((json_out, "--json"), (csv_out, "--csv"), (options["history"], "--history")):
         if path and path != "-":  # before the run: a bad output path must not throw the measurements away
             _check_writable(path, option)
+    spec = BenchSpec.from_dict(options)
     with progress(json_out != "-") as cb:
-        results = bench(list(artifacts), list(devices), threads=threads, runs=runs, warmup=warmup,
-                        max_seconds=max_seconds, delegate=delegate, input=input_, seed=seed, timeout=timeout,
-                        python=python, benchmark_binary=benchmark_binary, key_file=key_file,
-                        known_hosts=known_hosts, accept_new_host_key=accept_new_host_key,
-                        connect_timeout=connect_timeout, history=hist, runtime=runtime, verify=verify,
-                        verify_data=verify_data, profile_ops=profile_ops, progress=cb)
+        results = bench(**spec.kwargs(), progress=cb)
     data = [r.to_dict() for r in results]
     if json_out == "-":
         click.echo(json.dumps(data, indent=2))
@@ -223,6 +178,7 @@ def devices_group():
     """Device profiles (devices/*.yaml) and reachability checks."""
 
 
+@spec_command(None, "edgekit.devices:list_profiles", cli_only=("as_json",))
 @devices_group.command("list")
 @json_option
 def list_cmd(as_json):
@@ -256,14 +212,15 @@ def list_cmd(as_json):
          render)
 
 
+@spec_command(None, "edgekit.devices:parse_device", cli_only=("as_json",))
 @devices_group.command("show")
-@click.argument("name")
+@click.argument("spec", metavar="NAME")
 @json_option
-def show_cmd(name, as_json):
+def show_cmd(spec, as_json):
     """Show a profile (or a parsed ssh:// / adb:// spec)."""
     from ..devices import parse_device
 
-    spec = parse_device(name)
+    spec = parse_device(spec)
 
     def render(d):
         for k, v in d.items():
@@ -273,17 +230,16 @@ def show_cmd(name, as_json):
     emit(spec.to_dict(), as_json, render)
 
 
+@spec_command(CheckSpec, "edgekit.devices:check", cli_only=("as_json",))
 @devices_group.command("check")
-@click.argument("name")
-@_connect_options
+@spec_options(CheckSpec)
 @json_option
-def check_cmd(name, python, benchmark_binary, key_file, known_hosts, accept_new_host_key, connect_timeout,
-              as_json):
+def check_cmd(as_json, **kwargs):
     """Reach NAME and report arch, Python, numpy, interpreters, and how to install what is missing."""
     from ..devices import check
 
-    rep = check(name, python=python, benchmark_binary=benchmark_binary, key_file=key_file, known_hosts=known_hosts,
-                accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout)
+    spec = CheckSpec.from_dict(given(kwargs))
+    rep = check(**spec.kwargs())
 
     def render(r):
         mark = "[green]ready[/]" if r.ready else f"[red]{r.status}[/]"
@@ -303,6 +259,7 @@ def check_cmd(name, python, benchmark_binary, key_file, known_hosts, accept_new_
         raise click.exceptions.Exit(1)
 
 
+@spec_command(None, "edgekit.devices:compare", cli_only=("as_json",))
 @click.command("compare")
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path())
 @click.option("--device", "-d", "devices", multiple=True, default=("local",), show_default=True,
@@ -316,7 +273,7 @@ def check_cmd(name, python, benchmark_binary, key_file, known_hosts, accept_new_
 @click.option("--runtime", default=None, help="Interpreter on the device (default: the profile's runtime:).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--timeout", type=float, default=None, help="Seconds (default: 2 x max-seconds + 120).")
-@_connect_options
+@spec_options(ConnectSpec)
 @json_option
 def compare_cmd(artifacts, devices, runs, warmup, rounds, threads, max_seconds, delegate, runtime, seed, timeout,
                 python, benchmark_binary, key_file, known_hosts, accept_new_host_key, connect_timeout, as_json):
@@ -330,7 +287,7 @@ def compare_cmd(artifacts, devices, runs, warmup, rounds, threads, max_seconds, 
                               hint="drop --benchmark-binary")
     kw = dict(runs=runs, warmup=warmup, rounds=rounds, threads=threads, max_seconds=max_seconds, delegate=delegate,
               runtime=runtime, seed=seed, timeout=timeout, python=python, key_file=key_file, known_hosts=known_hosts,
-              accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout)
+              accept_new_host_key=bool(accept_new_host_key), connect_timeout=connect_timeout)
     if len(artifacts) == 2 and len(devices) == 1:
         with progress(not as_json) as cb:
             c = compare(artifacts[0], artifacts[1], device=devices[0], progress=cb, **kw)
@@ -355,6 +312,7 @@ def compare_cmd(artifacts, devices, runs, warmup, rounds, threads, max_seconds, 
     emit(c, as_json, render)
 
 
+@spec_command(None, "edgekit.devices.history:load", cli_only=("as_json", "last"))
 @click.command("history")
 @click.option("--artifact", default=None, help="An artifact file (matched by sha256), its name, or a sha256 prefix.")
 @click.option("--device", "-d", default=None, help="Only this device.")

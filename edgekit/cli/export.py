@@ -7,13 +7,9 @@ import click
 from rich.markup import escape
 
 from ..errors import InvalidArgument
-from ._options import model_options, pop_model_options
+from ..specs import ExportSpec
+from ._options import given, spec_command, spec_options
 from ._output import emit, err, json_option, out, progress
-
-#: export options that are also recipe keys (CLI option = API argument = recipe key)
-_EXPORT_KEYS = ("quantize", "formats", "calib_data", "calib_samples", "io", "per_tensor", "out", "verify",
-                "verify_data", "verify_samples", "opset", "preprocess", "threads", "seed", "float_layers",
-                "calibration_method")
 
 
 def _fmt_num(v: Any, spec: str) -> str:
@@ -80,33 +76,12 @@ def render_inspect(rep) -> None:
         err.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
 
 
+@spec_command(ExportSpec, "edgekit.exporters:export", cli_only=("recipe", "as_json"))
 @click.command("export")
-@click.argument("model", required=False)
-@model_options()
-@click.option("--quantize", "-q", default=None,
-              help="none (float32, default) | fp16 | dynamic | int8 | int16x8.")
-@click.option("--format", "formats", default=None, help="Comma-separated formats: tflite (default), onnx.")
-@click.option("--calib-data", default=None, help="Calibration data: image folder, .npy/.npz, fashion-mnist, digits.")
-@click.option("--calib-samples", type=int, default=None, help="Calibration samples (default 300).")
-@click.option("--io", default=None, help="I/O type of integer models: float (default), int8, uint8 (int16 for int16x8).")
-@click.option("--per-tensor", is_flag=True, default=None, help="Per-tensor instead of per-channel weight scales.")
-@click.option("--out", default=None, help="Output folder (default ./artifacts).")
-@click.option("--verify/--no-verify", default=None,
-              help="Fail when the artifact does not match Keras (default); --no-verify records and keeps it.")
-@click.option("--verify-data", default=None, help="Held-out verification data (default: held-out calibration data).")
-@click.option("--verify-samples", type=int, default=None, help="Verification samples (default 100).")
-@click.option("--opset", type=int, default=None, help="ONNX opset (default 17).")
-@click.option("--preprocess", default=None, help="Input preprocessing for user models: unit, tf, torch, caffe, raw.")
-@click.option("--threads", type=int, default=None, help="Interpreter threads for verification.")
-@click.option("--seed", type=int, default=None, help="Seed for sample selection (default 0).")
-@click.option("--float-layers", default=None,
-              help="int8: comma-separated Keras layers kept in float (names from `edgekit doctor`).")
-@click.option("--calibration-method", default=None,
-              help="int8 calibration: minmax (default); onnx also entropy, percentile.")
+@spec_options(ExportSpec, argument_required=False)
 @click.option("--recipe", default=None, type=click.Path(), help="Run a recipe (export/NAME.yaml); options override keys.")
 @json_option
-@click.pass_context
-def export_cmd(ctx: click.Context, model: str | None, recipe: str | None, as_json: bool, **kwargs: Any) -> None:
+def export_cmd(recipe: str | None, as_json: bool, **kwargs: Any) -> None:
     """Export MODEL (zoo name or model file) to verified TFLite/ONNX artifacts with JSON manifests.
 
     \b
@@ -114,41 +89,40 @@ def export_cmd(ctx: click.Context, model: str | None, recipe: str | None, as_jso
     edgekit export mobilenet_v1 --alpha 0.25 --resolution 32 --input-channels 1 --classes 10 \\
         --weights none --quantize int8 --format tflite,onnx --calib-data fashion-mnist
     """
-    given = {k for k in kwargs if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
-    model_opts = pop_model_options(kwargs)
+    options = given(kwargs)
     if recipe:
         from ..recipes import run_recipe
         from .compress import render_compress
-        overrides = {k: v for k, v in {**kwargs, **model_opts}.items() if k in given}
-        if model is not None:
-            overrides["model"] = model
+
         with progress(not as_json) as cb:
-            result = run_recipe(recipe, overrides or None, progress=cb)
+            result = run_recipe(recipe, options or None, progress=cb)
         exported = getattr(result, "export", None)
         if as_json or exported is None:
             emit(result.to_dict() if hasattr(result, "to_dict") else result, True, lambda r: None)
         else:
-            render_compress(result.result)  # the recipe's stages (Deep Compression table), then the export
+            if result.compressed:
+                render_compress(result.result)  # the recipe's stages (Deep Compression table), then the export
             render_export(exported)
         return
-    if model is None:
+    if options.get("model") is None:
         raise InvalidArgument("missing MODEL", hint="give a zoo name (see edgekit models), a model file, or --recipe")
     from ..exporters import export
 
-    args = {k: v for k, v in kwargs.items() if v is not None}
+    spec = ExportSpec.from_dict(options)
     with progress(not as_json) as cb:
-        result = export(model, progress=cb, **args, **model_opts)
+        result = export(spec=spec, progress=cb)
     emit(result, as_json, render_export)
 
 
+@spec_command(None, "edgekit.exporters:inspect", cli_only=("as_json",))
 @click.command("inspect")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False))
 @json_option
-def inspect_cmd(file: str, as_json: bool) -> None:
+def inspect_cmd(path: str, as_json: bool) -> None:
     """Show what is inside FILE.tflite or FILE.onnx: ops, dtypes, I/O quantization, weights vs graph size."""
     from ..exporters import inspect
 
-    emit(inspect(file), as_json, render_inspect)
+    emit(inspect(path), as_json, render_inspect)
 
 
 def register(main: click.Group) -> None:

@@ -5,7 +5,8 @@ from typing import Any
 
 import click
 
-from ._options import model_options, pop_model_options
+from ..specs import ModelSpec
+from ._options import given, spec_command, spec_options
 from ._output import emit, json_option, out, progress
 
 
@@ -28,6 +29,7 @@ def render_zoo(rows: list) -> None:
     out.print(table)
 
 
+@spec_command(None, "edgekit.models:summary", cli_only=("as_json",), api_only=("use_cache",))
 @click.command("models")
 @click.argument("pattern", required=False)
 @click.option("--stats/--no-stats", default=True, show_default=True,
@@ -82,9 +84,9 @@ def render_profile(rep: Any, *, layers: bool = True) -> None:
         out.print(f"note: {note}", highlight=False)
 
 
+@spec_command(ModelSpec, "edgekit.profiling:profile", cli_only=("show_layers", "as_json"), exclude=("weights",))
 @click.command("profile")
-@click.argument("model")
-@model_options(weights=False)
+@spec_options(ModelSpec, exclude=("weights",))
 @click.option("--layers/--no-layers", "show_layers", default=True, show_default=True,
               help="Show the per-layer table (the JSON always has it).")
 @json_option
@@ -97,7 +99,8 @@ def profile_cmd(model: str, show_layers: bool, as_json: bool, **kwargs: Any) -> 
     """
     from ..profiling import profile
 
-    rep = profile(model, **pop_model_options(kwargs))
+    spec = ModelSpec.from_dict({"model": model, **given(kwargs)})
+    rep = profile(spec.model, **spec.model_options())
     emit(rep, as_json, lambda r: render_profile(r, layers=show_layers))
 
 

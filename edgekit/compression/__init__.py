@@ -6,14 +6,17 @@ Importing this package does not import TensorFlow; the stages import it when the
 """
 from __future__ import annotations
 
+from .api import CompressResult, build_stages, compress
 from .cluster import Cluster
 from .distill import Distill, Distiller
-from .pipeline import CompressResult, Export, Pipeline, PipelineReport, build_stages, compress, validate_chain
+from .export_stage import Export
+from .ordering import validate_chain
+from .pipeline import Pipeline, PipelineReport
 from .prune import Prune
 from .qat import QAT
 from .stages import STAGES, Context, Stage, StageReport, Train, make_stage
-from .train import TrainReport, evaluate, train
+from .train import OPTIMIZERS, TrainReport, evaluate, train
 
-__all__ = ["train", "TrainReport", "evaluate", "Pipeline", "PipelineReport", "compress", "CompressResult",
-           "build_stages", "validate_chain", "Stage", "StageReport", "Context", "STAGES", "make_stage", "Train",
-           "Prune", "Cluster", "QAT", "Distill", "Distiller", "Export"]
+__all__ = ["train", "TrainReport", "evaluate", "OPTIMIZERS", "Pipeline", "PipelineReport", "compress",
+           "CompressResult", "build_stages", "validate_chain", "Stage", "StageReport", "Context", "STAGES",
+           "make_stage", "Train", "Prune", "Cluster", "QAT", "Distill", "Distiller", "Export"]

@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..errors import PipelineError
-from .stages import FIRST, LAST, STAGES, Context, Stage, as_list, select_layers
+from ..specs.stages import CLUSTER_INITS, ClusterSpec
+from .stages import STAGES, Context, Stage, select_layers
 
-INITS = {"kmeans++": "KMEANS_PLUS_PLUS", "linear": "LINEAR", "density": "DENSITY_BASED", "random": "RANDOM"}
+#: init name (ClusterSpec.init) -> tfmot CentroidInitialization member
+INITS = dict(zip(CLUSTER_INITS, ("KMEANS_PLUS_PLUS", "LINEAR", "DENSITY_BASED", "RANDOM")))
 
 
 def clusterable(layer) -> bool:
@@ -31,25 +33,14 @@ class Cluster(Stage):
     """
 
     name = "cluster"
-    wraps = True
+    spec_class = ClusterSpec
     default_lr = 1e-4
-    primary = "clusters"
     restore_best = False  # centroids and indices are recomputed each step; keep the final state
 
-    def __init__(self, clusters: int = 16, *, init: str = "kmeans++", per_channel: bool = False,
-                 preserve_sparsity: bool | None = None, layers: Sequence[str] | str | None = None,
-                 skip: Sequence[str] | str | None = (FIRST, LAST), epochs: int = 1, lr: float | None = None,
-                 batch_size: int | None = None, optimizer: str = "adam"):
-        super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer)
-        if isinstance(clusters, bool) or not isinstance(clusters, int) or not 2 <= clusters <= 256:
-            raise PipelineError(f"cluster: clusters must be an integer in [2, 256]; received {clusters!r}")
-        if init not in INITS:
-            raise PipelineError(f"cluster: unknown init {init!r}", hint=f"use one of {', '.join(INITS)}")
-        self.clusters, self.init, self.per_channel = clusters, init, bool(per_channel)
-        self.preserve_sparsity = preserve_sparsity
-        self.layers, self.skip = as_list(layers, "layers", "cluster"), as_list(skip, "skip", "cluster")
+    def __init__(self, *args, **params):
+        super().__init__(*args, **params)
         self._selected: list[str] = []
-        self._preserve: bool | None = preserve_sparsity
+        self._preserve: bool | None = self.preserve_sparsity
 
     def check(self, model, previous) -> None:
         after_prune = any(s.name == "prune" for s in previous)

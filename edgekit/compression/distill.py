@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable
 
 from ..errors import PipelineError
+from ..specs.stages import DistillSpec
 from .stages import STAGES, Context, Stage
 
 
@@ -102,35 +103,11 @@ class Distill(Stage):
     """
 
     name = "distill"
+    spec_class = DistillSpec
     default_lr = 1e-3
-    primary = "teacher"
 
-    def __init__(self, teacher: Any = None, *, teacher_options: dict | None = None, teacher_epochs: int = 0,
-                 teacher_lr: float = 1e-3, temperature: float = 4.0, alpha: float = 0.1,
-                 student_loss: Callable | None = None, distill_loss: Callable | None = None,
-                 callbacks: Sequence = (), epochs: int = 3, lr: float | None = None, batch_size: int | None = None,
-                 optimizer: str = "adam", trust_model_code: bool = False):
-        super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer)
-        if not isinstance(trust_model_code, bool):
-            raise PipelineError(f"distill: trust_model_code must be true or false; received {trust_model_code!r}")
-        self.trust_model_code = trust_model_code
-        if teacher is None:
-            raise PipelineError("distill: a teacher is required (zoo name, model file or keras.Model)")
-        if not temperature > 0:
-            raise PipelineError(f"distill: temperature must be > 0; received {temperature!r}")
-        if not 0.0 <= alpha <= 1.0:
-            raise PipelineError(f"distill: alpha must be in [0, 1]; received {alpha!r}")
-        if not isinstance(teacher_epochs, int) or teacher_epochs < 0:
-            raise PipelineError(f"distill: teacher_epochs must be an integer >= 0; received {teacher_epochs!r}")
-        if epochs == 0:
-            raise PipelineError("distill: epochs must be >= 1")
-        for hook, fn in (("student_loss", student_loss), ("distill_loss", distill_loss)):
-            if fn is not None and not callable(fn):
-                raise PipelineError(f"distill: {hook} must be callable; received {fn!r}")
-        self.teacher, self.teacher_options = teacher, dict(teacher_options or {})
-        self.teacher_epochs, self.teacher_lr = teacher_epochs, teacher_lr
-        self.temperature, self.alpha = float(temperature), float(alpha)
-        self.student_loss, self.distill_loss, self.callbacks = student_loss, distill_loss, list(callbacks)
+    def __init__(self, *args, **params):
+        super().__init__(*args, **params)
         self.teacher_report = None
 
     def config(self) -> dict:
@@ -165,7 +142,7 @@ class Distill(Stage):
                 models.info(name)
             except Exception as exc:  # noqa: BLE001 - UnknownNameError with did-you-mean, or the zoo missing
                 raise PipelineError(f"distill: {exc}") from None
-            if self.teacher_epochs < 1 and self.teacher_options.get("weights") in (None, "none"):
+            if self.teacher_epochs < 1 and (self.teacher_options or {}).get("weights") in (None, "none"):
                 raise PipelineError(f"distill: teacher {name!r} from the zoo starts untrained and would teach noise",
                                     hint="set teacher_epochs (e.g. 3) to train it first on the same data, or pass "
                                          "a trained teacher file")
@@ -191,7 +168,7 @@ class Distill(Stage):
         else:
             h, _, c = input_shape_of(student)
             opts = {"resolution": h, "input_channels": c, "classes": int(student.output_shape[-1]),
-                    "weights": "none", **self.teacher_options}
+                    "weights": "none", **(self.teacher_options or {})}
             teacher = models.create(str(self.teacher), **opts)
         if tuple(teacher.input_shape[1:]) != tuple(student.input_shape[1:]):
             raise PipelineError(f"distill: teacher input {teacher.input_shape[1:]} differs from the student's "
@@ -218,8 +195,7 @@ class Distill(Stage):
     def run(self, model, ctx: Context):
         import time
 
-        from .._keras import keras
-        from .train import BestWeights, outputs_probabilities, seed_everything
+        from .train import BestWeights, make_optimizer, outputs_probabilities, seed_everything
 
         t0 = time.perf_counter()
         teacher = self.build_teacher(model, ctx)
@@ -227,9 +203,7 @@ class Distill(Stage):
                               student_loss=self.student_loss, distill_loss=self.distill_loss,
                               student_logits=not outputs_probabilities(model),
                               teacher_logits=not outputs_probabilities(teacher))
-        opts = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
-        distiller.compile(optimizer=opts.get(self.optimizer, keras.optimizers.Adam)(
-            learning_rate=self.lr or self.default_lr))
+        distiller.compile(optimizer=make_optimizer(self.optimizer, self.lr or self.default_lr))
         log: list = []
         best = BestWeights("distill", self.epochs, ctx.progress, log, monitor=ctx.val is not None)
         seed_everything(ctx.seed)

@@ -9,10 +9,10 @@ import math
 from typing import Sequence
 
 from ..errors import PipelineError
-from .stages import FIRST, LAST, STAGES, Context, Stage, as_list, select_layers
+from ..specs.stages import POLICIES, SCHEDULES, PruneSpec, parse_structure
+from .stages import STAGES, Context, Stage, select_layers
 
-SCHEDULES = ("polynomial", "constant")
-POLICIES = ("xnnpack",)
+__all__ = ["Prune", "prunable", "parse_structure", "SCHEDULES", "POLICIES"]
 
 
 def prunable(layer) -> bool:
@@ -21,23 +21,6 @@ def prunable(layer) -> bool:
 
     return isinstance(layer, (layers.Conv2D, layers.Dense, layers.SeparableConv2D)) and \
         not isinstance(layer, layers.DepthwiseConv2D)
-
-
-def parse_structure(value) -> tuple[int, int] | None:
-    """``"2:4"`` / ``[2, 4]`` -> (2, 4): m zeros in every n consecutive input-channel weights."""
-    if value in (None, "", "none"):
-        return None
-    try:
-        if isinstance(value, str):
-            m, n = (int(v) for v in value.replace("by", ":").split(":"))
-        else:
-            m, n = (int(v) for v in value)
-    except (TypeError, ValueError):
-        raise PipelineError(f"prune: structure must look like '2:4' (m zeros in every n weights); "
-                            f"received {value!r}") from None
-    if not 0 < m < n:
-        raise PipelineError(f"prune: structure m:n needs 0 < m < n; received {m}:{n}")
-    return m, n
 
 
 @STAGES.register("prune", aliases=("pruning",))
@@ -54,47 +37,13 @@ class Prune(Stage):
     """
 
     name = "prune"
-    wraps = True
+    spec_class = PruneSpec
     default_lr = 5e-4
-    primary = "sparsity"
     restore_best = False  # the mask must be the final schedule's
 
-    def __init__(self, sparsity: float = 0.5, *, schedule: str = "polynomial", initial_sparsity: float = 0.0,
-                 end_fraction: float = 0.6, frequency: int | None = None, structure: str | Sequence[int] | None = None,
-                 block_size: Sequence[int] | None = None, policy: str | None = None,
-                 layers: Sequence[str] | str | None = None, skip: Sequence[str] | str | None = (FIRST, LAST),
-                 epochs: int = 2, lr: float | None = None, batch_size: int | None = None, optimizer: str = "adam"):
-        super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer)
-        if not isinstance(sparsity, (int, float)) or not 0.0 < float(sparsity) < 1.0:
-            raise PipelineError(f"prune: sparsity must be in (0, 1); received {sparsity!r}")
-        if schedule not in SCHEDULES:
-            raise PipelineError(f"prune: unknown schedule {schedule!r}", hint=f"use one of {', '.join(SCHEDULES)}")
-        if not 0.0 <= initial_sparsity < sparsity:
-            raise PipelineError(f"prune: initial_sparsity must be in [0, sparsity); received {initial_sparsity!r}")
-        if not 0.0 < end_fraction <= 1.0:
-            raise PipelineError(f"prune: end_fraction must be in (0, 1]; received {end_fraction!r}")
-        if frequency is not None and (not isinstance(frequency, int) or frequency <= 0):
-            raise PipelineError(f"prune: frequency must be a positive integer; received {frequency!r}")
-        self.structure = structure
-        mn = parse_structure(structure)
-        if mn and abs(float(sparsity) - mn[0] / mn[1]) > 1e-9:
-            raise PipelineError(f"prune: structure {mn[0]}:{mn[1]} means sparsity {mn[0] / mn[1]:g}; "
-                                f"received sparsity={sparsity}", hint=f"set sparsity: {mn[0] / mn[1]:g}")
-        if mn and block_size:
-            raise PipelineError("prune: structure (m:n) and block_size cannot be combined")
-        if block_size is not None and (len(block_size) != 2 or any(int(b) <= 0 for b in block_size)):
-            raise PipelineError(f"prune: block_size must be two positive integers; received {block_size!r}")
-        if policy is not None and policy not in POLICIES:
-            raise PipelineError(f"prune: unknown policy {policy!r}", hint=f"use one of {', '.join(POLICIES)}")
-        if policy and (mn or block_size):
-            raise PipelineError("prune: policy 'xnnpack' takes unstructured sparsity only (XNNPACK sparse inference)")
-        if epochs == 0:
-            raise PipelineError("prune: epochs must be >= 1 (the masks are computed while fine-tuning)")
-        self.sparsity, self.schedule, self.initial_sparsity = float(sparsity), schedule, float(initial_sparsity)
-        self.end_fraction, self.frequency, self.policy = float(end_fraction), frequency, policy
-        self.block_size = None if block_size is None else [int(b) for b in block_size]
-        self.layers, self.skip = as_list(layers, "layers", "prune"), as_list(skip, "skip", "prune")
-        self._mn = mn
+    def __init__(self, *args, **params):
+        super().__init__(*args, **params)
+        self._mn = parse_structure(self.structure)
         self._selected: list[str] = []
 
     def _policy(self):
@@ -141,7 +90,7 @@ class Prune(Stage):
         if self._mn:
             params["sparsity_m_by_n"] = self._mn
         if self.block_size:
-            params["block_size"] = tuple(self.block_size)
+            params["block_size"] = self.block_size
         chosen = set(self._selected)
 
         def wrap(layer):

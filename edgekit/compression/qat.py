@@ -6,10 +6,8 @@ After pruning or clustering, tfmot's collaborative schemes keep sparsity / clust
 """
 from __future__ import annotations
 
-from ..errors import PipelineError
+from ..specs.stages import QATSpec
 from .stages import STAGES, Context, Stage
-
-PRESERVE = ("auto", "none")
 
 
 @STAGES.register("qat", aliases=("quantize-aware", "quantization-aware"))
@@ -21,19 +19,13 @@ class QAT(Stage):
     """
 
     name = "qat"
-    wraps = True
+    spec_class = QATSpec
+    keeps_wrappers = True
     default_lr = 1e-4
-    primary = "epochs"
     restore_best = True
 
-    def __init__(self, *, preserve: str = "auto", epochs: int = 1, lr: float | None = None,
-                 batch_size: int | None = None, optimizer: str = "adam"):
-        super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer)
-        if epochs < 1:
-            raise PipelineError("qat: epochs must be >= 1 (the fake-quant ranges are learned while fine-tuning)")
-        if preserve not in PRESERVE:
-            raise PipelineError(f"qat: unknown preserve {preserve!r}", hint=f"use one of {', '.join(PRESERVE)}")
-        self.preserve = preserve
+    def __init__(self, *args, **params):
+        super().__init__(*args, **params)
         self._scheme = "default_8bit"
 
     def _scheme_for(self, done):

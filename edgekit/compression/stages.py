@@ -7,22 +7,22 @@ against the input model before anything trains, ``apply`` wraps the model, ``fit
 from __future__ import annotations
 
 import fnmatch
-import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
-from .._jsonable import JsonMixin, to_jsonable
+from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
-from ..errors import InvalidArgument, PipelineError, UnknownNameError
+from ..errors import PipelineError, UnknownNameError
 from ..registry import Registry
+from ..specs.stages import FIRST, LAST, StageSpec, TrainStageSpec
 from .train import EpochLog
 
 #: name -> Stage subclass
 STAGES: Registry[type["Stage"]] = Registry("compression stage")
 
-#: special entries of ``skip=``: the first and the last layer that the stage could transform
-FIRST, LAST = "@first", "@last"
+__all__ = ["STAGES", "Stage", "StageReport", "Context", "make_stage", "stage_class", "select_layers", "Train",
+           "FIRST", "LAST"]
 
 
 @dataclass
@@ -63,34 +63,41 @@ class StageReport(JsonMixin):
 
 
 class Stage:
-    """Base class. Subclasses set ``name`` and implement ``apply``/``finalize`` (and ``fit`` when they train)."""
+    """Base class. Subclasses set ``name`` and ``spec_class`` and implement ``apply``/``finalize`` (and ``fit`` when
+    they train). Parameters live in ``self.spec`` (a frozen, validated stage spec); ``stage.epochs`` etc. read it.
+
+    ``Prune(0.5, epochs=1)`` = ``Prune(spec=PruneSpec(sparsity=0.5, epochs=1))``: the positional argument is the
+    spec's ``primary`` parameter.
+    """
 
     name: ClassVar[str] = "stage"
-    #: True when ``apply`` wraps layers (tfmot wrappers) that another wrapping stage must not see
-    wraps: ClassVar[bool] = False
+    spec_class: ClassVar[type[StageSpec]] = StageSpec
+    #: True when the stage's result keeps tfmot wrappers on purpose (QAT: the converter reads them)
+    keeps_wrappers: ClassVar[bool] = False
     #: default learning rate of the stage's fine-tuning
     default_lr: ClassVar[float] = 1e-4
+    #: restore the best epoch's weights after fine-tuning (off where masks/schedules depend on the last step)
+    restore_best: ClassVar[bool] = True
 
-    def __init__(self, *, epochs: int = 1, lr: float | None = None, batch_size: int | None = None,
-                 optimizer: str = "adam"):
-        if not isinstance(epochs, int) or epochs < 0:
-            raise PipelineError(f"{self.name}: epochs must be an integer >= 0; received {epochs!r}")
-        if lr is not None and not lr > 0:
-            raise PipelineError(f"{self.name}: lr must be positive; received {lr!r}")
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size <= 0):
-            raise PipelineError(f"{self.name}: batch_size must be a positive integer; received {batch_size!r}")
-        self.epochs, self.lr, self.batch_size, self.optimizer = epochs, lr, batch_size, optimizer
+    def __init__(self, *args: Any, spec: StageSpec | None = None, **params: Any):
+        if args:
+            primary = self.spec_class.primary
+            if len(args) > 1 or primary is None:
+                raise TypeError(f"{type(self).__name__} takes keyword arguments" +
+                                (f" (one positional: {primary})" if primary else ""))
+            params[primary] = args[0]
+        self.spec = self.spec_class.build(spec, **params)
+
+    def __getattr__(self, name: str) -> Any:
+        spec = self.__dict__.get("spec")
+        if spec is not None and name in type(spec).keys():
+            return getattr(spec, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # -- description -------------------------------------------------------------------------------------------
     def config(self) -> dict:
         """The stage's parameters as given (the recipe entry that rebuilds it)."""
-        out = {}
-        for pname in inspect.signature(type(self).__init__).parameters:
-            if pname in ("self", "callbacks") or pname.endswith("_loss"):
-                continue
-            if hasattr(self, pname):
-                out[pname] = to_jsonable(getattr(self, pname)) if not callable(getattr(self, pname)) else "<callable>"
-        return out
+        return {k: v for k, v in self.spec.to_dict().items() if k in self.spec.recipe_keys()}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
@@ -117,9 +124,6 @@ class Stage:
                      restore_best=self.restore_best, seed=ctx.seed)
         return log
 
-    #: restore the best epoch's weights after fine-tuning (off where masks/schedules depend on the last step)
-    restore_best: ClassVar[bool] = True
-
     def fit_callbacks(self, model, ctx: Context) -> list:
         return []
 
@@ -138,39 +142,38 @@ class Stage:
         return final, report
 
 
-def make_stage(spec: Any) -> Stage:
-    """A Stage from a Stage, a name, ``{name: {params}}``, ``{name: value}`` or ``(name, {params})``.
+def make_stage(entry: Any) -> Stage:
+    """A Stage from a Stage, a stage spec, a name, ``{name: {params}}``, ``{name: value}`` or ``(name, {params})``.
 
-    Unknown stage names and parameters raise PipelineError with a did-you-mean.
+    Unknown stage names and parameters raise PipelineError with a did-you-mean; values are checked by the spec.
     """
-    if isinstance(spec, Stage):
-        return spec
-    if isinstance(spec, str):
-        name, params = spec, {}
-    elif isinstance(spec, tuple) and len(spec) == 2:
-        name, params = spec
-    elif isinstance(spec, dict) and len(spec) == 1:
-        (name, params), = spec.items()
+    if isinstance(entry, Stage):
+        return entry
+    if isinstance(entry, StageSpec):
+        cls = next((c for c in (STAGES.get(n) for n in STAGES.list()) if c.spec_class is type(entry)), None)
+        if cls is None:
+            raise PipelineError(f"no stage takes a {type(entry).__name__}")
+        return cls(spec=entry)
+    if isinstance(entry, str):
+        name, params = entry, {}
+    elif isinstance(entry, tuple) and len(entry) == 2:
+        name, params = entry
+    elif isinstance(entry, dict) and len(entry) == 1:
+        (name, params), = entry.items()
     else:
-        raise PipelineError(f"cannot read stage {spec!r}", hint="write a stage as {name: {param: value}}, e.g. "
-                                                               "{prune: {sparsity: 0.5}}")
+        raise PipelineError(f"cannot read stage {entry!r}", hint="write a stage as {name: {param: value}}, e.g. "
+                                                                "{prune: {sparsity: 0.5}}")
     cls = stage_class(str(name))
     if params is None or params is True:
         params = {}
     if params is False:
         raise PipelineError(f"stage {name!r} is set to false", hint="remove the stage instead of disabling it")
     if not isinstance(params, dict):
-        primary = getattr(cls, "primary", None)
+        primary = cls.spec_class.primary
         if primary is None:
             raise PipelineError(f"stage {cls.name!r} takes a mapping of parameters; received {params!r}")
         params = {primary: params}
-    check_keys(f"stage {cls.name!r}", params, stage_params(cls))
-    try:
-        return cls(**params)
-    except PipelineError:
-        raise
-    except (InvalidArgument, TypeError, ValueError) as exc:
-        raise PipelineError(f"stage {cls.name!r}: {exc}") from exc
+    return cls(spec=cls.spec_class.from_dict(params))
 
 
 def stage_class(name: str) -> type[Stage]:
@@ -178,28 +181,6 @@ def stage_class(name: str) -> type[Stage]:
         return STAGES.get(name)
     except UnknownNameError as exc:
         raise PipelineError(f"unknown compression stage {name!r}", hint=exc.hint) from None
-
-
-def stage_params(cls: type[Stage]) -> list[str]:
-    """Parameter names a stage class accepts (its own and the base class's)."""
-    names = []
-    for klass in (cls, Stage):
-        for pname, p in inspect.signature(klass.__init__).parameters.items():
-            if pname != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and pname not in names:
-                names.append(pname)
-    return names
-
-
-def check_keys(where: str, given: dict, known: Sequence[str]) -> None:
-    """Raise PipelineError for the first key of ``given`` not in ``known``, with a did-you-mean."""
-    import difflib
-
-    for key in given:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), list(known), n=2, cutoff=0.5)
-            hint = (f"did you mean {' or '.join(repr(c) for c in close)}?" if close
-                    else f"known keys: {', '.join(known)}")
-            raise PipelineError(f"{where}: unknown key {key!r}", hint=hint)
 
 
 def select_layers(model, supported, layers: Sequence[str] | None, skip: Sequence[str] | None,
@@ -235,29 +216,13 @@ def select_layers(model, supported, layers: Sequence[str] | None, skip: Sequence
     return chosen
 
 
-def as_list(value, name: str, stage: str) -> list[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise PipelineError(f"{stage}: {name} must be a name pattern or a list of them; received {value!r}")
-
-
 @STAGES.register("train", aliases=("finetune", "fine-tune"))
 class Train(Stage):
     """Plain training / fine-tuning as a stage (e.g. the float baseline before pruning)."""
 
     name = "train"
+    spec_class = TrainStageSpec
     default_lr = 1e-3
-    primary = "epochs"
-
-    def __init__(self, *, epochs: int = 3, lr: float | None = None, batch_size: int | None = None,
-                 optimizer: str = "adam"):
-        super().__init__(epochs=epochs, lr=lr, batch_size=batch_size, optimizer=optimizer)
-        if epochs < 1:
-            raise PipelineError("train: epochs must be >= 1 (a train stage without epochs does nothing)")
 
     def apply(self, model, ctx: Context):
         from .train import set_bn_momentum

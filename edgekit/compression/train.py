@@ -11,16 +11,17 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .._jsonable import JsonMixin
+from .._layers import unwrapped, walk_layers
 from .._progress import Progress, no_progress
+from .._spec import takes_spec
 from ..errors import DataError, InvalidArgument
-
-#: BatchNorm momentum set on every BatchNormalization layer before training (None keeps the model's own).
-DEFAULT_BN_MOMENTUM = 0.9
+from ..registry import Registry
+from ..specs.train import DEFAULT_BN_MOMENTUM, TrainSpec
 
 
 @dataclass
@@ -140,20 +141,12 @@ def set_bn_momentum(model, momentum: float | None) -> int:
     if not 0.0 <= momentum < 1.0:
         raise InvalidArgument(f"bn_momentum must be in [0, 1); received {momentum}")
     count = 0
-    for layer in _walk(model):
-        inner = getattr(layer, "layer", None)  # tfmot wrappers
-        for cand in (layer, inner):
-            if isinstance(cand, layers.BatchNormalization):
-                cand.momentum = momentum
-                count += 1
+    for layer in walk_layers(model):
+        cand = unwrapped(layer)
+        if isinstance(cand, layers.BatchNormalization):
+            cand.momentum = momentum
+            count += 1
     return count
-
-
-def _walk(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers") and not hasattr(layer, "layer"):
-            yield from _walk(layer)
 
 
 def seed_everything(seed: int) -> None:
@@ -162,20 +155,29 @@ def seed_everything(seed: int) -> None:
     keras.utils.set_random_seed(int(seed))
 
 
-def compile_for_training(model, lr: float, optimizer: str = "adam", label_smoothing: float = 0.0) -> None:
+#: optimizer name -> factory(keras, learning_rate); the choices of every ``optimizer=`` (checked when a spec is built)
+OPTIMIZERS: Registry[Callable[[Any, float], Any]] = Registry("optimizer")
+OPTIMIZERS.add("adam", lambda keras, lr: keras.optimizers.Adam(learning_rate=lr))
+OPTIMIZERS.add("sgd", lambda keras, lr: keras.optimizers.SGD(learning_rate=lr, momentum=0.9),
+               description="SGD with momentum 0.9")
+OPTIMIZERS.add("rmsprop", lambda keras, lr: keras.optimizers.RMSprop(learning_rate=lr))
+
+
+def make_optimizer(name: str, lr: float):
+    """A fresh keras optimizer ``name`` (see OPTIMIZERS) with learning rate ``lr``."""
+    from .._keras import keras
+
+    if not lr > 0:
+        raise InvalidArgument(f"lr must be positive; received {lr}")
+    return OPTIMIZERS.get(name)(keras, lr)
+
+
+def compile_for_training(model, lr: float, optimizer: str = "adam") -> None:
     """Compile with sparse categorical cross-entropy and accuracy (softmax or logits outputs)."""
     from .._keras import keras
 
-    opts = {"adam": keras.optimizers.Adam, "sgd": lambda learning_rate: keras.optimizers.SGD(learning_rate, 0.9),
-            "rmsprop": keras.optimizers.RMSprop}
-    if optimizer not in opts:
-        raise InvalidArgument(f"unknown optimizer {optimizer!r}", hint=f"use one of {', '.join(opts)}")
-    if lr <= 0:
-        raise InvalidArgument(f"lr must be positive; received {lr}")
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
-    if label_smoothing:
-        raise InvalidArgument("label_smoothing needs one-hot labels; not supported with integer labels")
-    model.compile(optimizer=opts[optimizer](learning_rate=lr), loss=loss, metrics=["accuracy"])
+    model.compile(optimizer=make_optimizer(optimizer, lr), loss=loss, metrics=["accuracy"])
 
 
 def outputs_probabilities(model) -> bool:
@@ -289,25 +291,25 @@ def evaluate(model, ds, batch_size: int = 256) -> float | None:
     return float(np.mean(np.argmax(probs, axis=-1) == ds.y))
 
 
-def train(model: Any, data: Any, *, epochs: int = 5, batch_size: int = 64, lr: float = 1e-3,
-          optimizer: str = "adam", val_fraction: float = 0.1, val_data: Any = None, limit: int | None = None,
-          test_limit: int | None = None, seed: int = 0, bn_momentum: float | None = DEFAULT_BN_MOMENTUM,
-          preprocess: str | None = None, checkpoint_dir: str | os.PathLike | None = None,
-          out: str | os.PathLike | None = None, restore_best: bool = True, progress: Progress = no_progress,
-          callbacks: Sequence = (), **model_options: Any):
-    """Train (or fine-tune) ``model`` on ``data``; returns ``(model, TrainReport)``.
+@takes_spec(TrainSpec, positional=("model", "data"))
+def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Sequence = ()):
+    """Train (or fine-tune) ``model`` on ``data``; returns ``(model, TrainReport)``. Arguments: :class:`TrainSpec`.
 
-    ``model`` is a keras.Model, a zoo name or a model file (``model_options`` go to ``edgekit.models.create``).
+    ``model`` is a keras.Model, a zoo name or a model file (the model options go to ``edgekit.models.create``).
     ``data`` is a data source (``fashion-mnist``, an image folder with one sub-folder per class, an ``.npz``) or
     a Dataset; ``val_fraction`` of it is held out (seeded) unless ``val_data`` is given. The best epoch by
     validation accuracy is restored (``restore_best``) and saved atomically to ``checkpoint_dir/best.keras``
     when given; ``out`` saves the final model. Built-in datasets with a test split also report test accuracy.
     """
+    s = spec
+    data, epochs, batch_size, lr, optimizer, seed = s.data, s.epochs, s.batch_size, s.lr, s.optimizer, s.seed
+    bn_momentum, checkpoint_dir, out, restore_best = s.bn_momentum, s.checkpoint_dir, s.out, s.restore_best
     t0 = time.perf_counter()
     seed_everything(seed)
-    model = resolve_model(model, **model_options)
-    full, ds_train, ds_val, ds_test = split_data(data, model, val_fraction=val_fraction, val_data=val_data,
-                                                 limit=limit, test_limit=test_limit, seed=seed, preprocess=preprocess)
+    model = resolve_model(s.model, **s.model_options())
+    full, ds_train, ds_val, ds_test = split_data(data, model, val_fraction=s.val_fraction, val_data=s.val_data,
+                                                 limit=s.limit, test_limit=s.test_limit, seed=seed,
+                                                 preprocess=s.preprocess)
     if out is not None:
         check_model_output(out, "--out")
     ckpt_path = None

@@ -12,21 +12,17 @@ from typing import Any, Iterable
 
 from .._io import ensure_writable_dir
 from .._jsonable import JsonMixin
+from .._layers import wrappers
 from .._progress import Progress, no_progress
-from ..data import PREPROCESS_MODES
 from ..devices.verify_data import VERIFY_SUFFIX, write as write_verify_data
+from .._spec import takes_spec
 from ..errors import ExportError, InvalidArgument, ModelLoadError, VerificationError
 from . import manifest
-from .base import EXPORTERS, IO_TYPES, PRECISIONS, ExportSpec
+from .base import EXPORTERS, ExportSpec
 from .calibration import CalibrationInfo, plan
 from .inspection import inspect
 from .verify import Verification, compare, keras_outputs, run_artifact
 
-#: tfmot wrappers that must be stripped before export (Pipeline strips them)
-_STRIP_FIRST = {"PruneLowMagnitude": "pruning", "ClusterWeights": "clustering", "ClusterWeightsMHA": "clustering"}
-#: tfmot quantization-aware training layers, exported as int8
-_QAT_LAYERS = {"QuantizeWrapperV2", "QuantizeWrapper", "QuantizeLayer", "QuantizeAnnotate"}
-DEFAULT_OPSET = 17
 
 
 @dataclass
@@ -71,38 +67,10 @@ class ExportResult(JsonMixin):
         return [a.path for a in self.artifacts]
 
 
-def _formats(formats: str | Iterable[str]) -> list[str]:
-    items = formats.split(",") if isinstance(formats, str) else list(formats)
-    names: list[str] = []
-    for item in items:
-        item = str(item).strip()
-        if not item:
-            continue
-        name = EXPORTERS.resolve(item)
-        if name not in names:
-            names.append(name)
-    if not names:
-        raise InvalidArgument("no export format given", hint=f"use one or more of: {', '.join(EXPORTERS.list())}")
-    return names
-
-
-def _walk_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers") and layer is not model:
-            yield from _walk_layers(layer)
-
-
 def wrapper_kind(model) -> tuple[bool, dict[str, int]]:
     """(is QAT-annotated, {pruning|clustering: count of wrappers left in the model})."""
-    qat, left = False, {}
-    for layer in _walk_layers(model):
-        cls = type(layer).__name__
-        if cls in _QAT_LAYERS:
-            qat = True
-        if cls in _STRIP_FIRST:
-            left[_STRIP_FIRST[cls]] = left.get(_STRIP_FIRST[cls], 0) + 1
-    return qat, left
+    found = wrappers(model)
+    return "qat" in found, {k: len(v) for k, v in found.items() if k != "qat"}
 
 
 def resolve_model(model, options: dict[str, Any]):
@@ -114,9 +82,7 @@ def resolve_model(model, options: dict[str, Any]):
 
 
 def _preprocess_for(kmodel, preprocess: str | None) -> tuple[str, str]:
-    if preprocess is not None:
-        if preprocess not in PREPROCESS_MODES:
-            raise InvalidArgument(f"unknown preprocess {preprocess!r}", hint=f"use one of {', '.join(PREPROCESS_MODES)}")
+    if preprocess is not None:  # checked by ExportSpec
         return preprocess, "given"
     from ..models import preprocess_mode, zoo_entry_for
 
@@ -136,33 +102,14 @@ def _input_shape(kmodel) -> tuple[int, int, int]:
     return tuple(int(d) for d in shape)  # type: ignore[return-value]
 
 
-def _layer_list(layers: str | Iterable[str] | None) -> tuple[str, ...]:
-    """``"a,b"`` or ``["a", "b"]`` -> ``("a", "b")`` (order kept, duplicates dropped)."""
-    if layers is None:
-        return ()
-    items = layers.split(",") if isinstance(layers, str) else list(layers)
-    out: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise InvalidArgument(f"float_layers must be Keras layer names; received {item!r}",
-                                  hint="e.g. --float-layers conv_pw_5,conv_dw_6 (names from `edgekit doctor`)")
-        if item.strip() and item.strip() not in out:
-            out.append(item.strip())
-    return tuple(out)
-
-
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
 
 
-def export(model, *, quantize: str = "none", formats: str | Iterable[str] = ("tflite",), calib_data=None,
-           calib_samples: int | None = None, io: str = "float", per_tensor: bool = False,
-           out: str | os.PathLike = "artifacts", verify: bool = True, verify_data=None,
-           verify_samples: int | None = None, opset: int | None = None, preprocess: str | None = None,
-           threads: int | None = None, seed: int = 0, float_layers: str | Iterable[str] | None = None,
-           calibration_method: str = "minmax", progress: Progress = no_progress,
-           **model_options: Any) -> ExportResult:
+@takes_spec(ExportSpec, positional=("model",))
+def export(spec: ExportSpec, *, progress: Progress = no_progress) -> ExportResult:
     """Export ``model`` (zoo name, model file or keras.Model) to every format in ``formats`` at ``quantize``.
+    Arguments: :class:`edgekit.specs.ExportSpec` (also a ready ``spec=``).
 
     All formats share one calibration set (``calib_data``: anything :func:`edgekit.data.load` accepts). Each
     artifact is verified against Keras on held-out samples; a failure raises :class:`VerificationError` unless
@@ -171,26 +118,10 @@ def export(model, *, quantize: str = "none", formats: str | Iterable[str] = ("tf
     ``edgekit doctor``) keeps those layers' ops in float; ``calibration_method`` minmax (default), or onnxruntime's
     entropy / percentile for the onnx format.
     """
-    prec = PRECISIONS.get(quantize)
-    fmts = _formats(formats)
-    if io not in IO_TYPES:
-        raise InvalidArgument(f"unknown io {io!r}", hint=f"use one of {', '.join(IO_TYPES)}")
-    if calib_data is not None and not prec.calibrated:
-        raise InvalidArgument(f"calib_data does not apply to quantize={prec.name!r} (nothing is calibrated)",
-                              hint="use quantize int8 or int16x8, or drop --calib-data (use --verify-data for "
-                                   "verification samples)")
-    if calib_samples is not None and (not prec.calibrated or calib_samples <= 0):
-        raise InvalidArgument(f"calib_samples={calib_samples} does not apply here",
-                              hint="a positive --calib-samples goes with --quantize int8/int16x8")
-    if verify_samples is not None and verify_samples <= 0:
-        raise InvalidArgument(f"verify_samples must be positive; received {verify_samples}")
-    if opset is not None and "onnx" not in fmts:
-        raise InvalidArgument("opset applies to the onnx format only", hint="add --format onnx or drop --opset")
-    model_options = {k: v for k, v in model_options.items() if v is not None}
-    spec = ExportSpec(prec.name, io, bool(per_tensor), int(opset or DEFAULT_OPSET), False, dict(model_options),
-                      _layer_list(float_layers), str(calibration_method))
-    for f in fmts:
-        EXPORTERS.get(f).check(spec)
+    model, prec, fmts, model_options = spec.model, spec.precision, list(spec.formats), spec.model_options()
+    calib_data, calib_samples, verify_data, verify_samples = (spec.calib_data, spec.calib_samples, spec.verify_data,
+                                                              spec.verify_samples)
+    io, out, verify, threads, seed = spec.io, spec.out, spec.verify, spec.threads, spec.seed
     ensure_writable_dir(out, create=False)  # fail early; create it only once there is something to write
 
     progress("loading model", 0, None)
@@ -200,11 +131,9 @@ def export(model, *, quantize: str = "none", formats: str | Iterable[str] = ("tf
         raise InvalidArgument(f"model {kmodel.name!r} still holds {', '.join(f'{v} {k}' for k, v in left.items())} "
                               "wrapper(s): strip it first (edgekit strips stages for you in Pipeline)",
                               hint="tfmot.sparsity.keras.strip_pruning / tfmot.clustering.keras.strip_clustering")
-    spec.qat = qat
-    for f in fmts:
-        EXPORTERS.get(f).check(spec)
+    spec = spec.with_derived(qat=qat)  # the formats' rules again, now that we know the model is QAT
     shape = _input_shape(kmodel)
-    mode, mode_origin = _preprocess_for(kmodel, preprocess)
+    mode, mode_origin = _preprocess_for(kmodel, spec.preprocess)
     name = _safe_name(kmodel.name)
     model_info = {"name": kmodel.name, **model_info, "options": model_options, "input_shape": list(shape),
                   "preprocess": mode, "preprocess_origin": mode_origin, "params": int(kmodel.count_params()),

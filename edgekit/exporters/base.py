@@ -1,12 +1,16 @@
-"""Precisions, the exporter base class and the EXPORTERS registry (one entry per file format)."""
+"""Precisions, the exporter base class and the EXPORTERS registry (one entry per file format).
+
+Exporters receive the validated, frozen :class:`edgekit.specs.ExportSpec` (or the export options of a compress
+run); ``spec.qat`` says the model is quantization-aware."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument
 from ..registry import Registry
+from ..specs.export import ExportOptions, ExportSpec
 
 
 @dataclass(frozen=True)
@@ -35,25 +39,6 @@ IO_TYPES = ("float", "int8", "uint8", "int16")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
-@dataclass
-class ExportSpec:
-    """Validated options of one export call, shared by every format of the call."""
-
-    quantize: str = "none"
-    io: str = "float"
-    per_tensor: bool = False
-    opset: int = 17
-    qat: bool = False
-    options: dict[str, Any] = field(default_factory=dict)
-    #: Keras layer names whose ops stay float in an int8 export (the rest is int8)
-    float_layers: tuple[str, ...] = ()
-    calibration_method: str = "minmax"
-
-    @property
-    def precision(self) -> Precision:
-        return PRECISIONS.get(self.quantize)
-
-
 class Exporter:
     """One file format. ``check`` rejects options the format cannot honour; ``convert`` writes ``dest``.
 
@@ -73,7 +58,7 @@ class Exporter:
     #: calibration methods the format implements (``calibration_method``)
     calibration_methods: tuple[str, ...] = ("minmax",)
 
-    def check(self, spec: ExportSpec) -> None:
+    def check(self, spec: ExportOptions) -> None:
         if spec.quantize not in self.precisions:
             raise InvalidArgument(f"format {self.name!r} does not support quantize={spec.quantize!r}",
                                   hint=f"{self.name} supports: {', '.join(self.precisions)}")

@@ -47,12 +47,12 @@ class OnnxExporter(Exporter):
 
         label = spec.precision.label
         progress(f"converting onnx {label}", 0, None)
-        proto = to_onnx(model, spec.opset)
+        proto = to_onnx(model, spec.opset_or_default)
         from .. import _keras3
 
         how = ("keras 3 ExportArchive -> tf2onnx.convert.from_graph_def" if _keras3.is_model(model)
                else "tf2onnx.convert.from_keras")
-        facts: dict[str, Any] = {"converter": how, "opset": spec.opset}
+        facts: dict[str, Any] = {"converter": how, "opset": spec.opset_or_default}
         q = spec.quantize
         if q == "none":
             onnx.save(proto, str(dest))

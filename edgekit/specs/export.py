@@ -1,0 +1,101 @@
+"""ExportOptions (what every export takes, also as compress options and the ``export`` stage) and ExportSpec (the
+``export`` command/API: a model plus those options)."""
+from __future__ import annotations
+
+from typing import Any
+
+from .._spec import Spec, derived, option, spec
+from . import _choices
+from .model import ModelSpec
+
+#: calibration samples when none are given (export, compress and recipes alike)
+DEFAULT_CALIB_SAMPLES = 300
+DEFAULT_VERIFY_SAMPLES = 100
+DEFAULT_OPSET = 17
+
+
+@spec
+class ExportOptions(Spec):
+    """Format, precision, calibration and verification of one export call (shared by every format of the call)."""
+
+    quantize: str = option("none", short="-q", choices=_choices.PRECISIONS,
+                           help="Precision: none (float32), fp16, dynamic (int8 weights), int8, int16x8.")
+    formats: tuple[str, ...] = option(("tflite",), flag="--format", separator=",", choices=_choices.EXPORTERS,
+                                      metavar="FORMATS", help="Comma-separated file formats.")
+    calib_data: Any = option(None, help="Calibration data: image folder, .npy/.npz, fashion-mnist, digits (from "
+                                        "Python also a Dataset or arrays).")
+    calib_samples: int | None = option(None, help=f"Calibration samples (default {DEFAULT_CALIB_SAMPLES}).")
+    io: str = option("float", choices=_choices.IO_TYPES,
+                     help="I/O type of integer models (int16 for int16x8).")
+    per_tensor: bool = option(False, help="Per-tensor instead of per-channel weight scales.")
+    out: str = option("artifacts", help="Output folder.")
+    verify: bool = option(True, help="Fail when the artifact does not match Keras; --no-verify records the failure "
+                                     "and keeps the artifact.")
+    verify_data: Any = option(None, help="Held-out verification data (default: held-out calibration data).")
+    verify_samples: int | None = option(None, expect="positive",
+                                        help=f"Verification samples (default {DEFAULT_VERIFY_SAMPLES}).", gt=0)
+    opset: int | None = option(None, help=f"ONNX opset (default {DEFAULT_OPSET}; with --format onnx).")
+    threads: int | None = option(None, gt=0, help="Interpreter threads for verification.")
+    float_layers: tuple[str, ...] = option((), separator=",", metavar="LAYERS", expect="Keras layer names",
+                                           hint="e.g. --float-layers conv_pw_5,conv_dw_6 (names from `edgekit "
+                                                "doctor`)",
+                                           help="int8: comma-separated Keras layers kept in float (names from "
+                                                "`edgekit doctor`).")
+    calibration_method: str = option("minmax", choices=_choices.CALIBRATION_METHODS,
+                                     help="int8 calibration: minmax; onnx also entropy, percentile.")
+    #: the model is quantization-aware (found from the model when it is loaded; ``with_derived(qat=True)``)
+    qat: bool = derived(False)
+
+    @property
+    def precision(self):
+        """The :class:`edgekit.exporters.Precision` of ``quantize``."""
+        from ..exporters.base import PRECISIONS
+
+        return PRECISIONS.get(self.quantize)
+
+    def validate(self) -> None:
+        if self.quantize is not None:
+            self.check_export()
+
+    def check_export(self) -> None:
+        """The rules across export options (and the formats' own: precision, io, per-tensor, QAT)."""
+        if len(set(self.float_layers)) != len(self.float_layers):  # order kept, duplicates dropped
+            object.__setattr__(self, "float_layers", tuple(dict.fromkeys(self.float_layers)))
+        prec = self.precision
+        if not self.formats:
+            from ..exporters import EXPORTERS
+
+            raise self.fail("no export format given", hint=f"use one or more of: {', '.join(EXPORTERS.list())}")
+        if self.calib_data is not None and not prec.calibrated:
+            raise self.fail(f"calib_data does not apply to quantize={prec.name!r} (nothing is calibrated)",
+                            hint="use quantize int8 or int16x8, or drop --calib-data (use --verify-data for "
+                                 "verification samples)")
+        if self.calib_samples is not None and self.calib_samples <= 0:
+            raise self.fail(f"calib_samples={self.calib_samples} must be positive",
+                            hint=f"give --calib-samples a positive number (default {DEFAULT_CALIB_SAMPLES})")
+        if self.calib_samples is not None and not prec.calibrated:
+            raise self.fail(f"calib_samples={self.calib_samples} does not apply here",
+                            hint="a positive --calib-samples goes with --quantize int8/int16x8")
+        if self.opset is not None and "onnx" not in self.formats:
+            raise self.fail("opset applies to the onnx format only", hint="add --format onnx or drop --opset")
+        from ..exporters import EXPORTERS
+
+        for fmt in self.formats:
+            EXPORTERS.get(fmt).check(self)
+
+    @property
+    def calib_count(self) -> int:
+        return self.calib_samples or DEFAULT_CALIB_SAMPLES
+
+    @property
+    def opset_or_default(self) -> int:
+        return self.opset or DEFAULT_OPSET
+
+
+@spec
+class ExportSpec(ExportOptions, ModelSpec):
+    """``edgekit.export(model, ...)``: a model and how to export it."""
+
+    preprocess: str | None = option(None, choices=_choices.PREPROCESS_MODES,
+                                    help="Input preprocessing for user models (zoo models know theirs).")
+    seed: int = option(0, help="Seed for sample selection.")

@@ -1,0 +1,46 @@
+"""FitSpec (the data a training run uses, shared by ``train`` and ``compress``) and TrainSpec (``train``)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .._spec import option, spec
+from . import _choices
+from .model import ModelSpec
+
+#: BatchNorm momentum set on every BatchNormalization layer before training (None keeps the model's own)
+DEFAULT_BN_MOMENTUM = 0.9
+
+
+@spec
+class FitSpec(ModelSpec):
+    """A model and the labelled data it trains on: seeded train/validation split, test split of built-in data."""
+
+    data: Any = option(help="Training data: fashion-mnist, digits, an image folder (one sub-folder per class) or an "
+                            ".npz with x and y.")
+    batch_size: int = option(64, gt=0, help="Batch size.")
+    val_fraction: float = option(0.1, ge=0, lt=1, help="Held-out validation fraction of --data.")
+    val_data: Any = option(None, help="Separate validation data instead of --val-fraction.")
+    limit: int | None = option(None, gt=0, help="Use a seeded random subset of this many training samples.")
+    test_limit: int | None = option(None, gt=0, help="Test samples of a built-in dataset to evaluate on.")
+    seed: int = option(0, help="Seed for splits, shuffling, initialisation and sample selection.")
+    bn_momentum: float | None = option(DEFAULT_BN_MOMENTUM, ge=0, lt=1,
+                                       help="BatchNorm momentum set before training.")
+    preprocess: str | None = option(None, choices=_choices.PREPROCESS_MODES,
+                                    help="Input preprocessing for user models (zoo models know theirs).")
+
+
+@spec
+class TrainSpec(FitSpec):
+    """``edgekit.train(model, data, ...)``: train or fine-tune, keep the best epoch by validation accuracy."""
+
+    epochs: int = option(5, ge=0, help="Epochs.")
+    lr: float = option(1e-3, gt=0, help="Learning rate.")
+    optimizer: str = option("adam", choices=_choices.OPTIMIZERS, help="Optimizer.")
+    checkpoint_dir: str | None = option(None, help="Save the best epoch to DIR/best.keras (atomic).")
+    out: str | None = option(None, help="Save the trained model to PATH.keras (or .h5).")
+    restore_best: bool = option(True, help="Restore the best epoch's weights (by validation accuracy) at the end.")
+
+    def validate(self) -> None:
+        if self.out is not None and Path(self.out).suffix not in (".keras", ".h5"):
+            raise self.fail(f"--out {self.out!r} must end in .keras or .h5", hint="e.g. --out artifacts/model.keras")
