@@ -7,8 +7,6 @@ clustering registry lists no weights for DepthwiseConv2D).
 """
 from __future__ import annotations
 
-from typing import Sequence
-
 from ..errors import PipelineError
 from ..specs.stages import CLUSTER_INITS, ClusterSpec
 from .stages import STAGES, Context, Stage, select_layers

@@ -6,7 +6,6 @@ weights to prune in DepthwiseConv2D (its prune registry lists none), so a Mobile
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 from ..errors import PipelineError
 from ..specs.stages import POLICIES, SCHEDULES, PruneSpec, parse_structure

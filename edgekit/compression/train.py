@@ -21,7 +21,7 @@ from .._progress import Progress, no_progress
 from .._spec import takes_spec
 from ..errors import DataError, InvalidArgument
 from ..registry import Registry
-from ..specs.train import DEFAULT_BN_MOMENTUM, TrainSpec
+from ..specs.train import TrainSpec
 
 
 @dataclass

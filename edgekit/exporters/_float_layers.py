@@ -6,21 +6,20 @@ Both converters keep Keras layer names in what they emit: TFLite tensor names su
 """
 from __future__ import annotations
 
-import difflib
 import re
 from typing import Iterable, Mapping, Sequence
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, did_you_mean
 
 _SPLIT = re.compile(r"[;/:]")
 
 
 def keras_layer_names(model) -> list[str]:
     """Every layer name of ``model`` (nested models walked), input layers left out, in model order."""
-    from ._api import _walk_layers
+    from .._layers import walk_layers
 
     names: list[str] = []
-    for layer in _walk_layers(model):
+    for layer in walk_layers(model):
         if type(layer).__name__ != "InputLayer" and layer.name not in names:
             names.append(layer.name)
     return names
@@ -48,9 +47,9 @@ def nodes_for(layers: Sequence[str], nodes: Mapping[str, Sequence[str]], fmt: st
     out: dict[str, list[str]] = {}
     for layer in layers:
         if layer not in by_layer:
-            close = difflib.get_close_matches(layer, list(by_layer), n=3, cutoff=0.5)
+            close = did_you_mean(layer, by_layer)
             raise InvalidArgument(f"float_layers: no quantized {fmt} op comes from a Keras layer named {layer!r}",
-                                  hint=(f"did you mean {', '.join(repr(c) for c in close)}? " if close else "")
+                                  hint=(f"{close} " if close else "")
                                   + "give layer names from `edgekit doctor` (its per-layer table)")
         out[layer] = list(by_layer[layer])
     return out
