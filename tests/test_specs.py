@@ -178,7 +178,7 @@ def through_cli(name, spec_cls, values, monkeypatch):
     args, kwargs = seen[0]
     if "spec" in kwargs:
         return kwargs["spec"]
-    positional = {"profile": ["model"], "devices check": ["device"]}[name]
+    positional = {"profile": ["model"], "devices check": [], "bench": []}[name]
     return spec_cls.from_dict({**dict(zip(positional, args)), **{k: v for k, v in kwargs.items()
                                                                  if k in spec_cls.keys()}})
 
