@@ -10,7 +10,7 @@ from edgekit.errors import InvalidArgument, PipelineError
 from edgekit.recipes import load_recipe, recipe_keys, run_recipe, validate_recipe
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPES = sorted((REPO / "export").glob("*.yaml"))
+RECIPES = sorted(p for p in (REPO / "export").glob("*.yaml") if not p.name.endswith(".sweep.yaml"))  # sweep configs
 BASE = {"model": "mobilenet_v1", "alpha": 0.25, "resolution": 32, "input_channels": 1, "classes": 10,
         "weights": "none", "data": "fashion-mnist"}
 

@@ -29,7 +29,7 @@ def render_zoo(rows: list) -> None:
     out.print(table)
 
 
-@spec_command(None, "edgekit.models:summary", cli_only=("as_json",), api_only=("use_cache",))
+@spec_command(None, "edgekit.zoo:summary", cli_only=("as_json",), api_only=("use_cache",))
 @click.command("models")
 @click.argument("pattern", required=False)
 @click.option("--stats/--no-stats", default=True, show_default=True,

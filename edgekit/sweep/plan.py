@@ -128,7 +128,8 @@ def on_this_machine(device) -> bool:
 
 # ---------------------------------------------------------------------------------------------------------- checks
 def _precisions(spec: SweepSpec) -> list[tuple[str, str]]:
-    from ..exporters import EXPORTERS, PRECISIONS, ExportSpec
+    from ..exporters import PRECISIONS
+    from ..specs import ExportOptions
 
     out = []
     for q in spec.quantize:
@@ -137,9 +138,8 @@ def _precisions(spec: SweepSpec) -> list[tuple[str, str]]:
             raise InvalidArgument(f"precision {q!r} is listed twice (as {p.name})", hint="list every precision once")
         out.append((p.name, p.label))
     for f in spec.formats:
-        exporter = EXPORTERS.get(str(f))
-        for name, _ in out:
-            exporter.check(ExportSpec(name, spec.io, bool(spec.per_tensor), int(spec.opset or 17), False, {}))
+        for name, _ in out:  # built = checked by the format's rules (precision, io, per-tensor)
+            ExportOptions(quantize=name, formats=(str(f),), io=spec.io, per_tensor=bool(spec.per_tensor))
     return out
 
 
