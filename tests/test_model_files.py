@@ -169,3 +169,26 @@ def test_keras3_h5_and_exported_savedmodel(tmp_path):
     with pytest.raises(ModelLoadError, match="holds no Keras model") as info:
         models.create(tmp_path / "exported")
     assert ".keras" in info.value.hint
+
+
+def test_tfmot_wrapped_files_load(tmp_path):
+    """A model saved with its pruning wrappers (.keras) or QAT layers (.h5) loads inside tfmot's scopes (a pruned
+    .keras failed with "'str' object is not callable"); a QAT .keras, which tfmot cannot reload, says so."""
+    from edgekit._keras import tfmot
+    from edgekit.errors import ModelLoadError
+
+    mot = tfmot()
+
+    def small():
+        return models.create("mobilenet_v1", alpha=0.25, resolution=32, input_channels=1, classes=10, weights="none")
+
+    mot.sparsity.keras.prune_low_magnitude(small()).save(str(tmp_path / "pruned.keras"))
+    pruned = models.create(tmp_path / "pruned.keras")
+    assert any(type(layer).__name__ == "PruneLowMagnitude" for layer in pruned.layers)
+    qat = mot.quantization.keras.quantize_model(small())
+    qat.save(str(tmp_path / "qat.h5"))
+    assert models.create(tmp_path / "qat.h5").count_params() == qat.count_params()
+    qat.save(str(tmp_path / "qat.keras"))
+    with pytest.raises(ModelLoadError, match="cannot load model") as info:
+        models.create(tmp_path / "qat.keras")
+    assert "tfmot wrappers" in info.value.hint and ".h5" in info.value.hint

@@ -160,7 +160,8 @@ def load_model_file(path: Any, *, trust_model_code: bool = False, input_shape: A
             model = _keras3.load(p, safe_mode=not trust_model_code)
     else:
         with _loadable(stored) as p:
-            model = _load_tf_keras(p, _where(path), safe_mode=not trust_model_code)
+            model = _load_tf_keras(p, _where(path), safe_mode=not trust_model_code,
+                                   tfmot_scopes=_uses_tfmot(stored.configs))
     if input_shape is not None:
         model = with_input_shape(model, input_shape)
     return model
@@ -185,34 +186,34 @@ def _loadable(stored: StoredModel) -> Iterator[str]:
         yield str(link)
 
 
-def _load_tf_keras(p: str, where: str, *, safe_mode: bool) -> Any:
-    from .._keras import keras
+def _uses_tfmot(configs: list[Any]) -> bool:
+    """True when a stored config holds tfmot wrappers (a pruning/clustering/QAT model saved before stripping)."""
+    text = json.dumps(configs)
+    return "tensorflow_model_optimization" in text or any(
+        f'"{cls}"' in text for cls in ("PruneLowMagnitude", "ClusterWeights", "QuantizeWrapperV2", "QuantizeLayer",
+                                       "QuantizeAnnotate", "QuantizeWrapper"))
+
+
+def _load_tf_keras(p: str, where: str, *, safe_mode: bool, tfmot_scopes: bool = False) -> Any:
+    """tf-keras' load_model (inside tfmot's deserialisation scopes when the file holds its wrappers)."""
+    from .._keras import keras, tfmot
 
     kwargs = {"safe_mode": safe_mode} if p.lower().endswith(".keras") else {}
     try:
-        return keras.models.load_model(p, compile=False, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - many foreign error types; translated here
-        if "Unknown" in str(exc):
-            model = _load_with_tfmot_scopes(p, kwargs)
-            if model is not None:
-                return model
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise ModelLoadError(f"cannot load model {where!r}: {detail}",
-                             hint="is it a Keras model saved with model.save()? (.keras, .h5 or SavedModel dir)"
-                             ) from exc
-
-
-def _load_with_tfmot_scopes(p: str, kwargs: dict) -> Any:
-    """Retry loading a model saved with tfmot wrappers (pruning, QAT, clustering) inside their scopes."""
-    from .._keras import keras, tfmot
-
-    try:
-        mot = tfmot()
-        with mot.quantization.keras.quantize_scope(), mot.sparsity.keras.prune_scope(), \
-                mot.clustering.keras.cluster_scope():
+        with contextlib.ExitStack() as scopes:
+            if tfmot_scopes:
+                mot = tfmot()
+                for scope in (mot.quantization.keras.quantize_scope(), mot.sparsity.keras.prune_scope(),
+                              mot.clustering.keras.cluster_scope()):
+                    scopes.enter_context(scope)
             return keras.models.load_model(p, compile=False, **kwargs)
-    except Exception:  # noqa: BLE001 - the caller reports the original error
-        return None
+    except Exception as exc:  # noqa: BLE001 - many foreign error types; translated here
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        hint = "is it a Keras model saved with model.save()? (.keras, .h5 or SavedModel dir)"
+        if tfmot_scopes:
+            hint = ("it holds tfmot wrappers (pruning/clustering/QAT) that did not load: strip them before saving, "
+                    "or save a QAT model as .h5 (tfmot cannot reload QAT layers from .keras)")
+        raise ModelLoadError(f"cannot load model {where!r}: {detail}", hint=hint) from exc
 
 
 # -- input_shape ---------------------------------------------------------------------------------------------------
