@@ -450,3 +450,27 @@ def test_litert_says_it_exposes_no_per_op_times(tmp_path):
     assert row.ok and row.op_profile["available"] is False and "no per-op timings" in row.op_profile["reason"]
     assert "benchmark_model" in row.op_profile["reason"] and os.environ.get("EDGEKIT_DEVLAB") is not None
     assert row.init_ms > 0 and row.first_inference_ms > 0  # model load time and first inference, as benchmark_model
+
+
+def test_unknown_runtime_in_a_profile_or_option_is_rejected(tmp_path, monkeypatch):
+    (tmp_path / "odd.yaml").write_text("transport: local\nruntime: tensorrt\n")
+    monkeypatch.setenv("EDGEKIT_DEVICES_DIR", str(tmp_path))
+    with pytest.raises(InvalidArgument, match="odd.yaml: runtime: unknown runtime 'tensorrt'") as info:
+        parse_device("odd")
+    assert "ai_edge_litert" in info.value.hint
+    from edgekit.devices import bench
+
+    a = tmp_path / "a.tflite"
+    a.write_bytes(b"x")
+    with pytest.raises(InvalidArgument, match="--runtime"):
+        bench([a], "local", runtime="tensorrt")
+
+
+def test_devices_check_reports_a_missing_profile_runtime(tmp_path, monkeypatch):
+    from edgekit.devices import check
+
+    (tmp_path / "tfbox.yaml").write_text("transport: local\nruntime: tflite-runtime\n")
+    monkeypatch.setenv("EDGEKIT_DEVICES_DIR", str(tmp_path))
+    rep = check("tfbox")
+    assert rep.reachable and not rep.ready and any("runtime tflite-runtime" in f for f in rep.fixes), rep.fixes
+    assert check("local").ready

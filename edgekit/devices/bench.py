@@ -17,7 +17,7 @@ from ..errors import (AuthError, ConnectError, DeviceError, DeviceTimeout, Edgek
                       InvalidArgument, ModelLoadError, RemoteCommandError, RuntimeMissing)
 from . import history as _history, stats
 from .artifacts import ArtifactInfo, artifact_info
-from .profiles import DeviceSpec, parse_device
+from .profiles import DeviceSpec, check_runtime, parse_device
 from .protocol import RUNNER, Settings, run_one
 from .transports import ConnectOptions, Transport, create
 
@@ -168,6 +168,8 @@ def _prepare(artifacts, devices, *, threads, runs, warmup, max_seconds, delegate
     if delegate is not None and delegate not in ("auto", "xnnpack", "none") and not delegate.endswith(".so"):
         raise InvalidArgument(f"--delegate must be auto, xnnpack, none or a path to a delegate .so, got {delegate!r}",
                               hint="--delegate none runs the reference kernels without XNNPACK")
+    if runtime is not None:
+        check_runtime(runtime)
     if input is not None and not Path(input).is_file():
         raise InvalidArgument(f"input file {str(input)!r} does not exist",
                               hint="pass a .npy (one input) or .npz (one array per input name)")

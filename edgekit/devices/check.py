@@ -11,7 +11,7 @@ from typing import Any
 from .._jsonable import JsonMixin
 from ..errors import EdgekitError
 from .bench import status_of
-from .profiles import DeviceSpec, parse_device
+from .profiles import DeviceSpec, check_runtime, parse_device
 from .protocol import RUNNER
 from .transports import ConnectOptions, create
 
@@ -75,10 +75,14 @@ def check(device: str | DeviceSpec, *, python: str | None = None, benchmark_bina
                                  "tflite-runtime 'numpy<2')")
             if "onnxruntime" not in have:
                 rep.fixes.append(f"for .onnx artifacts: {py} -m pip install onnxruntime")
+            want = check_runtime(spec.runtime, f"{spec.name}: runtime") if spec.runtime else None
+            if want and want not in have:
+                dist = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime 'numpy<2'"}.get(want, want)
+                rep.fixes.append(f"the profile asks for runtime {spec.runtime}: {py} -m pip install {dist}")
             if doc.get("numpy_available"):
                 rep.formats = [f for f, ok in (("tflite", have & {"ai_edge_litert", "tflite_runtime", "tensorflow"}),
                                                ("onnx", have & {"onnxruntime"})) if ok]
-            rep.ready = "tflite" in rep.formats
+            rep.ready = "tflite" in rep.formats and not (want and want not in have)
         else:
             rep.formats = ["tflite"]
             rep.machine = t.run(["uname", "-m"], timeout=30, taskset=False).stdout.strip() or None

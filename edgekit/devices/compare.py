@@ -6,9 +6,9 @@ drift, heat and background load hit both alike. One artifact on two devices runs
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
@@ -96,7 +96,7 @@ def compare(a: str | Path, b: str | Path | None = None, *, device: str = "local"
     try:
         t.connect()
         paths = [t.put(i.path, i.sha256) for i in infos]
-        py = t.expand(python or spec.python or ("python3" if t.kind != "local" else _local_python()))
+        py = t.expand(python or spec.python or ("python3" if t.kind != "local" else sys.executable))
         argv = [py, t.put(RUNNER), paths[0], "--compare", paths[1], "--runs", str(runs), "--warmup", str(warmup),
                 "--rounds", str(rounds), "--max-seconds", f"{max_seconds:g}", "--seed", str(seed)]
         for flag, value in (("--threads", threads or spec.threads), ("--delegate", delegate),
@@ -125,12 +125,3 @@ def _row_error(row: BenchResult) -> EdgekitError:
 
     return DeviceError(f"{row.device}: {row.status}: {row.error}", hint=row.hint)
 
-
-def _local_python() -> str:
-    import sys
-
-    return sys.executable
-
-
-def summary(c: Comparison) -> dict[str, Any]:
-    return {"a": c.a, "b": c.b, "device": c.device, "ratio": c.ratio, "ci": c.ci, "verdict": c.verdict}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
@@ -88,10 +87,3 @@ def evaluate(vd: VerifyData, names: list[str], outputs: list[np.ndarray], *, pre
     return Parity("passed" if v.passed else "failed", vd.samples, precision, dict(v.thresholds), per,
                   list(v.failures), reason=v.note, source=str(vd.path))
 
-
-def summary(p: Parity | None) -> dict[str, Any] | None:
-    if p is None:
-        return None
-    worst = min(per.sqnr_db for per in p.outputs) if p.outputs else None
-    return {"status": p.status, "samples": p.samples, "min_sqnr_db": worst,
-            "max_abs_err": max((per.max_abs_err for per in p.outputs), default=None)}

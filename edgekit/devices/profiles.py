@@ -164,10 +164,22 @@ def load_profile(path: str | os.PathLike, name: str | None = None) -> DeviceSpec
             data[key] = str(data[key])
     if data.get("cpu_mask") is not None:
         data["cpu_mask"] = _mask(data["cpu_mask"], path)
+    if data.get("runtime") is not None:
+        check_runtime(data["runtime"], f"device profile {path}: runtime")
     for key in ("key_file", "known_hosts"):
         if data.get(key):
             data[key] = str(Path(str(data[key])).expanduser())
     return DeviceSpec(**{k: v for k, v in data.items()}, source=str(path))
+
+
+def check_runtime(name: str, what: str = "--runtime") -> str | None:
+    """A runtime name as the runner understands it (aliases: ai-edge-litert, tflite-runtime, ort); None = auto."""
+    from .runner import RunnerError, runtime_name
+
+    try:
+        return runtime_name(str(name))
+    except RunnerError as exc:
+        raise InvalidArgument(f"{what}: {exc.message}", hint=exc.hint) from exc
 
 
 def _int(value: Any, key: str, low: int, path: Path) -> int:
