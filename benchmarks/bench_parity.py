@@ -65,7 +65,7 @@ def main() -> None:
         print(f"{r.precision:10} {dev:52} {(p.get('status') or r.status):14} {o.get('max_abs_err', float('nan')):10.3g} "
               f"{o.get('sqnr_db', float('nan')):8.1f} {o.get('top1_agreement') or float('nan'):6.3f} "
               f"{o.get('host_sqnr_db', float('nan')):12.1f}")
-    c = compare(arts["float32"], arts["int8"], device="local", runs=300, rounds=10, threads=1)
+    c = compare([arts["float32"], arts["int8"]], "local", runs=300, rounds=10, threads=1)
     print(f"compare float32 vs int8 locally (1 thread, 300 runs each, 10 rounds): p50 {c.a_p50_ms:.4f} vs "
           f"{c.b_p50_ms:.4f} ms; ratio {c.ratio:.3f} (95% CI {c.ci[0]:.3f}-{c.ci[1]:.3f}): {c.verdict}")
 

@@ -112,14 +112,14 @@ def nets(tmp_path_factory):
 
 
 def test_compare_two_artifacts_whose_speed_differs(nets):
-    c = compare(nets["big"], nets["small"], device="local", runs=60, rounds=6, warmup=3, threads=1)
+    c = compare([nets["big"], nets["small"]], "local", runs=60, rounds=6, warmup=3, threads=1)
     assert c.kind == "artifacts" and c.rounds == 6 and len(c.rows) == 2
     assert c.ratio > 1.5 and c.ci[0] > 1.2, (c.ratio, c.ci)
     assert c.verdict.startswith("small_float32.onnx is") and "faster than big_float32.onnx" in c.verdict
 
 
 def test_compare_identical_artifacts_is_no_significant_difference(nets):
-    c = compare(nets["small"], nets["twin"], device="local", runs=200, rounds=20, warmup=5, threads=1)
+    c = compare([nets["small"], nets["twin"]], "local", runs=200, rounds=20, warmup=5, threads=1)
     assert c.verdict.startswith("no significant difference"), (c.verdict, c.ci)
 
 
@@ -131,6 +131,8 @@ def test_compare_cli_json_and_bad_usage(nets):
     assert doc["ratio"] > 1 and "faster" in doc["verdict"] and len(doc["ci"]) == 2
     r = CliRunner().invoke(main, ["compare", str(nets["big"])])
     assert r.exit_code == 2 and "two artifacts" in r.output and "hint" in r.output
+    r = CliRunner().invoke(main, ["compare", str(nets["big"]), str(nets["small"]), "--benchmark-binary", "bm"])
+    assert r.exit_code == 2 and "benchmark_binary does not apply" in r.output
     r = CliRunner().invoke(main, ["compare", str(nets["big"]), str(nets["small"]), "--rounds", "0"])
     assert r.exit_code == 2 and "--rounds" in r.output
 
@@ -139,7 +141,7 @@ def test_compare_one_artifact_on_two_devices(nets, tmp_path, monkeypatch):
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "box.yaml").write_text("transport: local\nthreads: 1\n")
     monkeypatch.setenv("EDGEKIT_DEVICES_DIR", str(tmp_path / "p"))
-    c = compare(nets["small"], devices=["local", "box"], runs=30, warmup=2)
+    c = compare([nets["small"]], ["local", "box"], runs=30, warmup=2)
     assert c.kind == "devices" and c.a == "local" and c.b == "box" and c.ci and c.verdict
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..specs import BenchSpec, CheckSpec, ConnectSpec
+from ..specs import BenchSpec, CheckSpec, CompareSpec
 from ._bench_output import _fmt, render_results as _render_results, write_csv as _write_csv
 from ._options import given, spec_command, spec_options
 from ._output import emit, err, json_option, out, progress
@@ -152,45 +152,18 @@ def check_cmd(as_json, **kwargs):
         raise click.exceptions.Exit(1)
 
 
-@spec_command(None, "edgekit.devices:compare", cli_only=("as_json",))
+@spec_command(CompareSpec, "edgekit.devices:compare", cli_only=("as_json",))
 @click.command("compare")
-@click.argument("artifacts", nargs=-1, required=True, type=click.Path())
-@click.option("--device", "-d", "devices", multiple=True, default=("local",), show_default=True,
-              help="One device for two artifacts (run interleaved), or two devices for one artifact.")
-@click.option("--runs", type=int, default=50, show_default=True, help="Runs per artifact (or per device).")
-@click.option("--warmup", type=int, default=5, show_default=True)
-@click.option("--rounds", type=int, default=10, show_default=True, help="A B / B A alternations (two artifacts).")
-@click.option("--threads", type=int, default=None, help="Interpreter threads (default: the profile's).")
-@click.option("--max-seconds", type=float, default=150.0, show_default=True, help="Time cap.")
-@click.option("--delegate", default=None, help="auto (XNNPACK), xnnpack, none, or PATH.so.")
-@click.option("--runtime", default=None, help="Interpreter on the device (default: the profile's runtime:).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--timeout", type=float, default=None, help="Seconds (default: 2 x max-seconds + 120).")
-@spec_options(ConnectSpec)
+@spec_options(CompareSpec)
 @json_option
-def compare_cmd(artifacts, devices, runs, warmup, rounds, threads, max_seconds, delegate, runtime, seed, timeout,
-                python, benchmark_binary, key_file, known_hosts, accept_new_host_key, connect_timeout, as_json):
+def compare_cmd(as_json, **kwargs):
     """Is A faster than B? Two artifacts interleaved on one device, or one artifact on two devices: the p50 time
     ratio with its bootstrap 95% interval and a verdict in words."""
     from ..devices import compare
-    from ..errors import InvalidArgument
 
-    if benchmark_binary:
-        raise InvalidArgument("compare runs the Python runner; --benchmark-binary does not apply",
-                              hint="drop --benchmark-binary")
-    kw = dict(runs=runs, warmup=warmup, rounds=rounds, threads=threads, max_seconds=max_seconds, delegate=delegate,
-              runtime=runtime, seed=seed, timeout=timeout, python=python, key_file=key_file, known_hosts=known_hosts,
-              accept_new_host_key=bool(accept_new_host_key), connect_timeout=connect_timeout)
-    if len(artifacts) == 2 and len(devices) == 1:
-        with progress(not as_json) as cb:
-            c = compare(artifacts[0], artifacts[1], device=devices[0], progress=cb, **kw)
-    elif len(artifacts) == 1 and len(devices) == 2:
-        with progress(not as_json) as cb:
-            c = compare(artifacts[0], devices=list(devices), progress=cb, **kw)
-    else:
-        raise InvalidArgument(f"compare takes two artifacts and one --device, or one artifact and two --device "
-                              f"(got {len(artifacts)} and {len(devices)})",
-                              hint="e.g. edgekit compare a.tflite b.tflite -d local")
+    spec = CompareSpec.from_dict(given(kwargs))
+    with progress(not as_json) as cb:
+        c = compare(**spec.kwargs(), progress=cb)
 
     def render(c):
         from rich.markup import escape

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
@@ -52,35 +53,40 @@ def _finish(c: Comparison, sa: list[float], sb: list[float]) -> Comparison:
     return c
 
 
-def compare(a: str | Path, b: str | Path | None = None, *, device: str = "local", devices: list[str] | None = None,
+def compare(artifacts: str | Path | Sequence[str | Path], devices: str | Sequence[str] = "local", *,
             runs: int = 50, warmup: int = 5, rounds: int = 10, threads: int | None = None,
-            max_seconds: float = 150.0, delegate: str | None = None, seed: int = 0, timeout: float | None = None,
-            python: str | None = None, runtime: str | None = None, key_file: str | None = None,
-            known_hosts: str | None = None, accept_new_host_key: bool = False,
+            max_seconds: float = 150.0, delegate: str | None = None, runtime: str | None = None, seed: int = 0,
+            timeout: float | None = None, python: str | None = None, benchmark_binary: str | None = None,
+            key_file: str | None = None, known_hosts: str | None = None, accept_new_host_key: bool = False,
             connect_timeout: float | None = None, progress: Progress = no_progress) -> Comparison:
-    """Compare artifacts ``a`` and ``b`` on ``device`` (interleaved), or ``a`` on two ``devices``."""
+    """Two ``artifacts`` on one of ``devices`` (run interleaved in one process), or one artifact on two ``devices``
+    (one after the other). ``benchmark_binary`` is refused: interleaved runs need the Python runner."""
+    arts = [artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts)
+    devs = [devices] if isinstance(devices, str) else list(devices)
+    if benchmark_binary:
+        raise InvalidArgument("compare runs the Python runner; benchmark_binary does not apply",
+                              hint="drop --benchmark-binary (use a device with Python)")
+    if not ((len(arts) == 2 and len(devs) == 1) or (len(arts) == 1 and len(devs) == 2)):
+        raise InvalidArgument(f"compare takes two artifacts and one device, or one artifact and two devices (got "
+                              f"{len(arts)} and {len(devs)})",
+                              hint="e.g. edgekit compare a.tflite b.tflite -d local, or compare a.tflite -d rpi4 -d rpi5")
     common = dict(threads=threads, runs=runs, warmup=warmup, max_seconds=max_seconds, delegate=delegate,
                   seed=seed, timeout=timeout, python=python, key_file=key_file, known_hosts=known_hosts,
                   accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout)
-    if devices:
-        if b is not None or len(devices) != 2:
-            raise InvalidArgument("compare takes two artifacts on one --device, or one artifact on two --device",
-                                  hint="e.g. edgekit compare a.tflite b.tflite -d rpi4, or compare a.tflite -d rpi4 "
-                                       "-d rpi5")
+    if len(devs) == 2:
+        a = arts[0]
         rows = []
-        for d in devices:  # one device at a time: two 'devices' on one host must not share its CPUs
+        for d in devs:  # one device at a time: two 'devices' on one host must not share its CPUs
             (row,) = bench([a], [d], runtime=runtime, progress=progress, **common)
             rows.append(row)
-        c = Comparison(devices[0], devices[1], " vs ".join(devices), "devices", rows=rows, runs=runs)
+        c = Comparison(str(devs[0]), str(devs[1]), " vs ".join(map(str, devs)), "devices", rows=rows, runs=runs)
         for row in rows:
             if not row.ok:
                 raise _row_error(row)
         c.a_p50_ms, c.b_p50_ms = rows[0].p50_ms, rows[1].p50_ms
         c.warnings = [f"{r.device}: {w}" for r in rows for w in r.warnings]
         return _finish(c, rows[0].samples_ms, rows[1].samples_ms)
-    if b is None:
-        raise InvalidArgument("compare needs a second artifact (or two --device for one artifact)",
-                              hint="e.g. edgekit compare model_float32.tflite model_int8.tflite -d local")
+    (a, b), device = arts, devs[0]
     if rounds < 1:
         raise InvalidArgument(f"--rounds must be >= 1, got {rounds}", hint="e.g. --rounds 10")
     infos, specs, settings, options = _prepare([a, b], [device], input=None, benchmark_binary=None,

@@ -4,7 +4,7 @@ choices are looked up when a spec is built.
 """
 from __future__ import annotations
 
-from .bench import BenchSpec, CheckSpec, ConnectSpec
+from .bench import BenchSpec, CheckSpec, CompareSpec, ConnectSpec
 from .compress import CompressSpec
 from .export import ExportOptions, ExportSpec
 from .model import ModelSpec
@@ -13,4 +13,4 @@ from .train import FitSpec, TrainSpec
 
 __all__ = ["ModelSpec", "ExportOptions", "ExportSpec", "FitSpec", "TrainSpec", "StageSpec", "TrainStageSpec",
            "PruneSpec", "ClusterSpec", "QATSpec", "DistillSpec", "ExportStageSpec", "CompressSpec", "BenchSpec",
-           "ConnectSpec", "CheckSpec"]
+           "ConnectSpec", "CheckSpec", "CompareSpec"]

@@ -63,3 +63,24 @@ class BenchOptions(Spec):
 @spec
 class BenchSpec(ConnectSpec, BenchOptions):
     """``edgekit.bench(artifacts, devices, ...)``: every artifact on every device, one result row each."""
+
+
+@spec
+class CompareSpec(ConnectSpec):
+    """``edgekit.compare(artifacts, devices, ...)``: two artifacts interleaved on one device, or one artifact on two
+    devices; the p50 time ratio with its 95% interval and a verdict."""
+
+    artifacts: tuple[str, ...] = option(help="Two artifacts (one device), or one artifact (two devices).",
+                                        argument=True, metavar="ARTIFACT...")
+    devices: tuple[Any, ...] = option(("local",), flag="--device", short="-d",
+                                      help="One device for two artifacts (run interleaved), or two devices for one "
+                                           "artifact.")
+    runs: int = option(50, help="Timed runs per artifact (or per device).")
+    warmup: int = option(5, help="Warm-up runs.")
+    rounds: int = option(10, help="A B / B A alternations (two artifacts).")
+    threads: int | None = option(None, help="Interpreter threads (default: the profile's).")
+    max_seconds: float = option(150.0, help="Time cap.")
+    delegate: str | None = option(None, help="auto (XNNPACK), xnnpack, none, or PATH.so.")
+    runtime: str | None = option(None, help="Interpreter on the device (default: the profile's runtime:).")
+    seed: int = option(0, help="Seed of the random input.")
+    timeout: float | None = option(None, help="Seconds (default: 2 x max-seconds + 120).")
