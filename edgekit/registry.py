@@ -81,8 +81,10 @@ class Registry(Generic[T]):
             names.append(key)
         return sorted(names)
 
-    def entries(self) -> Iterator[Entry[T]]:
-        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+    def entries(self, *, sort: bool = True) -> Iterator[Entry[T]]:
+        """Every entry, by name (``sort=False``: in registration order)."""
+        values = list(self._entries.values())
+        return iter(sorted(values, key=lambda e: e.name) if sort else values)
 
     def __len__(self) -> int:
         return len(self._entries)

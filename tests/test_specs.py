@@ -300,3 +300,30 @@ def test_stage_specs_are_what_a_recipe_stage_takes():
     assert isinstance(stage, Prune) and stage.spec == PruneSpec(sparsity=0.25, layers=("conv_pw_*",))
     assert make_stage(PruneSpec(sparsity=0.25)).sparsity == 0.25
     assert Prune(0.5, epochs=1).spec == PruneSpec(sparsity=0.5, epochs=1)
+
+
+def test_tables_follow_the_exporter_registry(tmp_path, monkeypatch):
+    """A third format is one registration: spec choices, I/O types, file-name tokens, bench and inspect read it."""
+    from edgekit.devices.artifacts import artifact_info
+    from edgekit.exporters import EXPORTERS, Exporter, format_of, inspect, io_types, precision_tokens
+    from edgekit.exporters.base import register_exporter
+
+    class Fake(Exporter):
+        name, suffix, runtime = "fake", ".fake", "litert"
+        precisions = ("none", "int8")
+        io_types = {"int8": ("float", "int4")}
+
+    monkeypatch.setattr(EXPORTERS, "_entries", dict(EXPORTERS._entries))
+    register_exporter(Fake)
+    assert ExportSpec(model="m", formats="fake", quantize="int8", io="int4").formats == ("fake",)
+    with pytest.raises(InvalidArgument, match="does not support quantize='fp16'"):
+        ExportSpec(model="m", formats="fake", quantize="fp16")
+    assert "int4" in io_types() and ("int4", "int8") in precision_tokens()
+    art = tmp_path / "net_int4.fake"
+    art.write_bytes(b"\0" * 8)
+    assert format_of(art) == "fake"
+    info = artifact_info(art)
+    assert (info.format, info.precision, info.model) == ("fake", "int8", "net")
+    with pytest.raises(InvalidArgument, match=r"cannot inspect 'x.pb'.*\.fake"):
+        (tmp_path / "x.pb").write_bytes(b"")
+        inspect(tmp_path / "x.pb")

@@ -15,10 +15,6 @@ from ..errors import InvalidArgument
 from .transports import sha256_file
 from .verify_data import VERIFY_SUFFIX
 
-FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
-_PRECISION_TOKENS = [("int16x8", "int16x8"), ("int16", "int16x8"), ("float16", "float16"), ("fp16", "float16"),
-                     ("dynamic", "dynamic"), ("dynamic_range", "dynamic"), ("int8", "int8"), ("uint8", "int8"),
-                     ("float32", "float32"), ("fp32", "float32"), ("float", "float32")]
 
 
 @dataclass
@@ -48,12 +44,15 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
     if not p.is_file():
         raise InvalidArgument(f"artifact {str(p)!r} does not exist",
                               hint="check the path; `edgekit export` writes artifacts under artifacts/ by default")
-    fmt = FORMATS.get(p.suffix.lower())
+    from ..exporters import format_of, precision_tokens, suffixes  # the format registry (no TensorFlow)
+
+    fmt = format_of(p)
     if fmt is None:
         model = p.name.removesuffix(".json").removesuffix(VERIFY_SUFFIX)
+        kinds = " or ".join(suffixes())
         hint = (f"pass the model itself ({model}), not its manifest or verification data" if model != p.name else
-                "bench takes the .tflite/.onnx files that `edgekit export` writes")
-        raise InvalidArgument(f"cannot benchmark {p.name}: it is not a .tflite or .onnx model", hint=hint)
+                f"bench takes the {kinds} files that `edgekit export` writes")
+        raise InvalidArgument(f"cannot benchmark {p.name}: it is not a {kinds} model", hint=hint)
     manifest, meta = None, {}
     for cand in (p.with_name(p.name + ".json"), p.with_suffix(".json")):
         if cand.is_file():
@@ -70,8 +69,8 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
         model = model.get("name")
     precision = meta.get("precision") or art.get("precision") or meta.get("quantize")
     if not model:
-        model = re.sub(r"[_.-](int16x8|int8|uint8|float16|fp16|float32|fp32|dynamic(_range)?|float)$", "", p.stem,
-                       flags=re.I) or p.stem
+        words = "|".join(re.escape(t) for t, _ in precision_tokens())
+        model = re.sub(rf"[_.-]({words})$", "", p.stem, flags=re.I) or p.stem
     if not precision:
         precision = _precision_from_name(p.stem) or _precision_from_tensors(p, fmt) or "unknown"
     info = ArtifactInfo(str(p), str(model), fmt, str(precision), p.stat().st_size, sha256_file(p), manifest)
@@ -85,9 +84,11 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
 
 
 def _precision_from_name(stem: str) -> str | None:
+    from ..exporters import precision_tokens
+
     tokens = re.split(r"[^a-z0-9]+", stem.lower())
     joined = "_".join(tokens)
-    for token, prec in _PRECISION_TOKENS:
+    for token, prec in precision_tokens():
         if token in tokens or (token.count("_") and token in joined):
             return prec
     return None

@@ -31,9 +31,8 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .._jsonable import JsonMixin
-from ..errors import InvalidArgument, UnknownNameError
+from ..errors import InvalidArgument, UnknownNameError, did_you_mean
 
-TRANSPORT_NAMES = ("local", "ssh", "adb")
 _KEYS = {"name", "description", "transport", "host", "port", "user", "key_file", "known_hosts", "serial", "arch",
          "threads", "cpu_mask", "work_dir", "python", "benchmark_binary", "connect_timeout", "runtime", "notes"}
 
@@ -129,13 +128,14 @@ def load_profile(path: str | os.PathLike, name: str | None = None) -> DeviceSpec
                               hint="e.g. transport: ssh / host: raspberrypi.local, one per line")
     bad = sorted(set(data) - _KEYS)
     if bad:
-        import difflib
-        sugg = [difflib.get_close_matches(b, sorted(_KEYS), n=1) for b in bad]
-        hint = "; ".join(f"{b!r} -> {s[0]!r}?" for b, s in zip(bad, sugg) if s) or f"known keys: {sorted(_KEYS)}"
+        sugg = [did_you_mean(str(b), _KEYS, n=1) for b in bad]
+        hint = "; ".join(f"{b!r}: {s}" for b, s in zip(bad, sugg) if s) or f"known keys: {sorted(_KEYS)}"
         raise InvalidArgument(f"device profile {path}: unknown key(s) {', '.join(bad)}", hint=hint)
+    from .transports import TRANSPORTS  # the transport registry (lazy: transports import this module)
+
     transport = str(data.get("transport", "")).lower()
-    if transport not in TRANSPORT_NAMES:
-        raise InvalidArgument(f"device profile {path}: transport must be one of {', '.join(TRANSPORT_NAMES)}, "
+    if transport not in TRANSPORTS.list():
+        raise InvalidArgument(f"device profile {path}: transport must be one of {', '.join(TRANSPORTS.list())}, "
                               f"got {data.get('transport')!r}", hint=f"e.g. transport: ssh in {path.name}")
     data["transport"] = transport
     data.setdefault("name", name or path.stem)

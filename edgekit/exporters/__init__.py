@@ -6,13 +6,21 @@ Importing this package does not import TensorFlow; converting does.
 """
 from __future__ import annotations
 
+from . import tflite as _tflite  # noqa: F401 - registers the tflite exporter (first: the primary format)
 from . import onnx as _onnx  # noqa: F401 - registers the onnx exporter
-from . import tflite as _tflite  # noqa: F401 - registers the tflite exporter
 from ._api import Artifact, ExportResult, export
-from .base import EXPORTERS, IO_TYPES, PRECISIONS, Exporter, ExportSpec, Precision
+from .base import (EXPORTERS, PRECISIONS, Exporter, ExportSpec, Precision, calibration_methods, format_of,
+                   io_types, precision_tokens, suffixes)
 from .calibration import CalibrationInfo
 from .inspection import InspectReport, IOTensor, inspect
 from .verify import THRESHOLDS, Verification
 
+#: derived from the formats registered here (spec choices call io_types()/calibration_methods(), which follow
+#: later registrations too)
+IO_TYPES = io_types()
+CALIBRATION_METHODS = calibration_methods()
+
 __all__ = ["export", "ExportResult", "Artifact", "inspect", "InspectReport", "IOTensor", "EXPORTERS", "PRECISIONS",
-           "IO_TYPES", "Exporter", "ExportSpec", "Precision", "CalibrationInfo", "Verification", "THRESHOLDS"]
+           "IO_TYPES", "Exporter", "ExportSpec", "Precision", "CalibrationInfo", "Verification", "THRESHOLDS",
+           "CALIBRATION_METHODS", "format_of", "suffixes", "precision_tokens", "io_types",
+           "calibration_methods"]

@@ -34,9 +34,6 @@ for _p, _aliases in [
 ]:
     PRECISIONS.add(_p.name, _p, aliases=_aliases)
 
-IO_TYPES = ("float", "int8", "uint8", "int16")
-#: calibration methods (how activation ranges are set from the calibration samples); minmax is every exporter's
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 
 
 class Exporter:
@@ -80,9 +77,6 @@ class Exporter:
             raise InvalidArgument(f"float_layers (layers kept in float) apply to post-training int8; received "
                                   f"quantize={spec.quantize!r}{' of a QAT model' if spec.qat else ''}",
                                   hint="use --quantize int8 with --float-layers, or drop --float-layers")
-        if spec.calibration_method not in CALIBRATION_METHODS:
-            raise InvalidArgument(f"unknown calibration_method {spec.calibration_method!r}",
-                                  hint=f"use one of {', '.join(CALIBRATION_METHODS)}")
         if spec.calibration_method != "minmax":
             if not spec.precision.calibrated or spec.qat:
                 raise InvalidArgument(f"calibration_method={spec.calibration_method!r} applies to calibrated "
@@ -116,6 +110,54 @@ EXPORTERS: Registry[Exporter] = Registry("export format")
 
 
 def register_exporter(cls: type[Exporter], aliases: tuple[str, ...] = ()) -> type[Exporter]:
+    """Register a format: its entry carries what everything else reads (suffix, runtime, precisions, I/O types,
+    per-tensor precisions, calibration methods, QAT support). A new format is one module calling this."""
     EXPORTERS.add(cls.name, cls(), aliases=aliases, suffix=cls.suffix, runtime=cls.runtime,
-                  precisions=cls.precisions)
+                  precisions=cls.precisions, io_types=dict(cls.io_types), per_tensor=cls.per_tensor,
+                  calibration_methods=cls.calibration_methods, qat=cls.qat)
     return cls
+
+
+def io_types() -> tuple[str, ...]:
+    """Every ``io=`` value some registered format takes (``float`` first)."""
+    found = ["float"]
+    for e in EXPORTERS.entries(sort=False):
+        found += [io for ios in e.meta["io_types"].values() for io in ios if io not in found]
+    return tuple(found)
+
+
+def calibration_methods() -> tuple[str, ...]:
+    """Every ``calibration_method=`` some registered format implements."""
+    found: list[str] = []
+    for e in EXPORTERS.entries(sort=False):
+        found += [m for m in e.meta["calibration_methods"] if m not in found]
+    return tuple(found)
+
+
+def format_of(path: str | Path) -> str | None:
+    """The registered format whose suffix ``path`` has (None when no format writes such files)."""
+    suffix = Path(path).suffix.lower()
+    return next((e.name for e in EXPORTERS.entries() if e.meta["suffix"] == suffix), None)
+
+
+def suffixes() -> list[str]:
+    """``.tflite``, ``.onnx``, ...: the file suffixes of the registered formats (in registration order)."""
+    return [e.meta["suffix"] for e in EXPORTERS.entries(sort=False)]
+
+
+def precision_tokens() -> list[tuple[str, str]]:
+    """``(token, precision label)`` read in artifact file names, most specific first: each precision's name, label
+    and aliases, and the integer I/O types of calibrated precisions (``uint8`` -> ``int8``)."""
+    tokens: list[tuple[str, str]] = []
+    # float32 last (its tokens are the vaguest), int8 just before it ("dynamic_int8" names a dynamic-range model)
+    order = sorted(reversed(list(PRECISIONS.entries())), key=lambda e: (e.obj.label == "float32", e.name == "int8"))
+    for e in order:
+        for tok in (e.obj.label, e.name, *e.aliases):
+            if tok != "none" and tok not in [t for t, _ in tokens]:
+                tokens.append((tok.replace("-", "_"), e.obj.label))
+    for ex in EXPORTERS.entries():
+        for prec, ios in ex.meta["io_types"].items():
+            for io in ios:
+                if io != "float" and io not in [t for t, _ in tokens]:
+                    tokens.append((io, PRECISIONS.get(prec).label))
+    return tokens

@@ -62,13 +62,14 @@ def inspect(path: str | os.PathLike) -> InspectReport:
     p = Path(path)
     if not p.is_file():
         raise InvalidArgument(f"{str(p)!r} is not a file", hint="give a .tflite or .onnx file")
-    suffix = p.suffix.lower()
-    if suffix == ".tflite":
-        return _inspect_tflite(p)
-    if suffix == ".onnx":
-        return _inspect_onnx(p)
-    raise InvalidArgument(f"cannot inspect {p.name!r}: unknown file type {suffix or '(none)'}",
-                          hint="give a .tflite or .onnx file")
+    from . import format_of, suffixes
+
+    readers = {"tflite": _inspect_tflite, "onnx": _inspect_onnx}  # format (registry name) -> its reader
+    fmt = format_of(p)
+    if fmt not in readers:
+        raise InvalidArgument(f"cannot inspect {p.name!r}: unknown file type {p.suffix.lower() or '(none)'}",
+                              hint=f"give a {' or '.join(suffixes())} file")
+    return readers[fmt](p)
 
 
 def _hist(items) -> dict[str, int]:

@@ -7,10 +7,12 @@ from typing import Any, Callable
 
 
 def lazy(module: str, attr: str) -> Callable[[], Any]:
-    """A zero-argument callable returning ``module.attr`` (a Registry or a sequence of names)."""
+    """A zero-argument callable returning ``module.attr``: a Registry or a sequence of names, or a function computing
+    one (called each time, so what it derives from a registry follows later registrations)."""
 
     def get() -> Any:
-        return getattr(importlib.import_module(module), attr)
+        value = getattr(importlib.import_module(module), attr)
+        return value() if callable(value) and not hasattr(value, "resolve") else value
 
     get.__qualname__ = f"lazy({module}.{attr})"
     return get
@@ -18,7 +20,7 @@ def lazy(module: str, attr: str) -> Callable[[], Any]:
 
 PRECISIONS = lazy("edgekit.exporters.base", "PRECISIONS")
 EXPORTERS = lazy("edgekit.exporters", "EXPORTERS")
-IO_TYPES = lazy("edgekit.exporters.base", "IO_TYPES")
-CALIBRATION_METHODS = lazy("edgekit.exporters.base", "CALIBRATION_METHODS")
+IO_TYPES = lazy("edgekit.exporters", "io_types")
+CALIBRATION_METHODS = lazy("edgekit.exporters", "calibration_methods")
 PREPROCESS_MODES = lazy("edgekit.data", "PREPROCESS_MODES")
 OPTIMIZERS = lazy("edgekit.compression.train", "OPTIMIZERS")
