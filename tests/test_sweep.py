@@ -180,6 +180,29 @@ def test_every_point_failing_exits_1(swept, monkeypatch):
     assert {r["status"] for r in rows} == {"export_failed"}
 
 
+def test_recipe_stages_apply_to_every_point(tmp_path, fashion_mnist_available):
+    """--recipe: the recipe's compression stages (here 50 % pruning) run on every trained point before export; its
+    other keys (model, data, quantize, out) are the sweep's own and the summary says so."""
+    recipe = tmp_path / "prune.yaml"
+    recipe.write_text("model: mobilenet_v1\ndata: fashion-mnist\ntrain_epochs: 4\nprune: 0.5\nprune_epochs: 1\n"
+                      "quantize: int8\nout: elsewhere\n")
+    out = tmp_path / "out"
+    args = ["sweep", "mobilenet_v1", "--grid", "alpha=0.25", "--resolution", "32", "--quantize", "int8",
+            "--input-channels", "1",
+            "--weights", "none", "--data", "fashion-mnist", "--epochs", "1", "--limit", "256", "--test-limit", "100",
+            "--calib-samples", "100", "--runs", "5", "--warmup", "1", "--recipe", str(recipe), "--out", str(out)]
+    res = _cli(*args)
+    assert res.exit_code == 0, res.output
+    (row,) = json.loads((out / "results.json").read_text())["rows"]
+    assert row["status"] == "ok" and row["training"] == "trained 1 epoch(s) at 32 px + prune", row
+    (train,) = [json.loads(p.read_text()) for p in out.glob("runs/*/train.json")]
+    assert train["compression"]["stages"] == ["prune"] and train["model"].endswith("model.keras")
+    report = json.loads(Path(train["compression"]["report"]).read_text())
+    assert report["stages"][-1]["weights"]["pruned_sparsity"] == pytest.approx(0.5, abs=0.02)
+    assert "only its compression stages apply" in res.output and "train_epochs" in res.output
+    assert not (Path.cwd() / "elsewhere").exists()
+
+
 @pytest.mark.device
 def test_ssh_device_added_to_a_finished_sweep(swept, arm64_ssh, tmp_path, monkeypatch):
     """A second device (aarch64 under qemu, over SSH, from a device profile, labelled emulated): only its rows are

@@ -111,3 +111,19 @@ def test_shipped_sweep_configs_are_valid():
     for cfg in configs:
         spec = SweepSpec(**load_config(cfg))
         assert spec.grid and spec.out
+
+
+def test_recipe_is_checked_before_training(tmp_path, no_training):
+    qat = tmp_path / "qat.yaml"
+    qat.write_text("model: mobilenet_v1\ndata: fashion-mnist\ntrain_epochs: 1\nqat: true\nquantize: int8\n")
+    res, out = run(BASE + ["--grid", "alpha=0.25", "--recipe", str(qat)], tmp_path)   # default: none,int8
+    assert res.exit_code == 2 and "quantization-aware" in res.output and "--quantize int8" in res.output
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("model: mobilenet_v1\ndata: fashion-mnist\ntrain_epochs: 1\nquantize: int8\n")
+    res, out = run(BASE + ["--grid", "alpha=0.25", "--recipe", str(plain)], tmp_path)
+    assert res.exit_code == 2 and "no compression stage" in res.output
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("model: mobilenet_v1\ndata: fashion-mnist\nprune: 0.5\nprune_layers: [no_such_layer*]\n")
+    res, out = run(BASE + ["--grid", "alpha=0.25", "--recipe", str(typo)], tmp_path)
+    assert res.exit_code == 2 and "no_such_layer" in res.output, res.output
+    assert not out.exists()

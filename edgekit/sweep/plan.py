@@ -182,28 +182,46 @@ def _classes(spec: SweepSpec) -> int | None:
                           "datasets", hint="give --classes N (the number of labels in --data)")
 
 
-def _recipe(spec: SweepSpec) -> dict[str, Any]:
-    """The recipe's compression keys (stages and their options); its other keys must not clash with the sweep."""
+#: recipe keys the sweep takes from a recipe: its compression stages and their options
+RECIPE_STAGE_KEYS = ("stages", "prune", "prune_schedule", "prune_structure", "prune_policy", "prune_epochs",
+                     "prune_layers", "prune_skip", "cluster", "cluster_init", "cluster_per_channel", "cluster_epochs",
+                     "qat", "qat_epochs", "distill_from", "teacher_epochs", "teacher_options", "temperature",
+                     "distill_alpha", "distill_epochs", "epochs", "lr")
+
+
+def _recipe(spec: SweepSpec, notes: list[str]) -> dict[str, Any]:
+    """The recipe's compression stages and their options, applied to every point after its training. The recipe's
+    other keys (model, model options, data, baseline training, export) are the sweep's own options here: they are
+    not used, and a note lists them."""
     if spec.recipe is None:
         return {}
-    from ..recipes import load_recipe
+    from ..recipes import META_KEYS, load_recipe
 
     recipe = load_recipe(spec.recipe)
-    stage_keys = ("stages", "train_epochs", "train_lr", "prune", "prune_schedule", "prune_structure",
-                  "prune_policy", "prune_epochs", "prune_layers", "prune_skip", "cluster", "cluster_init",
-                  "cluster_per_channel", "cluster_epochs", "qat", "qat_epochs", "distill_from", "teacher_epochs",
-                  "teacher_options", "temperature", "distill_alpha", "distill_epochs", "epochs", "lr")
-    keys = {k: v for k, v in recipe.items() if k in stage_keys and v is not None}
+    keys = {k: v for k, v in recipe.items() if k in RECIPE_STAGE_KEYS and v is not None}
     if not any(keys.get(k) not in (None, False, 0) for k in ("stages", "prune", "cluster", "qat", "distill_from")):
         raise InvalidArgument(f"recipe {spec.recipe!r} has no compression stage to add to the points",
                               hint="a sweep recipe needs prune, cluster, qat, distill_from or stages")
-    if keys.get("qat") or any("qat" in (s if isinstance(s, str) else next(iter(s), ""))
-                              for s in keys.get("stages") or []):
+    stages = keys.get("stages") or []
+    if keys.get("qat") or any("qat" in (s if isinstance(s, str) else list(s)) for s in stages):
         bad = [q for q in spec.quantize if str(q).lower() not in ("int8", "full-int8")]
         if bad:
             raise InvalidArgument(f"recipe {spec.recipe!r} has quantization-aware training: its models export as "
                                   f"int8 only, not {', '.join(map(str, bad))}", hint="use --quantize int8")
+    unused = sorted(k for k in recipe if k not in keys and k not in META_KEYS)
+    if unused:
+        notes.append(f"recipe {spec.recipe}: only its compression stages apply to the points; {', '.join(unused)} "
+                     f"come from the sweep's own options")
     return keys
+
+
+def recipe_stages(keys: dict[str, Any]) -> list:
+    """Fresh compression Stage objects for the recipe keys (no export stage: the sweep exports every precision)."""
+    from ..compression import build_stages, make_stage
+
+    if keys.get("stages"):
+        return [make_stage(s) for s in keys["stages"] if not (isinstance(s, (dict, str)) and "export" in s)]
+    return [s for s in build_stages(**keys, quantize="int8") if s.name != "export"]
 
 
 # ---------------------------------------------------------------------------------------------------------- plan
@@ -218,18 +236,19 @@ def make_plan(spec: SweepSpec, progress=None) -> Plan:
     combos = grid_mod.expand(models, spec.grid, fixed)
     devices = _devices(spec)
     ensure_writable_dir(spec.out, create=False)
-    stage_keys = _recipe(spec)
+    notes: list[str] = []
+    stage_keys = _recipe(spec, notes)
     test_source = _test_source(spec)
     if spec.epochs == 0 and str(spec.weights or "none").lower() in ("none", "random", ""):
         raise InvalidArgument("epochs 0 with random weights: every point would be untrained",
                               hint="give --epochs N, or --weights PATH/imagenet to fine-tune (or only evaluate) "
                                    "trained weights")
-    units = _build_units(spec, combos, progress)
+    units = _build_units(spec, combos, progress, stage_keys)
     _probe_data(spec, units, test_source)
     plan = Plan(spec, units, [Point(u, q, label, f) for u in units for q, label in precisions for f in spec.formats],
                 devices, set(spec.emulated) | {d.name for d in devices if getattr(d, "emulated", False)},
                 {d.name for d in devices if on_this_machine(d)}, test_source,
-                spec.calib_data if spec.calib_data is not None else spec.data, classes, stage_keys)
+                spec.calib_data if spec.calib_data is not None else spec.data, classes, stage_keys, notes)
     _share_and_key(plan)
     plan.sharing = SHARING_DOC[spec.share_training].format(epochs=spec.epochs, finetune_epochs=spec.finetune_epochs,
                                                            finetune_lr=spec.finetune_lr_value)
@@ -241,9 +260,9 @@ def make_plan(spec: SweepSpec, progress=None) -> Plan:
     return plan
 
 
-def _build_units(spec: SweepSpec, combos: list[Combo], progress) -> list[Unit]:
+def _build_units(spec: SweepSpec, combos: list[Combo], progress, stage_keys: dict[str, Any]) -> list[Unit]:
     """Build and profile every model with its weights: the zoo checks every value of the grid (and whether the
-    weights fit) here."""
+    weights fit) here, and the recipe's stages check the model (layer selection, ...)."""
     import gc
 
     from .. import models as zoo
@@ -260,6 +279,13 @@ def _build_units(spec: SweepSpec, combos: list[Combo], progress) -> list[Unit]:
         except InvalidArgument as exc:
             raise type(exc)(f"grid point {where}: {exc.message}",
                             hint=exc.hint or "change or drop that value in the grid (--grid KEY=...)") from exc
+        if stage_keys:
+            from ..compression import Pipeline
+
+            try:
+                Pipeline(recipe_stages(stage_keys)).validate(model)
+            except InvalidArgument as exc:
+                raise type(exc)(f"recipe {spec.recipe} on {model.name}: {exc.message}", hint=exc.hint) from exc
         rep = profile(model)
         shape = tuple(int(d) for d in model.input_shape[1:])
         units.append(Unit(c, model.name, shape[0], shape, int(rep.total_mult_adds), int(rep.total_params),

@@ -219,11 +219,13 @@ class Runner:
         if plan.stage_keys:
             from ..compression import compress
 
+            from .plan import recipe_stages
+
             final = folder / "model.keras"
-            result = compress(str(trained), data=s.data, batch_size=s.batch_size, limit=s.limit, seed=s.seed,
-                              val_fraction=s.val_fraction, bn_momentum=s.bn_momentum, preprocess=s.preprocess,
-                              save_model=str(final), out=str(folder / "compression"), progress=self.progress,
-                              **plan.stage_keys)
+            result = compress(str(trained), data=s.data, stages=recipe_stages(plan.stage_keys),
+                              batch_size=s.batch_size, limit=s.limit, seed=s.seed, val_fraction=s.val_fraction,
+                              bn_momentum=s.bn_momentum, preprocess=s.preprocess, save_model=str(final),
+                              out=str(folder / "compression"), test_limit=s.test_limit, progress=self.progress)
             record["model"] = self.store.rel(final)
             record["compression"] = {"stages": result.stages, "report": result.report.report_json}
         return record
