@@ -29,6 +29,9 @@ _LAZY = {
     # on-device latency
     "bench": ("edgekit.devices", "bench"),
     "BenchResult": ("edgekit.devices", "BenchResult"),
+    # decisions: the package is callable, edgekit.sweep(model, grid=..., ...) runs a sweep
+    "sweep": ("edgekit.sweep", None),
+    "SweepResult": ("edgekit.sweep", "SweepResult"),
     # errors
     "EdgekitError": ("edgekit.errors", "EdgekitError"),
 }
@@ -41,7 +44,8 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
     except KeyError:
         raise AttributeError(f"module 'edgekit' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attr)
+    value = importlib.import_module(module)
+    value = value if attr is None else getattr(value, attr)
     globals()[name] = value
     return value
 

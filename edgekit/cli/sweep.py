@@ -8,88 +8,9 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from ._output import err, out
-
-_OPTIONS = [
-    click.option("--config", default=None, type=click.Path(dir_okay=False),
-                 help="A *.sweep.yaml whose keys are these options (options given here win)."),
-    click.option("--grid", multiple=True, metavar="KEY=V1,V2,...",
-                 help="Swept values of a zoo option (alpha, resolution or rho, depth_multiplier, dropout, ...) or "
-                      "model=A,B (families); repeatable."),
-    click.option("--quantize", default=None, help="Precisions, comma-separated: none (float32), fp16, dynamic, "
-                                                  "int8, int16x8 [default: none,int8]."),
-    click.option("--format", "formats", default=None, help="Export formats, comma-separated [default: tflite]."),
-    click.option("--alpha", type=float, default=None, help="Fixed width multiplier (when not swept)."),
-    click.option("--rho", type=float, default=None, help="Fixed resolution multiplier."),
-    click.option("--resolution", type=int, default=None, help="Fixed input resolution."),
-    click.option("--depth-multiplier", type=int, default=None, help="Fixed depthwise channel multiplier."),
-    click.option("--dropout", type=float, default=None, help="Dropout before the classifier."),
-    click.option("--classes", type=int, default=None, help="Output classes [default: the classes of --data]."),
-    click.option("--input-channels", type=int, default=None, help="Input channels (1 for grayscale)."),
-    click.option("--weights", default=None, help="imagenet, none, or a weights/model file every point starts from."),
-    click.option("--data", default=None, help="Training data: fashion-mnist, digits, an image folder (sub-folder "
-                                              "per class) or an .npz with x and y."),
-    click.option("--epochs", type=int, default=None, help="Training epochs [default: 5]."),
-    click.option("--batch-size", type=int, default=None, help="[default: 64]"),
-    click.option("--lr", type=float, default=None, help="Learning rate [default: 1e-3, Adam]."),
-    click.option("--optimizer", type=click.Choice(["adam", "sgd", "rmsprop"]), default=None),
-    click.option("--val-fraction", type=float, default=None, help="Held-out validation fraction [default: 0.1]."),
-    click.option("--val-data", default=None, help="Separate validation data instead of --val-fraction."),
-    click.option("--limit", type=int, default=None, help="Seeded random subset of the training data."),
-    click.option("--seed", type=int, default=None, help="[default: 0]"),
-    click.option("--bn-momentum", type=float, default=None, help="[default: 0.9]"),
-    click.option("--preprocess", default=None, help="Input preprocessing: unit, tf, torch, caffe, raw."),
-    click.option("--share-training", type=click.Choice(["resolution", "none"]), default=None,
-                 help="resolution: train each model once at its smallest resolution and fine-tune the others; "
-                      "none: train every point independently [default: resolution]."),
-    click.option("--finetune-epochs", type=int, default=None, help="Fine-tuning epochs per resolution [default: 1]."),
-    click.option("--finetune-lr", type=float, default=None, help="Fine-tuning learning rate [default: lr/10]."),
-    click.option("--recipe", default=None, type=click.Path(dir_okay=False),
-                 help="A compression recipe (export/*.yaml) whose stages (prune, cluster, qat, ...) every point gets."),
-    click.option("--test-data", default=None, help="Labelled test data [default: the test split of a built-in "
-                                                   "--data]."),
-    click.option("--test-limit", type=int, default=None, help="Test samples [default: all]."),
-    click.option("--calib-data", default=None, help="Calibration data [default: --data]."),
-    click.option("--calib-samples", type=int, default=None, help="[default: 300]"),
-    click.option("--io", type=click.Choice(["float", "int8", "uint8", "int16"]), default=None),
-    click.option("--per-tensor", is_flag=True, default=None),
-    click.option("--opset", type=int, default=None, help="ONNX opset."),
-    click.option("--verify/--no-verify", default=None, help="A point whose artifact fails verification is a failed "
-                                                            "row (--no-verify: measured anyway)."),
-    click.option("--device", "-d", "devices", multiple=True, help="local, ssh://user@host[:port], adb://SERIAL or a "
-                                                                  "profile (repeatable; run in parallel) "
-                                                                  "[default: local]."),
-    click.option("--emulated", multiple=True, help="A --device whose latencies are emulated (e.g. qemu): labelled "
-                                                   "so in the table and plots (repeatable)."),
-    click.option("--runs", type=int, default=None, help="Timed runs per measurement [default: 50]."),
-    click.option("--warmup", type=int, default=None, help="[default: 5]"),
-    click.option("--threads", type=int, default=None, help="Interpreter threads on the device."),
-    click.option("--max-seconds", type=float, default=None, help="Time cap per measurement phase [default: 150]."),
-    click.option("--delegate", default=None, help="auto (XNNPACK), xnnpack, none, or PATH.so."),
-    click.option("--timeout", type=float, default=None, help="Seconds per measurement."),
-    click.option("--python", default=None, help="Python on the device."),
-    click.option("--runtime", default=None, help="Interpreter on the device: ai-edge-litert, tflite-runtime or "
-                                                 "onnxruntime [default: the profile's, else the first found]."),
-    click.option("--benchmark-binary", default=None, help="TFLite benchmark_model (devices without Python)."),
-    click.option("--key-file", default=None, help="SSH private key."),
-    click.option("--known-hosts", default=None, help="known_hosts file."),
-    click.option("--accept-new-host-key", is_flag=True, default=None, help="Trust a new SSH host key."),
-    click.option("--connect-timeout", type=float, default=None),
-    click.option("--budget-ms", type=float, default=None, help="Latency budget: pick the most accurate point within it "
-                                                               "on each device."),
-    click.option("--metric", type=click.Choice(["p50", "p90"]), default=None, help="Latency statistic [default: p50]."),
-    click.option("--require-budget", is_flag=True, default=None, help="Exit 1 when a device has no point within "
-                                                                      "--budget-ms."),
-    click.option("--out", default=None, help="Folder for everything (a rerun of the same sweep resumes from it)."),
-    click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout (no table)."),
-]
-
-
-def _options(fn):
-    for opt in reversed(_OPTIONS):
-        fn = opt(fn)
-    return fn
-
+from ..sweep.spec import SweepSpec
+from ._options import given, spec_command, spec_options
+from ._output import err, json_option, out
 
 def _duration(seconds: float | None) -> str:
     if seconds is None:
@@ -227,18 +148,13 @@ def render(result) -> None:
         out.print(f"{name}: {path}", highlight=False, soft_wrap=True)
 
 
-def _given(ctx: click.Context, kwargs: dict[str, Any]) -> dict[str, Any]:
-    from click.core import ParameterSource
-
-    return {k: v for k, v in kwargs.items()
-            if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, None) and v is not None and v != ()}
-
-
+@spec_command(SweepSpec, "edgekit.sweep:sweep", cli_only=("config", "as_json"), api_only=("on_event",))
 @click.command("sweep")
-@click.argument("model", required=False)
-@_options
-@click.pass_context
-def sweep_cmd(ctx: click.Context, model: str | None, config: str | None, as_json: bool, **kwargs: Any) -> None:
+@spec_options(SweepSpec, argument_required=False)
+@click.option("--config", default=None, type=click.Path(dir_okay=False),
+              help="A *.sweep.yaml whose keys are these options (options given here win; --grid merges by key).")
+@json_option
+def sweep_cmd(config: str | None, as_json: bool, **kwargs: Any) -> None:
     """Find the most accurate MODEL within a latency budget, measured on your device(s).
 
     Every point of the grid x --quantize x --format is trained on --data (precisions share one training; see
@@ -250,20 +166,13 @@ def sweep_cmd(ctx: click.Context, model: str | None, config: str | None, as_json
         --input-channels 1 --weights none --data fashion-mnist --epochs 1 --limit 2000 --test-limit 1000 \\
         --device local --budget-ms 0.1 --out artifacts/sweep
     \b
-    edgekit sweep --config export/fashion_mnist_mobilenet.sweep.yaml --device rpi4 --budget-ms 15
+    edgekit sweep --config export/fashion_mnist_mobilenet.sweep.yaml --device local --budget-ms 0.1
     """
-    from ..sweep import BudgetNotMet, SweepSpec, load_config, sweep
+    from ..sweep import BudgetNotMet, sweep
+    from ..sweep.spec import from_config
 
-    values = load_config(config) if config else {}
-    given = _given(ctx, kwargs)
-    if "grid" in given:
-        from ..sweep.grid import parse_grid
-
-        values["grid"] = {**parse_grid(values.get("grid")), **parse_grid(given.pop("grid"))}
-    values.update(given)
-    if model is not None:
-        values["model"] = model
-    spec = SweepSpec(**values)
+    options = given(kwargs)
+    spec = from_config(config, options) if config else SweepSpec.from_dict(options)
     t0 = time.monotonic()
     try:
         with _Progress(not as_json) as bar:

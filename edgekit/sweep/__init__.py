@@ -6,37 +6,48 @@ with verification, scored on held-out labelled test data in the artifact's runti
 device. The result is a table with the Pareto front per device, the pick within a budget, the log-linear
 accuracy fit and the latency model, written under ``out`` as points finish (a rerun resumes).
 
-Importing this package does not import TensorFlow.
+The package is callable: ``edgekit.sweep(model, ...)`` is :func:`edgekit.sweep.sweep`. Importing it does not
+import TensorFlow.
 """
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any, Callable
 
 from .._progress import Progress, no_progress
+from .._spec import takes_spec
 from .analysis import AccuracyFit, LatencyFit, Pick
 from .api import BudgetNotMet, SweepProgress, run_sweep
 from .results import SweepResult, SweepRow, SweepSummary
-from .spec import SweepSpec, load_config
+from .spec import SweepSpec, from_config, load_config
 
 __all__ = ["sweep", "SweepSpec", "SweepResult", "SweepRow", "SweepSummary", "SweepProgress", "Pick", "AccuracyFit",
-           "LatencyFit", "BudgetNotMet", "load_config"]
+           "LatencyFit", "BudgetNotMet", "load_config", "from_config"]
 
 
-def sweep(model: str | None = None, *, spec: SweepSpec | None = None, progress: Progress = no_progress,
-          on_event: Callable[[SweepProgress], None] | None = None, **options: Any) -> SweepResult:
+@takes_spec(SweepSpec, positional=("model",))
+def sweep(spec: SweepSpec, *, progress: Progress = no_progress,
+          on_event: Callable[[SweepProgress], None] | None = None) -> SweepResult:
     """Sweep ``model`` (a zoo name; None when ``grid`` has ``model``) over ``grid`` x ``quantize`` x ``formats``.
-
-    ``options`` are :class:`SweepSpec` fields (= ``edgekit sweep`` options = sweep-config keys), e.g.
+    Arguments: :class:`SweepSpec` (= ``edgekit sweep`` options = sweep-config keys; also a ready ``spec=``), e.g.
     ``grid={"alpha": [0.25, 0.5], "resolution": [32, 64]}, quantize=("none", "int8"), data="fashion-mnist",
     input_channels=1, weights="none", epochs=3, devices=("local",), budget_ms=1.0, out="runs/sweep"``.
 
     Every input is checked before any training (InvalidArgument). Points that fail are rows with their status;
     the result is also written to ``out`` (results.json, results.csv, plots/*.png) as rows finish, and calling
     again with the same arguments reuses what finished. ``require_budget=True`` raises :class:`BudgetNotMet`
-    (carrying the result) when a device has no point within ``budget_ms``.
+    (carrying the result) when a device has no point within ``budget_ms``. ``on_event`` gets a
+    :class:`SweepProgress` (points done / total, estimated time left) whenever something changes.
     """
-    if spec is None:
-        spec = SweepSpec(model=model, **options)
-    elif model is not None or options:
-        spec = spec.replace(**({"model": model} if model is not None else {}), **options)
     return run_sweep(spec, progress=progress, on_event=on_event)
+
+
+class _CallableModule(types.ModuleType):
+    """``edgekit.sweep(...)`` is :func:`sweep`: the package and its one verb share the name."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SweepResult:
+        return sweep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

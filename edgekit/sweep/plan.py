@@ -203,8 +203,8 @@ def _recipe(spec: SweepSpec, notes: list[str]) -> dict[str, Any]:
         raise InvalidArgument(f"recipe {spec.recipe!r} has no compression stage to add to the points",
                               hint="a sweep recipe needs prune, cluster, qat, distill_from or stages")
     stages = keys.get("stages") or []
-    if keys.get("qat") or any("qat" in (s if isinstance(s, str) else list(s)) for s in stages):
-        bad = [q for q in spec.quantize if str(q).lower() not in ("int8", "full-int8")]
+    if keys.get("qat") or any("qat" in (s if isinstance(s, (str, dict)) else s[0]) for s in stages):
+        bad = [q for q in spec.quantize if q != "int8"]
         if bad:
             raise InvalidArgument(f"recipe {spec.recipe!r} has quantization-aware training: its models export as "
                                   f"int8 only, not {', '.join(map(str, bad))}", hint="use --quantize int8")
@@ -215,13 +215,15 @@ def _recipe(spec: SweepSpec, notes: list[str]) -> dict[str, Any]:
     return keys
 
 
-def recipe_stages(keys: dict[str, Any]) -> list:
-    """Fresh compression Stage objects for the recipe keys (no export stage: the sweep exports every precision)."""
-    from ..compression import build_stages, make_stage
+def recipe_stages(spec: SweepSpec, keys: dict[str, Any]) -> tuple:
+    """The recipe's compression stages as ``(name, parameters)`` entries (``compress(stages=...)``), validated:
+    parameters, order, and QAT followed by the sweep's int8 export."""
+    from ..specs import CompressSpec
 
-    if keys.get("stages"):
-        return [make_stage(s) for s in keys["stages"] if not (isinstance(s, (dict, str)) and "export" in s)]
-    return [s for s in build_stages(**keys, quantize="int8") if s.name != "export"]
+    qat = keys.get("qat") or any("qat" in (s if isinstance(s, (str, dict)) else s[0]) for s in keys.get("stages") or ())
+    cs = CompressSpec.from_dict({"model": "-", "data": "-", **keys, **({"quantize": "int8"} if qat else {})},
+                                where=f"recipe {spec.recipe}")
+    return tuple(cs.stage_entries())
 
 
 # ---------------------------------------------------------------------------------------------------------- plan
@@ -283,7 +285,7 @@ def _build_units(spec: SweepSpec, combos: list[Combo], progress, stage_keys: dic
             from ..compression import Pipeline
 
             try:
-                Pipeline(recipe_stages(stage_keys)).validate(model)
+                Pipeline(recipe_stages(spec, stage_keys)).validate(model)
             except InvalidArgument as exc:
                 raise type(exc)(f"recipe {spec.recipe} on {model.name}: {exc.message}", hint=exc.hint) from exc
         rep = profile(model)

@@ -222,7 +222,7 @@ class Runner:
             from .plan import recipe_stages
 
             final = folder / "model.keras"
-            result = compress(str(trained), data=s.data, stages=recipe_stages(plan.stage_keys),
+            result = compress(str(trained), data=s.data, stages=recipe_stages(s, plan.stage_keys),
                               batch_size=s.batch_size, limit=s.limit, seed=s.seed, val_fraction=s.val_fraction,
                               bn_momentum=s.bn_momentum, preprocess=s.preprocess, save_model=str(final),
                               out=str(folder / "compression"), test_limit=s.test_limit, progress=self.progress)

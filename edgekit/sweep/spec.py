@@ -1,171 +1,142 @@
 """SweepSpec: every argument of :func:`edgekit.sweep.sweep` = an ``edgekit sweep`` option = a key of a
-``*.sweep.yaml`` file (``edgekit sweep --config export/NAME.sweep.yaml``).
+``*.sweep.yaml`` file (``edgekit sweep --config export/NAME.sweep.yaml``), on edgekit's typed-spec mechanism.
 
-Static checks (types, bounds, names) happen when the spec is built; what needs the zoo, the data or the devices is
-checked by the planner before any training.
+Types, bounds and names are checked when the spec is built; what needs the zoo, the data or the devices is checked
+by the planner (:mod:`edgekit.sweep.plan`), also before any training.
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from .._spec import Spec, option, spec
 from ..errors import InvalidArgument
+from ..specs import _choices
+from ..specs.bench import ConnectSpec
+from ..specs.train import DEFAULT_BN_MOMENTUM
 
 SHARE_TRAINING = ("resolution", "none")
 METRICS = ("p50", "p90")
-#: fixed zoo options (ModelSpec's fields but the model itself)
+#: fixed zoo options of every point (edgekit.models.create arguments)
 MODEL_OPTIONS = ("alpha", "rho", "resolution", "depth_multiplier", "dropout", "classes", "input_channels", "weights")
 
 
-@dataclass(frozen=True)
-class SweepSpec:
-    """What to sweep, how to train and export each point, where to measure it and how to decide."""
+@spec
+class SweepOptions(Spec):
+    """What to sweep, how every point is trained and exported, and where it is measured."""
 
-    # what
-    model: str | None = None                 # zoo name (None when the grid sweeps model=)
-    grid: Mapping[str, tuple] = field(default_factory=dict)
-    quantize: tuple[str, ...] = ("none", "int8")
-    formats: tuple[str, ...] = ("tflite",)
-    # fixed zoo options
-    alpha: float | None = None
-    rho: float | None = None
-    resolution: int | None = None
-    depth_multiplier: int | None = None
-    dropout: float | None = None
-    classes: int | None = None               # None: the number of classes in --data
-    input_channels: int | None = None
-    weights: str | None = None
-    # training (edgekit train's options)
-    data: Any = None
-    epochs: int = 5
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: str = "adam"
-    val_fraction: float = 0.1
-    val_data: Any = None
-    limit: int | None = None
-    seed: int = 0
-    bn_momentum: float | None = 0.9
-    preprocess: str | None = None
-    share_training: str = "resolution"
-    finetune_epochs: int = 1
-    finetune_lr: float | None = None         # None: lr / 10
-    recipe: str | None = None
-    # accuracy and export
-    test_data: Any = None                    # None: the test split of a built-in --data
-    test_limit: int | None = None            # None: every test sample
-    calib_data: Any = None                   # None: --data (its training split)
-    calib_samples: int = 300
-    io: str = "float"
-    per_tensor: bool = False
-    opset: int | None = None
-    verify: bool = True
-    # devices
-    devices: tuple[str, ...] = ("local",)
-    emulated: tuple[str, ...] = ()
-    runs: int = 50
-    warmup: int = 5
-    threads: int | None = None
-    max_seconds: float = 150.0
-    delegate: str | None = None
-    timeout: float | None = None
-    python: str | None = None
-    runtime: str | None = None               # interpreter on the device: ai-edge-litert, tflite-runtime, onnxruntime
-    benchmark_binary: str | None = None
-    key_file: str | None = None
-    known_hosts: str | None = None
-    accept_new_host_key: bool = False
-    connect_timeout: float | None = None
-    # decision and output
-    budget_ms: float | None = None
-    metric: str = "p50"
-    require_budget: bool = False
-    out: str | None = None
+    # -- what ----------------------------------------------------------------------------------------------------------
+    model: str | None = option(None, argument=True, metavar="MODEL",
+                               help="Zoo name (leave it out when the grid sweeps model=).")
+    grid: tuple[str, ...] | dict = option((), metavar="KEY=V1,V2,...",
+                                          help="Swept values of a zoo option (alpha, resolution or rho, "
+                                               "depth_multiplier, dropout, ...) or model=A,B (families); repeatable. "
+                                               "In a config: a mapping key -> list.")
+    quantize: tuple[str, ...] = option(("none", "int8"), separator=",", choices=_choices.PRECISIONS,
+                                       metavar="PRECISIONS",
+                                       help="Comma-separated precisions: none (float32), fp16, dynamic, int8, int16x8.")
+    formats: tuple[str, ...] = option(("tflite",), flag="--format", separator=",", choices=_choices.EXPORTERS,
+                                      metavar="FORMATS", help="Comma-separated export formats.")
+    # -- fixed zoo options -----------------------------------------------------------------------------------------
+    alpha: float | None = option(None, help="Fixed width multiplier (when not swept).")
+    rho: float | None = option(None, help="Fixed resolution multiplier (when not swept).")
+    resolution: int | None = option(None, help="Fixed input resolution (when not swept).")
+    depth_multiplier: int | None = option(None, help="Fixed depthwise channel multiplier (MobileNet v1).")
+    dropout: float | None = option(None, help="Dropout before the classifier.")
+    classes: int | None = option(None, gt=0, help="Output classes (default: the classes of a built-in --data).")
+    input_channels: int | None = option(None, gt=0, help="Input channels (1 for grayscale).")
+    weights: str | None = option(None, help="imagenet, none, or a weights/model file every point starts from.")
+    # -- training (edgekit train's options) ------------------------------------------------------------------------
+    data: Any = option(help="Training data: fashion-mnist, digits, an image folder (one sub-folder per class) or an "
+                            ".npz with x and y.")
+    epochs: int = option(5, ge=0, help="Training epochs of every trained point.")
+    batch_size: int = option(64, gt=0, help="Batch size.")
+    lr: float = option(1e-3, gt=0, help="Learning rate.")
+    optimizer: str = option("adam", choices=_choices.OPTIMIZERS, help="Optimizer.")
+    val_fraction: float = option(0.1, ge=0, lt=1, help="Held-out validation fraction of --data.")
+    val_data: Any = option(None, help="Separate validation data instead of --val-fraction.")
+    limit: int | None = option(None, gt=0, help="Use a seeded random subset of this many training samples.")
+    seed: int = option(0, help="Seed for splits, shuffling, initialisation and sample selection.")
+    bn_momentum: float | None = option(DEFAULT_BN_MOMENTUM, ge=0, lt=1, help="BatchNorm momentum set before "
+                                                                            "training.")
+    preprocess: str | None = option(None, choices=_choices.PREPROCESS_MODES,
+                                    help="Input preprocessing for user data (zoo models know theirs).")
+    share_training: str = option("resolution", choices=SHARE_TRAINING,
+                                 help="resolution: models differing only in resolution train once at the smallest "
+                                      "one and are fine-tuned at the others; none: every model trains on its own. "
+                                      "Precisions always share their model's training.")
+    finetune_epochs: int = option(1, ge=0, help="Fine-tuning epochs at each other resolution.")
+    finetune_lr: float | None = option(None, gt=0, help="Fine-tuning learning rate (default: lr / 10).")
+    recipe: str | None = option(None, help="A compression recipe (export/*.yaml) whose stages (prune, cluster, qat, "
+                                           "distill) every point gets after its training.")
+    # -- accuracy and export ---------------------------------------------------------------------------------------
+    test_data: Any = option(None, help="Labelled test data (default: the test split of a built-in --data).")
+    test_limit: int | None = option(None, gt=0, help="Test samples scored per artifact (default: all).")
+    calib_data: Any = option(None, help="Calibration data of int8/int16x8 (default: --data).")
+    calib_samples: int = option(300, gt=0, help="Calibration samples.")
+    io: str = option("float", choices=_choices.IO_TYPES, help="I/O type of integer models.")
+    per_tensor: bool = option(False, help="Per-tensor instead of per-channel weight scales.")
+    opset: int | None = option(None, gt=0, help="ONNX opset (with --format onnx).")
+    verify: bool = option(True, help="A point whose artifact fails verification against Keras is a failed row "
+                                     "(--no-verify: measured anyway).")
+    # -- devices ---------------------------------------------------------------------------------------------------
+    devices: tuple[Any, ...] = option(("local",), flag="--device", short="-d",
+                                      help="local, ssh://user@host[:port], adb://SERIAL or a profile name "
+                                           "(repeatable; devices run in parallel, one measurement at a time each).")
+    emulated: tuple[str, ...] = option((), help="A --device whose latencies are emulated (e.g. qemu): labelled so in "
+                                                "the table and plots (repeatable).")
+    runs: int = option(50, ge=1, help="Timed runs per measurement.")
+    warmup: int = option(5, ge=0, help="Warm-up runs.")
+    threads: int | None = option(None, gt=0, help="Interpreter threads on the device (default: the profile's).")
+    max_seconds: float = option(150.0, gt=0, help="Time cap per measurement phase.")
+    delegate: str | None = option(None, help="auto (XNNPACK), xnnpack, none, or PATH.so (external delegate).")
+    timeout: float | None = option(None, gt=0, help="Seconds per measurement (default: 2 x max-seconds + 120).")
+    runtime: str | None = option(None, help="Interpreter on the device: ai-edge-litert, tflite-runtime, onnxruntime "
+                                            "(default: the profile's runtime:, else the first importable).")
 
-    def __post_init__(self) -> None:
-        def fail(msg: str, hint: str | None = None) -> InvalidArgument:
-            return InvalidArgument(msg, hint=hint)
 
+@spec
+class SweepSpec(ConnectSpec, SweepOptions):
+    """``edgekit.sweep(model, ...)``: the sweep's options, the device connection overrides, and how it decides."""
+
+    budget_ms: float | None = option(None, gt=0, help="Latency budget: the most accurate point within it, per device.")
+    metric: str = option("p50", choices=METRICS, help="Latency statistic the front, budget and fits use.")
+    require_budget: bool = option(False, help="Fail (exit 1) when a device has no point within --budget-ms.")
+    out: str = option(help="Folder for everything the sweep writes; rerunning the same sweep resumes from it.")
+
+    def validate(self) -> None:
         from .grid import parse_grid
 
         object.__setattr__(self, "grid", parse_grid(self.grid))
-        for name in ("quantize", "formats", "devices", "emulated"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                value = tuple(v.strip() for v in value.split(",") if v.strip())
-            object.__setattr__(self, name, tuple(value or ()))
-        if not self.quantize:
-            raise fail("no precision to sweep", hint="e.g. --quantize none,int8")
-        if not self.formats:
-            raise fail("no export format", hint="e.g. --format tflite")
-        if not self.devices:
-            raise fail("no device given", hint="e.g. --device local")
-        if self.out is None:
-            raise fail("--out is required: the sweep writes every result there (and resumes from it)",
-                       hint="e.g. --out runs/sweep1")
-        if self.data is None:
-            raise fail("--data is required: every point is trained or fine-tuned and its accuracy measured",
-                       hint="e.g. --data fashion-mnist")
-        for name, low in (("epochs", 0), ("finetune_epochs", 0), ("batch_size", 1), ("runs", 1), ("warmup", 0),
-                          ("calib_samples", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise fail(f"{name} must be an integer >= {low}; received {value!r}")
-        for name in ("limit", "test_limit", "threads"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise fail(f"{name} must be an integer >= 1; received {value!r}")
-        for name in ("lr", "finetune_lr", "budget_ms", "max_seconds", "timeout", "connect_timeout"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-                raise fail(f"{name} must be a number > 0; received {value!r}")
-        if not 0 <= self.val_fraction < 1:
-            raise fail(f"val_fraction must be in [0, 1); received {self.val_fraction!r}")
-        if self.share_training not in SHARE_TRAINING:
-            raise fail(f"unknown share_training {self.share_training!r}", hint=f"use one of {', '.join(SHARE_TRAINING)}")
-        if self.metric not in METRICS:
-            raise fail(f"unknown metric {self.metric!r}", hint="use p50 or p90")
         if self.require_budget and self.budget_ms is None:
-            raise fail("--require-budget needs --budget-ms", hint="e.g. --budget-ms 15 --require-budget")
-        unknown = sorted(set(self.emulated) - set(self.devices))
+            raise self.fail("--require-budget needs --budget-ms", hint="e.g. --budget-ms 15 --require-budget")
+        unknown = sorted(set(self.emulated) - {str(d) for d in self.devices})
         if unknown:
-            raise fail(f"--emulated {', '.join(unknown)} is not one of the --device values",
-                       hint=f"devices: {', '.join(self.devices)}")
+            raise self.fail(f"--emulated {', '.join(unknown)} is not one of the --device values",
+                            hint=f"devices: {', '.join(map(str, self.devices))}")
+        if not self.devices:
+            raise self.fail("no device given", hint="e.g. --device local")
 
     # -- views ---------------------------------------------------------------------------------------------------------
     def fixed_options(self) -> dict[str, Any]:
         """The fixed zoo options that were given (None = the family default)."""
         return {k: getattr(self, k) for k in MODEL_OPTIONS if getattr(self, k) is not None}
 
-    def replace(self, **changes: Any) -> "SweepSpec":
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        from .._jsonable import to_jsonable
-
-        return to_jsonable({f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
-
     @property
     def finetune_lr_value(self) -> float:
         return self.finetune_lr if self.finetune_lr is not None else self.lr / 10.0
 
 
-def spec_keys() -> list[str]:
-    return [f.name for f in dataclasses.fields(SweepSpec)]
-
-
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``*.sweep.yaml``: a mapping whose keys are SweepSpec fields (``device`` and ``format`` are accepted
-    for ``devices``/``formats``; ``grid`` is a mapping of key -> list). Unknown keys get a did-you-mean."""
+    """Read a ``*.sweep.yaml``: a mapping whose keys are SweepSpec fields (``name``/``description`` are free text;
+    ``device``/``format`` are accepted for ``devices``/``formats``). Keys and values are checked by SweepSpec."""
     import yaml
 
     p = Path(path)
     if not p.is_file():
-        raise InvalidArgument(f"sweep config {str(p)!r} does not exist", hint="sweep configs live in export/*.sweep.yaml")
+        raise InvalidArgument(f"sweep config {str(p)!r} does not exist",
+                              hint="sweep configs live in export/*.sweep.yaml")
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:
@@ -178,19 +149,25 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
         raise InvalidArgument(f"sweep config {str(p)!r} must be a mapping of keys to values",
                               hint="write one `key: value` per line")
     aliases = {"device": "devices", "format": "formats"}
-    out: dict[str, Any] = {}
-    known = spec_keys()
+    out = {}
     for key, value in data.items():
-        k = aliases.get(str(key).replace("-", "_"), str(key).replace("-", "_"))
+        k = str(key).replace("-", "_")
         if k in ("name", "description"):
             continue
-        if k not in known:
-            close = difflib.get_close_matches(k, known, n=2, cutoff=0.5)
-            raise InvalidArgument(f"sweep config {str(p)!r}: unknown key {key!r}",
-                                  hint=f"did you mean {' or '.join(map(repr, close))}?" if close
-                                  else f"known keys: {', '.join(known)}")
+        k = aliases.get(k, k)
         if k == "grid" and not isinstance(value, dict):
             raise InvalidArgument(f"sweep config {str(p)!r}: grid must be a mapping of key -> list of values",
                                   hint="e.g. grid: {alpha: [0.25, 0.5], resolution: [32, 64]}")
         out[k] = value
     return out
+
+
+def from_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> SweepSpec:
+    """A SweepSpec from a config file; ``overrides`` (e.g. CLI options) win, a grid override merges key by key."""
+    from .grid import parse_grid
+
+    values = load_config(path)
+    overrides = dict(overrides or {})
+    if "grid" in overrides:
+        values["grid"] = {**parse_grid(values.get("grid")), **parse_grid(overrides.pop("grid"))}
+    return SweepSpec.from_dict({**values, **overrides}, where=str(path))
