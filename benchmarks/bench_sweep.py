@@ -1,0 +1,215 @@
+"""Sweep benchmark: MobileNet v1, alpha {0.25, 0.5, 0.75, 1.0} x resolution {32, 48, 64} x {int8, float32} on
+Fashion-MNIST, measured on `local` and over SSH on the devlab's arm64 rootfs (aarch64 under qemu: its latencies are
+EMULATED, labelled so everywhere).
+
+1. The sweep (training shared: each alpha trained at 32 px, fine-tuned at 48 and 64 px): table, Pareto front per
+   device, the log-linear accuracy fit and its R², the latency model per device; wall time.
+2. Its resume (the same call again, now with a budget): wall time, rows reused, the pick per device.
+3. What sharing costs: the same grid with every resolution trained independently (share_training=none, on
+   `local`: accuracy does not depend on the device); accuracy and training time, shared vs independent.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_sweep.py [--out artifacts/bench_sweep] [--limit 6000] [--epochs 3]
+        [--rootfs /tmp/edgekit-rootfs-XXXX | --no-ssh]
+
+The rootfs is devlab's arm64-rootfs.sh build (tests/conftest.py caches it under /tmp/edgekit-rootfs-<sha>); its
+own arm64 sshd is started here the same way as the tests' arm64_ssh fixture. Writes OUT/bench_sweep.json; every
+number printed comes from this run.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import socket
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+DEVLAB = Path(os.environ.get("EDGEKIT_DEVLAB", Path(__file__).resolve().parents[2] / "shared" / "devlab"))
+GRID = {"alpha": [0.25, 0.5, 0.75, 1.0], "resolution": [32, 48, 64]}
+
+
+class RootfsSSHD:
+    """The rootfs's arm64 sshd on a free loopback port (as tests/conftest.py::arm64_ssh)."""
+
+    def __init__(self, rootfs: Path):
+        self.rootfs = rootfs
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.inner = f"/opt/fixture/run-bench-{os.getpid()}"
+        self.args = [str(DEVLAB / "devroot.sh"), str(rootfs), "env", f"SSHD_DIR={self.inner}",
+                     f"SSHD_PORT={self.port}", "bash", "/opt/fixture/sshd-fixture.sh"]
+
+    def __enter__(self) -> dict:
+        subprocess.run([*self.args, "start"], check=True, capture_output=True, timeout=300)
+        env = subprocess.run([*self.args, "env"], check=True, capture_output=True, text=True, timeout=120).stdout
+        info = dict(line.split("=", 1) for line in env.split() if "=" in line)
+        host_dir = self.rootfs / self.inner.lstrip("/")
+        return {"host": info["SSHD_HOST"], "port": int(info["SSHD_PORT"]), "user": info["SSHD_USER"],
+                "key_file": str(host_dir / Path(info["SSHD_KEY"]).name),
+                "known_hosts": str(host_dir / Path(info["SSHD_KNOWN_HOSTS"]).name)}
+
+    def __exit__(self, *exc) -> None:
+        subprocess.run([*self.args, "stop"], capture_output=True, timeout=120)
+
+
+def profile(folder: Path, sshd: dict) -> str:
+    """A device profile for the qemu guest (tflite-runtime 2.14: ai-edge-litert's XNNPACK int8 is wrong under this
+    qemu, see NOTES); returns its name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "arm64-qemu.yaml").write_text(
+        "description: devlab arm64 rootfs (Debian, aarch64 under qemu-user), its own sshd; EMULATED latencies\n"
+        f"transport: ssh\nhost: {sshd['host']}\nport: {sshd['port']}\nuser: {sshd['user']}\n"
+        f"key_file: {sshd['key_file']}\nknown_hosts: {sshd['known_hosts']}\narch: aarch64\n"
+        "python: /opt/tflite/bin/python\nruntime: tflite-runtime\n")
+    os.environ["EDGEKIT_DEVICES_DIR"] = str(folder)
+    return "arm64-qemu"
+
+
+def budgets(rows, device: str, metric: str = "p50") -> list[float]:
+    """Budgets worth reporting on a device: below its fastest point, and its 25th / 50th latency percentile."""
+    lat = sorted(getattr(r, f"{metric}_ms") for r in rows if r.device == device and r.status == "ok"
+                 and getattr(r, f"{metric}_ms"))
+    if not lat:
+        return []
+    q = statistics.quantiles(lat, n=4) if len(lat) > 1 else [lat[0]] * 3
+    return [float(f"{lat[0] * 0.8:.2g}"), float(f"{q[0]:.2g}"), float(f"{q[1]:.2g}")]
+
+
+def table(result) -> list[str]:
+    lines = ["| device | alpha | res | precision | MMACs | KiB | acc % | p50 ms | p90 ms | front | status |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(result.rows, key=lambda r: (r.device, r.p50_ms or 1e9)):
+        dev = r.device + (" (emulated)" if r.emulated else "")
+        lines.append(f"| {dev} | {r.options['alpha']} | {r.resolution} | {r.precision} | {r.mult_adds / 1e6:.2f} | "
+                     f"{(r.size_bytes or 0) / 1024:.1f} | {'-' if r.accuracy is None else f'{100 * r.accuracy:.2f}'} | "
+                     f"{'-' if r.p50_ms is None else f'{r.p50_ms:.4g}'} | "
+                     f"{'-' if r.p90_ms is None else f'{r.p90_ms:.4g}'} | {'*' if r.pareto else ''} | {r.status} |")
+    return lines
+
+
+def train_seconds(out: Path) -> dict[str, float]:
+    """Seconds of every training (train.json records), by unit folder name."""
+    found = {}
+    for p in glob.glob(str(out / "runs" / "*" / "train.json")):
+        rec = json.loads(Path(p).read_text())
+        if rec.get("status") == "ok":
+            found[Path(p).parent.name] = float(rec["train"]["seconds"])
+    return found
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="artifacts/bench_sweep")
+    ap.add_argument("--limit", type=int, default=6000, help="training images (of 60k)")
+    ap.add_argument("--epochs", type=int, default=3, help="epochs at the base resolution (and when independent)")
+    ap.add_argument("--finetune-epochs", type=int, default=1)
+    ap.add_argument("--test-limit", type=int, default=2000, help="test images scored per artifact (of 10k)")
+    ap.add_argument("--runs", type=int, default=30, help="timed runs per measurement")
+    ap.add_argument("--rootfs", default=None, help="the arm64 rootfs (default: the newest /tmp/edgekit-rootfs-*)")
+    ap.add_argument("--no-ssh", action="store_true", help="measure on local only")
+    ap.add_argument("--skip-independent", action="store_true", help="skip part 3")
+    args = ap.parse_args()
+
+    import edgekit
+    from edgekit.sweep import analysis
+
+    out = Path(args.out)
+    common = dict(grid=GRID, quantize=("int8", "none"), input_channels=1, weights="none", data="fashion-mnist",
+                  limit=args.limit, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
+                  test_limit=args.test_limit, calib_samples=200, runs=args.runs, warmup=3, out=str(out / "sweep"))
+    report: dict = {"settings": {k: v for k, v in vars(args).items()}, "grid": GRID}
+    rootfs = None
+    if not args.no_ssh:
+        cands = sorted(glob.glob("/tmp/edgekit-rootfs-*/.edgekit-complete"), key=os.path.getmtime)
+        rootfs = Path(args.rootfs) if args.rootfs else (Path(cands[-1]).parent if cands else None)
+        if rootfs is None:
+            raise SystemExit("no arm64 rootfs: build it with the device tests (pytest -m device) or pass --no-ssh")
+
+    def run(**kw):
+        t0 = time.monotonic()
+        res = edgekit.sweep("mobilenet_v1", **{**common, **kw})
+        return res, round(time.monotonic() - t0, 1)
+
+    sshd_ctx = RootfsSSHD(rootfs) if rootfs else None
+    sshd = sshd_ctx.__enter__() if sshd_ctx else None
+    try:
+        devices = ["local"] + ([profile(out / "devices", sshd)] if sshd else [])
+        emulated = devices[1:]
+        # 1. the sweep
+        res, wall = run(devices=devices, emulated=emulated)
+        report["sweep"] = {"wall_seconds": wall, "summary": res.summary.to_dict()}
+        # 2. the resume, with a budget: the local median latency
+        budget = budgets(res.rows, "local")[2]
+        res2, wall2 = run(devices=devices, emulated=emulated, budget_ms=budget)
+        report["resume"] = {"wall_seconds": wall2, "summary": res2.summary.to_dict(), "budget_ms": budget,
+                            "picks": [p.to_dict() for p in res2.picks]}
+        report["table"] = table(res2)
+        report["fronts"] = res2.fronts
+        report["accuracy_fits"] = [f.to_dict() for f in res2.accuracy_fits]
+        report["latency_fits"] = [f.to_dict() for f in res2.latency_fits]
+        report["picks_at_budgets"] = {
+            d: [analysis.pick([r for r in res2.rows if r.device == d], b, emulated=d in emulated).to_dict()
+                for b in budgets(res2.rows, d)] for d in devices}
+        shared_train = train_seconds(out / "sweep")
+    finally:
+        if sshd_ctx:
+            sshd_ctx.__exit__(None, None, None)
+    # 3. independent training per resolution (bases reused: same settings, same keys)
+    if not args.skip_independent:
+        res3, wall3 = run(devices=["local"], share_training="none")
+        all_train = train_seconds(out / "sweep")
+        acc = {}
+        for tag, r_ in (("shared", res2), ("independent", res3)):
+            for r in r_.rows:
+                if r.device == "local" and r.resolution != 32 and r.accuracy is not None:
+                    acc.setdefault((r.options["alpha"], r.resolution, r.precision), {})[tag] = r.accuracy
+        diffs = {k: v["shared"] - v["independent"] for k, v in acc.items() if len(v) == 2}
+        shared_units = {k: v for k, v in shared_train.items()}
+        indep_units = {k: v for k, v in all_train.items() if k not in shared_train or "_32_" in k}
+        report["sharing_cost"] = {
+            "wall_seconds": wall3,
+            "per_point": {f"{a}/{res}/{p}": {**acc[(a, res, p)], "diff": d} for (a, res, p), d in sorted(diffs.items())},
+            "mean_diff_points": 100 * statistics.mean(diffs.values()) if diffs else None,
+            "stdev_diff_points": 100 * statistics.stdev(diffs.values()) if len(diffs) > 1 else None,
+            "n": len(diffs),
+            "train_seconds_shared": round(sum(shared_units.values()), 1),
+            "train_seconds_independent": round(sum(indep_units.values()), 1),
+        }
+    (out / "bench_sweep.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print_report(report)
+
+
+def print_report(rep: dict) -> None:
+    print(f"sweep: {rep['sweep']['wall_seconds']} s wall; resume: {rep['resume']['wall_seconds']} s wall "
+          f"({rep['resume']['summary']['rows_reused']}/{rep['resume']['summary']['rows']} rows reused)")
+    print("\n".join(rep["table"]))
+    for dev, ids in rep["fronts"].items():
+        print(f"front {dev}: {', '.join(ids)}")
+    for f in rep["accuracy_fits"]:
+        print(f"accuracy fit {f['model']} {f['precision']}: R² = {f['r2']}, slope {f['slope']} per decade "
+              f"(n={f['n']})")
+    for f in rep["latency_fits"]:
+        print(f"latency model {f['device']}: overhead {f['overhead_ms']} ms, {f['gmacs']} GMAC/s, R²(log) "
+              f"{f['r2_log']}, ratios {f['ratios']}, outliers {f['outliers']}")
+    print(f"resume budget {rep['resume']['budget_ms']} ms:")
+    for p in rep["resume"]["picks"]:
+        print("  " + p["statement"])
+    for dev, picks in rep["picks_at_budgets"].items():
+        for p in picks:
+            print(f"  [{dev} @ {p['budget_ms']} ms] {p['statement']}")
+    sc = rep.get("sharing_cost")
+    if sc:
+        print(f"sharing cost (shared - independent, {sc['n']} points at 48/64 px): mean "
+              f"{sc['mean_diff_points']:+.2f} points (sd {sc['stdev_diff_points']:.2f}); training "
+              f"{sc['train_seconds_shared']} s shared vs {sc['train_seconds_independent']} s independent")
+        for k, v in sc["per_point"].items():
+            print(f"  {k}: shared {100 * v['shared']:.2f}% independent {100 * v['independent']:.2f}% "
+                  f"({100 * v['diff']:+.2f})")
+
+
+if __name__ == "__main__":
+    main()
