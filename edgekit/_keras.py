@@ -5,32 +5,12 @@ Import from here, never ``import tf_keras``/``keras`` elsewhere. Importing this 
 """
 from __future__ import annotations
 
-import contextlib
 import os
-import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
-
-@contextlib.contextmanager
-def quiet_native_logs():
-    """Silence C++ log lines written straight to fd 2 (TF 2.21 prints oneDNN/CUDA notes at import even with
-    TF_CPP_MIN_LOG_LEVEL set, because absl is not initialised yet). ``EDGEKIT_TF_LOGS=1`` keeps them."""
-    if os.environ.get("EDGEKIT_TF_LOGS") == "1":
-        yield
-        return
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
+from ._native import quiet_native_logs  # noqa: E402
 
 try:
     with quiet_native_logs():

@@ -84,6 +84,10 @@ class VerificationError(ExportError):
     """An exported artifact does not match the Keras model within the precision's thresholds."""
 
 
+class InferenceError(EdgekitError):
+    """A host runtime (LiteRT, onnxruntime) loaded a model but failed while running it."""
+
+
 class CompressionError(EdgekitError):
     """A compression stage failed."""
 
@@ -126,21 +130,36 @@ class EdgekitWarning(UserWarning):
 
 @contextlib.contextmanager
 def map_errors(mapping: Mapping[type[BaseException], type[EdgekitError]], message: str = "", *,
-               hint: str | None = None) -> Iterator[None]:
+               hint: str | None = None, origin: tuple[str, ...] | None = None) -> Iterator[None]:
     """Translate foreign exceptions raised inside the block into edgekit errors.
 
     ``mapping`` maps a foreign exception type to the :class:`EdgekitError` subclass to raise; the first matching
-    entry wins. The original exception is chained as ``__cause__``.
+    entry wins. The original exception is chained as ``__cause__``. With ``origin`` (top-level package names, e.g.
+    ``("tensorflow",)``) an exception is mapped only when the innermost frame that raised it belongs to one of those
+    packages: a generic ``ValueError`` from the converter is translated, the same type raised by edgekit's own code
+    (a bug) is not.
     """
     try:
         yield
     except EdgekitError:
         raise
     except BaseException as exc:  # noqa: BLE001 - we re-raise everything we do not map
-        for foreign, ours in mapping.items():
-            if isinstance(exc, foreign):
-                detail = str(exc).strip().splitlines()
-                detail = detail[-1] if detail else type(exc).__name__
-                text = f"{message}: {detail}" if message else detail
-                raise ours(text, hint=hint) from exc
+        if origin is None or raised_in(exc, origin):
+            for foreign, ours in mapping.items():
+                if isinstance(exc, foreign):
+                    detail = str(exc).strip().splitlines()
+                    detail = detail[-1] if detail else type(exc).__name__
+                    text = f"{message}: {detail}" if message else detail
+                    raise ours(text, hint=hint) from exc
         raise
+
+
+def raised_in(exc: BaseException, packages: tuple[str, ...]) -> bool:
+    """True when the innermost Python frame of ``exc``'s traceback belongs to one of ``packages`` (module names).
+
+    Exceptions from C extensions count for the Python module that called into them."""
+    tb, module = exc.__traceback__, None
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        tb = tb.tb_next
+    return bool(module) and any(module == p or module.startswith(p + ".") for p in packages)

@@ -3,12 +3,16 @@
 ``RUNTIMES.get(name)(path, threads)`` or :func:`load` (runtime picked from the file suffix) returns a
 :class:`Session` with ``inputs``/``outputs`` (:class:`TensorInfo`: name, shape, dtype, quantization) and
 ``run(arrays) -> list[np.ndarray]`` on the artifact's own dtypes; :meth:`Session.predict` takes float inputs and
-quantizes/dequantizes around integer I/O with the tensors' scale and zero point. Nothing here imports TensorFlow.
+quantizes/dequantizes around integer I/O with the tensors' scale and zero point; :meth:`Session.predict_named`
+feeds and returns tensors by their model-level names (``TensorInfo.key``: the TFLite SignatureDef's names, which are
+the Keras input/output names, or the ONNX names), because converters reorder inputs and outputs. Nothing here
+imports TensorFlow.
 """
 from __future__ import annotations
 
 import importlib.metadata
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -16,7 +20,8 @@ from typing import Sequence
 import numpy as np
 
 from ._jsonable import JsonMixin
-from .errors import InvalidArgument, MissingDependency, ModelLoadError, map_errors
+from ._native import quiet_native_logs
+from .errors import InferenceError, InvalidArgument, MissingDependency, ModelLoadError, map_errors
 from .registry import Registry
 
 #: name -> Session class; meta: suffix (file type it runs), package (distribution name), extra (edgekit extra)
@@ -25,13 +30,17 @@ RUNTIMES: Registry[type["Session"]] = Registry("runtime")
 
 @dataclass
 class TensorInfo(JsonMixin):
-    """One model input or output: quantization is (scale, zero_point) for integer tensors, else None."""
+    """One model input or output: quantization is (scale, zero_point) for integer tensors, else None.
+
+    ``name`` is the runtime's tensor name (``serving_default_image:0``, ``StatefulPartitionedCall:1``); ``key`` the
+    model-level name the tensor has in the file's signature (the Keras layer name), when the file records one."""
 
     name: str
     shape: list[int | None]
     dtype: str
     scale: float | None = None
     zero_point: int | None = None
+    key: str | None = None
 
     @property
     def quantized(self) -> bool:
@@ -72,6 +81,15 @@ class Session:
         arrays = [quantize(x, info) for x, info in zip(xs, self.inputs)]
         return [dequantize(y, info) for y, info in zip(self.run(arrays), self.outputs)]
 
+    def predict_named(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """:meth:`predict` by model-level names: ``{input key: float array}`` -> ``{output key: float array}``."""
+        names = [i.key or i.name for i in self.inputs]
+        if sorted(feeds) != sorted(names):
+            raise InvalidArgument(f"{self.path.name} takes inputs {names}; received {sorted(feeds)}",
+                                  hint="feed every input once, by its name")
+        outs = self.predict(*[feeds[n] for n in names])
+        return {o.key or o.name: y for o, y in zip(self.outputs, outs)}
+
 
 def quantize(x: np.ndarray, info: TensorInfo) -> np.ndarray:
     """Float -> the tensor's dtype: ``round(x / scale) + zero_point``, clipped (identity cast for float tensors)."""
@@ -111,25 +129,45 @@ class LiteRTSession(Session):
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise MissingDependency("ai-edge-litert", "tf", purpose="to run .tflite files on this machine") from exc
-        with map_errors({ValueError: ModelLoadError, RuntimeError: ModelLoadError},
-                        f"LiteRT cannot load {self.path.name}",
-                        hint="is it a .tflite flatbuffer? re-export it with edgekit export"):
-            self.interpreter = Interpreter(model_path=str(self.path), num_threads=threads)
-            self.interpreter.allocate_tensors()
+        from . import _tflite
+
+        data = self.path.read_bytes()
+        fb = _tflite.read(data, self.path.name)  # ModelLoadError for anything that is not a TFLite flatbuffer
+        try:
+            with quiet_native_logs():  # LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." line
+                self.interpreter = Interpreter(model_content=data, num_threads=threads)
+                self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise self._load_error(fb, exc) from exc
         self._in = self.interpreter.get_input_details()
         self._out = self.interpreter.get_output_details()
-        self.inputs = [self._info(d) for d in self._in]
-        self.outputs = [self._info(d) for d in self._out]
+        in_keys, out_keys = fb.signature_names("inputs"), fb.signature_names("outputs")
+        self.inputs = [self._info(d, in_keys.get(int(d["index"]))) for d in self._in]
+        self.outputs = [self._info(d, out_keys.get(int(d["index"]))) for d in self._out]
+
+    def _load_error(self, fb, exc: Exception) -> ModelLoadError:
+        from . import _tflite
+
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+        if _tflite.unresolved_in(str(exc)):
+            missing = _tflite.missing_custom_ops(sorted(fb.custom_ops)) or _tflite.unresolved_in(str(exc))
+            return ModelLoadError(f"LiteRT {self.version} cannot run {self.path.name}: it needs custom op"
+                                  f"{'s' if len(missing) > 1 else ''} {', '.join(missing)}, which this runtime "
+                                  "does not have",
+                                  hint="run it where those ops are registered (the app or runtime build it came "
+                                       f"with); `edgekit inspect {self.path.name}` still reads the file")
+        return ModelLoadError(f"LiteRT cannot load {self.path.name}: {detail}",
+                              hint="is it a .tflite flatbuffer? re-export it with edgekit export")
 
     @staticmethod
-    def _info(d: dict) -> TensorInfo:
+    def _info(d: dict, key: str | None = None) -> TensorInfo:
         scale, zp = d.get("quantization", (0.0, 0))
         sig = d.get("shape_signature", d["shape"])
         shape = [None if int(v) < 0 else int(v) for v in sig]
         dtype = np.dtype(d["dtype"]).name
         if scale and np.dtype(dtype).kind in "iu":
-            return TensorInfo(d["name"], shape, dtype, float(scale), int(zp))
-        return TensorInfo(d["name"], shape, dtype)
+            return TensorInfo(d["name"], shape, dtype, float(scale), int(zp), key)
+        return TensorInfo(d["name"], shape, dtype, key=key)
 
     def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         it = self.interpreter
@@ -137,16 +175,21 @@ class LiteRTSession(Session):
         for det, arr in zip(self._in, arrays):
             if tuple(det["shape"]) != tuple(arr.shape):
                 with map_errors({ValueError: InvalidArgument, RuntimeError: InvalidArgument},
-                                f"input {det['name']!r} cannot take shape {tuple(arr.shape)}"):
+                                f"input {det['name']!r} cannot take shape {tuple(arr.shape)}",
+                                hint=f"the model's input shape is {[d or -1 for d in det.get('shape_signature', det['shape'])]}"):
                     it.resize_tensor_input(det["index"], list(arr.shape), strict=True)
                 resized = True
         if resized:
-            it.allocate_tensors()
+            with quiet_native_logs(), map_errors({RuntimeError: InferenceError},
+                                                 f"LiteRT cannot run {self.path.name} at the new input shape"):
+                it.allocate_tensors()
             self._in = it.get_input_details()
             self._out = it.get_output_details()
         for det, arr in zip(self._in, arrays):
-            it.set_tensor(det["index"], np.ascontiguousarray(arr, dtype=det["dtype"]))
-        it.invoke()
+            with map_errors({ValueError: InvalidArgument}, f"input {det['name']!r} of {self.path.name}"):
+                it.set_tensor(det["index"], np.ascontiguousarray(arr, dtype=det["dtype"]))
+        with map_errors({RuntimeError: InferenceError}, f"LiteRT failed to run {self.path.name}"):
+            it.invoke()
         return [it.get_tensor(d["index"]).copy() for d in self._out]
 
 
@@ -163,30 +206,54 @@ class OnnxRuntimeSession(Session):
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         super().__init__(path, threads)
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise MissingDependency("onnxruntime", "onnx", purpose="to run .onnx files on this machine") from exc
+        ort = import_onnxruntime()
+        errors = ort.capi.onnxruntime_pybind11_state
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         if threads:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
-        with map_errors({Exception: ModelLoadError}, f"onnxruntime cannot load {self.path.name}",
-                        hint="is it an .onnx model? re-export it with edgekit export"):
+        try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except errors.NotImplemented as exc:  # an op (or op version) this onnxruntime has no kernel for
+            raise ModelLoadError(f"onnxruntime {self.version} cannot run {self.path.name}: "
+                                 f"{(str(exc).strip().splitlines() or ['?'])[-1]}",
+                                 hint="use an onnxruntime build with that op, or export with another --opset") from exc
+        except (errors.InvalidProtobuf, errors.InvalidGraph, errors.Fail, errors.NoSuchFile,
+                errors.InvalidArgument, errors.RuntimeException) as exc:
+            raise ModelLoadError(f"onnxruntime cannot load {self.path.name}: "
+                                 f"{(str(exc).strip().splitlines() or ['?'])[-1]}",
+                                 hint="is it an .onnx model? re-export it with edgekit export") from exc
         self.inputs = [self._info(a) for a in self.session.get_inputs()]
         self.outputs = [self._info(a) for a in self.session.get_outputs()]
 
     @staticmethod
     def _info(arg) -> TensorInfo:
         shape = [d if isinstance(d, int) else None for d in arg.shape]
-        return TensorInfo(arg.name, shape, _ORT_TYPES.get(arg.type, arg.type))
+        return TensorInfo(arg.name, shape, _ORT_TYPES.get(arg.type, arg.type), key=arg.name)
 
     def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        errors = sys.modules["onnxruntime"].capi.onnxruntime_pybind11_state
         feeds = {info.name: np.ascontiguousarray(a, dtype=info.dtype) for info, a in zip(self.inputs, arrays)}
-        with map_errors({Exception: InvalidArgument}, f"onnxruntime failed to run {self.path.name}"):
+        with map_errors({errors.InvalidArgument: InvalidArgument, ValueError: InvalidArgument},
+                        f"onnxruntime refused the inputs of {self.path.name}", origin=("onnxruntime",)), \
+                map_errors({errors.Fail: InferenceError, errors.RuntimeException: InferenceError,
+                            errors.EPFail: InferenceError, errors.NotImplemented: InferenceError},
+                           f"onnxruntime failed to run {self.path.name}"):
             return [np.asarray(o) for o in self.session.run(None, feeds)]
+
+
+def import_onnxruntime():
+    """``import onnxruntime`` with its telemetry off: since 1.2x it writes a device id and an event database under
+    ``~/.cache/Microsoft`` at import unless ``ORT_DISABLE_TELEMETRY`` is set (a user's own setting wins)."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise MissingDependency("onnxruntime", "onnx", purpose="to run .onnx files on this machine") from exc
+    if os.environ["ORT_DISABLE_TELEMETRY"] == "1":
+        ort.disable_telemetry_events()  # also when onnxruntime was imported before edgekit
+    return ort
 
 
 def runtime_for(path: str | os.PathLike) -> str:
@@ -205,4 +272,4 @@ def load(path: str | os.PathLike, threads: int | None = None, runtime: str | Non
 
 
 __all__ = ["RUNTIMES", "Session", "TensorInfo", "LiteRTSession", "OnnxRuntimeSession", "load", "runtime_for",
-           "quantize", "dequantize", "package_version"]
+           "quantize", "dequantize", "package_version", "import_onnxruntime"]

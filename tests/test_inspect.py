@@ -134,3 +134,98 @@ def test_missing_or_unknown_files(tmp_path):
     (tmp_path / "model.pb").write_bytes(b"x")
     with pytest.raises(InvalidArgument, match="unknown file type"):
         inspect(tmp_path / "model.pb")
+
+
+# ------------------------------------------------------------------------------ files the local runtime cannot run
+def test_custom_op_file_is_read_from_its_flatbuffer(tmp_path):
+    """MediaPipe-style file (custom ops LiteRT lacks): inspect used to crash loading it into an interpreter."""
+    from tflite_files import mediapipe_like
+
+    from edgekit.exporters import inspect
+
+    f = tmp_path / "selfie.tflite"
+    f.write_bytes(mediapipe_like())
+    rep = inspect(f)
+    assert rep.ops == {"ADD": 1, "Convolution2DTransposeBias": 1, "Landmarks2TransformMatrix": 1}
+    assert rep.custom_ops == {"Convolution2DTransposeBias": 1, "Landmarks2TransformMatrix": 1}
+    assert rep.missing_ops == ["Convolution2DTransposeBias", "Landmarks2TransformMatrix"]
+    assert any("Convolution2DTransposeBias, Landmarks2TransformMatrix are not in the local LiteRT" in w
+               for w in rep.warnings)
+    assert rep.details["tensors"] == 6 and rep.tensor_dtypes == {"float32": 6}  # the file's tensors
+    assert rep.weights_bytes == (3 + 48) * 4 and rep.weight_dtypes == {"float32": 204}
+    assert rep.precision == "float32" and rep.weights_bytes + rep.graph_bytes == f.stat().st_size
+    assert [(t.name, t.key, t.shape) for t in rep.inputs] == [("image", "image", [1, 8, 8, 3])]
+    assert [(t.name, t.key, t.shape) for t in rep.outputs] == [("upsampled", "mask", [1, 16, 16, 4]),
+                                                               ("matrix", "transform", [1, 4, 4])]
+
+
+def test_runtime_names_every_missing_custom_op(tmp_path):
+    from tflite_files import mediapipe_like
+
+    from edgekit.runtimes import load
+
+    f = tmp_path / "selfie.tflite"
+    f.write_bytes(mediapipe_like())
+    with pytest.raises(ModelLoadError, match="needs custom ops Convolution2DTransposeBias, "
+                                             "Landmarks2TransformMatrix, which this runtime does not have") as info:
+        load(f)
+    assert "edgekit inspect" in info.value.hint
+
+
+def test_truncated_flatbuffer_is_a_model_load_error(tmp_path):
+    from tflite_files import mediapipe_like
+
+    from edgekit.exporters import inspect
+
+    data = mediapipe_like()
+    for cut in (12, 200, len(data) // 2):
+        f = tmp_path / f"cut{cut}.tflite"
+        f.write_bytes(data[:cut])
+        with pytest.raises(ModelLoadError, match="damaged TFLite flatbuffer|not a TFLite flatbuffer"):
+            inspect(f)
+
+
+@pytest.mark.slow
+def test_converter_custom_ops_and_an_edited_mediapipe_op(files, tmp_path):
+    """Custom ops made two ways: the converter with allow_custom_ops (Erfinv, BesselI0e have no builtin) and a
+    converted file whose CONV_2D ops are renamed to MediaPipe's Convolution2DTransposeBias."""
+    from tflite_files import rename_op
+
+    from edgekit._keras import tf
+    from edgekit.exporters import inspect
+    from edgekit.runtimes import load
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8], tf.float32)])
+    def f(x):
+        return tf.math.bessel_i0e(x) + tf.math.erfinv(tf.tanh(x))
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([f.get_concrete_function()], f)
+    conv.allow_custom_ops = True
+    a = tmp_path / "special.tflite"
+    a.write_bytes(conv.convert())
+    rep = inspect(a)
+    assert rep.custom_ops == {"BesselI0e": 1, "Erfinv": 1} and rep.missing_ops == ["BesselI0e", "Erfinv"]
+    with pytest.raises(ModelLoadError, match="custom ops BesselI0e, Erfinv"):
+        load(a)
+    b = tmp_path / "edited.tflite"
+    b.write_bytes(rename_op(files["tflite_int8"].read_bytes(), "CONV_2D", "Convolution2DTransposeBias"))
+    rep, orig = inspect(b), inspect(files["tflite_int8"])
+    assert rep.ops["Convolution2DTransposeBias"] == 2 and "CONV_2D" not in rep.ops
+    assert rep.missing_ops == ["Convolution2DTransposeBias"] and rep.precision == "int8"
+    assert rep.weights_bytes == orig.weights_bytes and rep.inputs == orig.inputs
+    assert rep.details["tensors"] == orig.details["tensors"]
+
+
+@pytest.mark.slow
+def test_float16_weights_are_labelled_float32_compute(tmp_path):
+    from edgekit._keras import tf
+    from edgekit.exporters import inspect
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(net())
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.target_spec.supported_types = [tf.float16]
+    f = tmp_path / "half.tflite"
+    f.write_bytes(conv.convert())
+    rep = inspect(f)
+    assert rep.precision == "float16" and rep.cpu_compute == "float32"
+    assert any("compute in float32" in n for n in rep.notes) and rep.ops["DEQUANTIZE"] >= 3

@@ -90,3 +90,81 @@ def test_quantize_round_trip(dtype, scale, zp):
     assert np.all(np.abs(back - x)[inside] <= scale / 2 + 1e-7)
     plain = TensorInfo("f", [1], "float32")
     assert quantize(x, plain).dtype == np.float32 and np.array_equal(dequantize(x, plain), x)
+
+
+def _onnx_add(path):
+    """A one-node ONNX model (y = x + 1, x float[N, 4]) built without TensorFlow."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    g = helper.make_graph([helper.make_node("Add", ["x", "one"], ["y"])], "add",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+                          [helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_onnxruntime_telemetry_is_off(tmp_path):
+    """onnxruntime >= 1.2x writes ~/.cache/Microsoft/DeveloperTools/.onnxruntime/{deviceid,onnxruntime.db} at import."""
+    import os
+    import subprocess
+
+    model = _onnx_add(tmp_path / "add.onnx")
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    env["HOME"] = str(home)
+    code = ("import numpy as np; from edgekit.runtimes import load; "
+            f"s = load({str(model)!r}); print(s.predict(np.zeros((2, 4), np.float32))[0].sum())")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "8.0"
+    assert not (home / ".cache" / "Microsoft").exists(), sorted(str(p) for p in home.rglob("*"))
+
+
+@pytest.mark.slow
+def test_litert_xnnpack_info_line_is_hidden(artifacts):
+    import subprocess
+
+    _, paths = artifacts
+    code = ("import numpy as np; from edgekit.runtimes import load; "
+            f"s = load({str(paths['litert'])!r}); s.predict(np.zeros((1, 8, 8, 2), np.float32)); "
+            "s.predict(np.zeros((3, 8, 8, 2), np.float32)); print('ran')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ran"
+    assert "XNNPACK" not in out.stderr, out.stderr
+
+
+def test_onnxruntime_run_failure_is_not_bad_input(tmp_path, monkeypatch):
+    """A kernel failing inside onnxruntime is an InferenceError (exit 1), not 'bad input' (exit 2); inputs the
+    session refuses (wrong rank) stay InvalidArgument."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as ortstate
+
+    from edgekit.errors import InferenceError
+
+    sess = load(_onnx_add(tmp_path / "add.onnx"))
+    with pytest.raises(InvalidArgument, match="refused the inputs"):
+        sess.run(np.zeros((2, 4, 1), np.float32))
+
+    def fail(*a, **k):
+        raise ortstate.Fail("[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Add node.")
+
+    monkeypatch.setattr(sess.session, "run", fail)
+    with pytest.raises(InferenceError, match="onnxruntime failed to run add.onnx") as info:
+        sess.run(np.zeros((2, 4), np.float32))
+    assert not isinstance(info.value, InvalidArgument) and info.value.exit_code == 1
+
+
+def test_own_bugs_are_not_mapped_to_user_errors(tmp_path, monkeypatch):
+    """map_errors(origin=...) translates foreign errors only: a ValueError from our own code stays a ValueError
+    (an internal error that fails tests) instead of becoming 'bad input'."""
+    from edgekit.errors import map_errors
+
+    sess = load(_onnx_add(tmp_path / "add.onnx"))
+    monkeypatch.setattr(sess.session, "run", lambda *a, **k: (_ for _ in ()).throw(ValueError("our bug")))
+    with pytest.raises(ValueError, match="our bug") as info:
+        sess.run(np.zeros((2, 4), np.float32))
+    assert not isinstance(info.value, InvalidArgument)
+    with pytest.raises(InvalidArgument):
+        with map_errors({ValueError: InvalidArgument}, "x", origin=("numpy",)):
+            np.split(np.arange(3), 2)  # raised by numpy's own Python code

@@ -57,14 +57,17 @@ def render_export(result) -> None:
 def render_inspect(rep) -> None:
     from rich.table import Table
 
-    out.print(f"[bold]{escape(str(rep.path))}[/]  {rep.format}, computes in [bold]{rep.precision}[/], "
+    compute = rep.precision + (f" weights, computes in {rep.cpu_compute} on CPU" if rep.cpu_compute else "")
+    out.print(f"[bold]{escape(str(rep.path))}[/]  {rep.format}, computes in [bold]{compute}[/], "
               f"{rep.size_bytes / 1024:.1f} KiB = weights {rep.weights_bytes / 1024:.1f} KiB + graph "
               f"{rep.graph_bytes / 1024:.1f} KiB", highlight=False)
-    io = Table("", "name", "shape", "dtype", "scale", "zero point", title="inputs / outputs", title_justify="left")
+    io = Table("", "name (signature name)", "shape", "dtype", "scale", "zero point", title="inputs / outputs",
+               title_justify="left")
     for kind, items in (("in", rep.inputs), ("out", rep.outputs)):
         for t in items:
             scale = "-" if t.scale is None else f"{t.scale:.6g}" + (f" ({t.via})" if t.via else "")
-            io.add_row(kind, t.name, str(t.shape), t.dtype, scale, "-" if t.zero_point is None else str(t.zero_point))
+            name = t.name + (f" ({t.key})" if t.key and t.key != t.name else "")
+            io.add_row(kind, escape(name), str(t.shape), t.dtype, scale, "-" if t.zero_point is None else str(t.zero_point))
     out.print(io)
     ops = Table("op", "count", title="ops", title_justify="left")
     for name, n in rep.ops.items():
@@ -72,6 +75,12 @@ def render_inspect(rep) -> None:
     out.print(ops)
     out.print("tensor dtypes: " + ", ".join(f"{k} x{v}" for k, v in rep.tensor_dtypes.items()), highlight=False)
     out.print("weight bytes by dtype: " + ", ".join(f"{k} {v}" for k, v in rep.weight_dtypes.items()), highlight=False)
+    if rep.custom_ops:
+        out.print("custom ops: " + ", ".join(f"{k} x{v}" for k, v in rep.custom_ops.items())
+                  + ("" if rep.missing_ops is None else
+                     f" (missing in this runtime: {', '.join(rep.missing_ops) or 'none'})"), highlight=False)
+    for n in rep.notes:
+        err.print(f"note: {escape(n)}", highlight=False, soft_wrap=True)
     for w in rep.warnings:
         err.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
 

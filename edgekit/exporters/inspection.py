@@ -1,12 +1,15 @@
 """``inspect(path)``: what is inside a ``.tflite`` or ``.onnx`` file, without TensorFlow.
 
-Op histogram, tensor dtypes, I/O with quantization, size split into weights (constant buffers / initializers)
-and graph (everything else), the precision the file actually computes in, and warnings when an integer model
-still runs float ops (float Conv/FullyConnected, or DEQUANTIZE of constant weights feeding float ops).
+Op histogram (custom ops by their custom code), tensor dtypes, I/O with quantization and model-level names, size
+split into weights (constant buffers / initializers) and graph (everything else), the precision the file actually
+computes in, and warnings when an integer model still runs float ops (float Conv/FullyConnected, or DEQUANTIZE of
+constant weights feeding float ops) or uses custom ops the local runtime lacks. ``.tflite`` files are read from
+their flatbuffer (:mod:`edgekit._tflite`), ``.onnx`` files with the ``onnx`` package.
 """
 from __future__ import annotations
 
 import collections
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +32,8 @@ _ONNX_FLOAT_ONLY = {"BatchNormalization", "InstanceNormalization", "LayerNormali
 @dataclass
 class IOTensor(JsonMixin):
     """A model input/output. ``scale``/``zero_point``: its own quantization for integer I/O; for float I/O, the
-    quantization of the integer tensor right behind the (de)quantize op (``via`` says which), else None."""
+    quantization of the integer tensor right behind the (de)quantize op (``via`` says which), else None.
+    ``key`` is the model-level name (TFLite SignatureDef name = the Keras layer name; the ONNX name)."""
 
     name: str
     shape: list
@@ -37,10 +41,14 @@ class IOTensor(JsonMixin):
     scale: float | None = None
     zero_point: int | None = None
     via: str | None = None
+    key: str | None = None
 
 
 @dataclass
 class InspectReport(JsonMixin):
+    """What a model file holds. ``precision`` is what its weights/activations are stored as; ``cpu_compute`` says
+    when a CPU runtime computes in something else (float16-weight .tflite files run in float32 on CPU)."""
+
     path: Path
     format: str
     size_bytes: int
@@ -55,10 +63,18 @@ class InspectReport(JsonMixin):
     float_ops: dict[str, int] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
+    cpu_compute: str | None = None
+    custom_ops: dict[str, int] = field(default_factory=dict)
+    #: custom ops the local runtime cannot resolve (None: not checked, e.g. no runtime installed)
+    missing_ops: list[str] | None = None
+    notes: list[str] = field(default_factory=list)
 
 
 def inspect(path: str | os.PathLike) -> InspectReport:
-    """Describe a ``.tflite`` or ``.onnx`` file; a corrupt or non-model file raises :class:`ModelLoadError`."""
+    """Describe a ``.tflite`` or ``.onnx`` file; a corrupt or non-model file raises :class:`ModelLoadError`.
+
+    A ``.tflite`` is read from its flatbuffer (no interpreter, no TensorFlow): files with custom ops the local
+    runtime lacks are described fully; an interpreter is loaded only to tell which of their custom ops it lacks."""
     p = Path(path)
     if not p.is_file():
         raise InvalidArgument(f"{str(p)!r} is not a file", hint="give a .tflite or .onnx file")
@@ -77,123 +93,126 @@ def _hist(items) -> dict[str, int]:
 
 
 # ----------------------------------------------------------------------------------------------------- tflite
-def _schema():
-    try:
-        from ai_edge_litert import schema_py_generated as schema
-    except ImportError:
-        try:
-            from tensorflow.lite.python import schema_py_generated as schema
-        except ImportError as exc:
-            raise MissingDependency("ai-edge-litert", "tf", purpose="to read .tflite files") from exc
-    return schema
-
-
 def _inspect_tflite(p: Path) -> InspectReport:
-    from ..runtimes import LiteRTSession
+    from .. import _tflite
 
-    data = p.read_bytes()
-    sess = LiteRTSession(p)  # validates the flatbuffer (ModelLoadError on garbage)
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    it = Interpreter(model_content=data,
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    it.allocate_tensors()
-    ops = it._get_ops_details()
-    tensors = {t["index"]: t for t in it.get_tensor_details()}
-
-    schema = _schema()
-    with map_errors({Exception: ModelLoadError}, f"cannot parse {p.name}"):
-        model = schema.Model.GetRootAsModel(data, 0)
-        type_names = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
-        sub = model.Subgraphs(0)
-        const_bytes: dict[int, int] = {}
-        const_tensors: dict[int, tuple[str, int]] = {}
-        weight_dtypes: dict[str, int] = collections.Counter()
-        for ti in range(sub.TensorsLength()):
-            t = sub.Tensors(ti)
-            b = model.Buffers(t.Buffer())
-            size = b.DataLength() or (int(b.Size()) if hasattr(b, "Size") else 0)
-            if size > 0:
-                dt = _tfl_dtype(type_names.get(t.Type(), str(t.Type())).lower())
-                const_tensors[ti] = (dt, size)
-                if t.Buffer() not in const_bytes:  # buffers may be shared by several tensors
-                    const_bytes[t.Buffer()] = size
-                    weight_dtypes[dt] += size
-    weights = sum(const_bytes.values())
-
-    op_names = [o["op_name"] for o in ops]
-    dtype_of = {i: np.dtype(t["dtype"]).name for i, t in tensors.items()}
-
-    # the integer tensor behind float I/O
-    producers = {int(o): op for op in ops for o in op["outputs"]}
+    fb = _tflite.read(p.read_bytes(), p.name)
+    sg = fb.main
+    tensors = sg.tensors
+    dtype_of = {t.index: t.dtype for t in tensors}
+    const = {t.index for t in tensors if t.const_bytes}
+    weight_dtypes: dict[str, int] = collections.Counter()
+    seen: set[int] = set()
+    for g in fb.subgraphs:
+        for t in g.tensors:
+            if t.const_bytes and t.buffer not in seen:  # buffers may be shared by several tensors
+                seen.add(t.buffer)
+                weight_dtypes[t.dtype] += t.const_bytes
+    weights = sum(fb.buffer_bytes.values())
+    ops = sg.operators
+    producers = {o: op for op in ops for o in op.outputs}
     consumers: dict[int, list] = collections.defaultdict(list)
     for op in ops:
-        for i in op["inputs"]:
-            consumers[int(i)].append(op)
+        for i in op.inputs:
+            consumers[i].append(op)
+    in_keys, out_keys = fb.signature_names("inputs"), fb.signature_names("outputs")
 
-    def io(det: dict, is_input: bool) -> IOTensor:
-        info = LiteRTSession._info(det)
-        out = IOTensor(info.name, info.shape, info.dtype, info.scale, info.zero_point)
+    def io(index: int, is_input: bool) -> IOTensor:
+        t = tensors[index]
+        own = t.quantized and t.dtype in ("int8", "uint8", "int16")
+        out = IOTensor(t.name, list(t.shape), t.dtype, t.scales[0] if own else None,
+                       t.zero_points[0] if own and t.zero_points else (0 if own else None),
+                       key=(in_keys if is_input else out_keys).get(index))
         if out.scale is None and out.dtype.startswith("float"):
             near = None
             if is_input:
-                near = next((o["outputs"][0] for o in consumers.get(det["index"], []) if o["op_name"] == "QUANTIZE"),
-                            None)
+                near = next((o.outputs[0] for o in consumers.get(index, []) if o.name == "QUANTIZE"), None)
             else:
-                op = producers.get(det["index"])
-                if op is not None and op["op_name"] == "DEQUANTIZE":
-                    near = op["inputs"][0]
-            if near is not None:
-                s, z = tensors[int(near)]["quantization"]
-                if s:
-                    out.scale, out.zero_point, out.via = float(s), int(z), "quantize" if is_input else "dequantize"
+                op = producers.get(index)
+                near = op.inputs[0] if op is not None and op.name == "DEQUANTIZE" else None
+            if near is not None and tensors[near].quantized:
+                nt = tensors[near]
+                out.scale, out.zero_point = nt.scales[0], nt.zero_points[0] if nt.zero_points else 0
+                out.via = "quantize" if is_input else "dequantize"
         return out
 
-    inputs = [io(d, True) for d in it.get_input_details()]
-    outputs = [io(d, False) for d in it.get_output_details()]
+    inputs = [io(i, True) for i in sg.inputs]
+    outputs = [io(i, False) for i in sg.outputs]
 
-    int_weights = any(dt in ("int8", "int4") for dt, _ in const_tensors.values())
-    int16_act = any(dtype_of.get(int(o)) == "int16" for op in ops for o in op["outputs"])
+    int_weights = any(dtype_of[i] in ("int8", "int4") for i in const)
+    int16_act = any(dtype_of.get(o) == "int16" for op in ops for o in op.outputs)
     float_ops: list[str] = []
     deq_weights = 0
     for op in ops:
-        name = op["op_name"]
-        if name == "DEQUANTIZE" and int(op["inputs"][0]) in const_tensors:
+        if op.name == "DEQUANTIZE" and op.inputs and op.inputs[0] in const:
             deq_weights += 1
             continue
-        if name in _BOUNDARY_OPS:
+        if op.name in _BOUNDARY_OPS:
             continue
-        operands = [int(i) for i in op["inputs"] if int(i) >= 0] + [int(o) for o in op["outputs"]]
-        if any(dtype_of.get(i) == "float32" for i in operands):
-            float_ops.append(name)
+        if any(dtype_of.get(i) == "float32" for i in [i for i in op.inputs if i >= 0] + op.outputs):
+            float_ops.append(op.name)
     float_hist = _hist(float_ops)
+    fp16_weights = any(dtype_of[i] == "float16" for i in const)
     if int16_act:
         precision = "int16x8"
     elif int_weights and float_ops:
-        precision = "dynamic" if not any(dtype_of.get(int(o)) == "int8" for op in ops for o in op["outputs"]
-                                         if op["op_name"] not in _BOUNDARY_OPS) else "mixed"
+        precision = "dynamic" if not any(dtype_of.get(o) == "int8" for op in ops for o in op.outputs
+                                         if op.name not in _BOUNDARY_OPS) else "mixed"
     elif int_weights:
         precision = "int8"
-    elif any(dt == "float16" for dt, _ in const_tensors.values()):
+    elif fp16_weights:
         precision = "float16"
     else:
         precision = "float32"
-    warnings = []
+    warnings, notes = [], []
     if int_weights and float_ops:
         warnings.append(f"integer weights, but {len(float_ops)} ops still run in float: "
                         + ", ".join(f"{k} x{v}" for k, v in float_hist.items())
                         + (" (expected for dynamic-range models)" if precision == "dynamic" else ""))
     if int_weights and deq_weights:
         warnings.append(f"{deq_weights} DEQUANTIZE ops turn constant weights back into float")
-    return InspectReport(p, "tflite", p.stat().st_size, weights, p.stat().st_size - weights, precision,
-                         _hist(op_names), _hist(dtype_of.values()), dict(weight_dtypes), inputs, outputs,
-                         float_hist if int_weights else {}, warnings,
-                         {"subgraphs": model.SubgraphsLength(), "tensors": len(tensors), "runtime": sess.name})
+    cpu_compute = None
+    if precision == "float16":
+        cpu_compute = "float32"
+        notes.append("float16 weights: CPU runtimes (XNNPACK, the reference kernels) dequantize them to float32 once "
+                     "and compute in float32; the file is half the size, not faster (GPU delegates can run float16)")
+    custom = fb.custom_ops
+    missing = _missing_ops(custom)
+    if missing:
+        from ..runtimes import package_version
+
+        warnings.append(f"custom op{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                        f"{'are' if len(missing) > 1 else 'is'} not in the local LiteRT "
+                        f"{package_version('ai-edge-litert') or ''}".rstrip()
+                        + ": this file cannot run (bench, verify) on this machine; its target runtime must "
+                          "register them")
+    all_ops = [op.name for g in fb.subgraphs for op in g.operators]
+    size = p.stat().st_size
+    return InspectReport(p, "tflite", size, weights, size - weights, precision, _hist(all_ops),
+                         _hist(t.dtype for g in fb.subgraphs for t in g.tensors), dict(weight_dtypes), inputs,
+                         outputs, float_hist if int_weights else {}, warnings,
+                         {"subgraphs": len(fb.subgraphs), "tensors": sum(len(g.tensors) for g in fb.subgraphs),
+                          "operators": len(all_ops), "schema_version": fb.version, "description": fb.description,
+                          "signatures": [s.key for s in fb.signatures], "metadata": fb.metadata,
+                          "quantized_tensors": _quantization_summary(tensors)},
+                         cpu_compute, custom, missing, notes)
 
 
-def _tfl_dtype(name: str) -> str:
-    return {"float32": "float32", "float16": "float16", "int8": "int8", "uint8": "uint8", "int16": "int16",
-            "int32": "int32", "int64": "int64", "int4": "int4"}.get(name, name)
+def _missing_ops(custom: dict[str, int]) -> list[str] | None:
+    """Custom ops the local LiteRT cannot resolve; [] without custom ops; None when no LiteRT is installed."""
+    if not custom:
+        return []
+    if importlib.util.find_spec("ai_edge_litert") is None:
+        return None
+    from .._tflite import missing_custom_ops
+
+    return missing_custom_ops(sorted(custom))
+
+
+def _quantization_summary(tensors) -> dict[str, int]:
+    per_channel = sum(1 for t in tensors if t.quantized and len(t.scales) > 1)
+    per_tensor = sum(1 for t in tensors if t.quantized and len(t.scales) == 1)
+    return {"per_channel": per_channel, "per_tensor": per_tensor}
 
 
 # ------------------------------------------------------------------------------------------------------- onnx
@@ -203,8 +222,10 @@ def _inspect_onnx(p: Path) -> InspectReport:
         from onnx import numpy_helper
     except ImportError as exc:
         raise MissingDependency("onnx", "onnx", purpose="to read .onnx files") from exc
-    with map_errors({Exception: ModelLoadError}, f"cannot read {p.name} as ONNX",
-                    hint="is it an .onnx model? re-export it with edgekit export"):
+    from google.protobuf.message import DecodeError
+
+    with map_errors({DecodeError: ModelLoadError, onnx.checker.ValidationError: ModelLoadError},
+                    f"cannot read {p.name} as ONNX", hint="is it an .onnx model? re-export it with edgekit export"):
         model = onnx.load(str(p))
         onnx.checker.check_model(model)
     g = model.graph
@@ -214,7 +235,7 @@ def _inspect_onnx(p: Path) -> InspectReport:
     for v in onnx.TensorProto.DataType.values():
         try:
             elem[v] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(v)).name
-        except Exception:  # noqa: BLE001 - undefined, string and exotic float types
+        except (KeyError, TypeError, ValueError):  # undefined, string and exotic float types
             elem[v] = onnx.TensorProto.DataType.Name(v).lower()
     init = {t.name: t for t in g.initializer}
     weight_dtypes: dict[str, int] = collections.Counter()
@@ -238,7 +259,7 @@ def _inspect_onnx(p: Path) -> InspectReport:
     def io(vi, is_input: bool) -> IOTensor:
         tt = vi.type.tensor_type
         shape = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        out = IOTensor(vi.name, shape, elem.get(tt.elem_type, "?"))
+        out = IOTensor(vi.name, shape, elem.get(tt.elem_type, "?"), key=vi.name)
         name, q = vi.name, None
         for _ in range(4):  # through layout ops (tf2onnx puts a Transpose between an NHWC input and the first Q)
             if is_input:
