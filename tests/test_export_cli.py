@@ -39,7 +39,8 @@ def test_export_model_file_json(model_file, tmp_path, fashion_mnist_available):
     names = sorted(a["path"].rsplit("/", 1)[-1] for a in data["artifacts"])
     assert names == ["clinet_int8.onnx", "clinet_int8.tflite"]
     assert all(a["verification"]["passed"] for a in data["artifacts"])
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names + [n + ".json" for n in names])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names + [n + x for n in names
+                                                                         for x in (".json", ".verify.npz")])
 
     r = run("inspect", tmp_path / "clinet_int8.tflite", "--json")
     assert r.exit_code == 0, r.output

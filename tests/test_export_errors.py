@@ -186,7 +186,7 @@ def test_failed_verification_raises_and_leaves_nothing(model, tmp_path, monkeypa
     assert art.path.is_file() and not art.verification.passed
     assert any("verification FAILED" in w for w in art.warnings)
     assert '"passed": false' in art.manifest.read_text()
-    assert leftovers(out) == sorted([art.path.name, art.manifest.name])
+    assert leftovers(out) == sorted([art.path.name, art.manifest.name, art.path.name + ".verify.npz"])
 
 
 def test_failure_in_a_later_format_removes_earlier_artifacts(model, tmp_path, monkeypatch):
