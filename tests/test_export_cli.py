@@ -59,8 +59,10 @@ def test_export_zoo_model_table(tmp_path, fashion_mnist_available):
     assert r.exit_code == 0, r.output
     art = tmp_path / "mobilenet_v1_0.25_32_1ch_10cls_float16.tflite"
     assert art.is_file() and (tmp_path / (art.name + ".json")).is_file()
-    assert art.name in r.stdout and "pass" in r.stdout
     man = json.loads((tmp_path / (art.name + ".json")).read_text())
+    status = man["verification"]["status"]  # untrained weights: often the same output for every input
+    assert status in ("passed", "inconclusive")
+    assert art.name in r.stdout and {"passed": "pass", "inconclusive": "inconclusive"}[status] in r.stdout
     assert man["model"]["source"] == "mobilenet_v1" and man["model"]["options"]["alpha"] == 0.25
     assert man["model"]["preprocess"] == "tf"
 

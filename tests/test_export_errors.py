@@ -1,6 +1,8 @@
 """Bad input to export: a clear error (InvalidArgument family, exit code 2) and no partial artifact left behind."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -233,12 +235,111 @@ def test_failed_export_does_not_create_the_out_dir(model, tmp_path):
     assert export(model, out=out, verify_samples=4)["tflite"].path.parent == out
 
 
-def test_constant_keras_outputs_are_noted():
-    """Untrained zoo models (--weights none) often output the same softmax for every input: say so."""
+def test_constant_keras_outputs_are_inconclusive():
+    """Untrained zoo models (--weights none) often output the same softmax for every input: the comparison cannot
+    show the artifact computes the model's function. Not 'passed' (it used to pass with a note), not 'failed'."""
     from edgekit.exporters.verify import compare
 
     ref = [np.full((5, 10), 0.1, np.float32)]
     v = compare(ref, [np.full((5, 10), 26 / 256, np.float32)], precision="int8", output_lsb=1 / 256)
-    assert v.passed and "same output for every input" in v.note
+    assert v.status == "inconclusive" and not v.passed and not v.failures
+    assert "same output for every input" in v.note and "inconclusive" in v.note
+    assert v.outputs[0].constant and v.outputs[0].status == "inconclusive"
+    wrong = compare(ref, [np.full((5, 10), 0.5, np.float32)], precision="int8", output_lsb=1 / 256)
+    assert wrong.status == "failed"  # constant, but not what Keras computes: a failure, not inconclusive
     varied = [np.random.default_rng(0).random((5, 10)).astype(np.float32)]
-    assert compare(varied, varied, precision="float32").note is None
+    v = compare(varied, varied, precision="float32")
+    assert v.status == "passed" and v.passed and v.note is None
+
+
+def test_folder_where_a_later_artifact_goes_is_refused_before_converting(model, tmp_path, monkeypatch):
+    """--format tflite,onnx with a folder named like the .onnx: detected before any conversion (it used to write
+    the .tflite, then fail on the folder: half an export)."""
+    from edgekit.exporters import EXPORTERS, export
+
+    calls = []
+    for f in ("tflite", "onnx"):
+        monkeypatch.setattr(EXPORTERS.get(f), "convert", lambda *a, _f=f, **k: calls.append(_f))
+    out = tmp_path / "out"
+    for blocker in ("errnet_float32.onnx", "errnet_float32.tflite.json"):
+        (out / blocker).mkdir(parents=True)
+        with pytest.raises(InvalidArgument, match=f"{blocker}' is a folder") as info:
+            export(model, formats="tflite,onnx", out=out, verify_samples=4)
+        assert info.value.exit_code == 2 and "another --out" in info.value.hint
+        assert calls == [] and leftovers(out) == [blocker]
+        (out / blocker).rmdir()
+
+
+def test_failed_commit_restores_what_was_there(model, tmp_path, monkeypatch):
+    """The last renames of an export fail: none of its files stays and the previous artifacts come back."""
+    import os
+
+    from edgekit.exporters import _staging, export
+
+    out = tmp_path / "out"
+    first = export(model, formats="tflite,onnx", out=out, verify_samples=4)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert len(before) == 6
+    (out / "errnet_float32.tflite.verify.npz").unlink()  # one destination that did not exist before
+    del before["errnet_float32.tflite.verify.npz"]
+    (out / "errnet_float32.tflite").write_bytes(b"old tflite")
+    before["errnet_float32.tflite"] = b"old tflite"
+    real = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith(".onnx.json"):
+            raise OSError(28, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(_staging.os, "replace", replace)
+    with pytest.raises(OSError, match="No space left"):
+        export(model, formats="tflite,onnx", out=out, verify_samples=4)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # incl. no staging folder left
+    assert first.artifacts
+
+
+def test_samples_the_machine_cannot_hold_are_refused_before_allocating(tmp_path, monkeypatch):
+    """--alpha 1.5 --resolution 4096 wanted 112 GiB of synthetic calibration: estimated and refused up front."""
+    from edgekit._keras import keras, layers
+    from edgekit.exporters import calibration, export
+
+    monkeypatch.setattr(calibration, "_available_memory", lambda: 4 << 30)
+    inp = keras.Input((512, 512, 3))
+    big = keras.Model(inp, layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3, strides=4)(inp)), name="big")
+    with pytest.raises(InvalidArgument, match=r"300 calibration \+ 100 verification samples of input \(512, 512, 3\) "
+                                              r"need about 2.3 GiB of memory \(3.0 MiB per sample\)") as info:
+        export(big, quantize="int8", out=tmp_path / "out")
+    assert "at most 341 samples fit" in info.value.hint and not (tmp_path / "out").exists()
+    res = export(big, quantize="int8", calib_samples=100, verify_samples=10, out=tmp_path / "out", verify=False)
+    assert res.calibration.count == 100
+
+
+@pytest.mark.slow
+def test_zoo_model_at_a_huge_resolution_is_refused_quickly(tmp_path):
+    import time
+
+    from edgekit.exporters import export
+
+    t = time.perf_counter()
+    with pytest.raises(InvalidArgument, match="of input \\(4096, 4096, 3\\) need about .* GiB of memory"):
+        export("mobilenet_v1", alpha=1.5, resolution=4096, weights="none", quantize="int8", out=tmp_path / "o")
+    assert time.perf_counter() - t < 60 and not (tmp_path / "o").exists()
+
+
+def test_calibrating_on_smaller_grayscale_images_warns_and_is_recorded(tmp_path, fashion_mnist_available):
+    """28x28x1 Fashion-MNIST into a 32x32x3 model: resized and channel-replicated silently before."""
+    from edgekit._keras import keras, layers
+    from edgekit.errors import EdgekitWarning
+    from edgekit.exporters import export
+
+    inp = keras.Input((32, 32, 3))
+    rgb = keras.Model(inp, layers.Dense(3, activation="softmax")(layers.GlobalAveragePooling2D()(
+        layers.Conv2D(4, 3)(inp))), name="rgbnet")
+    with pytest.warns(EdgekitWarning, match="are 28x28x1 but input .* takes 32x32x3: resized and channels replicated"):
+        res = export(rgb, quantize="int8", calib_data="fashion-mnist", calib_samples=100, verify_samples=10,
+                     out=tmp_path)
+    man = json.loads(res["tflite"].manifest.read_text())
+    assert man["calibration"]["adapted"] == {**man["calibration"]["adapted"], "from": [28, 28, 1], "to": [32, 32, 3],
+                                             "resized": True, "channels": "replicated"}
+    assert any("28x28x1" in w for w in man["calibration"]["warnings"])
+    assert "28x28x1 images adapted to 32x32x3" in man["verification_data"]

@@ -32,7 +32,8 @@ def render_export(result) -> None:
         table.add_column(col, justify="left" if col in ("format", "precision", "ok") else "right")
     for a in result.artifacts:
         v = a.verification
-        status = "-" if v is None else ("[green]pass[/]" if v.passed else "[bold red]FAIL[/]")
+        status = "-" if v is None else {"passed": "[green]pass[/]", "inconclusive": "[yellow]inconclusive[/]"}.get(
+            v.status, "[bold red]FAIL[/]")
         prec = a.precision + ("" if a.io == "float" else f" {a.io}-io")
         if a.computes_in != a.precision:
             prec += f" (runs {a.computes_in})"
@@ -45,6 +46,13 @@ def render_export(result) -> None:
     out.print(table)
     out.print(f"calibration: {cal_text}; verified on {escape(str(result.verify_data))}", highlight=False,
               soft_wrap=True)
+    for a in result.artifacts:  # several outputs: each one's numbers (the table shows the worst)
+        v = a.verification
+        if v is not None and len(v.outputs) > 1:
+            out.print(f"{a.path.name}: " + "; ".join(
+                f"{escape(c.name)} SQNR {c.sqnr_db:.1f} dB, max|err| {c.max_abs_err:.1e}"
+                + (f", top-1 {c.top1_agreement:.3f}" if c.top1_agreement is not None else "") + f" {c.status}"
+                for c in v.outputs), highlight=False, soft_wrap=True)
     for a in result.artifacts:
         for w in a.warnings:
             err.print(f"[yellow]warning:[/] {a.path.name}: {escape(w)}", highlight=False, soft_wrap=True)

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +15,12 @@ from ..devices.verify_data import VERIFY_SUFFIX, write as write_verify_data
 from .._spec import takes_spec
 from ..errors import ExportError, InvalidArgument, ModelLoadError, VerificationError
 from . import manifest
+from ._staging import Staging, check_destinations
 from .base import EXPORTERS, ExportSpec
-from .calibration import CalibrationInfo, plan
+from .calibration import CalibrationInfo, input_specs, plan
 from .inspection import inspect
-from .verify import Verification, compare, keras_outputs, run_artifact
+from .verify import (FAILED, Verification, classifier_outputs, compare, feed_order, keras_outputs, paired_reference,
+                     run_artifact)
 
 
 
@@ -81,7 +80,13 @@ def resolve_model(model, options: dict[str, Any]):
     return kmodel, {"source": "keras.Model object" if kmodel is model else str(model)}
 
 
-def _preprocess_for(kmodel, preprocess: str | None) -> tuple[str, str]:
+def _preprocess_for(kmodel, preprocess: str | None, specs) -> tuple[str | None, str]:
+    if not any(s.image for s in specs):
+        if preprocess is not None:
+            raise InvalidArgument(f"preprocess applies to image inputs; the inputs of {kmodel.name!r} are not images "
+                                  f"({', '.join(f'{s.name} {s.shape}' for s in specs)})",
+                                  hint="drop --preprocess: non-image inputs take model-ready arrays (.npy/.npz)")
+        return None, "no image inputs (data is taken as given)"
     if preprocess is not None:  # checked by ExportSpec
         return preprocess, "given"
     from ..models import preprocess_mode, zoo_entry_for
@@ -91,15 +96,14 @@ def _preprocess_for(kmodel, preprocess: str | None) -> tuple[str, str]:
     return "unit", "assumed ([0, 1] pixels; pass preprocess= for this model)"
 
 
-def _input_shape(kmodel) -> tuple[int, int, int]:
-    if len(kmodel.inputs) != 1:
-        raise InvalidArgument(f"model {kmodel.name!r} has {len(kmodel.inputs)} inputs; edgekit exports single-input "
-                              "image models")
-    shape = tuple(kmodel.inputs[0].shape[1:])
-    if len(shape) != 3 or any(d is None for d in shape):
-        raise InvalidArgument(f"model {kmodel.name!r} has input shape {shape}; export needs a fixed (H, W, C)",
-                              hint="rebuild it with a fixed input size (e.g. --resolution)")
-    return tuple(int(d) for d in shape)  # type: ignore[return-value]
+def _failure_hint(prec, qat: bool) -> str:
+    keep = "--no-verify keeps the artifact and records the failure"
+    if qat:
+        return f"the QAT ranges learned in training do not fit the verification samples; check --verify-data; {keep}"
+    if prec.calibrated:
+        return f"check the calibration data (--calib-data real samples like the deployment's); {keep}"
+    return (f"{prec.label} uses no calibration data: the converter's result differs from Keras beyond the "
+            f"{prec.label} thresholds (per-output numbers are in the result); try another precision or format; {keep}")
 
 
 def _safe_name(name: str) -> str:
@@ -132,29 +136,38 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress) -> ExportResul
                               "wrapper(s): strip it first (edgekit strips stages for you in Pipeline)",
                               hint="tfmot.sparsity.keras.strip_pruning / tfmot.clustering.keras.strip_clustering")
     spec = spec.with_derived(qat=qat)  # the formats' rules again, now that we know the model is QAT
-    shape = _input_shape(kmodel)
-    mode, mode_origin = _preprocess_for(kmodel, spec.preprocess)
+    specs = input_specs(kmodel)
+    mode, mode_origin = _preprocess_for(kmodel, spec.preprocess, specs)
     name = _safe_name(kmodel.name)
-    model_info = {"name": kmodel.name, **model_info, "options": model_options, "input_shape": list(shape),
+    files = {f: EXPORTERS.get(f).filename(name, spec) for f in fmts}
+    check_destinations(Path(out) / (n + x) for n in files.values() for x in ("", ".json", VERIFY_SUFFIX))
+    model_info = {"name": kmodel.name, **model_info, "options": model_options,
+                  "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype, "image": s.image}
+                             for s in specs],
                   "preprocess": mode, "preprocess_origin": mode_origin, "params": int(kmodel.count_params()),
                   "qat": qat}
+    if len(specs) == 1:
+        model_info["input_shape"] = list(specs[0].shape)
     progress("loading model", 1, 1)
 
-    samples = plan(input_shape=shape, preprocess=mode, calibrated=prec.calibrated, qat=qat, calib_data=calib_data,
-                   calib_samples=calib_samples, verify_data=verify_data, verify_samples=verify_samples, seed=seed)
-    calib_x = samples.calib.x if samples.calib is not None else None
-    ref = keras_outputs(kmodel, samples.verify.x)
+    samples = plan(inputs=specs, preprocess=mode or "unit", calibrated=prec.calibrated, qat=qat,
+                   calib_data=calib_data, calib_samples=calib_samples, verify_data=verify_data,
+                   verify_samples=verify_samples, seed=seed)
+    calib_xs = samples.calib.xs if samples.calib is not None else None
+    ref = keras_outputs(kmodel, samples.verify.xs)
+    ref_names = [str(n) for n in getattr(kmodel, "output_names", None) or [t.name for t in kmodel.outputs]]
+    classifier = classifier_outputs(kmodel)
+    in_names = [s.name for s in specs]
     warnings = list(samples.info.warnings)
 
     out_dir = ensure_writable_dir(out)
-    staging = Path(tempfile.mkdtemp(prefix=".edgekit-export-", dir=out_dir))
-    staged: list[tuple[Path, Path, Artifact, dict]] = []
-    try:
+    staged: list[Artifact] = []
+    with Staging(out_dir) as st:
         for f in fmts:
             exporter = EXPORTERS.get(f)
-            filename = exporter.filename(name, spec)
-            tmp = staging / filename
-            facts = exporter.convert(kmodel, spec, calib_x, tmp, progress)
+            filename = files[f]
+            tmp = st.dir / filename
+            facts = exporter.convert(kmodel, spec, calib_xs, tmp, progress)
             from ..runtimes import load
 
             try:  # the converter's output is not the caller's file: a load failure is a conversion failure
@@ -164,36 +177,36 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress) -> ExportResul
                 raise ExportError(f"the converted {filename} does not load in {exporter.runtime}: {exc.message}",
                                   hint="untrained (random) weights can give degenerate quantization ranges: try a "
                                        "trained model or another --quantize; --debug shows the details") from exc
-            outs = run_artifact(session, samples.verify.x, progress)
-            lsb = report.outputs[0].scale if prec.calibrated or qat else None
+            outs = run_artifact(session, samples.verify.xs, progress, input_names=in_names)
+            scale = {o.name: o.scale for o in report.outputs}
+            lsbs = [scale.get(o.name) if prec.calibrated or qat else None for o in session.outputs]
             v = compare(ref, outs, precision=prec.label, labels=samples.verify.y,
-                        num_classes=samples.verify.num_classes, output_lsb=lsb,
+                        num_classes=samples.verify.num_classes, output_lsb=lsbs,
                         runtime=f"{session.name} {session.version}", source=samples.verify_source,
-                        note=samples.verify_note)
-            if not v.passed and verify:
+                        note=samples.verify_note, ref_names=ref_names, art_keys=[o.key for o in session.outputs],
+                        art_names=[o.name for o in session.outputs], classifier=classifier)
+            if v.status == FAILED and verify:
                 raise VerificationError(f"{filename} does not match the Keras model: {'; '.join(v.failures)}",
-                                        hint="check the calibration data (--calib-data real samples); "
-                                             "--no-verify keeps the artifact and records the failure")
-            art_warnings = list(report.warnings) + ([] if v.passed else [f"verification FAILED: {'; '.join(v.failures)}"])
+                                        hint=_failure_hint(prec, qat))
+            art_warnings = list(report.warnings) + ([f"verification FAILED: {'; '.join(v.failures)}"]
+                                                    if v.status == FAILED else [])
             man = manifest.build(artifact=tmp, final_name=filename, fmt=f, spec=spec, model_info=model_info,
                                  calibration=samples.info, report=report, facts=facts, verification=v,
                                  verify_source=samples.verify_source)
             art = Artifact(f, prec.label, out_dir / filename, out_dir / (filename + ".json"), man["artifact"]["size_bytes"],
                            man["artifact"]["sha256"], io, report.precision, exporter.runtime, v, art_warnings)
             vfile = filename + VERIFY_SUFFIX  # what `bench --verify` replays on the device
-            man["verification_inputs"] = write_verify_data(  # ref paired with the artifact's outputs as compared
-                staging / vfile, inputs=[samples.verify.x], reference=ref, host=outs, labels=samples.verify.y,
+            man["verification_inputs"] = write_verify_data(  # inputs and Keras reference in the artifact's order
+                st.dir / vfile, inputs=feed_order(session, samples.verify.xs, in_names),
+                reference=paired_reference(v, ref, ref_names, session.outputs), host=outs, labels=samples.verify.y,
                 input_names=[t.name for t in session.inputs], output_names=[t.name for t in session.outputs],
-                host_runtime=f"{session.name} {session.version}", precision=prec.label, output_lsb=lsb)
-            (staging / (filename + ".json")).write_text(json.dumps(man, indent=2) + "\n")
-            staged.append((tmp, staging / (filename + ".json"), art, man))
+                host_runtime=f"{session.name} {session.version}", precision=prec.label,
+                output_lsb=lsbs[0] if len(lsbs) == 1 else lsbs)
+            (st.dir / (filename + ".json")).write_text(json.dumps(man, indent=2) + "\n")
+            staged.append(art)
             warnings.extend(f"{filename}: {w}" for w in art_warnings)
-        for tmp, tmp_man, art, _ in staged:
-            os.replace(tmp.with_name(tmp.name + VERIFY_SUFFIX), art.path.with_name(art.path.name + VERIFY_SUFFIX))
-            os.replace(tmp, art.path)
-            os.replace(tmp_man, art.manifest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return ExportResult(kmodel.name, prec.name, out_dir, samples.info, [s[2] for s in staged], model_options,
+        st.commit([(st.dir / (a.path.name + x), out_dir / (a.path.name + x))
+                   for a in staged for x in ("", ".json", VERIFY_SUFFIX)])
+    return ExportResult(kmodel.name, prec.name, out_dir, samples.info, staged, model_options,
                         samples.verify_source, warnings)
 

@@ -39,8 +39,9 @@ for _p, _aliases in [
 class Exporter:
     """One file format. ``check`` rejects options the format cannot honour; ``convert`` writes ``dest``.
 
-    ``convert(model, spec, calib_x, dest, progress)`` gets the calibration inputs (float32 NHWC, or None for
-    uncalibrated precisions) and returns format-specific facts for the manifest.
+    ``convert(model, spec, calib_xs, dest, progress)`` gets the calibration inputs (one float32 array per model
+    input, in the model's input order, any rank; None for uncalibrated precisions) and returns format-specific facts
+    for the manifest.
     """
 
     name = "?"
@@ -87,7 +88,7 @@ class Exporter:
                                       hint=f"{self.name} calibrates with: {', '.join(self.calibration_methods)}; "
                                            "export that format separately")
 
-    def convert(self, model, spec: ExportSpec, calib_x, dest: Path, progress) -> dict[str, Any]:  # pragma: no cover
+    def convert(self, model, spec: ExportSpec, calib_xs, dest: Path, progress) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
 
     def filename(self, model_name: str, spec: ExportSpec) -> str:

@@ -20,15 +20,31 @@ import numpy as np
 from ..errors import ExportError, MissingDependency, map_errors
 from ._float_layers import keras_layer_names, layers_in, nodes_for
 from .base import Exporter, ExportSpec, register_exporter
+from .calibration import input_names
 
 
 def _require():
     try:
         import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
         import tf2onnx  # noqa: F401
+
+        from ..runtimes import import_onnxruntime
+        import_onnxruntime()  # the first import, with telemetry off (onnxruntime.quantization imports it too)
     except ImportError as exc:
         raise MissingDependency(getattr(exc, "name", None) or "tf2onnx", "onnx", purpose="to export ONNX") from exc
+
+
+def _foreign_errors(message: str, hint: str | None = None):
+    """Errors raised by tf2onnx, onnx, onnxruntime(.quantization) or TF while converting, as ExportError; the same
+    types raised by edgekit's own code are bugs and are not translated."""
+    import onnx
+    from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+    mapping = {t: ExportError for t in (ValueError, RuntimeError, NotImplementedError, AssertionError, KeyError,
+                                        onnx.checker.ValidationError, onnx.shape_inference.InferenceError,
+                                        ort_errors.Fail, ort_errors.InvalidArgument, ort_errors.InvalidGraph,
+                                        ort_errors.RuntimeException, ort_errors.NotImplemented)}
+    return map_errors(mapping, message, hint=hint, origin=("tf2onnx", "onnx", "onnxruntime", "tensorflow", "tf_keras", "keras"))
 
 
 class OnnxExporter(Exporter):
@@ -41,7 +57,7 @@ class OnnxExporter(Exporter):
     qat = False
     calibration_methods = ("minmax", "entropy", "percentile")
 
-    def convert(self, model, spec: ExportSpec, calib_x, dest: Path, progress) -> dict[str, Any]:
+    def convert(self, model, spec: ExportSpec, calib_xs, dest: Path, progress) -> dict[str, Any]:
         _require()
         import onnx
 
@@ -59,7 +75,7 @@ class OnnxExporter(Exporter):
         elif q == "fp16":
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
-            with map_errors({Exception: ExportError}, "float16 ONNX conversion failed"):
+            with _foreign_errors("float16 ONNX conversion failed"):
                 half = convert_float_to_float16(proto, keep_io_types=True)
                 _toposort(half.graph)
                 onnx.checker.check_model(half)
@@ -71,12 +87,11 @@ class OnnxExporter(Exporter):
             with tempfile.TemporaryDirectory(prefix="edgekit-onnx-") as tmp:
                 pre = prepare(proto, Path(tmp))
                 if q == "dynamic":
-                    with map_errors({Exception: ExportError}, f"onnxruntime quantization failed ({label})"), \
-                            _quiet_root_logger():
+                    with _foreign_errors(f"onnxruntime quantization failed ({label})"), _quiet_root_logger():
                         quantize_dynamic(str(pre), str(dest), weight_type=QuantType.QInt8)
                     facts["quantizer"] = "onnxruntime.quantization.quantize_dynamic(weight_type=QInt8)"
                 else:
-                    reader = _Reader(proto.graph.input[0].name, calib_x, progress)
+                    reader = _Reader(input_names(model), calib_xs, progress)
                     facts.update(quantize_int8(pre, spec, dest, Path(tmp) / "ranges.json", reader,
                                                known_layers=keras_layer_names(model)))
         progress(f"converting onnx {label}", 1, 1)
@@ -90,7 +105,7 @@ def prepare(proto, folder: Path) -> Path:
 
     raw, pre = folder / "float.onnx", folder / "pre.onnx"
     onnx.save(proto, str(raw))
-    with map_errors({Exception: ExportError}, "onnxruntime quantization pre-processing failed"), _quiet_root_logger():
+    with _foreign_errors("onnxruntime quantization pre-processing failed"), _quiet_root_logger():
         quant_pre_process(str(raw), str(pre), skip_symbolic_shape=True)
     return pre
 
@@ -122,7 +137,7 @@ def quantize_int8(pre: Path, spec: ExportSpec, dest: Path, ranges: Path, reader=
     layer_nodes = nodes_for(spec.float_layers, quantizable_nodes(pre, known_layers), "onnx") if spec.float_layers \
         else {}
     exclude = unfolded + [n for ns in layer_nodes.values() for n in ns if n not in unfolded]
-    with map_errors({Exception: ExportError}, f"onnxruntime quantization failed ({spec.precision.label})"), \
+    with _foreign_errors(f"onnxruntime quantization failed ({spec.precision.label})"), \
             _quiet_root_logger(), contextlib.redirect_stdout(io.StringIO()):  # entropy calibration print()s
         quantize_static(str(pre), str(dest), None if ranges.is_file() else reader, quant_format=QuantFormat.QDQ,
                         per_channel=not spec.per_tensor, activation_type=QuantType.QInt8,
@@ -176,11 +191,9 @@ def to_onnx(model, opset: int):
         proto = _keras3_to_onnx(model, opset)
         fold_reshaped_batchnorm(proto.graph)
         return proto
-    inp = model.inputs[0]
-    name = inp.name.split(":")[0]
-    sig = (tf.TensorSpec((None, *inp.shape[1:]), tf.float32, name=name),)
-    with map_errors({Exception: ExportError}, f"tf2onnx failed (opset {opset})",
-                    hint="try another --opset, or the tflite format"):
+    sig = tuple(tf.TensorSpec((None, *t.shape[1:]), tf.float32, name=name)
+                for t, name in zip(model.inputs, input_names(model)))  # ONNX inputs named like the Keras inputs
+    with _foreign_errors(f"tf2onnx failed (opset {opset})", hint="try another --opset, or the tflite format"):
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=sig, opset=opset)
     fold_reshaped_batchnorm(proto.graph)
     return proto
@@ -194,8 +207,7 @@ def _keras3_to_onnx(model, opset: int):
     from .. import _keras3
 
     with tempfile.TemporaryDirectory(prefix="edgekit-keras3-") as tmp, \
-            map_errors({Exception: ExportError}, f"tf2onnx failed (opset {opset})",
-                       hint="try another --opset, or the tflite format"):
+            _foreign_errors(f"tf2onnx failed (opset {opset})", hint="try another --opset, or the tflite format"):
         saved = _keras3.export_saved_model(model, str(Path(tmp) / "saved_model"))
         graph_def, inputs, outputs, renames = tf_loader.from_saved_model(
             saved, None, None, "serve", ["serving_default"], return_tensors_to_rename=True)
@@ -263,20 +275,25 @@ def fold_reshaped_batchnorm(graph) -> int:
     return folded
 
 
-def _Reader(input_name: str, x: np.ndarray, progress):
-    """A CalibrationDataReader feeding the calibration samples one at a time (batch 1, like TFLite's)."""
+def _Reader(input_names, xs, progress):
+    """A CalibrationDataReader feeding the calibration samples one at a time (batch 1, like TFLite's), every
+    input by its name. ``input_names``/``xs``: a name and an array, or one of each per model input."""
     from onnxruntime.quantization import CalibrationDataReader
+
+    names = [input_names] if isinstance(input_names, str) else list(input_names)
+    arrays = [xs] if isinstance(xs, np.ndarray) else list(xs)
+    n = len(arrays[0])
 
     class Reader(CalibrationDataReader):
         def __init__(self):
             self.i = 0
 
         def get_next(self):
-            if self.i >= len(x):
+            if self.i >= n:
                 return None
             self.i += 1
-            progress("calibrating onnx", self.i, len(x))
-            return {input_name: x[self.i - 1:self.i].astype(np.float32)}
+            progress("calibrating onnx", self.i, n)
+            return {name: x[self.i - 1:self.i].astype(np.float32) for name, x in zip(names, arrays)}
 
         def rewind(self):
             self.i = 0

@@ -9,6 +9,7 @@ WEIGHTS_INT8``). ``per_tensor`` sets the converter's ``_experimental_disable_per
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import warnings
@@ -22,6 +23,7 @@ from .. import _keras3
 from ..errors import ExportError, map_errors
 from ._float_layers import keras_layer_names, layers_in, nodes_for
 from .base import Exporter, ExportSpec, register_exporter
+from .calibration import input_names
 
 
 class TFLiteExporter(Exporter):
@@ -33,10 +35,10 @@ class TFLiteExporter(Exporter):
     per_tensor = ("int8", "int16x8")
     qat = True
 
-    def convert(self, model, spec: ExportSpec, calib_x, dest: Path, progress) -> dict[str, Any]:
+    def convert(self, model, spec: ExportSpec, calib_xs, dest: Path, progress) -> dict[str, Any]:
         progress(f"converting tflite {spec.precision.label}", 0, None)
         facts: dict[str, Any] = {}
-        conv = _converter(model, spec, calib_x, progress)
+        conv = _converter(model, spec, calib_xs, progress)
         if spec.float_layers:
             conv._experimental_calibrate_only = True
             calibrated = _run(conv, spec, ", calibration")
@@ -59,8 +61,8 @@ def _io_dtype(spec: ExportSpec):
     return {"float": tf.float32, "int8": tf.int8, "uint8": tf.uint8, "int16": tf.int16}[spec.io]
 
 
-def _converter(model, spec: ExportSpec, calib_x, progress):
-    """The TF converter set up for ``spec`` (not run yet)."""
+def _converter(model, spec: ExportSpec, calib_xs, progress):
+    """The TF converter set up for ``spec`` (not run yet); ``calib_xs``: one array per model input (or one array)."""
     from .._keras import tf
 
     conv = _source(model)
@@ -69,8 +71,8 @@ def _converter(model, spec: ExportSpec, calib_x, progress):
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     if q == "fp16":
         conv.target_spec.supported_types = [tf.float16]
-    if calib_x is not None and q in ("int8", "int16x8"):
-        conv.representative_dataset = _representative(calib_x, progress)
+    if calib_xs is not None and q in ("int8", "int16x8"):
+        conv.representative_dataset = _representative(calib_xs, input_names(model), progress)
     if q == "int8" and not spec.qat:
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if q == "int16x8":
@@ -102,21 +104,35 @@ def _source(model):
     return conv
 
 
+@contextlib.contextmanager
+def _converter_errors(message: str, hint: str):
+    """The converter's own failures (and TF's errors while it traces and calibrates the model) as ExportError;
+    the same types raised by edgekit's code (e.g. the representative dataset) are bugs and surface as such."""
+    from tensorflow.lite.python.convert_phase import ConverterError
+
+    from .._keras import tf
+
+    with map_errors({ConverterError: ExportError, tf.errors.OpError: ExportError}, message, hint=hint), \
+            map_errors({ValueError: ExportError, RuntimeError: ExportError, NotImplementedError: ExportError},
+                       message, hint=hint, origin=("tensorflow", "tf_keras", "keras")):
+        yield
+
+
 def _run(conv, spec: ExportSpec, what: str = "") -> bytes:
     from .._keras import quiet_native_logs
 
-    with map_errors({Exception: ExportError}, f"the TFLite converter failed ({spec.precision.label}{what})",
-                    hint="rerun with --debug (or EDGEKIT_TF_LOGS=1) for the converter's log; unsupported layers need a "
-                         "different precision or model"):
+    with _converter_errors(f"the TFLite converter failed ({spec.precision.label}{what})",
+                           hint="rerun with --debug (or EDGEKIT_TF_LOGS=1) for the converter's log; unsupported "
+                                "layers need a different precision or model"):
         with warnings.catch_warnings(), quiet_native_logs():  # MLIR's C++ log lines go to fd 2 directly
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             return conv.convert()
 
 
-def calibrate(model, spec: ExportSpec, calib_x, progress) -> bytes:
+def calibrate(model, spec: ExportSpec, calib_xs, progress) -> bytes:
     """The float model with calibration statistics (the converter's calibrate-only mode): quantize it with
     :func:`quantize_calibrated` as often as needed without calibrating again."""
-    conv = _converter(model, spec, calib_x, progress)
+    conv = _converter(model, spec, calib_xs, progress)
     conv._experimental_calibrate_only = True  # the switch QuantizationDebugger uses
     return _run(conv, spec, ", calibration")
 
@@ -131,8 +147,8 @@ def quantize_calibrated(calibrated: bytes, spec: ExportSpec, denylisted_nodes=()
     from .._keras import quiet_native_logs
     from tensorflow.lite.python import convert, lite
 
-    with map_errors({Exception: ExportError}, "the TFLite quantizer failed (int8 with float layers)",
-                    hint="rerun with --debug (or EDGEKIT_TF_LOGS=1) for the quantizer's log"):
+    with _converter_errors("the TFLite quantizer failed (int8 with float layers)",
+                           hint="rerun with --debug (or EDGEKIT_TF_LOGS=1) for the quantizer's log"):
         with warnings.catch_warnings(), quiet_native_logs():
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             data = convert.mlir_quantize(calibrated, disable_per_channel=spec.per_tensor,
@@ -159,13 +175,17 @@ def quantizable_nodes(calibrated: bytes, known_layers) -> dict[str, list[str]]:
     return out
 
 
-def _representative(x: np.ndarray, progress):
-    n = len(x)
+def _representative(xs, names: list[str], progress):
+    """Calibration samples one at a time. Several inputs go by name: the converted model orders its inputs by
+    SignatureDef name (sorted), not in Keras order, and the calibrator matches a dict by those names."""
+    xs = [xs] if isinstance(xs, np.ndarray) else list(xs)
+    n = len(xs[0])
 
     def gen():
         for i in range(n):
             progress("calibrating tflite", i + 1, n)
-            yield [x[i:i + 1].astype(np.float32)]
+            batch = [x[i:i + 1].astype(np.float32) for x in xs]
+            yield batch if len(batch) == 1 else dict(zip(names, batch))
 
     return gen
 
