@@ -122,3 +122,14 @@ def test_parity_on_aarch64_over_ssh(arm64_ssh, exported, flavour, int8_delegate)
         (out,) = r.parity["outputs"]
         assert out["top1_agreement"] == 1.0 and out["host_sqnr_db"] is not None
     assert f32.parity["outputs"][0]["max_abs_err"] <= 1e-4
+
+
+def test_constant_reference_is_inconclusive_not_a_parity_failure(tmp_path):
+    """Verification's third outcome reaches parity: an untrained model's constant outputs prove nothing either way."""
+    from edgekit.devices.parity import evaluate
+    from edgekit.devices.verify_data import VerifyData
+
+    ref = np.full((6, 4), 0.25, np.float32)
+    vd = VerifyData(tmp_path / "m.tflite.verify.npz", ["x"], ["y"], [np.zeros((6, 2), np.float32)], [ref], None, None)
+    assert evaluate(vd, ["y"], [ref.copy()], precision="float32").status == "inconclusive"
+    assert evaluate(vd, ["y"], [ref + 0.5], precision="float32").status == "failed"

@@ -178,15 +178,24 @@ def test_non_image_input_refuses_image_sources_and_preprocessing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_free_dimensions_name_the_input_shape_option(tmp_path):
+def test_free_dimensions_take_the_input_shape_option(tmp_path):
+    """A model file with a free H/W: the error names --input-shape (it used to say --resolution, which model files
+    refuse), and input_shape fixes it."""
     from edgekit._keras import keras, layers
     from edgekit.exporters import export
 
     inp = keras.Input((None, None, 3), name="img")
-    m = keras.Model(inp, layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3)(inp)), name="freehw")
+    m = keras.Model(inp, layers.Dense(4, activation="softmax")(layers.GlobalAveragePooling2D()(
+        layers.Conv2D(8, 3)(inp))), name="freehw")
+    path = tmp_path / "freehw.keras"
+    m.save(path)
     with pytest.raises(InvalidArgument, match=r"input 'img' of model 'freehw' has free dimensions") as info:
-        export(m, out=tmp_path)
-    assert "--input-shape" in info.value.hint
+        export(str(path), out=tmp_path / "out")
+    assert "--input-shape" in info.value.hint and not (tmp_path / "out").exists()
+    res = export(str(path), input_shape="24,24,3", formats="tflite,onnx", out=tmp_path / "out", verify_samples=8)
+    assert all(a.verification.status != "failed" for a in res.artifacts)
+    man = json.loads(res["onnx"].manifest.read_text())
+    assert man["model"]["input_shape"] == [24, 24, 3] and man["inputs"][0]["shape"][1:] == [24, 24, 3]
 
 
 def test_constant_outputs_are_inconclusive_not_failed(tmp_path):

@@ -120,7 +120,8 @@ def test_export_verify_inspect_bench(k3_files, tmp_path, cli, name):
                      verify_samples=20, verify=True)
         assert res.model == models.create(path).name
         for a in res.artifacts:
-            assert a.verification.passed, (a.path, a.verification.failures)
+            # untrained weights: outputs are often the same for every input, then verification is inconclusive
+            assert a.verification.status in ("passed", "inconclusive"), (a.path, a.verification.failures)
             assert json.loads(a.manifest.read_text())["conversion"]["converter"].startswith("keras 3 ExportArchive")
         arts += res.artifacts
     for a in arts:

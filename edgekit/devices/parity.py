@@ -29,7 +29,7 @@ class OutputParity(JsonMixin):
 class Parity(JsonMixin):
     """The device computes the same thing as Keras, within the export's thresholds for ``precision``?"""
 
-    status: str  # "passed" | "failed" | "not_checked"
+    status: str  # "passed" | "failed" | "inconclusive" (constant reference outputs) | "not_checked"
     samples: int = 0
     precision: str | None = None
     thresholds: dict[str, float] = field(default_factory=dict)
@@ -84,6 +84,7 @@ def evaluate(vd: VerifyData, names: list[str], outputs: list[np.ndarray], *, pre
         per.append(p)
     v = compare(list(vd.reference), outs, precision=precision, output_lsb=output_lsb, runtime="device",
                 source=str(vd.path))
-    return Parity("passed" if v.passed else "failed", vd.samples, precision, dict(v.thresholds), per,
+    # verification's three outcomes: a constant reference (untrained model) is inconclusive, not a parity failure
+    return Parity(v.status, vd.samples, precision, dict(v.thresholds), per,
                   list(v.failures), reason=v.note, source=str(vd.path))
 
