@@ -290,7 +290,7 @@ class Runner:
             if v is None or v.artifact_accuracy is None:
                 entry.update(status="export_failed", error="no accuracy: the test labels do not match the model's "
                                                            "outputs", hint="check --classes and --test-data")
-            elif s.verify and not v.passed:
+            elif s.verify and v.status == "failed":  # "inconclusive" (constant outputs) is not a failure
                 entry.update(status="verification_failed",
                              error=f"{a.path.name} does not match the Keras model: {'; '.join(v.failures)}",
                              hint="the artifact computes something else than the trained model; --no-verify keeps "
