@@ -80,11 +80,11 @@ def resolve_model(model, options: dict[str, Any]):
     return kmodel, {"source": "keras.Model object" if kmodel is model else str(model)}
 
 
-def _preprocess_for(kmodel, preprocess: str | None, specs) -> tuple[str | None, str]:
-    if not any(s.image for s in specs):
+def _preprocess_for(kmodel, preprocess: str | None, inputs) -> tuple[str | None, str]:
+    if not any(s.image for s in inputs):
         if preprocess is not None:
             raise InvalidArgument(f"preprocess applies to image inputs; the inputs of {kmodel.name!r} are not images "
-                                  f"({', '.join(f'{s.name} {s.shape}' for s in specs)})",
+                                  f"({', '.join(f'{s.name} {s.shape}' for s in inputs)})",
                                   hint="drop --preprocess: non-image inputs take model-ready arrays (.npy/.npz)")
         return None, "no image inputs (data is taken as given)"
     if preprocess is not None:  # checked by ExportSpec
@@ -136,28 +136,28 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress) -> ExportResul
                               "wrapper(s): strip it first (edgekit strips stages for you in Pipeline)",
                               hint="tfmot.sparsity.keras.strip_pruning / tfmot.clustering.keras.strip_clustering")
     spec = spec.with_derived(qat=qat)  # the formats' rules again, now that we know the model is QAT
-    specs = input_specs(kmodel)
-    mode, mode_origin = _preprocess_for(kmodel, spec.preprocess, specs)
+    inputs = input_specs(kmodel)
+    mode, mode_origin = _preprocess_for(kmodel, spec.preprocess, inputs)
     name = _safe_name(kmodel.name)
     files = {f: EXPORTERS.get(f).filename(name, spec) for f in fmts}
     check_destinations(Path(out) / (n + x) for n in files.values() for x in ("", ".json", VERIFY_SUFFIX))
     model_info = {"name": kmodel.name, **model_info, "options": model_options,
                   "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype, "image": s.image}
-                             for s in specs],
+                             for s in inputs],
                   "preprocess": mode, "preprocess_origin": mode_origin, "params": int(kmodel.count_params()),
                   "qat": qat}
-    if len(specs) == 1:
-        model_info["input_shape"] = list(specs[0].shape)
+    if len(inputs) == 1:
+        model_info["input_shape"] = list(inputs[0].shape)
     progress("loading model", 1, 1)
 
-    samples = plan(inputs=specs, preprocess=mode or "unit", calibrated=prec.calibrated, qat=qat,
+    samples = plan(inputs=inputs, preprocess=mode or "unit", calibrated=prec.calibrated, qat=qat,
                    calib_data=calib_data, calib_samples=calib_samples, verify_data=verify_data,
                    verify_samples=verify_samples, seed=seed)
     calib_xs = samples.calib.xs if samples.calib is not None else None
     ref = keras_outputs(kmodel, samples.verify.xs)
     ref_names = [str(n) for n in getattr(kmodel, "output_names", None) or [t.name for t in kmodel.outputs]]
     classifier = classifier_outputs(kmodel)
-    in_names = [s.name for s in specs]
+    in_names = [s.name for s in inputs]
     warnings = list(samples.info.warnings)
 
     out_dir = ensure_writable_dir(out)
