@@ -213,3 +213,22 @@ def test_constant_outputs_are_inconclusive_not_failed(tmp_path):
         man = json.loads(art.manifest.read_text())
         assert man["verification"]["status"] == "inconclusive"
         assert not any("FAILED" in w for w in art.warnings)
+
+
+@pytest.mark.slow
+def test_cli_shows_every_output_and_takes_an_npz_per_input(tmp_path):
+    from click.testing import CliRunner
+
+    from edgekit.cli import main
+
+    path = tmp_path / "twoin.keras"
+    mm.two_input("twocli").save(path)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "v.npz", zimage=rng.random((30, 32, 32, 1), dtype=np.float32), ameta=rng.normal(0, 1, (30, 5)))
+    r = CliRunner().invoke(main, ["export", str(path), "--quantize", "fp16", "--format", "tflite,onnx",
+                                  "--verify-data", str(tmp_path / "v.npz"), "--out", str(tmp_path / "out")],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    for fmt in ("tflite", "onnx"):
+        line = next(ln for ln in r.stdout.splitlines() if ln.startswith(f"twocli_float16.{fmt}: "))
+        assert "zcls SQNR" in line and "abox SQNR" in line and "top-1" in line
