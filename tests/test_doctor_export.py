@@ -3,6 +3,7 @@ and onnxruntime's calibration methods, as export() arguments recorded in the man
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -113,3 +114,26 @@ def test_bad_float_layers_or_calibration_method(model, data, tmp_path, kwargs, m
         export(model, calib_data=data if kwargs.get("quantize") == "int8" else None, out=out, verify=False, **kwargs)
     assert info.value.exit_code == 2
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_onnx_entropy_and_percentile_set_other_ranges_than_minmax(model, data, tmp_path):
+    """onnxruntime's Entropy default (128 bins for 128 levels) is MinMax in disguise: the exporter's is not."""
+    pytest.importorskip("tf2onnx")
+    import onnx
+    from onnx import numpy_helper
+
+    from edgekit.exporters import export
+
+    def scales(method):
+        res = export(model, quantize="int8", formats="onnx", calib_data=data, out=tmp_path / method, verify=False,
+                     calibration_method=method)
+        g = onnx.load(str(res["onnx"].path)).graph
+        init = {t.name: t for t in g.initializer}
+        # keyed by tensor name without tf2onnx's global node counter (``Conv2D__6:0``)
+        return {re.sub(r"__\d+", "", n.input[0]): float(numpy_helper.to_array(init[n.input[1]])) for n in g.node
+                if n.op_type == "QuantizeLinear" and n.input[1] in init}
+
+    minmax, entropy, percentile = scales("minmax"), scales("entropy"), scales("percentile")
+    assert len(minmax) >= 4 and set(minmax) == set(entropy) == set(percentile)
+    assert sum(entropy[k] < 0.95 * minmax[k] for k in minmax) >= 2  # KL clips some tails
+    assert any(percentile[k] != minmax[k] for k in minmax)
