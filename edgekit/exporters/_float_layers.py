@@ -15,12 +15,13 @@ _SPLIT = re.compile(r"[;/:]")
 
 
 def keras_layer_names(model) -> list[str]:
-    """Every layer name of ``model`` (nested models walked), input layers left out, in model order."""
+    """Every layer name of ``model`` (nested models walked; input layers and the nested models themselves left out:
+    their names prefix every op inside them), in model order."""
     from .._layers import walk_layers
 
     names: list[str] = []
     for layer in walk_layers(model):
-        if type(layer).__name__ != "InputLayer" and layer.name not in names:
+        if type(layer).__name__ != "InputLayer" and not hasattr(layer, "layers") and layer.name not in names:
             names.append(layer.name)
     return names
 
