@@ -88,6 +88,14 @@ class InferenceError(EdgekitError):
     """A host runtime (LiteRT, onnxruntime) loaded a model but failed while running it."""
 
 
+class BudgetNotMet(EdgekitError):
+    """No rung of the int8 doctor's ladder is within ``max_drop``; ``result`` is the DoctorResult (what was tried)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, result=None):
+        super().__init__(message, hint=hint)
+        self.result = result
+
+
 class CompressionError(EdgekitError):
     """A compression stage failed."""
 

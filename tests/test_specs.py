@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from edgekit._spec import MISSING
 from edgekit.cli import main
 from edgekit.errors import InvalidArgument, PipelineError, UnknownNameError
-from edgekit.specs import (BenchSpec, CheckSpec, ClusterSpec, CompressSpec, DistillSpec, ExportSpec, ModelSpec,
-                           PruneSpec, TrainSpec)
+from edgekit.specs import (BenchSpec, CheckSpec, ClusterSpec, CompressSpec, DistillSpec, DoctorSpec, ExportSpec,
+                           ModelSpec, PruneSpec, TrainSpec)
 
 RUNTIME = {"progress", "callbacks", "spec"}  # API parameters that are not options (runtime objects, a ready spec)
 #: commands whose CLI does not map 1:1 onto their API yet, with the owner migrating them; an entry must go as soon
@@ -96,7 +96,10 @@ def test_recipe_keys_are_the_compress_and_export_arguments():
 _COMPRESS = {"model": "mobilenet_v1", "data": "fashion-mnist", "train_epochs": 1, "distill_from": "mobilenet_v1",
              "prune": 0.5, "cluster": 8, "quantize": "int8"}
 BASES = {
-    "export": (ExportSpec, [{"model": "mobilenet_v1", "quantize": "int8", "formats": ("tflite", "onnx")}]),
+    "export": (ExportSpec, [{"model": "mobilenet_v1", "quantize": "int8", "max_drop": 1.0, "eval_data": "digits"},
+                            {"model": "mobilenet_v1", "quantize": "int8", "formats": ("tflite", "onnx")}]),
+    "doctor": (DoctorSpec, [{"model": "m.keras", "calib_data": "digits", "eval_data": "digits", "max_drop": 1.0,
+                             "format": "onnx"}]),
     "train": (TrainSpec, [{"model": "mobilenet_v1", "data": "fashion-mnist"}]),
     "compress": (CompressSpec, [{**_COMPRESS, "qat": True}, {**_COMPRESS, "formats": ("tflite", "onnx")}]),
     "bench": (BenchSpec, [{"artifacts": ("a.tflite",)}]),
@@ -118,8 +121,8 @@ def candidates(f):
         return [tuple(names), *[(n,) for n in names]]
     if names:
         return [n for n in names if n != f.default] + names
-    if tp is bool:
-        return [not f.default if isinstance(f.default, bool) else True, False]
+    if tp is bool:  # a flag set to its own default is "not given": only the other value says anything
+        return [not f.default] if isinstance(f.default, bool) else [True, False]
     if tp is int:
         return [3, 2, 1, 100]
     if tp is float:

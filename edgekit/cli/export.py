@@ -123,11 +123,20 @@ def export_cmd(recipe: str | None, as_json: bool, **kwargs: Any) -> None:
         return
     if options.get("model") is None:
         raise InvalidArgument("missing MODEL", hint="give a zoo name (see edgekit models), a model file, or --recipe")
+    from ..errors import BudgetNotMet
     from ..exporters import export
+    from .doctor import render_doctor
 
     spec = ExportSpec.from_dict(options)
-    with progress(not as_json) as cb:
-        result = export(spec=spec, progress=cb)
+    try:
+        with progress(not as_json) as cb:
+            result = export(spec=spec, progress=cb)
+    except BudgetNotMet as exc:  # what the ladder tried, then exit 1
+        emit(exc.result, as_json, render_doctor)
+        raise click.exceptions.Exit(exc.exit_code) from None
+    if result.doctor is not None and not as_json:
+        render_doctor(result.doctor)  # --max-drop: the diagnosis and the ladder, ending with what was written
+        return
     emit(result, as_json, render_export)
 
 

@@ -53,6 +53,8 @@ class ExportResult(JsonMixin):
     model_options: dict[str, Any] = field(default_factory=dict)
     verify_data: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: the int8 doctor's DoctorResult when ``max_drop`` chose the artifact
+    doctor: Any = None
 
     def __getitem__(self, fmt: str) -> Artifact:
         key = EXPORTERS.resolve(fmt)
@@ -121,7 +123,16 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress) -> ExportResul
     no artifact or manifest of this call is left behind. int8 only: ``float_layers`` (Keras layer names, e.g. from
     ``edgekit doctor``) keeps those layers' ops in float; ``calibration_method`` minmax (default), or onnxruntime's
     entropy / percentile for the onnx format.
+
+    ``max_drop`` (accuracy points, measured on ``eval_data``) runs the int8 doctor's ladder instead and exports the
+    first rung within it (:func:`edgekit.doctor.doctor`; ``train_data`` adds the QAT rung); the result's ``doctor``
+    holds what was tried. Budget not met: :class:`~edgekit.errors.BudgetNotMet` (nothing written unless
+    ``keep_best``).
     """
+    if spec.ladder:
+        from ..doctor import export_within
+
+        return export_within(spec, progress=progress)
     model, prec, fmts, model_options = spec.model, spec.precision, list(spec.formats), spec.model_options()
     calib_data, calib_samples, verify_data, verify_samples = (spec.calib_data, spec.calib_samples, spec.verify_data,
                                                               spec.verify_samples)

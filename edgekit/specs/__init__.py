@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from .bench import BenchSpec, CheckSpec, CompareSpec, ConnectSpec
 from .compress import CompressSpec
+from .doctor import DoctorSpec, LadderOptions
 from .export import ExportOptions, ExportSpec
 from .model import ModelSpec
 from .stages import (ClusterSpec, DistillSpec, ExportStageSpec, PruneSpec, QATSpec, StageSpec, TrainStageSpec)
@@ -13,4 +14,4 @@ from .train import FitSpec, TrainSpec
 
 __all__ = ["ModelSpec", "ExportOptions", "ExportSpec", "FitSpec", "TrainSpec", "StageSpec", "TrainStageSpec",
            "PruneSpec", "ClusterSpec", "QATSpec", "DistillSpec", "ExportStageSpec", "CompressSpec", "BenchSpec",
-           "ConnectSpec", "CheckSpec", "CompareSpec"]
+           "ConnectSpec", "CheckSpec", "CompareSpec", "DoctorSpec", "LadderOptions"]

@@ -6,6 +6,7 @@ from typing import Any
 
 from .._spec import Spec, derived, option, spec
 from . import _choices
+from .doctor import LadderOptions, check_export_ladder
 from .model import ModelSpec
 
 #: calibration samples when none are given (export, compress and recipes alike)
@@ -93,9 +94,15 @@ class ExportOptions(Spec):
 
 
 @spec
-class ExportSpec(ExportOptions, ModelSpec):
-    """``edgekit.export(model, ...)``: a model and how to export it."""
+class ExportSpec(LadderOptions, ExportOptions, ModelSpec):
+    """``edgekit.export(model, ...)``: a model and how to export it (``max_drop``: the int8 doctor's ladder picks
+    how, within that accuracy budget)."""
 
     preprocess: str | None = option(None, choices=_choices.PREPROCESS_MODES,
                                     help="Input preprocessing for user models (zoo models know theirs).")
     seed: int = option(0, help="Seed for sample selection.")
+
+    def validate(self) -> None:
+        self.check_ladder()  # the budget's own rules first: --max-drop with a float precision is a budget error
+        check_export_ladder(self)
+        super().validate()

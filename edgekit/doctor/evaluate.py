@@ -1,0 +1,150 @@
+"""What the doctor's budget is measured in: top-1 accuracy on labelled eval data, or, without labels, top-1
+agreement with the float model; and whether the eval set is large enough to resolve the budget at all.
+
+The standard error of an accuracy ``p`` measured on ``n`` samples is ``sqrt(p (1 - p) / n)``. A drop can only be
+held to ``max_drop`` when two standard errors (a ~95 % interval) fit inside it, so the doctor asks for
+``n >= 4 p (1 - p) / max_drop^2`` samples (``p`` the float model's accuracy, kept away from 0 and 1 by the budget
+itself: a perfect float model does not make one sample enough).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, InvalidArgument
+
+#: how many standard errors must fit in the budget
+Z = 2.0
+
+
+@dataclass
+class EvalSet:
+    """Held-out samples, their labels (or None) and the float model's top-1 predictions on them."""
+
+    x: np.ndarray
+    labels: np.ndarray | None
+    source: str
+    reference: np.ndarray
+    float_accuracy: float  # percent; 100 when measured as agreement with the float model itself
+
+    @property
+    def labelled(self) -> bool:
+        return self.labels is not None
+
+    @property
+    def metric(self) -> str:
+        return "accuracy" if self.labelled else "top-1 agreement with the float model"
+
+    def __len__(self) -> int:
+        return int(len(self.x))
+
+    def score(self, top1: np.ndarray) -> float:
+        """Accuracy (or agreement with the float model) of ``top1`` predictions, in percent."""
+        truth = self.labels if self.labels is not None else self.reference
+        return 100.0 * float(np.mean(np.asarray(top1) == truth))
+
+
+def check_max_drop(value: Any) -> float | None:
+    """``--max-drop`` as a number of accuracy points >= 0 (None: diagnosis only)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidArgument(f"max_drop must be a number of accuracy points; received {value!r}",
+                              hint="e.g. --max-drop 1 (at most 1 point below the float model)")
+    try:
+        drop = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"max_drop must be a number of accuracy points; received {value!r}",
+                              hint="e.g. --max-drop 1 (at most 1 point below the float model)") from None
+    if not math.isfinite(drop) or drop < 0:
+        raise InvalidArgument(f"max_drop must be a finite number of points >= 0; received {value!r}",
+                              hint="e.g. --max-drop 1 (at most 1 point below the float model)")
+    if drop >= 100:
+        raise InvalidArgument(f"max_drop={drop:g} points allows any model (accuracy is in percent)",
+                              hint="give the budget in accuracy points, e.g. --max-drop 1 for 1 %")
+    return drop
+
+
+def standard_error(p: float, n: int) -> float:
+    """Standard error of an accuracy ``p`` (fraction) measured on ``n`` samples, as a fraction."""
+    return math.sqrt(max(p * (1.0 - p), 0.0) / max(n, 1))
+
+
+def samples_needed(p: float, max_drop: float) -> int | None:
+    """Samples needed so that ``Z`` standard errors of an accuracy near ``p`` (fraction) fit in ``max_drop``
+    (points); None when no finite number does (a budget of 0)."""
+    d = max_drop / 100.0
+    if d <= 0:
+        return None
+    var = max(p * (1.0 - p), d * (1.0 - d))
+    return int(math.ceil(Z * Z * var / (d * d)))
+
+
+def check_resolution(ev: EvalSet, max_drop: float, *, limited: bool) -> int:
+    """Raise InvalidArgument when ``ev`` is too small to resolve ``max_drop``; returns the samples needed."""
+    p = ev.float_accuracy / 100.0 if ev.labelled else 1.0 - max_drop / 100.0
+    need = samples_needed(p, max_drop)
+    more = ("raise --eval-samples or give a larger --eval-data" if limited
+            else "give a larger --eval-data (e.g. a built-in dataset's whole test split)")
+    if need is None:
+        raise InvalidArgument("max_drop=0 cannot be resolved on a finite eval set (any measured drop is noise "
+                              "of at least one sample)", hint=f"give a positive budget, e.g. --max-drop 1; {more}")
+    if len(ev) < need:
+        se = 100.0 * standard_error(p, len(ev))
+        what = f"an accuracy of {100 * p:.1f} %" if ev.labelled else f"an agreement of {100 * p:.1f} %"
+        raise InvalidArgument(f"{len(ev)} eval samples cannot resolve --max-drop {max_drop:g}: the standard error of "
+                              f"{what} on {len(ev)} samples is {se:.2f} points, and {Z:g} standard errors must fit "
+                              f"in the budget; that needs at least {need} samples",
+                              hint=f"{more}, or a larger --max-drop")
+    return need
+
+
+def classifier_top1(outputs: list[np.ndarray], where: str) -> np.ndarray:
+    """Top-1 of the first output, which must be a classifier output (N, classes)."""
+    first = outputs[0]
+    if first.ndim != 2 or first.shape[1] < 2:
+        raise InvalidArgument(f"{where} has output shape {tuple(first.shape[1:])}; the doctor measures top-1 "
+                              "accuracy of a classifier output (batch, classes)",
+                              hint="use a classification model (softmax/logits as its first output)")
+    return first.argmax(axis=1)
+
+
+def load_eval(eval_data, kmodel, *, input_shape, preprocess: str, eval_samples: int | None, seed: int,
+              batch_size: int = 64) -> EvalSet:
+    """Eval samples (a built-in dataset's test split, an image folder with one sub-folder per class, an ``.npz``
+    with ``x`` and optional ``y``, or Python arrays) and the float model's predictions on them."""
+    from ..data import load
+
+    if eval_data is None:
+        raise InvalidArgument("the doctor needs --eval-data (held-out samples to measure accuracy on)",
+                              hint="e.g. --eval-data fashion-mnist (its test split), an image folder with one "
+                                   "sub-folder per class, or an .npz with x and y")
+    if eval_samples is not None and (isinstance(eval_samples, bool) or not isinstance(eval_samples, int)
+                                     or eval_samples <= 0):
+        raise InvalidArgument(f"eval_samples must be a positive integer; received {eval_samples!r}")
+    try:
+        ds = load(eval_data, input_shape=input_shape, preprocess_mode=preprocess, split="test", limit=eval_samples,
+                  seed=seed)
+    except DataError as exc:
+        raise type(exc)(f"--eval-data: {exc.message}", hint=exc.hint) from exc
+    outs = kmodel.predict(ds.x, batch_size=batch_size, verbose=0)
+    outs = [np.asarray(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
+    top1 = classifier_top1(outs, f"model {kmodel.name!r}")
+    labels = ds.y
+    if labels is not None:
+        classes = outs[0].shape[1]
+        if labels.min() < 0 or labels.max() >= classes:
+            raise DataError(f"--eval-data: labels of {ds.source} go from {int(labels.min())} to {int(labels.max())}, "
+                            f"the model has {classes} classes",
+                            hint="give eval data labelled with the model's own classes, or drop the labels (then the "
+                                 "doctor measures agreement with the float model)")
+        if ds.num_classes is not None and ds.class_names and ds.num_classes != classes:
+            raise DataError(f"--eval-data: {ds.source} has {ds.num_classes} classes, the model {classes}",
+                            hint="give eval data of the model's own classes")
+    ev = EvalSet(ds.x, labels, ds.source, top1, 100.0)
+    if labels is not None:
+        ev.float_accuracy = ev.score(top1)
+    return ev
