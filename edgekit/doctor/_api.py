@@ -146,7 +146,7 @@ def doctor(spec: DoctorSpec, *, progress: Progress = no_progress) -> DoctorResul
 
 def _backend(fmt: str, kmodel, io: str, work: Path, progress, opset: int | None):
     if fmt == "onnx":
-        from ..exporters._api import DEFAULT_OPSET
+        from ..specs.export import DEFAULT_OPSET
         from ._onnx import OnnxBackend
 
         return OnnxBackend(kmodel, io=io, workdir=work, progress=progress, opset=opset or DEFAULT_OPSET)

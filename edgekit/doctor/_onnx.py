@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import ExportError, map_errors
 from ..exporters import onnx as O
 from ..exporters._float_layers import keras_layer_names, layers_in
-from ..exporters.base import ExportSpec
+from ..specs.export import ExportOptions
 from .stats import LayerStat, Op, TensorAccumulator, primary_layer
 
 #: element-wise activations onnxruntime's QDQ quantizer fuses into the op before them
@@ -43,9 +43,11 @@ class OnnxBackend:
         self.pre = O.prepare(self.proto, workdir / "onnx")
         self._n = 0
 
-    def spec(self, cfg, *, io: str | None = None, qat: bool = False) -> ExportSpec:
-        return ExportSpec(cfg.quantize, io or self.io, False, self.opset, qat, {}, tuple(cfg.float_layers),
-                          cfg.calibration_method)
+    def spec(self, cfg, *, io: str | None = None, qat: bool = False) -> ExportOptions:
+        """The export options ``edgekit export`` would be given for ``cfg`` (validated by the exporter's rules)."""
+        opts = ExportOptions(quantize=cfg.quantize, formats=("onnx",), io=io or self.io, opset=self.opset,
+                             float_layers=tuple(cfg.float_layers), calibration_method=cfg.calibration_method)
+        return opts.with_derived(qat=True) if qat else opts
 
     def _ranges(self, cfg, calib_x: np.ndarray) -> Path:
         return self.dir / "onnx" / f"ranges_{len(calib_x)}_{cfg.calibration_method}.json"

@@ -21,7 +21,8 @@ import numpy as np
 from ..errors import ExportError, map_errors
 from ..exporters import tflite as T
 from ..exporters._float_layers import keras_layer_names, layers_in, nodes_for
-from ..exporters.base import EXPORTERS, ExportSpec
+from ..exporters.base import EXPORTERS
+from ..specs.export import ExportOptions
 from .stats import (LayerStat, Op, channel_ratio, channel_sums, median_channel_sqnr, primary_layer, quant_range,
                     sqnr)
 
@@ -38,9 +39,11 @@ class TFLiteBackend:
         self.known = keras_layer_names(kmodel)
         self._calibrated: dict[tuple, bytes] = {}
 
-    def spec(self, cfg, *, io: str | None = None, qat: bool = False) -> ExportSpec:
-        return ExportSpec(cfg.quantize, io or self.io, False, 17, qat, {}, tuple(cfg.float_layers),
-                          cfg.calibration_method)
+    def spec(self, cfg, *, io: str | None = None, qat: bool = False) -> ExportOptions:
+        """The export options ``edgekit export`` would be given for ``cfg`` (validated by the exporter's rules)."""
+        opts = ExportOptions(quantize=cfg.quantize, formats=("tflite",), io=io or self.io, opset=None,
+                             float_layers=tuple(cfg.float_layers), calibration_method=cfg.calibration_method)
+        return opts.with_derived(qat=True) if qat else opts
 
     # -- candidates ----------------------------------------------------------------------------------------------
     def calibrated(self, cfg, calib_x: np.ndarray) -> bytes:
