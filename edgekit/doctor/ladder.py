@@ -19,7 +19,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .._jsonable import JsonMixin
-from ..errors import EdgekitError, InvalidArgument
+from ..errors import EdgekitError, InferenceError, InvalidArgument
 from .evaluate import EvalSet, classifier_top1
 from .stats import LayerStat, consumers, worst_first
 
@@ -107,7 +107,7 @@ class Search:
         session = load(path, threads=self.threads)
         try:
             outs = run_artifact(session, self.ev.x, self.progress, batch=64)
-        except InvalidArgument:  # a graph with a fixed batch of 1
+        except (InvalidArgument, InferenceError):  # a graph with a fixed batch of 1
             outs = run_artifact(session, self.ev.x, self.progress, batch=1)
         return self.ev.score(classifier_top1(outs, path.name))
 
