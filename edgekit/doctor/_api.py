@@ -63,8 +63,8 @@ def doctor(spec: DoctorSpec, *, progress: Progress = no_progress) -> DoctorResul
     model. ``calib_data`` calibrates as in ``edgekit export``. ``train_data`` enables the QAT rung (tflite).
     Nothing is written without a budget, or when the budget is not met (``met=False``) unless ``keep_best``.
     """
-    from ..exporters._api import _input_shape, _preprocess_for, resolve_model, wrapper_kind
-    from ..exporters.calibration import DEFAULT_CALIB_SAMPLES
+    from ..exporters._api import _preprocess_for, resolve_model, wrapper_kind
+    from ..exporters.calibration import DEFAULT_CALIB_SAMPLES, _load, input_specs
 
     model, max_drop, fmt, io, out = spec.model, spec.max_drop, spec.format, spec.io, spec.out
     calib_data, eval_data, calib_samples, seed = spec.calib_data, spec.eval_data, spec.calib_samples, spec.seed
@@ -81,21 +81,21 @@ def doctor(spec: DoctorSpec, *, progress: Progress = no_progress) -> DoctorResul
         raise InvalidArgument(f"model {kmodel.name!r} is already wrapped for {'QAT' if qat else ', '.join(left)}",
                               hint="give the plain float model (the doctor quantizes it, and fine-tunes with QAT "
                                    "itself when --train-data is given)")
-    shape = _input_shape(kmodel)
-    mode, _ = _preprocess_for(kmodel, spec.preprocess)
-    ev = load_eval(eval_data, kmodel, input_shape=shape, preprocess=mode, eval_samples=spec.eval_samples,
-                   seed=seed + 1)
+    inputs = input_specs(kmodel)
+    if len(inputs) != 1:
+        raise InvalidArgument(f"model {kmodel.name!r} has {len(inputs)} inputs; the doctor measures single-input "
+                              "classifiers", hint="export it with edgekit export (several inputs are supported there) "
+                                                  "and compare float and int8 with its verification")
+    mode, _ = _preprocess_for(kmodel, spec.preprocess, inputs)
+    ev = load_eval(eval_data, kmodel, inputs=inputs, preprocess=mode, eval_samples=spec.eval_samples, seed=seed + 1)
     need = check_resolution(ev, max_drop, limited=spec.eval_samples is not None) if max_drop is not None else None
     n1 = calib_samples or DEFAULT_CALIB_SAMPLES
     calib_cache: dict[int, Any] = {}
 
     def calib(n: int):
         if n not in calib_cache:
-            from ..data import load
-
             try:  # exactly the samples `edgekit export --calib-data X --calib-samples n` (with --verify-data) takes
-                calib_cache[n] = load(calib_data, input_shape=shape, preprocess_mode=mode, split="train", limit=n,
-                                      seed=seed)
+                calib_cache[n] = _load(calib_data, inputs, mode, "train", n, seed)
             except DataError as exc:
                 raise type(exc)(f"--calib-data: {exc.message}", hint=exc.hint) from exc
         return calib_cache[n].x

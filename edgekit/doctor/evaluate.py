@@ -9,7 +9,9 @@ itself: a perfect float model does not make one sample enough).
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -112,11 +114,11 @@ def classifier_top1(outputs: list[np.ndarray], where: str) -> np.ndarray:
     return first.argmax(axis=1)
 
 
-def load_eval(eval_data, kmodel, *, input_shape, preprocess: str, eval_samples: int | None, seed: int,
+def load_eval(eval_data, kmodel, *, inputs, preprocess: str | None, eval_samples: int | None, seed: int,
               batch_size: int = 64) -> EvalSet:
     """Eval samples (a built-in dataset's test split, an image folder with one sub-folder per class, an ``.npz``
     with ``x`` and optional ``y``, or Python arrays) and the float model's predictions on them."""
-    from ..data import load
+    from ..exporters.calibration import _load
 
     if eval_data is None:
         raise InvalidArgument("the doctor needs --eval-data (held-out samples to measure accuracy on)",
@@ -126,8 +128,7 @@ def load_eval(eval_data, kmodel, *, input_shape, preprocess: str, eval_samples: 
                                      or eval_samples <= 0):
         raise InvalidArgument(f"eval_samples must be a positive integer; received {eval_samples!r}")
     try:
-        ds = load(eval_data, input_shape=input_shape, preprocess_mode=preprocess, split="test", limit=eval_samples,
-                  seed=seed)
+        ds = _load(eval_data, inputs, preprocess, "test", eval_samples, seed)  # what export verifies on
     except DataError as exc:
         raise type(exc)(f"--eval-data: {exc.message}", hint=exc.hint) from exc
     outs = kmodel.predict(ds.x, batch_size=batch_size, verbose=0)
@@ -141,9 +142,11 @@ def load_eval(eval_data, kmodel, *, input_shape, preprocess: str, eval_samples: 
                             f"the model has {classes} classes",
                             hint="give eval data labelled with the model's own classes, or drop the labels (then the "
                                  "doctor measures agreement with the float model)")
-        if ds.num_classes is not None and ds.class_names and ds.num_classes != classes:
-            raise DataError(f"--eval-data: {ds.source} has {ds.num_classes} classes, the model {classes}",
-                            hint="give eval data of the model's own classes")
+        folder = isinstance(eval_data, (str, os.PathLike)) and Path(str(eval_data)).expanduser().is_dir()
+        if folder and ds.num_classes != classes:
+            raise DataError(f"--eval-data: {ds.source} has {ds.num_classes} class folders, the model {classes} "
+                            "classes", hint="one sub-folder per model class, named so that they sort in the model's "
+                                            "class order (or unlabelled images: then agreement with float is measured)")
     ev = EvalSet(ds.x, labels, ds.source, top1, 100.0)
     if labels is not None:
         ev.float_accuracy = ev.score(top1)
