@@ -107,7 +107,7 @@ def main() -> None:
         print("prune 50% + cluster 16 + int8 per-tensor:", results["pruned50_cluster16_int8_per_tensor"], flush=True)
     if "reanalyse" in only:
         # re-measure every artifact already written (e.g. after a change of the report's Huffman estimate)
-        from edgekit.compression.report import artifact_stats
+        from edgekit.compression.artifacts import artifact_stats
 
         for key, val in results.items():
             if isinstance(val, dict) and str(val.get("artifact", "")).endswith(".tflite"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from edgekit.compression import STAGES, Pipeline, compress
-from edgekit.compression.report import huffman_bits, huffman_lengths, quantize_per_channel, weight_stats
+from edgekit.compression.weights import huffman_bits, huffman_lengths, quantize_per_channel, weight_stats
 from edgekit.errors import PipelineError
 
 OPTS = dict(alpha=0.25, resolution=32, input_channels=1, classes=10, weights="none")
@@ -159,7 +159,7 @@ def test_prune_reaches_target_sparsity_and_strips(data):
     assert "conv1" not in pruned and "conv_preds" not in pruned  # first/last skipped by default
     for name, k in _kernels(model, pruned).items():
         assert np.mean(k == 0) == pytest.approx(0.5, abs=0.01), name
-    assert rep.stages[0].weights["pruned_sparsity"] == pytest.approx(0.5, abs=0.01)
+    assert rep.stages[0].weights.pruned_sparsity == pytest.approx(0.5, abs=0.01)
 
 
 @pytest.mark.slow
@@ -179,7 +179,7 @@ def test_prune_then_cluster_keeps_zeros_and_at_most_n_values(data):
                            {"cluster": {"clusters": 8, "epochs": 1}}]).run(tiny_model(), data, **RUN)
     _assert_plain(model)
     assert rep.stages[1].params["preserve_sparsity"] is True
-    assert rep.stages[1].weights["clustered_max_unique"] <= 8
+    assert rep.stages[1].weights.clustered_max_unique <= 8
     for name, k in _kernels(model, rep.stages[1].layers).items():
         assert len(np.unique(k)) <= 8, name
         if name in rep.stages[0].layers:
@@ -218,14 +218,23 @@ def test_distiller_returns_plain_student_and_calls_hooks(data):
 
 @pytest.mark.slow
 def test_compress_prune_int8_measures_sparsity_in_the_artifact(tmp_path, fashion_mnist_available):
+    """With verification on (the default): the artifact is checked against Keras on the held-out test split, and the
+    manifest names the real data (the training split calibrated, the test split verified; no temporary file)."""
     res = compress("mobilenet_v1", data="fashion-mnist", train_epochs=1, prune=0.5, prune_epochs=1,
-                   quantize="int8", calib_samples=100, verify=False, out=str(tmp_path), **RUN, **OPTS)
+                   quantize="int8", calib_samples=100, out=str(tmp_path), **RUN, **OPTS)
     assert res.stages == ["train", "prune", "export"]
     art = res.report.artifacts[0]
     assert art.path.endswith("_int8.tflite")
     assert art.weights.pruned_sparsity == pytest.approx(0.5, abs=0.02)  # read from the .tflite buffers
     assert art.file_bytes > art.gzip_bytes > 0 and art.weights.huffman_bytes < art.weights.bytes
-    assert art.test_accuracy is not None
+    man = json.loads(open(art.path + ".json").read())
+    assert man["calibration"]["kind"] == "data" and man["calibration"]["count"] == 100
+    assert man["calibration"]["source"] == "fashion-mnist:train"
+    assert man["verification_data"].startswith("fashion-mnist:test (128 samples")
+    assert man["verification"]["passed"] is True and res.export.artifacts[0].verification.passed
+    # the report's accuracy (edgekit.runtimes, one sample at a time) is the verifier's on the same 128 test images
+    assert art.test_samples == 128
+    assert art.test_accuracy == pytest.approx(man["verification"]["artifact_accuracy"], abs=1e-9)
     saved = json.loads(open(res.report.report_json).read())
     assert saved["artifacts"][0]["weights"]["pruned_sparsity"] == pytest.approx(0.5, abs=0.02)
     png = open(res.report.plot_png, "rb").read()
@@ -295,7 +304,7 @@ def test_save_model_keeps_the_training_when_export_fails(tmp_path, monkeypatch, 
 
 
 def test_local_latency_reports_a_device_error_as_a_note(tmp_path):
-    from edgekit.compression.report import local_latency
+    from edgekit.compression.artifacts import local_latency
 
     p50, note = local_latency(tmp_path / "missing.tflite")
     assert p50 is None and note.startswith("latency not measured:") and "missing.tflite" in note

@@ -162,7 +162,7 @@ def test_compress_keras3_mobilenet_prune_int8(k3_files, tmp_path, cli, fashion_m
     art = result["report"]["artifacts"][0]
     assert art["path"].endswith("_int8.tflite")
     assert art["weights"]["pruned_sparsity"] == pytest.approx(0.5, abs=0.02)   # read from the .tflite buffers
-    from edgekit.compression.report import tflite_weight_tensors
+    from edgekit.compression.artifacts import tflite_weight_tensors
 
     kernels = [arr for _, arr, _, _ in tflite_weight_tensors(art["path"]) if arr.size >= 512]
     halves = [float(np.mean(arr == 0)) for arr in kernels if abs(float(np.mean(arr == 0)) - 0.5) <= 0.02]

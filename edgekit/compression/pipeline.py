@@ -17,6 +17,8 @@ from ..data import PREPROCESS_MODES
 from ..errors import EdgekitWarning
 from ..specs.train import DEFAULT_BN_MOMENTUM
 from . import report as rep
+from .artifacts import ArtifactStats, artifact_stats, local_latency
+from .weights import count_params, keras_kernels, keras_weight_stats
 from .export_stage import Export
 from .ordering import assert_plain, validate_chain
 from .stages import Context, Stage, StageReport, make_stage
@@ -33,7 +35,7 @@ class PipelineReport(JsonMixin):
     test_samples: int
     input: StageReport
     stages: list[StageReport] = field(default_factory=list)
-    artifacts: list[rep.ArtifactStats] = field(default_factory=list)
+    artifacts: list[ArtifactStats] = field(default_factory=list)
     export: Any = None  # the ExportResult of the export stage
     seconds: float = 0.0
     report_json: str | None = None
@@ -140,10 +142,10 @@ class Pipeline:
             pruned = {n: shape for n, shape in shapes.items() if n in set(ctx.pruned_layers)}
             clustered = {n: shape for n, shape in shapes.items() if n in set(ctx.clustered_layers)}
             for path, precision in [(str(a.path), a.precision) for a in result.artifacts if a.format == "tflite"]:
-                art = rep.artifact_stats(path, pruned_shapes=pruned, clustered_shapes=clustered, test=ds_test or ds_val,
+                art = artifact_stats(path, pruned_shapes=pruned, clustered_shapes=clustered, test=ds_test or ds_val,
                                          precision=precision)
                 if export_stage.latency:
-                    art.latency_ms_p50, art.latency_note = rep.local_latency(path)
+                    art.latency_ms_p50, art.latency_note = local_latency(path)
                 report.artifacts.append(art)
         report.seconds = round(time.perf_counter() - t0, 2)
         stem = None
@@ -162,11 +164,10 @@ class Pipeline:
 
         srep.val_accuracy = evaluate(model, ctx.val)
         srep.test_accuracy = evaluate(model, ctx.test)
-        srep.param_count, srep.nonzero = rep.count_params(model)
-        srep.weights = rep.keras_weight_stats(model, ctx.pruned_layers,
-                                              clustered_layers=ctx.clustered_layers).to_dict()
+        srep.param_count, srep.nonzero = count_params(model)
+        srep.weights = keras_weight_stats(model, ctx.pruned_layers, clustered_layers=ctx.clustered_layers)
         return srep
 
 
 def _kernel_shapes(model) -> dict[str, tuple[int, ...]]:
-    return {name: tuple(k.shape) for name, k, _ in rep.keras_kernels(model)}
+    return {name: tuple(k.shape) for name, k, _ in keras_kernels(model)}

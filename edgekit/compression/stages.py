@@ -17,6 +17,7 @@ from ..errors import PipelineError, UnknownNameError
 from ..registry import Registry
 from ..specs.stages import FIRST, LAST, StageSpec, TrainStageSpec
 from .train import EpochLog
+from .weights import WeightStats
 
 #: name -> Stage subclass
 STAGES: Registry[type["Stage"]] = Registry("compression stage")
@@ -55,7 +56,7 @@ class StageReport(JsonMixin):
     test_accuracy: float | None = None
     param_count: int = 0
     nonzero: int = 0
-    weights: dict | None = None  # report.WeightStats of the (simulated int8) kernels
+    weights: WeightStats | None = None  # of the (simulated int8) kernels
     layers: list[str] = field(default_factory=list)  # layers the stage transformed
     history: list[EpochLog] = field(default_factory=list)
     seconds: float = 0.0

@@ -1,0 +1,127 @@
+"""Reading an exported artifact for the compression report: its size, gzip size, the weights in its constant
+buffers (so sparsity and clusters are the ones the device gets) and its top-1 accuracy, run through
+:mod:`edgekit.runtimes` like every other artifact run on this machine."""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._jsonable import JsonMixin
+from .weights import WeightStats, weight_stats
+
+#: TFLite ops whose input #1 is a weight (filter) tensor
+WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
+
+
+def tflite_weight_tensors(path: str | os.PathLike) -> list[tuple[str, np.ndarray, str, int | None]]:
+    """(tensor name, values, op, per-channel quantized axis or None) of every constant filter tensor (input #1 of
+    conv/depthwise/FC ops)."""
+    from ..runtimes import load
+
+    interp = load(path, runtime="litert").interpreter  # the session's interpreter (tensors allocated)
+    details = {d["index"]: d for d in interp.get_tensor_details()}
+    seen, out = set(), []
+    for op in interp._get_ops_details():  # noqa: SLF001 - the only API listing op inputs
+        if op["op_name"] not in WEIGHT_OPS or len(op["inputs"]) < 2:
+            continue
+        idx = int(op["inputs"][1])
+        if idx in seen or idx < 0:
+            continue
+        seen.add(idx)
+        try:
+            arr = interp.get_tensor(idx)
+        except ValueError:
+            continue  # not a constant (e.g. computed at run time)
+        qdim = details[idx].get("quantization_parameters", {}).get("quantized_dimension", 0)
+        scales = details[idx].get("quantization_parameters", {}).get("scales", ())
+        out.append((details[idx]["name"], np.array(arr), op["op_name"], int(qdim) if len(scales) > 1 else None))
+    return out
+
+
+def _match_pruned(tensors, pruned_shapes: dict[str, tuple[int, ...]]) -> list[bool]:
+    """Which TFLite filter tensors come from the pruned Keras layers: by layer name in the tensor name, else by
+    shape (Keras HWIO / IO -> TFLite OHWI / OI)."""
+    flags = [False] * len(tensors)
+    pending = dict(pruned_shapes)
+    for i, (tname, arr, *_) in enumerate(tensors):
+        for lname in list(pending):
+            if f"/{lname}/" in tname or tname.endswith(f"/{lname}") or f"{lname}/" in tname.split(";")[0]:
+                flags[i] = True
+                pending.pop(lname)
+                break
+    for lname, kshape in pending.items():
+        want = (kshape[-1], *kshape[:-1]) if len(kshape) == 4 else (kshape[1], kshape[0])
+        for i, (_, arr, *_) in enumerate(tensors):
+            if not flags[i] and tuple(arr.shape) == tuple(want):
+                flags[i] = True
+                break
+    return flags
+
+
+@dataclass
+class ArtifactStats(JsonMixin):
+    """The exported file itself: size, gzip, weights read from its buffers, accuracy of the artifact."""
+
+    path: str
+    precision: str | None = None
+    file_bytes: int = 0
+    gzip_bytes: int = 0
+    weights: WeightStats | None = None
+    #: file size with the weight buffers replaced by their Huffman code (graph, biases, scales kept as they are)
+    huffman_file_bytes: int = 0
+    test_accuracy: float | None = None
+    test_samples: int = 0
+    latency_ms_p50: float | None = None
+    latency_note: str | None = None
+
+
+def artifact_stats(path: str | os.PathLike, *, pruned_shapes: dict | None = None,
+                   clustered_shapes: dict | None = None, test=None,
+                   precision: str | None = None, detail: bool = True) -> ArtifactStats:
+    """Measure a .tflite artifact: sizes, weight sparsity (all filters and the pruned ones), Huffman estimate,
+    and top-1 accuracy on ``test`` (a labelled Dataset) run through the TFLite interpreter."""
+    path = Path(path)
+    blob = path.read_bytes()
+    tensors = tflite_weight_tensors(path)
+    flags = _match_pruned(tensors, pruned_shapes or {})
+    cflags = _match_pruned(tensors, clustered_shapes or {})
+    ws = weight_stats([(n, a, f, ax, c) for (n, a, _, ax), f, c in zip(tensors, flags, cflags)], detail)
+    st = ArtifactStats(path=str(path), precision=precision, file_bytes=len(blob),
+                       gzip_bytes=len(gzip.compress(blob, 9, mtime=0)), weights=ws,
+                       huffman_file_bytes=len(blob) - ws.bytes + ws.huffman_bytes)
+    if test is not None and test.y is not None and len(test):
+        st.test_accuracy = artifact_accuracy(path, test)
+        st.test_samples = len(test)
+    return st
+
+
+def artifact_accuracy(path: str | os.PathLike, ds) -> float:
+    """Top-1 accuracy of an artifact (any runtime :mod:`edgekit.runtimes` has) on a labelled Dataset, one sample at a
+    time (artifacts have a fixed batch of 1); integer I/O is quantized/dequantized by the session."""
+    from ..runtimes import load
+
+    session = load(path)
+    correct = 0
+    for i in range(len(ds)):
+        out = session.predict(ds.x[i:i + 1])[0]
+        correct += int(np.argmax(out[0]) == ds.y[i])
+    return correct / len(ds)
+
+
+def local_latency(path: str | os.PathLike, runs: int = 50):
+    """(p50 ms, note) from the on-device harness (``edgekit.devices.bench`` on ``local``)."""
+    from ..devices import bench
+    from ..errors import EdgekitError
+
+    try:
+        r = bench([str(path)], ["local"], runs=runs, warmup=5)[0]
+    except EdgekitError as exc:  # latency is optional in the report; a bug still surfaces
+        return None, f"latency not measured: {exc}"
+    if r.status != "ok":
+        return None, f"latency not measured: {r.status}: {r.error}"
+    return r.p50_ms, (f"local {r.runtime} {r.runtime_version or ''}, {r.threads or 'default'} threads, "
+                      f"{r.count} runs")
