@@ -156,10 +156,12 @@ def run_recipe(path: str | os.PathLike, overrides: Mapping[str, Any] | None = No
     if overrides:
         recipe = {**recipe, **{k: v for k, v in overrides.items() if v is not None}}
     spec = recipe_spec(recipe, where=f"recipe {path}" + (" with overrides" if overrides else ""))
+    run = {"recipe": str(path), "recipe_name": recipe.get("name"), "overrides": dict(overrides or {}) or None}
+    run = {k: v for k, v in run.items() if v is not None}
     if isinstance(spec, ExportSpec):
         from .exporters import export
 
-        return RecipeResult(str(path), recipe, export(spec=spec, progress=progress))
+        return RecipeResult(str(path), recipe, export(spec=spec, progress=progress, provenance=run))
     from .compression.api import compress
 
-    return RecipeResult(str(path), recipe, compress(spec=spec, progress=progress))
+    return RecipeResult(str(path), recipe, compress(spec=spec, progress=progress, provenance=run))

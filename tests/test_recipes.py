@@ -1,6 +1,7 @@
 """Recipes in export/: every file validates (schema = compress() arguments); bad recipes fail before training."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def test_recipe_keys_are_the_compress_arguments():
     from edgekit.compression import compress
 
     keys = set(recipe_keys())
-    assert set(inspect.signature(compress).parameters) - {"progress", "callbacks", "spec"} <= keys
+    assert set(inspect.signature(compress).parameters) - {"progress", "callbacks", "spec", "provenance"} <= keys
     assert {"alpha", "resolution", "weights", "name"} <= keys
 
 
@@ -75,11 +76,23 @@ def test_overrides_are_validated_too(tmp_path):
 
 @pytest.mark.slow
 def test_run_recipe_end_to_end(tmp_path, fashion_mnist_available):
+    """Verification on (the default); the manifest records the recipe, the model as the recipe names it, the stages
+    and the real data (a recipe's manifest said `source: keras.Model object`, `options: {}` and a deleted .npz)."""
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump({**BASE, "limit": 256, "test_limit": 128, "train_epochs": 1, "cluster": 8,
-                                    "cluster_epochs": 1, "quantize": "int8", "calib_samples": 100, "verify": False,
+    path.write_text(yaml.safe_dump({**BASE, "name": "tiny", "limit": 256, "test_limit": 128, "train_epochs": 1,
+                                    "cluster": 8, "cluster_epochs": 1, "quantize": "int8", "calib_samples": 100,
                                     "out": str(tmp_path / "out")}))
-    res = run_recipe(path)
+    res = run_recipe(path, {"seed": 0})
+    man = json.loads(Path(str(res.export.artifacts[0].path) + ".json").read_text())
+    assert man["model"]["source"] == "mobilenet_v1"
+    assert man["model"]["options"] == {k: BASE[k] for k in ("alpha", "resolution", "input_channels", "classes",
+                                                             "weights")}
+    assert man["pipeline"]["recipe"] == str(path) and man["pipeline"]["recipe_name"] == "tiny"
+    assert man["pipeline"]["overrides"] == {"seed": 0} and man["pipeline"]["data"] == "fashion-mnist"
+    assert [list(s) for s in man["pipeline"]["stages"]] == [["train"], ["cluster"]]
+    assert man["pipeline"]["stages"][1]["cluster"]["clusters"] == 8
+    assert man["calibration"]["source"] == "fashion-mnist:train" and "fashion-mnist:test" in man["verification_data"]
+    assert man["verification"]["passed"] is True
     assert res.stages == ["train", "cluster", "export"]
     assert res.export.artifacts[0].path.suffix == ".tflite"  # engineer 2's ExportResult
     art = res.report.artifacts[0]

@@ -86,7 +86,8 @@ def train_cmd(as_json: bool, **kwargs: Any) -> None:
     emit(report, as_json, render_train)
 
 
-@spec_command(CompressSpec, "edgekit.compression:compress", cli_only=("as_json",), api_only=("callbacks",))
+@spec_command(CompressSpec, "edgekit.compression:compress", cli_only=("as_json",),
+              api_only=("callbacks", "provenance"))
 @click.command("compress")
 @spec_options(CompressSpec)
 @json_option

@@ -93,7 +93,7 @@ def render_inspect(rep) -> None:
         err.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
 
 
-@spec_command(ExportSpec, "edgekit.exporters:export", cli_only=("recipe", "as_json"))
+@spec_command(ExportSpec, "edgekit.exporters:export", cli_only=("recipe", "as_json"), api_only=("provenance",))
 @click.command("export")
 @spec_options(ExportSpec, argument_required=False)
 @click.option("--recipe", default=None, type=click.Path(), help="Run a recipe (export/NAME.yaml); options override keys.")

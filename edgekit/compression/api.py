@@ -2,6 +2,7 @@
 recipes map 1:1 (arguments: :class:`edgekit.specs.CompressSpec`), and ``build_stages`` (spec -> Stage objects)."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -48,16 +49,24 @@ class CompressResult(JsonMixin):
 
 
 @takes_spec(CompressSpec, positional=("model",))
-def compress(spec: CompressSpec, *, progress: Progress = no_progress, callbacks: Sequence = ()) -> CompressResult:
+def compress(spec: CompressSpec, *, progress: Progress = no_progress, callbacks: Sequence = (),
+             provenance: dict | None = None) -> CompressResult:
     """Compress ``model`` with flags (``prune=0.5, cluster=16, distill_from="resnet50", qat=True``) or an explicit
     ``stages`` list, then export when ``quantize`` is given. Every argument (:class:`CompressSpec`) is also a
     recipe key and a CLI option.
 
     ``model`` is a zoo name, a model file or a keras.Model (the model options such as ``alpha``, ``resolution``,
     ``input_channels``, ``classes``, ``weights`` go to ``edgekit.models.create``). ``train_epochs`` trains the float
-    baseline first. The report (table rows, JSON, PNG) is saved beside the artifact in ``out``.
+    baseline first. The report (table rows, JSON, PNG) is saved beside the artifact in ``out``. The artifact's
+    manifest records the model as given (zoo name or file, its options), the stages, the data and ``provenance``
+    (e.g. ``{"recipe": path}`` from :func:`edgekit.run_recipe`).
     """
     built = build_stages(spec)
+    data = spec.data if isinstance(spec.data, (str, os.PathLike)) else getattr(spec.data, "source", None)
+    run = {"stages": [{s.name: s.config()} for s in built if s.name != "export"], "data": data and str(data),
+           "seed": spec.seed, **(provenance or {})}
+    if isinstance(spec.model, (str, os.PathLike)):
+        run.update(source=str(spec.model), options=spec.model_options())
     if spec.save_model is not None:
         from .train import check_model_output
 
@@ -75,5 +84,6 @@ def compress(spec: CompressSpec, *, progress: Progress = no_progress, callbacks:
                              limit=spec.limit, test_limit=spec.test_limit, seed=spec.seed, batch_size=spec.batch_size,
                              bn_momentum=spec.bn_momentum, preprocess=spec.preprocess, progress=progress,
                              callbacks=callbacks, report_dir=None if built[-1].name == "export" else spec.out,
-                             before_export=save if spec.save_model is not None else None, **spec.model_options())
+                             before_export=save if spec.save_model is not None else None, provenance=run,
+                             **spec.model_options())
     return CompressResult(model=report.model, stages=[s.name for s in built], report=report, model_path=saved)

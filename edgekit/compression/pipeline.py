@@ -90,14 +90,15 @@ class Pipeline:
             limit: int | None = None, test_limit: int | None = None, seed: int = 0, batch_size: int = 64,
             bn_momentum: float | None = DEFAULT_BN_MOMENTUM, preprocess: str | None = None,
             progress: Progress = no_progress, callbacks: Sequence = (), report_dir: str | None = None,
-            before_export: Callable[[Any], None] | None = None, **model_options: Any):
+            before_export: Callable[[Any], None] | None = None, provenance: dict | None = None,
+            **model_options: Any):
         """Run the stages on ``model`` (keras.Model, zoo name or file) with ``data``; returns
         ``(final_model, PipelineReport)``. With an export stage the report is saved beside the artifact.
 
         A keras.Model passed in is trained in place (tfmot's wrappers share its layers): keep a copy if you need
         the original. ``report_dir`` saves the report (JSON + PNG) when there is no export stage.
         ``before_export(model)`` is called with the final model before the export stage (e.g. to save it, so a
-        failed verification does not lose the training).
+        failed verification does not lose the training). ``provenance`` goes to the artifact's manifest.
         """
         from .train import resolve_model, seed_everything, set_bn_momentum, split_data
 
@@ -120,8 +121,8 @@ class Pipeline:
         set_bn_momentum(model, bn_momentum)
         preprocess = full.preprocess if full.preprocess in PREPROCESS_MODES else preprocess
         ctx = Context(source=data if isinstance(data, str) else None, train=ds_train, val=ds_val, test=ds_test,
-                      batch_size=batch_size, seed=seed,
-                      bn_momentum=bn_momentum, preprocess=preprocess, progress=progress, callbacks=list(callbacks))
+                      batch_size=batch_size, seed=seed, bn_momentum=bn_momentum, preprocess=preprocess,
+                      progress=progress, callbacks=list(callbacks), provenance=dict(provenance or {}))
         report = PipelineReport(model=model.name, data=full.source, seed=seed, train_samples=len(ds_train),
                                 val_samples=len(ds_val or ()), test_samples=len(ds_test or ()),
                                 input=self._measure(StageReport(stage="input", params={}), model, ctx))

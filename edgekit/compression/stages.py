@@ -44,6 +44,7 @@ class Context:
     clustered_layers: list[str] = field(default_factory=list)
     clusters: int | None = None
     source: str | None = None  # the data source as given (a built-in dataset name, a folder, a file)
+    provenance: dict = field(default_factory=dict)  # what the artifact's manifest records about this run
 
 
 @dataclass

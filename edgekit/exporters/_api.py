@@ -113,7 +113,7 @@ def _safe_name(name: str) -> str:
 
 
 @takes_spec(ExportSpec, positional=("model",))
-def export(spec: ExportSpec, *, progress: Progress = no_progress) -> ExportResult:
+def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: dict | None = None) -> ExportResult:
     """Export ``model`` (zoo name, model file or keras.Model) to every format in ``formats`` at ``quantize``.
     Arguments: :class:`edgekit.specs.ExportSpec` (also a ready ``spec=``).
 
@@ -122,7 +122,8 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress) -> ExportResul
     ``verify=False`` (then the failure is recorded and the artifact kept). Files appear atomically: on any error
     no artifact or manifest of this call is left behind. int8 only: ``float_layers`` (Keras layer names, e.g. from
     ``edgekit doctor``) keeps those layers' ops in float; ``calibration_method`` minmax (default), or onnxruntime's
-    entropy / percentile for the onnx format.
+    entropy / percentile for the onnx format. ``provenance`` (from compress and recipes): what the model object
+    was built from (``source``, ``options``) and the run that made it (``recipe``, ``stages``, ...), for the manifest.
 
     ``max_drop`` (accuracy points, measured on ``eval_data``) runs the int8 doctor's ladder instead and exports the
     first rung within it (:func:`edgekit.doctor.doctor`; ``train_data`` adds the QAT rung); the result's ``doctor``
@@ -152,7 +153,9 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress) -> ExportResul
     name = _safe_name(kmodel.name)
     files = {f: EXPORTERS.get(f).filename(name, spec) for f in fmts}
     check_destinations(Path(out) / (n + x) for n in files.values() for x in ("", ".json", VERIFY_SUFFIX))
-    model_info = {"name": kmodel.name, **model_info, "options": model_options,
+    provenance = dict(provenance or {})
+    model_info.update({k: provenance.pop(k) for k in ("source", "options") if k in provenance})
+    model_info = {"name": kmodel.name, "options": model_options, **model_info,
                   "inputs": [{"name": s.name, "shape": list(s.shape), "dtype": s.dtype, "image": s.image}
                              for s in inputs],
                   "preprocess": mode, "preprocess_origin": mode_origin, "params": int(kmodel.count_params()),
@@ -203,7 +206,7 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress) -> ExportResul
                                                     if v.status == FAILED else [])
             man = manifest.build(artifact=tmp, final_name=filename, fmt=f, spec=spec, model_info=model_info,
                                  calibration=samples.info, report=report, facts=facts, verification=v,
-                                 verify_source=samples.verify_source)
+                                 verify_source=samples.verify_source, pipeline=provenance or None)
             art = Artifact(f, prec.label, out_dir / filename, out_dir / (filename + ".json"), man["artifact"]["size_bytes"],
                            man["artifact"]["sha256"], io, report.precision, exporter.runtime, v, art_warnings)
             vfile = filename + VERIFY_SUFFIX  # what `bench --verify` replays on the device
