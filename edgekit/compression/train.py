@@ -184,7 +184,9 @@ def outputs_probabilities(model) -> bool:
     """True when the model's last layer applies softmax (its outputs are probabilities, not logits)."""
     last = model.layers[-1]
     inner = getattr(last, "layer", last)
-    return getattr(getattr(inner, "activation", None), "__name__", "") == "softmax"
+    act = getattr(inner, "activation", None)
+    act = getattr(act, "activation", act)  # tfmot's QAT wraps it in a QuantizeAwareActivation
+    return getattr(act, "__name__", "") == "softmax"
 
 
 def check_classes(model, ds) -> None:
