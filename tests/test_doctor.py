@@ -285,3 +285,65 @@ def test_python_api_errors(tiny):
     with pytest.raises(InvalidArgument, match="max_drop must be a number"):
         export(str(tiny / "tiny.keras"), quantize="int8", max_drop=True, eval_data=str(tiny / "eval.npz"))
     assert issubclass(BudgetNotMet, Exception) and BudgetNotMet("x").exit_code == 1
+
+
+@pytest.mark.slow
+def test_recipe_file_runs_the_choice_without_searching(ladder, tmp_path):
+    """`edgekit export --recipe <artifact>.recipe.yaml` rebuilds the chosen artifact byte for byte."""
+    res, out = ladder
+    art = res.export["tflite"]
+    recipe = out / (art.path.name + ".recipe.yaml")
+    r = CliRunner().invoke(main, ["export", "--recipe", str(recipe), "--out", str(tmp_path), "--json"],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    again = [a for a in doc["artifacts"] if a["format"] == "tflite"][0]
+    assert again["sha256"] == art.sha256 and again["path"] == str(tmp_path / art.path.name)
+
+
+@pytest.mark.slow
+def test_export_max_drop_prints_the_ladder_and_writes_the_choice(models, tmp_path):
+    r = CliRunner().invoke(main, ["export", str(models[1]), "--quantize", "int8", "--calib-data", "fashion-mnist",
+                                  "--calib-samples", "100", "--eval-data", "fashion-mnist", "--eval-samples", str(EVAL),
+                                  "--max-drop", "5", "--out", str(tmp_path)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())
+    assert "error each quantized op adds" in text and "ladder: budget 5 points" in text
+    assert "<- chosen" in text and "float_layers:" in text and "within budget: layers kept in float" in text
+    assert (tmp_path / "relunet_int8_2-float.tflite").is_file()
+
+
+@pytest.mark.slow
+def test_qat_rung_trains_exports_and_gives_compress_recipe_keys(models, tmp_path, monkeypatch):
+    """Only the QAT candidate is measured at its real accuracy (the others 40 points low): the ladder walks to the
+    last rung, fine-tunes with tfmot's QAT on --train-data, exports that model as int8 and says how to redo it."""
+    from edgekit.doctor import doctor, ladder
+
+    real = ladder.Search.accuracy
+    monkeypatch.setattr(ladder.Search, "accuracy",
+                        lambda self, path: real(self, path) - (0.0 if "_qat1_" in path.name else 40.0))
+    res = doctor(str(models[0]), calib_data="fashion-mnist", eval_data="fashion-mnist", max_drop=10,
+                 train_data="fashion-mnist", qat_epochs=1, out=tmp_path, calib_samples=100, eval_samples=200,
+                 diagnose_samples=8, latency_runs=3)
+    assert res.met and res.chosen == "QAT fine-tuning", [(r.name, r.status, r.accuracy) for r in res.rungs]
+    qat = res.rungs[-1]
+    assert qat.qat_epochs == 1 and qat.calib_samples is None and qat.drop <= 10
+    assert res.recipe["qat"] is True and res.recipe["qat_epochs"] == 1 and res.recipe["data"] == "fashion-mnist"
+    assert "calib_data" not in res.recipe and "float_layers" not in res.recipe
+    man = json.loads(res.export["tflite"].manifest.read_text())
+    assert man["qat"] is True and man["calibration"]["kind"] == "qat" and man["doctor"]["rung"] == "QAT fine-tuning"
+
+
+def test_a_qat_wrapped_softmax_output_is_trained_as_probabilities():
+    """tfmot wraps the last Dense's softmax in a QuantizeAwareActivation: QAT fine-tuning (the doctor's QAT rung,
+    compress --qat) must still use a probabilities loss, not from_logits=True on softmax outputs."""
+    from edgekit._keras import keras, layers, tfmot
+    from edgekit.compression.train import outputs_probabilities
+
+    inp = keras.Input((8, 8, 1))
+    x = layers.GlobalAveragePooling2D()(layers.Conv2D(4, 3)(inp))
+    model = keras.Model(inp, layers.Dense(3, activation="softmax")(x))
+    assert outputs_probabilities(model)
+    assert outputs_probabilities(tfmot().quantization.keras.quantize_model(model))
+    logits = keras.Model(inp, layers.Dense(3)(x))
+    assert not outputs_probabilities(tfmot().quantization.keras.quantize_model(logits))
