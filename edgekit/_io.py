@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
@@ -38,14 +39,16 @@ def ensure_writable_dir(path: str | os.PathLike, create: bool = True, option: st
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
+def atomic_path(dest: str | os.PathLike, suffix: str = ".part") -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; on success move it onto ``dest``, on error remove it.
 
-    Works for files and directories (e.g. SavedModel folders) written at the yielded path.
+    Works for files and directories (e.g. SavedModel folders) written at the yielded path. The path does not exist
+    yet, so what is written there gets the usual permissions (the umask's), not mkstemp's 0600. ``suffix``: the
+    temporary name's ending (writers that pick a format by suffix need theirs, e.g. ``.part.keras``).
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     tmp_path.unlink()
@@ -62,13 +65,17 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
-def write_bytes_atomic(dest: str | os.PathLike, data: bytes) -> Path:
-    with atomic_path(dest) as tmp:
-        tmp.write_bytes(data)
-    return Path(dest)
-
-
 def write_text_atomic(dest: str | os.PathLike, text: str) -> Path:
     with atomic_path(dest) as tmp:
         tmp.write_text(text)
     return Path(dest)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB chunks (the one helper; the device runner keeps its own copy
+    because it must run without edgekit)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

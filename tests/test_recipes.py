@@ -101,3 +101,55 @@ def test_run_recipe_end_to_end(tmp_path, fashion_mnist_available):
     assert len(clustered) == 13  # conv_pw_1..13 (stem conv and classifier skipped; depthwise not clusterable)
     assert art.weights.clustered_max_unique <= 8  # the report matched the clustered layers to .tflite tensors
     assert Path(res.report.report_json).is_file() and res.to_dict()["recipe"] == str(path)
+
+
+@pytest.mark.parametrize("text, message, hint", [
+    # a value of the wrong type whose default is None was an internal error
+    ("test_limit: lots\n", "test_limit must be int > 0; received 'lots'", "a whole number > 0"),
+    ("prune: half\n", "prune: sparsity must be in (0, 1); received 'half'", "0.5 for half"),
+    ("calib_samples: [1, 2]\n", "calib_samples must be int", "calib_samples"),
+    ("verify: maybe\n", "verify must be true or false", "verify: true"),
+])
+def test_bad_value_in_a_recipe_file_names_key_and_fix(tmp_path, text, message, hint):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "quantize": "int8"}) + text)
+    with pytest.raises(PipelineError) as info:
+        load_recipe(path)
+    assert str(path) in info.value.message and message in info.value.message
+    assert info.value.hint and hint in info.value.hint
+
+
+def test_yaml_syntax_error_keeps_line_and_column(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("model: mobilenet_v1\ndata: fashion-mnist\nquantize: [int8\nout: x\n")
+    with pytest.raises(PipelineError) as info:
+        load_recipe(path)
+    assert "not valid YAML" in info.value.message and "line 4, column 4" in info.value.message
+    assert f"{path}:4:4" in info.value.hint
+
+
+@pytest.mark.parametrize("text", ["just a string\n", "- a\n- list\n", ""])
+def test_a_recipe_that_is_not_a_mapping_gets_a_hint(tmp_path, text):
+    path = tmp_path / "scalar.yaml"
+    path.write_text(text)
+    with pytest.raises(PipelineError) as info:
+        load_recipe(path)
+    assert "must be a mapping" in info.value.message and "key: value" in info.value.hint
+
+
+def test_a_plain_export_recipe_runs_export_not_compress(tmp_path, monkeypatch):
+    """A recipe without data and stages (what `edgekit doctor` writes) is an export: ExportSpec keys only."""
+    import edgekit.exporters as exporters
+    from edgekit.specs import ExportSpec
+
+    path = tmp_path / "plain.yaml"
+    path.write_text(yaml.safe_dump({"name": "plain", "model": "mobilenet_v1", "alpha": 0.25, "quantize": "int8",
+                                    "calib_data": "fashion-mnist", "float_layers": ["conv_pw_1"]}))
+    seen = []
+    monkeypatch.setattr(exporters, "export", lambda *a, **k: seen.append(k) or "exported")
+    res = run_recipe(path)
+    assert res.result == "exported" and isinstance(seen[0]["spec"], ExportSpec)
+    assert seen[0]["spec"].float_layers == ("conv_pw_1",) and seen[0]["provenance"]["recipe"] == str(path)
+    path.write_text(yaml.safe_dump({"model": "mobilenet_v1", "quantize": "int8", "prune_epochs": 2}))
+    with pytest.raises(PipelineError, match="prune_epochs need training data"):
+        load_recipe(path)

@@ -123,3 +123,23 @@ def test_every_compress_argument_is_a_cli_option():
     options = {p.name for p in compress_cmd.params}
     missing = [a for a in inspect.signature(compress).parameters if a not in structured and a not in options]
     assert missing == []
+
+
+def test_saved_models_respect_the_umask(tmp_path):
+    """A trained model (and a checkpoint) is a normal file: 0644 under umask 022, not mkstemp's 0600."""
+    import os
+    import stat
+
+    from edgekit._keras import keras, layers
+    from edgekit.compression.train import save_model_atomic
+
+    inp = keras.Input((4,))
+    model = keras.Model(inp, layers.Dense(2)(inp))
+    old = os.umask(0o022)
+    try:
+        for name in ("m.keras", "m.h5"):
+            path = save_model_atomic(model, tmp_path / name)
+            assert stat.S_IMODE(path.stat().st_mode) == 0o644, name
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5", "m.keras"]  # no temp file left

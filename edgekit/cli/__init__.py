@@ -20,7 +20,14 @@ COMMAND_MODULES = ("models", "export", "compress", "devices", "sweep", "doctor")
 
 
 class _Group(click.Group):
-    """Turns EdgekitError into a one-line message and its exit code (2 for bad input); --debug shows tracebacks."""
+    """Turns EdgekitError into a one-line message and its exit code (2 for bad input); --debug shows tracebacks and
+    is accepted anywhere on the command line (``edgekit export x --debug`` as well as ``edgekit --debug export x``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)  # after "--" every word is an argument
+        if "--debug" in args[:end]:
+            args = ["--debug", *[a for i, a in enumerate(args) if not (i < end and a == "--debug")]]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context):
         debug = bool(ctx.params.get("debug"))

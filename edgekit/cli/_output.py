@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from typing import Any, Callable, Iterator
 
 import click
@@ -29,11 +30,19 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
         render(data)
 
 
+#: seconds between two progress lines of one task when stderr is not a terminal (CI logs)
+LINE_INTERVAL = 10.0
+
+
 @contextlib.contextmanager
 def progress(enabled: bool = True) -> Iterator[ProgressFn]:
-    """A progress callback for library calls, drawn on stderr while the block runs."""
-    if not enabled or not sys.stderr.isatty():
+    """A progress callback for library calls, drawn on stderr while the block runs: bars on a terminal, plain
+    lines elsewhere (CI logs, ``2> file``) so a long run is never silent there."""
+    if not enabled:
         yield lambda task, done, total: None
+        return
+    if not sys.stderr.isatty():
+        yield _line_progress()
         return
     bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=err, transient=True)
@@ -46,3 +55,23 @@ def progress(enabled: bool = True) -> Iterator[ProgressFn]:
 
     with bars:
         yield update
+
+
+def _line_progress(interval: float | None = None) -> ProgressFn:
+    """``progress: [  12s] task 3/10`` lines: when a task starts, when it completes, and at most every ``interval``
+    seconds in between."""
+    t0 = time.monotonic()
+    last: dict[str, float] = {}
+
+    def update(task: str, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        finished = total is not None and done >= total
+        if task in last and not finished and now - last[task] < (interval or LINE_INTERVAL):
+            return
+        if finished and last.get(task) == -1.0:
+            return  # completion already shown
+        last[task] = -1.0 if finished else now
+        count = f"{done}/{total}" if total is not None else (f"{done}" if done else "started")
+        click.echo(f"progress: [{now - t0:6.0f}s] {task} {count}", err=True)
+
+    return update

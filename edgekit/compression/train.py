@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,15 +215,10 @@ def save_model_atomic(model, dest: str | os.PathLike) -> Path:
     dest = Path(dest)
     if dest.suffix not in (".keras", ".h5"):
         raise InvalidArgument(f"model output {str(dest)!r} must end in .keras or .h5")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=dest.suffix, dir=dest.parent)
-    os.close(fd)
-    try:
+    from .._io import atomic_path
+
+    with atomic_path(dest, suffix=f".part{dest.suffix}") as tmp:  # created by the save: the umask's permissions
         model.save(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return dest
 
 

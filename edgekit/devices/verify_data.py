@@ -7,7 +7,6 @@ names in ``input_names`` / ``output_names`` (unicode arrays: the file loads with
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._io import sha256_file
 from ..errors import InvalidArgument
 
 VERIFY_SUFFIX = ".verify.npz"
@@ -41,7 +41,7 @@ def write(path: str | os.PathLike, *, inputs: Sequence[np.ndarray], reference: S
         arrays["labels"] = np.asarray(labels).astype(np.int64)
     with open(path, "wb") as fh:
         np.savez_compressed(fh, **arrays)
-    h = hashlib.sha256(path.read_bytes()).hexdigest()
+    h = sha256_file(path)
     return {"file": path.name, "sha256": h, "samples": int(len(inputs[0])), "inputs": list(input_names),
             "outputs": list(output_names), "host_runtime": host_runtime, "precision": precision,
             "output_lsb": output_lsb}

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..exporters.manifest import sha256
+from .._io import sha256_file as sha256
 from .ladder import MORE_CALIBRATION, Config, Measured, Rung, Search, float_layer_search, rung_from
 from .stats import worst_first
 

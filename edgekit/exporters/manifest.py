@@ -2,25 +2,17 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from .._io import sha256_file
 from .._jsonable import to_jsonable
 from ..runtimes import package_version
 
 SCHEMA = "edgekit.export/1"
 TOOLS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "tf2onnx", "onnx",
          "onnxruntime", "numpy")
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tool_versions() -> dict[str, str | None]:
@@ -38,7 +30,7 @@ def build(*, artifact: Path, final_name: str, fmt: str, spec, model_info: dict, 
         "edgekit": __version__,
         "tools": tool_versions(),
         "artifact": {"file": final_name, "format": fmt, "size_bytes": artifact.stat().st_size,
-                     "sha256": sha256(artifact), "weights_bytes": report.weights_bytes,
+                     "sha256": sha256_file(artifact), "weights_bytes": report.weights_bytes,
                      "graph_bytes": report.graph_bytes},
         "model": model_info,
         "precision": spec.precision.label,

@@ -11,13 +11,13 @@ user is refused, so nobody else can plant a file that we would run. Subclasses i
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shlex
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..._io import sha256_file
 from ...errors import DeviceError, DeviceTimeout, InvalidArgument, RemoteCommandError
 from ...registry import Registry
 from ..profiles import DeviceSpec
@@ -51,14 +51,6 @@ class ConnectOptions:
         if self.connect_timeout is not None and not self.connect_timeout > 0:
             raise InvalidArgument(f"--connect-timeout must be > 0 seconds, got {self.connect_timeout}",
                                   hint="e.g. --connect-timeout 10")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Transport:
