@@ -58,20 +58,22 @@ def progress(enabled: bool = True) -> Iterator[ProgressFn]:
 
 
 def _line_progress(interval: float | None = None) -> ProgressFn:
-    """``progress: [  12s] task 3/10`` lines: when a task starts, when it completes, and at most every ``interval``
-    seconds in between."""
+    """``progress: [  12s] task 3/10`` lines: when a task completes, and at most every ``interval`` seconds while it
+    runs (a command that fails or finishes quickly prints none)."""
     t0 = time.monotonic()
-    last: dict[str, float] = {}
+    last: dict[str, float | None] = {}  # task -> time of its last line (or first call); None once completed
 
     def update(task: str, done: int, total: int | None) -> None:
         now = time.monotonic()
         finished = total is not None and done >= total
-        if task in last and not finished and now - last[task] < (interval or LINE_INTERVAL):
+        if task not in last:
+            last[task] = now
+            if not finished:
+                return
+        if last[task] is None or (not finished and now - last[task] < (interval or LINE_INTERVAL)):
             return
-        if finished and last.get(task) == -1.0:
-            return  # completion already shown
-        last[task] = -1.0 if finished else now
-        count = f"{done}/{total}" if total is not None else (f"{done}" if done else "started")
+        last[task] = None if finished else now
+        count = f"{done}/{total}" if total is not None else str(done)
         click.echo(f"progress: [{now - t0:6.0f}s] {task} {count}", err=True)
 
     return update
