@@ -38,6 +38,7 @@ def main() -> int:
     args = ap.parse_args()
     import multi_models as mm
 
+    from edgekit.errors import ExportError
     from edgekit.exporters import export
     from edgekit.exporters.verify import keras_outputs, run_artifact
     from edgekit.runtimes import load
@@ -67,9 +68,14 @@ def main() -> int:
         for q in ("none", "fp16", "dynamic", "int8", "int16x8"):
             kw = dict(data) if q in ("int8", "int16x8") else {"verify_data": data["verify_data"]}
             fmts = "tflite,onnx" if q != "int16x8" else "tflite"
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                res = export(model, quantize=q, formats=fmts, out=out / name, verify=False, **kw)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    res = export(model, quantize=q, formats=fmts, out=out / name, verify=False, **kw)
+            except ExportError as exc:  # e.g. int16x8 has no PRELU kernel: recorded, the sweep goes on
+                rows.append({"model": name, "precision": q, "status": "export_failed", "error": exc.message})
+                print(f"{name:6} {'-':7} {q:8} export failed: {exc.message}")
+                continue
             vx = data["verify_data"][0]
             vx = [vx[k] for k in model.input_names] if isinstance(vx, dict) else [vx]
             ref = keras_outputs(model, vx)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -301,10 +301,3 @@ def paired_reference(v: Verification, ref: Sequence[np.ndarray], ref_names: Sequ
     if len(by_art) != len(outputs) or any(o.name not in by_art for o in outputs):
         return list(ref)
     return [by_name[by_art[o.name]] for o in outputs]
-
-
-def summary(v: Verification | None) -> dict[str, Any]:
-    if v is None:
-        return {"status": "skipped"}
-    return {"status": v.status, "max_abs_err": v.max_abs_err, "sqnr_db": v.sqnr_db,
-            "top1_agreement": v.top1_agreement}
