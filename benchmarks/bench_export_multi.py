@@ -52,7 +52,7 @@ def main() -> int:
     two = mm.train(mm.two_input(), xs, ys, epochs=6)
     xt, yt = mm.two_input_data(500, split="test", seed=1)
     xa, ya = mm.audio_data(600)
-    tones = mm.train(mm.audio(), xa, ya, epochs=4)
+    tones = mm.train(mm.audio(), xa, ya, epochs=8)
     xa, ya = mm.audio_data(250, seed=1)
     cases = [
         ("onet", onet, dict(calib_data=xo[:300], verify_data=(xo[300:], yo["conv6-1"][300:]))),

@@ -132,7 +132,7 @@ def test_multi_input_data_errors(tmp_path):
 @pytest.fixture(scope="module")
 def audio():
     x, y = mm.audio_data(600)
-    model = mm.train(mm.audio(), x, y, epochs=4)
+    model = mm.train(mm.audio(), x, y, epochs=8)
     return model, *mm.audio_data(250, seed=1)
 
 
