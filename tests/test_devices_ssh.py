@@ -283,3 +283,26 @@ def test_tilde_paths_expand_on_the_device(sshd, models, tmp_path, monkeypatch):
         assert list(home_dir.glob("cache/*/tiny.tflite")) and not list(home_dir.glob("run-*"))
     finally:
         shutil.rmtree(home_dir, ignore_errors=True)
+
+
+def test_work_dir_is_private_and_a_foreign_one_is_refused(sshd, models, tmp_path):
+    """Issue 8 item 2 over a real SSH session: the work dir is created 0700; one owned by another user is refused."""
+    import stat
+
+    work = tmp_path / "private" / "work"
+    (row,) = bench([models["tiny"]], url(sshd), **kw(sshd, runs=2))  # default work dir: ~/.cache/edgekit/bench
+    assert row.ok, row.error
+    assert stat.S_IMODE((Path.home() / ".cache/edgekit/bench").stat().st_mode) == 0o700
+    from edgekit.devices.profiles import DeviceSpec
+
+    spec = DeviceSpec(name="pi", transport="ssh", host=sshd["SSHD_HOST"], port=int(sshd["SSHD_PORT"]),
+                      user=sshd["SSHD_USER"], work_dir=str(work))
+    (row,) = bench([models["tiny"]], spec, **kw(sshd, runs=2))
+    assert row.ok and stat.S_IMODE(work.stat().st_mode) == 0o700
+    if os.geteuid() != 0:
+        pytest.skip("chown to another user needs root")
+    foreign = tmp_path / "shared"
+    foreign.mkdir(mode=0o777)
+    os.chown(foreign, 65534, 65534)  # nobody
+    (row,) = bench([models["tiny"]], spec.replace(work_dir=str(foreign)), **kw(sshd, runs=2))
+    assert row.status == "invalid_argument" and "belongs to another user" in row.error and "work_dir" in row.hint
