@@ -55,7 +55,7 @@ def _parity_cell(p) -> str:
     if p.get("status") == "not_checked":
         return "not checked"
     worst = min((o["sqnr_db"] for o in p.get("outputs") or []), default=None)
-    text = "passed" if p["status"] == "passed" else "[red]FAILED[/]"
+    text = {"passed": "passed", "inconclusive": "[yellow]inconclusive[/]"}.get(p["status"], "[red]FAILED[/]")
     return text + (f" {worst:.1f} dB" if worst is not None else "")
 
 
