@@ -20,9 +20,9 @@ def render_results(results) -> None:
     from rich.table import Table
 
     table = Table(title="edgekit bench", show_lines=False)
-    for col in ("model", "format", "precision", "size MB", "device", "runtime", "threads", "p50 ms", "p50 95% CI",
-                "p90 ms", "mean±std ms", "FPS", "peak MB", "parity", "status"):
-        table.add_column(col, justify="right" if col.endswith(("MB", "ms", "FPS", "threads")) else "left")
+    for col in ("model", "format", "precision", "size MiB", "device", "runtime", "threads", "p50 ms", "p50 95% CI",
+                "p90 ms", "mean±std ms", "FPS", "peak MiB", "parity", "status"):
+        table.add_column(col, justify="right" if col.endswith(("MiB", "ms", "FPS", "threads")) else "left")
     for r in results:
         runtime = f"{r.runtime} {r.runtime_version}" if r.runtime and r.runtime_version else (r.runtime or "-")
         status = "[green]ok[/]" if r.ok else f"[red]{r.status}[/]: {escape(str(r.error))}"

@@ -6,6 +6,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
+from .._units import human, kib
 from ..errors import InvalidArgument
 from ..specs import ExportSpec
 from ._options import given, spec_command, spec_options
@@ -37,7 +38,7 @@ def render_export(result) -> None:
         prec = a.precision + ("" if a.io == "float" else f" {a.io}-io")
         if a.computes_in != a.precision:
             prec += f" (runs {a.computes_in})"
-        row = [a.format, prec, f"{a.size_bytes / 1024:.1f}", _fmt_num(v and v.max_abs_err, ".1e"),
+        row = [a.format, prec, f"{kib(a.size_bytes):.1f}", _fmt_num(v and v.max_abs_err, ".1e"),
                _fmt_num(v and v.sqnr_db, ".1f"), _fmt_num(v and v.top1_agreement, ".3f")]
         if labelled:
             row.append("-" if v is None or v.keras_accuracy is None
@@ -67,8 +68,8 @@ def render_inspect(rep) -> None:
 
     compute = rep.precision + (f" weights, computes in {rep.cpu_compute} on CPU" if rep.cpu_compute else "")
     out.print(f"[bold]{escape(str(rep.path))}[/]  {rep.format}, computes in [bold]{compute}[/], "
-              f"{rep.size_bytes / 1024:.1f} KiB = weights {rep.weights_bytes / 1024:.1f} KiB + graph "
-              f"{rep.graph_bytes / 1024:.1f} KiB", highlight=False)
+              f"{human(rep.size_bytes)} = weights {human(rep.weights_bytes)} + graph {human(rep.graph_bytes)}",
+              highlight=False)
     io = Table("", "name (signature name)", "shape", "dtype", "scale", "zero point", title="inputs / outputs",
                title_justify="left")
     for kind, items in (("in", rep.inputs), ("out", rep.outputs)):

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .._units import kib
 from .weights import WeightStats
 
 
-COLUMNS = ("stage", "val acc", "test acc", "params", "nonzero", "sparsity", "pruned sp.", "clust. uniq/ch", "int8 KB",
-           "gzip KB", "huffman KB", "file KB", "file gzip KB")
+COLUMNS = ("stage", "val acc", "test acc", "params", "nonzero", "sparsity", "pruned sp.", "clust. uniq/ch",
+           "int8 KiB", "gzip KiB", "huffman KiB", "file KiB", "file gzip KiB")
 
 
 def _pct(v):
@@ -20,7 +21,7 @@ def _pct(v):
 
 
 def _kb(v):
-    return "" if not v else f"{v / 1024:.1f}"
+    return "" if not v else f"{kib(v):.1f}"
 
 
 def rows(report) -> list[list[str]]:
@@ -57,20 +58,20 @@ def plot(report, dest: str | os.PathLike) -> Path:
     for st in rows_:
         w = st.weights or WeightStats()
         labels.append(st.stage)
-        raw.append(w.bytes / 1024)
-        gz.append(w.gzip_bytes / 1024)
-        hf.append(w.huffman_bytes / 1024)
+        raw.append(kib(w.bytes))
+        gz.append(kib(w.gzip_bytes))
+        hf.append(kib(w.huffman_bytes))
         a = st.test_accuracy if st.test_accuracy is not None else st.val_accuracy
         acc.append(None if a is None else 100 * a)
     file_kb, file_gz = [0.0] * len(labels), [0.0] * len(labels)
     for art in report.artifacts:
         w = art.weights or WeightStats()
         labels.append(f"{art.precision or 'artifact'}\n.tflite")
-        raw.append(w.bytes / 1024)
-        gz.append(w.gzip_bytes / 1024)
-        hf.append(w.huffman_bytes / 1024)
-        file_kb.append(art.file_bytes / 1024)
-        file_gz.append(art.gzip_bytes / 1024)
+        raw.append(kib(w.bytes))
+        gz.append(kib(w.gzip_bytes))
+        hf.append(kib(w.huffman_bytes))
+        file_kb.append(kib(art.file_bytes))
+        file_gz.append(kib(art.gzip_bytes))
         acc.append(None if art.test_accuracy is None else 100 * art.test_accuracy)
     x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(max(7.0, 1.5 * len(labels) + 3), 5), dpi=110)
@@ -84,7 +85,7 @@ def plot(report, dest: str | os.PathLike) -> Path:
             if v:
                 ax.annotate(f"{v:.0f}", (b.get_x() + b.get_width() / 2, v), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, labels)
-    ax.set_ylabel("size (KB)")
+    ax.set_ylabel("size (KiB)")
     ax.set_ylim(0, max(max(s[1]) for s in series) * 1.18)
     ax.grid(True, axis="y", alpha=0.3)
     ax2 = ax.twinx()

@@ -13,6 +13,7 @@ from typing import Any, Iterable, Sequence
 
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
+from .._units import mib
 from ..errors import (AuthError, ConnectError, DeviceError, DeviceTimeout, EdgekitError, HostKeyError,
                       InvalidArgument, ModelLoadError, RemoteCommandError, RuntimeMissing)
 from . import history as _history, stats
@@ -26,7 +27,8 @@ __all__ = ["bench", "BenchResult", "RUNNER", "status_of", "result"]
 
 @dataclass
 class BenchResult(JsonMixin):
-    """One artifact on one device. Times in ms; ``None`` where the tool does not measure it (never invented)."""
+    """One artifact on one device. Times in ms, sizes and memory in MiB (``_mb``: 2**20 bytes, edgekit's one size
+    convention); ``None`` where the tool does not measure it (never invented)."""
 
     artifact: str
     model: str
@@ -99,7 +101,7 @@ def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: Ba
            transfers: Sequence[str] = ()) -> BenchResult:
     """A row from the device's document (or from the error that stopped it)."""
     r = BenchResult(artifact=art.path, model=art.model, format=art.format, precision=art.precision,
-                    size_mb=art.size_bytes / 1e6, sha256=art.sha256, device=spec.name, transport=spec.transport,
+                    size_mb=mib(art.size_bytes), sha256=art.sha256, device=spec.name, transport=spec.transport,
                     transfers=list(transfers),
                     timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     if exc is not None:
