@@ -14,7 +14,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, did_you_mean
 
 #: zoo options that are not grid keys: they do not change what is measured, or a sweep cannot use them
 NOT_GRID = ("include_top", "weights")
@@ -128,11 +128,9 @@ def expand(models: Sequence[str], grid: Mapping[str, tuple], fixed: Mapping[str,
         if k in NOT_GRID:
             raise InvalidArgument(f"{k} cannot be a grid key", hint=f"give it once, as --{k.replace('_', '-')}")
         if k not in union:
-            import difflib
-
-            close = difflib.get_close_matches(k, sorted(union), n=2, cutoff=0.5)
+            close = did_you_mean(k, sorted(union), n=2)
             raise InvalidArgument(f"unknown grid key {k!r}: no model of this sweep takes it",
-                                  hint=(f"did you mean {' or '.join(map(repr, close))}? " if close else "")
+                                  hint=(f"{close} " if close else "")
                                   + f"they take: {', '.join(sorted(union | {'model'}))}")
         if fixed.get(k) is not None:
             raise InvalidArgument(f"{k} is both fixed (--{k.replace('_', '-')}) and in the grid",
