@@ -32,6 +32,9 @@ _LAZY = {
     # decisions: the package is callable, edgekit.sweep(model, grid=..., ...) runs a sweep
     "sweep": ("edgekit.sweep", None),
     "SweepResult": ("edgekit.sweep", "SweepResult"),
+    # the package is callable: edgekit.doctor(model, calib_data=..., eval_data=..., max_drop=1) runs the int8 doctor
+    "doctor": ("edgekit.doctor", None),
+    "DoctorResult": ("edgekit.doctor", "DoctorResult"),
     # errors
     "EdgekitError": ("edgekit.errors", "EdgekitError"),
 }

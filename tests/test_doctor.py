@@ -317,18 +317,22 @@ def test_export_max_drop_prints_the_ladder_and_writes_the_choice(models, tmp_pat
 def test_qat_rung_trains_exports_and_gives_compress_recipe_keys(models, tmp_path, monkeypatch):
     """Only the QAT candidate is measured at its real accuracy (the others 40 points low): the ladder walks to the
     last rung, fine-tunes with tfmot's QAT on --train-data, exports that model as int8 and says how to redo it."""
+    from edgekit.data import load
     from edgekit.doctor import doctor, ladder
 
     real = ladder.Search.accuracy
     monkeypatch.setattr(ladder.Search, "accuracy",
                         lambda self, path: real(self, path) - (0.0 if "_qat1_" in path.name else 40.0))
+    ds = load("fashion-mnist", input_shape=(RES, RES, 1), split="train", limit=2000, seed=11)
+    np.savez(tmp_path / "train.npz", x=ds.x, y=ds.y)
     res = doctor(str(models[0]), calib_data="fashion-mnist", eval_data="fashion-mnist", max_drop=10,
-                 train_data="fashion-mnist", qat_epochs=1, out=tmp_path, calib_samples=100, eval_samples=200,
-                 diagnose_samples=8, latency_runs=3)
+                 train_data=str(tmp_path / "train.npz"), qat_epochs=1, out=tmp_path / "out", calib_samples=100,
+                 eval_samples=200, diagnose_samples=8, latency_runs=3)
     assert res.met and res.chosen == "QAT fine-tuning", [(r.name, r.status, r.accuracy) for r in res.rungs]
     qat = res.rungs[-1]
     assert qat.qat_epochs == 1 and qat.calib_samples is None and qat.drop <= 10
-    assert res.recipe["qat"] is True and res.recipe["qat_epochs"] == 1 and res.recipe["data"] == "fashion-mnist"
+    assert res.recipe["qat"] is True and res.recipe["qat_epochs"] == 1
+    assert res.recipe["data"] == str(tmp_path / "train.npz")
     assert "calib_data" not in res.recipe and "float_layers" not in res.recipe
     man = json.loads(res.export["tflite"].manifest.read_text())
     assert man["qat"] is True and man["calibration"]["kind"] == "qat" and man["doctor"]["rung"] == "QAT fine-tuning"

@@ -25,7 +25,7 @@ def render_doctor(res, top: int = TOP) -> None:
 
     metric = "acc" if res.metric == "accuracy" else "agreement"
     out.print(f"[bold]{escape(res.model)}[/] ({res.format}): float {res.float_accuracy:.2f} % -> plain int8 "
-              f"{res.int8_accuracy:.2f} % [bold]({res.int8_drop:+.2f} points)[/]; {res.metric} on "
+              f"{res.int8_accuracy:.2f} % [bold](drop {res.int8_drop:.2f} points)[/]; {res.metric} on "
               f"{res.eval_samples} samples of {escape(res.eval_source)}", highlight=False, soft_wrap=True)
     shown = res.layers[:top]
     t = Table(title=f"error each quantized op adds, worst first ({len(shown)} of {len(res.layers)})",
@@ -109,8 +109,11 @@ def doctor_cmd(ctx: click.Context, as_json: bool, top: int, **kwargs: Any) -> No
     """Find the layers that break int8 in MODEL and fix them within an accuracy budget.
 
     \b
-    edgekit doctor model.keras --calib-data fashion-mnist --eval-data fashion-mnist
-    edgekit doctor model.keras --calib-data fashion-mnist --eval-data fashion-mnist --max-drop 1 --format onnx
+    edgekit train mobilenet_v1 --alpha 0.25 --resolution 32 --input-channels 1 --classes 10 --weights none \\
+        --data fashion-mnist --epochs 4 --out artifacts/fmnist.keras      # a trained classifier to look at
+    edgekit doctor artifacts/fmnist.keras --calib-data fashion-mnist --eval-data fashion-mnist
+    edgekit doctor artifacts/fmnist.keras --calib-data fashion-mnist --eval-data fashion-mnist --max-drop 1 \\
+        --format onnx
 
     Without --max-drop: float vs plain int8 accuracy and the per-layer error table (worst first). With it: the
     ladder (plain int8 -> more calibration -> onnx: entropy/percentile calibration -> layers kept in float ->

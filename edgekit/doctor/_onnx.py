@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ExportError, map_errors
+from ..errors import ExportError
 from ..exporters import onnx as O
 from ..exporters._float_layers import keras_layer_names, layers_in
 from ..specs.export import ExportOptions
@@ -120,8 +120,8 @@ class OnnxBackend:
         dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
                 for v in list(pre_graph.value_info) + list(pre_graph.output)}
         pre_init = {t.name: t for t in pre_graph.initializer}
-        with _quiet(), map_errors({Exception: ExportError}, "onnxruntime's QDQ debugging failed",
-                                  hint="rerun with --debug for the details"):
+        with _quiet(), O._foreign_errors("onnxruntime's QDQ debugging failed",
+                                         hint="rerun with --debug for the details"):
             qd.modify_model_output_intermediate_tensors(str(self.pre), str(work / "float_aug.onnx"))
             qd.modify_model_output_intermediate_tensors(str(qdq), str(work / "qdq_aug.onnx"))
             acc: dict[str, TensorAccumulator] = {}
@@ -189,12 +189,7 @@ def _Reader(input_name: str, x: np.ndarray):
 
 @contextlib.contextmanager
 def _quiet():
-    """qdq_loss_debug logs errors for bias tensors it cannot match and onnxruntime may print: keep both quiet."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.CRITICAL)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        root.setLevel(level)
+    """qdq_loss_debug logs errors for bias tensors it cannot match (harmless) and onnxruntime may print: keep both
+    off the console."""
+    with O._quiet_root_logger(logging.CRITICAL), contextlib.redirect_stdout(io.StringIO()):
+        yield

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ExportError, map_errors
 from ..exporters import tflite as T
 from ..exporters._float_layers import keras_layer_names, layers_in, nodes_for
 from ..exporters.base import EXPORTERS
@@ -112,8 +111,7 @@ class TFLiteBackend:
                 yield [x_debug[i:i + 1].astype(np.float32)]
 
         options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics=_METRICS)
-        with map_errors({ValueError: ExportError, RuntimeError: ExportError},
-                        "LiteRT's QuantizationDebugger failed", hint="rerun with --debug for the details"), \
+        with T._converter_errors("LiteRT's QuantizationDebugger failed", hint="rerun with --debug for the details"), \
                 warnings.catch_warnings(), quiet_native_logs(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
             dbg = tf.lite.experimental.QuantizationDebugger(quant_debug_model_content=debug_model,

@@ -69,7 +69,8 @@ def outlier_channel(model, bn_layer: str, *, channel: int = 0, factor: float = 6
     dw_bn = only_next(dw) if dw is not None else None
     if not isinstance(bn, layers.BatchNormalization) or not isinstance(relu, layers.ReLU) \
             or not isinstance(dw, layers.DepthwiseConv2D) or not isinstance(dw_bn, layers.BatchNormalization):
-        raise InvalidArgument(f"{bn_layer!r} is not BatchNormalization -> ReLU -> DepthwiseConv2D -> BatchNormalization",
+        raise InvalidArgument(f"{bn_layer!r} is not BatchNormalization -> ReLU -> DepthwiseConv2D -> "
+                              "BatchNormalization",
                               hint="pick the BatchNormalization of a pointwise block followed by a depthwise block")
     if relu.get_config().get("max_value") is not None or relu.get_config().get("negative_slope", 0.0) != 0.0:
         raise InvalidArgument(f"{relu.name!r} is bounded or leaky: the rescaling would change the function",

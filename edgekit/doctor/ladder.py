@@ -121,7 +121,8 @@ class Search:
             return None, f"latency not measured: {exc}"
         if r.status != "ok":
             return None, f"latency not measured: {r.status}: {r.error}"
-        return r.p50_ms, f"local {r.runtime} {r.runtime_version or ''}, {r.threads or 'default'} threads, {r.count} runs"
+        return r.p50_ms, (f"local {r.runtime} {r.runtime_version or ''}, {r.threads or 'default'} threads, "
+                          f"{r.count} runs")
 
 
 def rung_from(name: str, m: Measured, max_drop: float | None, **extra: Any) -> Rung:

@@ -188,7 +188,8 @@ def write_choice(result, measured: dict[str, Measured], kmodel, *, search: Searc
                                 f"measured {rung.accuracy:.2f} %)")
             rung.accuracy, rung.drop = acc, round(search.ev.float_accuracy - acc, 4)
     keys, notes = recipe_keys(result, cfg, model=model, model_options=model_options, calib_data=calib_data,
-                              eval_data=eval_data, verify_samples=verify_samples, train_data=train_data, io=io, out=out, preprocess=preprocess, seed=seed)
+                              eval_data=eval_data, verify_samples=verify_samples, train_data=train_data, io=io,
+                              out=out, preprocess=preprocess, seed=seed)
     if opset is not None:
         keys["opset"] = opset
     result.notes.extend(notes)

@@ -162,7 +162,8 @@ class TensorAccumulator:
         bulk = (float(np.mean(self.p_hi)) - float(np.mean(self.p_lo))) / width if width > 0 and self.p_lo else None
         ch = median_channel_sqnr(self.ch_sig, self.ch_noise) if self.ch_sig is not None else float("nan")
         return LayerStat(layer, op, tensor, list(layers), sqnr(self.sig, self.noise),
-                         ch if math.isfinite(ch) else None, math.sqrt(self.noise / max(self.n, 1)) / self.scale if self.scale > 0 else 0.0,
+                         ch if math.isfinite(ch) else None,
+                         math.sqrt(self.noise / max(self.n, 1)) / self.scale if self.scale > 0 else 0.0,
                          self.lo, self.hi, bulk, self.clip / max(self.n, 1),
                          float(np.mean(self.ratios)) if self.ratios else None)
 

@@ -179,11 +179,11 @@ def _calibrate_histogram(pre: Path, method: str, reader, ranges: Path) -> None:
 
 
 @contextlib.contextmanager
-def _quiet_root_logger():
+def _quiet_root_logger(threshold: int = logging.ERROR):
     """onnxruntime.quantization logs advice and per-weight notes on the root logger; keep it to errors meanwhile."""
     root = logging.getLogger()
     level = root.level
-    root.setLevel(logging.ERROR)
+    root.setLevel(threshold)
     try:
         yield
     finally:
