@@ -351,3 +351,25 @@ def test_a_qat_wrapped_softmax_output_is_trained_as_probabilities():
     assert outputs_probabilities(tfmot().quantization.keras.quantize_model(model))
     logits = keras.Model(inp, layers.Dense(3)(x))
     assert not outputs_probabilities(tfmot().quantization.keras.quantize_model(logits))
+
+
+@pytest.mark.slow
+def test_eval_data_from_an_image_folder_with_one_sub_folder_per_class(models, tmp_path):
+    from PIL import Image
+
+    from edgekit.data import DATASETS
+    from edgekit.doctor import doctor
+
+    images, labels, _ = DATASETS.get("fashion-mnist")("test")
+    folder = tmp_path / "eval"
+    for c in range(10):
+        (folder / str(c)).mkdir(parents=True)
+        for i in np.flatnonzero(labels == c)[:20]:
+            Image.fromarray(images[i, :, :, 0]).save(folder / str(c) / f"{i}.png")
+    res = doctor(str(models[1]), calib_data="fashion-mnist", eval_data=str(folder), calib_samples=100,
+                 diagnose_samples=8)
+    assert res.metric == "accuracy" and res.eval_samples == 200 and res.eval_source == str(folder)
+    assert res.float_accuracy > 40 and res.int8_drop > 10
+    (folder / "9").rename(tmp_path / "nine")  # 9 class folders for a 10-class model: labels would be shifted
+    with pytest.raises(InvalidArgument, match="has 9 class folders, the model 10 classes"):
+        doctor(str(models[1]), calib_data="fashion-mnist", eval_data=str(folder))
