@@ -302,10 +302,13 @@ def test_recipe_file_runs_the_choice_without_searching(ladder, tmp_path):
 
 
 @pytest.mark.slow
-def test_export_max_drop_prints_the_ladder_and_writes_the_choice(models, tmp_path):
-    r = CliRunner().invoke(main, ["export", str(models[1]), "--quantize", "int8", "--calib-data", "fashion-mnist",
-                                  "--calib-samples", "100", "--eval-data", "fashion-mnist", "--eval-samples", str(EVAL),
-                                  "--max-drop", "5", "--out", str(tmp_path)], catch_exceptions=False)
+def test_export_recipe_with_max_drop_prints_the_ladder_and_writes_the_choice(models, tmp_path):
+    """max_drop is an export recipe key too (the CLI's --max-drop is covered by the budget-not-met test)."""
+    recipe = tmp_path / "search.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "search", "model": str(models[1]), "quantize": "int8",
+                                      "calib_data": "fashion-mnist", "calib_samples": 100, "eval_data": "fashion-mnist",
+                                      "eval_samples": EVAL, "max_drop": 5, "out": str(tmp_path)}))
+    r = CliRunner().invoke(main, ["export", "--recipe", str(recipe)], catch_exceptions=False)
     assert r.exit_code == 0, r.output
     text = " ".join(r.stdout.split())
     assert "error each quantized op adds" in text and "ladder: budget 5 points" in text

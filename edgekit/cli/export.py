@@ -107,29 +107,33 @@ def export_cmd(recipe: str | None, as_json: bool, **kwargs: Any) -> None:
     edgekit export mobilenet_v1 --alpha 0.25 --resolution 32 --input-channels 1 --classes 10 \\
         --weights none --quantize int8 --format tflite,onnx --calib-data fashion-mnist
     """
-    options = given(kwargs)
-    if recipe:
-        from ..recipes import run_recipe
-        from .compress import render_compress
-
-        with progress(not as_json) as cb:
-            result = run_recipe(recipe, options or None, progress=cb)
-        exported = getattr(result, "export", None)
-        if as_json or exported is None:
-            emit(result.to_dict() if hasattr(result, "to_dict") else result, True, lambda r: None)
-        else:
-            if result.compressed:
-                render_compress(result.result)  # the recipe's stages (Deep Compression table), then the export
-            render_export(exported)
-        return
-    if options.get("model") is None:
-        raise InvalidArgument("missing MODEL", hint="give a zoo name (see edgekit models), a model file, or --recipe")
     from ..errors import BudgetNotMet
-    from ..exporters import export
     from .doctor import render_doctor
 
-    spec = ExportSpec.from_dict(options)
+    options = given(kwargs)
     try:
+        if recipe:
+            from ..recipes import run_recipe
+            from .compress import render_compress
+
+            with progress(not as_json) as cb:
+                result = run_recipe(recipe, options or None, progress=cb)
+            exported = getattr(result, "export", None)
+            if as_json or exported is None:
+                emit(result.to_dict() if hasattr(result, "to_dict") else result, True, lambda r: None)
+            elif getattr(exported, "doctor", None) is not None:
+                render_doctor(exported.doctor)  # a recipe with max_drop: the ladder, ending with what was written
+            else:
+                if result.compressed:
+                    render_compress(result.result)  # the recipe's stages (Deep Compression table), then the export
+                render_export(exported)
+            return
+        if options.get("model") is None:
+            raise InvalidArgument("missing MODEL", hint="give a zoo name (see edgekit models), a model file, or "
+                                                        "--recipe")
+        from ..exporters import export
+
+        spec = ExportSpec.from_dict(options)
         with progress(not as_json) as cb:
             result = export(spec=spec, progress=cb)
     except BudgetNotMet as exc:  # what the ladder tried, then exit 1
