@@ -192,6 +192,7 @@ def test_budget_not_met_exits_1_and_writes_nothing_unless_keep_best(models, tmp_
     assert r.exit_code == 1, r.output
     doc = json.loads(r.stdout)
     assert doc["met"] is False and doc["export"] is None
+    assert all(isinstance(x["findings"], list) and x["score_db"] is not None for x in doc["layers"])
     measured = [x for x in doc["rungs"] if x["accuracy"] is not None]
     assert doc["best"] == max(measured, key=lambda x: x["accuracy"])["name"]
     assert [x["name"] for x in doc["rungs"]] == ["plain int8", "more calibration samples", "layers kept in float",

@@ -51,16 +51,16 @@ class LayerStat(JsonMixin):
     weight_sqnr_db: float | None = None
     can_keep_float: bool = False
 
-    @property
-    def score_db(self) -> float:
-        """What the ranking sorts by: the lower of the tensor's and the median channel's SQNR."""
-        return min(self.sqnr_db, self.channel_sqnr_db if self.channel_sqnr_db is not None else SQNR_CAP_DB)
+    #: what the ranking sorts by: the lower of the tensor's and the median channel's SQNR (set by :meth:`finish`)
+    score_db: float | None = None
+    #: short reasons this op is a problem, empty when it is not (set by :meth:`finish`)
+    findings: list[str] = field(default_factory=list)
 
-    @property
-    def findings(self) -> list[str]:
-        """Short reasons this op is a problem (empty when it is not)."""
-        out = []
+    def finish(self) -> "LayerStat":
+        """Fill ``score_db`` and ``findings`` from the measured numbers."""
         ch = self.channel_sqnr_db
+        self.score_db = min(self.sqnr_db, ch if ch is not None else SQNR_CAP_DB)
+        out = []
         if self.channel_ratio is not None and self.channel_ratio >= 10 and ch is not None and ch < self.sqnr_db - 10:
             out.append(f"outlier channel: {self.channel_ratio:.0f}x the median channel's range, the median channel "
                        f"keeps {ch:.1f} dB")
@@ -74,7 +74,8 @@ class LayerStat(JsonMixin):
             out.append(f"{100 * self.clipped:.2f} % clipped")
         if self.weight_sqnr_db is not None and self.weight_sqnr_db < 25:
             out.append(f"weights at {self.weight_sqnr_db:.0f} dB")
-        return out
+        self.findings = out
+        return self
 
 
 def sqnr(signal: float, noise: float) -> float:
@@ -87,7 +88,7 @@ def sqnr(signal: float, noise: float) -> float:
 
 def worst_first(stats: Iterable[LayerStat]) -> list[LayerStat]:
     """Lowest SQNR (tensor or median channel) first; ties: larger RMSE in quantization steps first."""
-    return sorted(stats, key=lambda s: (s.score_db, -s.rmse_scale))
+    return sorted((s.finish() for s in stats), key=lambda s: (s.score_db, -s.rmse_scale))
 
 
 def quant_range(scale: float, zero_point: int, bits: int = 8) -> tuple[float, float]:
