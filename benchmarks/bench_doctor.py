@@ -84,7 +84,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--max-drop", type=float, default=1.0)
-    ap.add_argument("--factor", type=float, default=128.0, help="outlier channel gain (function-preserving)")
+    ap.add_argument("--factor", type=float, default=512.0, help="outlier channel gain (function-preserving)")
     ap.add_argument("--formats", default="tflite,onnx")
     ap.add_argument("--latency-runs", type=int, default=200)
     ap.add_argument("--out", default="artifacts/bench_doctor")
@@ -131,7 +131,7 @@ def main() -> int:
             print(f"{case:8s} {fmt:6s} float {r['float_accuracy']:6.2f}  plain int8 {r['plain_int8_accuracy']:6.2f} "
                   f"({r['plain_int8_drop']:+.2f})  doctor {r['doctor_accuracy']:6.2f} ({r['doctor_drop']:+.2f}) "
                   f"at '{r['rung']}' float layers {r['float_layers']}  size x{r['size_vs_plain']}  "
-                  f"p50 {r['p50_ms']} ms (x{r['p50_vs_plain']})  [{r['seconds']} s]", flush=True)
+                  f"p50 {r['p50_ms']:.4f} ms vs {r['plain_p50_ms']:.4f} (x{r['p50_vs_plain']})  [{r['seconds']} s]", flush=True)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     (out / "bench_doctor.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out / 'bench_doctor.json'} ({report['seconds']} s)")
