@@ -96,7 +96,7 @@ def test_round_trip_matches_keras(exported, trained, fmt, prec):
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt,prec", PAIRS)
 def test_manifest_describes_artifact(exported, fmt, prec):
-    from edgekit.exporters.manifest import sha256
+    from edgekit._io import sha256_file as sha256
 
     art = exported[prec][fmt]
     man = json.loads(art.manifest.read_text())
