@@ -182,3 +182,17 @@ def test_a_device_that_cannot_hash_is_refused_not_trusted(tmp_path):
     with pytest.raises(Exception, match="cannot compute a sha256") as info:
         t.put(f)
     assert "sha256sum" in info.value.hint
+
+
+def test_close_kills_a_runner_that_abort_could_not_reach():
+    """On a loaded device abort() may time out; close() must still kill the interrupted command, not only rm."""
+    def handler(req):
+        raise KeyboardInterrupt
+
+    t = MockTransport(handler, spec=spec())
+    t.connect()
+    with pytest.raises(KeyboardInterrupt):
+        t.run(["python3", "runner.py"])
+    pid_file = t.pid_file
+    t.close()  # no abort() got through
+    assert t.killed == [pid_file] and t.run_dir not in t.dirs and t.disconnected

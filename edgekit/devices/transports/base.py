@@ -119,8 +119,13 @@ class Transport:
         """Remove this session's run dir on the device (the hash-keyed cache stays) and disconnect."""
         if self._connected:
             self._connected = False
+            pid_file, self.pid_file = self.pid_file, None
             try:
-                self._remove(self.run_dir)
+                if pid_file:  # interrupted mid-command and abort() did not get through (a loaded device): kill now
+                    self._shell(f"kill $(cat {shlex.quote(pid_file)} 2>/dev/null) 2>/dev/null; "
+                                f"rm -rf {shlex.quote(self.run_dir)}", timeout=60)
+                else:
+                    self._remove(self.run_dir)
             except (DeviceError, OSError):
                 pass
         self._disconnect()
@@ -138,7 +143,7 @@ class Transport:
         pid_file = self.pid_file
         kill = f"kill $(cat {shlex.quote(pid_file)} 2>/dev/null) 2>/dev/null; " if pid_file else ""
         try:
-            self._shell(f"{kill}rm -rf {shlex.quote(self.run_dir)}", timeout=10)
+            self._shell(f"{kill}rm -rf {shlex.quote(self.run_dir)}", timeout=30)
         except (DeviceError, OSError):
             pass
 
