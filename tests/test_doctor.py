@@ -90,7 +90,9 @@ def test_diagnosis_finds_the_outlier_channel_and_writes_nothing(models, tmp_path
     assert "outlier channel" in " ".join(worst.findings)
     assert worst.channel_ratio > 50 and worst.channel_sqnr_db < 10 <= worst.sqnr_db
     assert [s.score_db for s in res.layers] == sorted(s.score_db for s in res.layers)
-    assert {"dw1", "dw2", "pw2", "conv1"} <= {s.layer for s in res.layers}
+    assert {"dw1", "dw2", "pw2", "conv1", "predictions"} <= {s.layer for s in res.layers}
+    scores = next(s for s in res.layers if s.layer == "predictions")  # (batch, classes): no channels to compare
+    assert scores.channel_sqnr_db is None and scores.channel_ratio is None and scores.layers == ["predictions"]
     assert [r.name for r in res.rungs] == ["plain int8"] and res.rungs[0].status == "measured"
 
 
@@ -165,6 +167,7 @@ def test_onnx_ladder_with_qdq_debugging(models, tmp_path):
     worst = res.layers[0]
     assert worst.layer == "pw" and "outlier channel" in " ".join(worst.findings)
     assert worst.weight_sqnr_db is not None and worst.weight_sqnr_db > 25
+    assert all(s.channel_sqnr_db is None for s in res.layers if s.layer == "predictions")
     assert res.met and res.rungs[0].status == "over"
     names = [r.name for r in res.rungs]
     ladder = ["plain int8", "more calibration samples", "entropy calibration", "percentile calibration",

@@ -135,8 +135,10 @@ class OnnxBackend:
                         continue
                     a = acc.setdefault(name, TensorAccumulator(*qparams[name]))
                     act = _fused_activation(producer[name], q_producer.get(name), pre_init)
+                    shape = dims.get(name)
                     for pre_q, post_q in zip(match["pre_qdq"], match["post_qdq"]):
-                        a.add(_channels_last(act(pre_q), dims.get(name)), _channels_last(post_q, dims.get(name)))
+                        a.add(_channels_last(act(pre_q), shape), _channels_last(post_q, shape),
+                              channels=bool(shape) and len(shape) >= 3)
                 self.progress("diagnosing onnx (qdq_loss_debug)", min(start + CHUNK, n), n)
             weights = qd.compute_weight_error(qd.create_weight_matching(str(self.pre), str(qdq)))
         weight_of: dict[str, float] = {}

@@ -167,11 +167,11 @@ def _clipped(f, q, scale, zp) -> float:
 
 
 def _ratio(f, q, scale, zp) -> float:
-    return channel_ratio(f)
+    return channel_ratio(f) if f.ndim >= 3 else float("nan")  # feature maps only, not (batch, classes)
 
 
 def _channel_sqnr(f, q, scale, zp) -> float:
-    return median_channel_sqnr(*channel_sums(f, _deq(q, scale, zp)))
+    return median_channel_sqnr(*channel_sums(f, _deq(q, scale, zp))) if f.ndim >= 3 else float("nan")
 
 
 #: layer_direct_compare_metrics (float value, quantized value, scale, zero point) -> one number per sample; the

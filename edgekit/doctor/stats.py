@@ -5,7 +5,8 @@ quantized) input (LiteRT's NumericVerify ops; onnxruntime's values before and af
 
 - ``sqnr_db``: ``10 log10(sum f^2 / sum (f - q)^2)`` of that output (capped at 200 = exact). Below ~20 dB an op
   loses more than a tenth of its signal.
-- ``channel_sqnr_db``: the median over channels of each channel's own SQNR. An outlier channel hides in the
+- ``channel_sqnr_db``: the median over channels of each channel's own SQNR (feature maps only: for a (batch,
+  features) tensor such as class scores there are no channels to compare). An outlier channel hides in the
   tensor's SQNR (its energy dominates) but not here: the quiet channels lose their signal, and the next layer
   scales them back up. The ranking (worst first) uses the lower of the two.
 - ``rmse_scale``: RMSE of the error in quantization steps. Pure rounding gives 1/sqrt(12) = 0.29; much more means
@@ -140,7 +141,9 @@ class TensorAccumulator:
         self.ch_sig: np.ndarray | None = None
         self.ch_noise: np.ndarray | None = None
 
-    def add(self, f: np.ndarray, q: np.ndarray) -> None:
+    def add(self, f: np.ndarray, q: np.ndarray, *, channels: bool = True) -> None:
+        """One sample: float values ``f`` and dequantized ``q``, channels on the last axis (``channels=False``:
+        a (batch, features) tensor such as class scores, where a per-channel view means nothing)."""
         f = np.asarray(f, np.float64)
         q = np.asarray(q, np.float64)
         self.n += f.size
@@ -151,6 +154,8 @@ class TensorAccumulator:
         lo, hi = np.percentile(f, BULK)
         self.p_lo.append(float(lo))
         self.p_hi.append(float(hi))
+        if not channels:
+            return
         r = channel_ratio(f)
         if math.isfinite(r):
             self.ratios.append(r)
