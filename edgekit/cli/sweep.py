@@ -127,10 +127,15 @@ def render(result) -> None:
         out.print(f"latency model {escape(label)}: {_ms(round(f.overhead_ms, 6))} ms + mult-adds at {gmacs}, R²(log) "
                   f"{f.r2_log:.2f}; measured/predicted by precision: {ratios}"
                   + (f"; outliers (> x2 off): {', '.join(f.outliers)}" if f.outliers else ""), highlight=False)
-    failed = {}
+    failed, noted = {}, {}
     for r in result.rows:
         if r.status not in ("ok", "pending") and r.error:
             failed.setdefault((r.status, r.error), []).append(r)
+        if r.note:
+            noted.setdefault(r.note, []).append(r)
+    for note, rs in noted.items():
+        err.print(f"note ({len({r.point for r in rs})} point(s), e.g. {escape(rs[0].point)}): {escape(note)}",
+                  highlight=False, soft_wrap=True)
     for (status, error), rs in failed.items():
         err.print(f"[red]{escape(status)}[/] ({len(rs)} row(s), e.g. {escape(rs[0].point)} on {escape(rs[0].device)}): "
                   f"{escape(error)}" + (f" [bold]hint:[/] {escape(rs[0].hint)}" if rs[0].hint else ""),

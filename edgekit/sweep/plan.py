@@ -248,7 +248,8 @@ def make_plan(spec: SweepSpec, progress=None) -> Plan:
     units = _build_units(spec, combos, progress, stage_keys)
     _probe_data(spec, units, test_source)
     plan = Plan(spec, units, [Point(u, q, label, f) for u in units for q, label in precisions for f in spec.formats],
-                devices, set(spec.emulated) | {d.name for d in devices if getattr(d, "emulated", False)},
+                devices, {d.name for d, given in zip(devices, spec.devices)
+                          if str(given) in spec.emulated or getattr(d, "emulated", False)},
                 {d.name for d in devices if on_this_machine(d)}, test_source,
                 spec.calib_data if spec.calib_data is not None else spec.data, classes, stage_keys, notes)
     _share_and_key(plan)

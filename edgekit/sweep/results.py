@@ -42,6 +42,7 @@ class SweepRow(JsonMixin):
     keras_accuracy: float | None = None
     test_samples: int | None = None
     training: str | None = None      # how the model was trained (e.g. "fine-tuned 1 epoch at 48 px from ...")
+    note: str | None = None          # what else to know about the artifact (e.g. an inconclusive verification)
     p50_ms: float | None = None
     p90_ms: float | None = None
     mean_ms: float | None = None

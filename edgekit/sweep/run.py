@@ -64,6 +64,18 @@ def _failure(exc: BaseException, status: str) -> dict[str, Any]:
             "hint": "the record's traceback says where; please report it", "traceback": traceback.format_exc()}
 
 
+def _release_memory() -> None:
+    """Drop the Keras session's graph state between trained models: a long sweep builds dozens of them."""
+    import gc
+    import sys
+
+    if "tf_keras" in sys.modules or "keras" in sys.modules:
+        from .._keras import keras
+
+        keras.backend.clear_session()
+    gc.collect()
+
+
 class Runner:
     """Executes a :class:`~edgekit.sweep.plan.Plan`; ``publish(rows)`` is called (under a lock) whenever rows
     change, ``event(kind, **info)`` for progress."""
@@ -147,6 +159,7 @@ class Runner:
                             self._update(p, status=fail["status"], error=fail["error"], hint=fail["hint"])
                         continue
                     self._export(unit, quantize, points, model_path)
+                _release_memory()
             for q in self.queues.values():
                 q.put(None)
             for w in self.workers:
@@ -262,7 +275,7 @@ class Runner:
             if art is None:
                 self._update(p, status=rec["status"], error=rec.get("error"), hint=rec.get("hint"))
                 continue
-            values = {k: art.get(k) for k in ("accuracy", "keras_accuracy", "test_samples", "size_bytes")}
+            values = {k: art.get(k) for k in ("accuracy", "keras_accuracy", "test_samples", "size_bytes", "note")}
             self._update(p, artifact=art["path"], **values)
             if art["status"] != "ok":
                 self._update(p, status=art["status"], error=art.get("error"), hint=art.get("hint"))
@@ -290,11 +303,16 @@ class Runner:
             if v is None or v.artifact_accuracy is None:
                 entry.update(status="export_failed", error="no accuracy: the test labels do not match the model's "
                                                            "outputs", hint="check --classes and --test-data")
-            elif s.verify and v.status == "failed":  # "inconclusive" (constant outputs) is not a failure
-                entry.update(status="verification_failed",
-                             error=f"{a.path.name} does not match the Keras model: {'; '.join(v.failures)}",
-                             hint="the artifact computes something else than the trained model; --no-verify keeps "
-                                  "it in the table")
+            elif v.status == "failed":  # "inconclusive" (constant Keras outputs) is not a failure: a note
+                failed = f"{a.path.name} does not match the Keras model: {'; '.join(v.failures)}"
+                if s.verify:
+                    entry.update(status="verification_failed", error=failed,
+                                 hint="the artifact computes something else than the trained model; --no-verify "
+                                      "keeps it in the table")
+                else:
+                    entry["note"] = f"verification FAILED (kept: --no-verify): {failed}"
+            elif v.note:
+                entry["note"] = v.note
             arts[a.format] = entry
         return {"status": "ok", "unit": unit.name, "quantize": quantize, "artifacts": arts,
                 "calibration": result.calibration.to_dict(), "verify_data": result.verify_data}
