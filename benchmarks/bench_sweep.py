@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 
 DEVLAB = Path(os.environ.get("EDGEKIT_DEVLAB", Path(__file__).resolve().parents[2] / "shared" / "devlab"))
-GRID = {"alpha": [0.25, 0.5, 0.75, 1.0], "resolution": [32, 48, 64]}
 
 
 class RootfsSSHD:
@@ -112,16 +111,21 @@ def main() -> None:
     ap.add_argument("--rootfs", default=None, help="the arm64 rootfs (default: the newest /tmp/edgekit-rootfs-*)")
     ap.add_argument("--no-ssh", action="store_true", help="measure on local only")
     ap.add_argument("--skip-independent", action="store_true", help="skip part 3")
+    ap.add_argument("--alphas", default="0.25,0.5,0.75,1.0", help="(smaller grids for a smoke run)")
+    ap.add_argument("--resolutions", default="32,48,64")
     args = ap.parse_args()
+    grid = {"alpha": [float(a) for a in args.alphas.split(",")],
+            "resolution": [int(r) for r in args.resolutions.split(",")]}
+    base_res = min(grid["resolution"])
 
     import edgekit
     from edgekit.sweep import analysis
 
     out = Path(args.out)
-    common = dict(grid=GRID, quantize=("int8", "none"), input_channels=1, weights="none", data="fashion-mnist",
+    common = dict(grid=grid, quantize=("int8", "none"), input_channels=1, weights="none", data="fashion-mnist",
                   limit=args.limit, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
                   test_limit=args.test_limit, calib_samples=200, runs=args.runs, warmup=3, out=str(out / "sweep"))
-    report: dict = {"settings": {k: v for k, v in vars(args).items()}, "grid": GRID}
+    report: dict = {"settings": {k: v for k, v in vars(args).items()}, "grid": grid}
     rootfs = None
     if not args.no_ssh:
         cands = sorted(glob.glob("/tmp/edgekit-rootfs-*/.edgekit-complete"), key=os.path.getmtime)
@@ -165,11 +169,11 @@ def main() -> None:
         acc = {}
         for tag, r_ in (("shared", res2), ("independent", res3)):
             for r in r_.rows:
-                if r.device == "local" and r.resolution != 32 and r.accuracy is not None:
+                if r.device == "local" and r.resolution != base_res and r.accuracy is not None:
                     acc.setdefault((r.options["alpha"], r.resolution, r.precision), {})[tag] = r.accuracy
         diffs = {k: v["shared"] - v["independent"] for k, v in acc.items() if len(v) == 2}
         shared_units = {k: v for k, v in shared_train.items()}
-        indep_units = {k: v for k, v in all_train.items() if k not in shared_train or "_32_" in k}
+        indep_units = {k: v for k, v in all_train.items() if k not in shared_train or f"_{base_res}_" in k}
         report["sharing_cost"] = {
             "wall_seconds": wall3,
             "per_point": {f"{a}/{res}/{p}": {**acc[(a, res, p)], "diff": d} for (a, res, p), d in sorted(diffs.items())},
@@ -203,7 +207,7 @@ def print_report(rep: dict) -> None:
             print(f"  [{dev} @ {p['budget_ms']} ms] {p['statement']}")
     sc = rep.get("sharing_cost")
     if sc:
-        print(f"sharing cost (shared - independent, {sc['n']} points at 48/64 px): mean "
+        print(f"sharing cost (shared - independent, {sc['n']} points above the base resolution): mean "
               f"{sc['mean_diff_points']:+.2f} points (sd {sc['stdev_diff_points']:.2f}); training "
               f"{sc['train_seconds_shared']} s shared vs {sc['train_seconds_independent']} s independent")
         for k, v in sc["per_point"].items():
