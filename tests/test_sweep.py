@@ -133,6 +133,28 @@ def test_rerun_reuses_everything_and_budget_statements(swept):
     res = _cli(*ARGS, "--out", str(out), "--budget-ms", "1000", "--metric", "p90", "--json")
     doc = json.loads(res.stdout)
     assert doc["metric"] == "p90" and doc["picks"][0]["fits"] and len(doc["rows"]) == 4
+    # the same sweep from a config file: the same keys, so the same points (all reused); a CLI option wins
+    cfg = out.parent / "tiny.sweep.yaml"
+    cfg.write_text(f"""model: mobilenet_v1
+grid: {{alpha: [0.25], resolution: [32, 40]}}
+quantize: [int8, none]
+input_channels: 1
+weights: none
+data: fashion-mnist
+epochs: 1
+limit: 256
+test_limit: 100
+calib_samples: 100
+runs: 5
+warmup: 1
+device: [local]
+budget_ms: 1000
+out: {out}
+""")
+    res = _cli("sweep", "--config", str(cfg), "--budget-ms", "0.000001")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["summary"]["rows_reused"] == 4 and doc["budget_ms"] == 0.000001
 
 
 def test_failing_points_are_rows_and_are_retried(swept, monkeypatch):

@@ -107,3 +107,47 @@ def test_host_gate_is_first_come_first_served():
     for t in threads:
         t.join(5)
     assert order == [0, 1, 2]
+
+
+def test_devices_run_in_parallel_one_job_at_a_time_each(tmp_path, monkeypatch):
+    """Two remote devices measure at the same time, each one job at a time; a device on this machine waits for the
+    host gate (held here as training would hold it)."""
+    from types import SimpleNamespace
+
+    from edgekit.sweep.results import SweepRow
+    from edgekit.sweep.run import Runner
+
+    devices = [DeviceSpec("pi-a", transport="ssh", host="10.0.0.1"), DeviceSpec("pi-b", transport="ssh", host="10.0.0.2"),
+               DeviceSpec("local")]
+    points = [SimpleNamespace(id=f"p{i}", format="tflite") for i in range(3)]
+    plan = SimpleNamespace(spec=SimpleNamespace(out=str(tmp_path)), devices=devices, on_host={"local"})
+    rows = {(p.id, d.name): SweepRow(p.id, "m", "m", {}, "int8", "tflite", d.name) for p in points for d in devices}
+    runner = Runner(plan, rows, publish=lambda: None, event=lambda kind, **info: None)
+    spans, lock = [], threading.Lock()
+
+    def fake_bench(point, device):
+        t0 = time.monotonic()
+        time.sleep(0.3)
+        with lock:
+            spans.append((device.name, t0, time.monotonic()))
+        return {"status": "ok", "result": {"p50_ms": 1.0, "p90_ms": 1.1}}
+
+    monkeypatch.setattr(runner, "_bench_now", fake_bench)
+    with runner.gate:                     # the host is busy (training): local must wait, the remotes must not
+        for w in runner.workers:
+            w.start()
+        for p in points:
+            for d in devices:
+                runner.queues[d.name].put((p, tmp_path / f"{p.id}-{d.name}.json"))
+        time.sleep(1.2)
+        assert {s[0] for s in spans} == {"pi-a", "pi-b"} and len(spans) == 6
+    for q in runner.queues.values():
+        q.put(None)
+    for w in runner.workers:
+        w.join(5)
+    by = {d.name: sorted((a, b) for n, a, b in spans if n == d.name) for d in devices}
+    for name, s in by.items():
+        assert len(s) == 3 and all(s[i][1] <= s[i + 1][0] for i in range(2)), name      # one at a time
+    a, b = by["pi-a"], by["pi-b"]
+    assert any(x[0] < y[1] and y[0] < x[1] for x in a for y in b)                        # in parallel
+    assert all(r.status == "ok" and r.p50_ms == 1.0 for r in rows.values())

@@ -19,8 +19,8 @@ from .run import Runner
 from .spec import SweepSpec
 from .store import Store
 
-#: seconds between rewrites of results.json/csv and of the plots while the sweep runs (always at the end)
-TABLE_EVERY, PLOTS_EVERY = 2.0, 60.0
+#: seconds between redraws of the plots while the sweep runs (results.json/csv are rewritten with every row)
+PLOTS_EVERY = 60.0
 
 
 class BudgetNotMet(EdgekitError):
@@ -58,7 +58,9 @@ class _Publisher:
         self.summary = SweepSummary(points=len(plan.points), devices=len(plan.devices), rows=len(rows),
                                     trainings=len(plan.units), training_sharing=plan.sharing)
         self.t0 = t0
-        self.last_table = self.last_plots = 0.0
+        self.last_plots = 0.0
+        self.timer: threading.Timer | None = None
+        self.closed = False
         self.lock = threading.RLock()
         self.activity = "starting"
         self.runner: Runner | None = None
@@ -94,13 +96,15 @@ class _Publisher:
         return res
 
     def publish(self, force: bool = False) -> SweepResult | None:
+        """Rewrite results.json/csv now (cheap), and the plots when they are older than :data:`PLOTS_EVERY` (a
+        timer redraws skipped ones later, so the files never lag behind a finished row for long)."""
         with self.lock:
-            now = time.monotonic()
             self._progress()
-            if not force and now - self.last_table < TABLE_EVERY:
-                return None
+            now = time.monotonic()
+            draw = force or now - self.last_plots >= PLOTS_EVERY
             res = self.result()
-            if force or now - self.last_plots >= PLOTS_EVERY:
+            if draw:
+                self._cancel_timer()
                 self.last_plots = now
                 try:
                     from .plots import write_plots
@@ -108,11 +112,34 @@ class _Publisher:
                     res.plots = write_plots(res, self.store.root / "plots")
                 except ImportError:
                     res.notes.append("no plots: matplotlib is not installed (pip install 'edgekit[plot]')")
-            elif (self.store.root / "plots").is_dir():
-                res.plots = {p.stem: str(p) for p in sorted((self.store.root / "plots").glob("*.png"))}
-            self.last_table = now
+            else:
+                if (self.store.root / "plots").is_dir():
+                    res.plots = {p.stem: str(p) for p in sorted((self.store.root / "plots").glob("*.png"))}
+                if self.timer is None and not self.closed:
+                    self.timer = threading.Timer(PLOTS_EVERY - (now - self.last_plots), self._redraw)
+                    self.timer.daemon = True
+                    self.timer.start()
             write_text_atomic(self.store.root / "results.json", res.to_json() + "\n")
             write_text_atomic(self.store.root / "results.csv", to_csv(res.rows))
+            return res
+
+    def _redraw(self) -> None:
+        with self.lock:
+            self.timer = None
+            if not self.closed:
+                self.publish(force=True)
+
+    def _cancel_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def close(self) -> SweepResult | None:
+        """The last publish (everything, plots included); no timer runs after it."""
+        with self.lock:
+            res = self.publish(force=True)
+            self.closed = True
+            self._cancel_timer()
             return res
 
     # -- progress ----------------------------------------------------------------------------------------------------
@@ -186,9 +213,9 @@ def run_sweep(spec: SweepSpec, *, progress: Progress = no_progress,
             runner.run()
         except BaseException:
             pub.summary.interrupted = True
-            pub.publish(force=True)
+            pub.close()
             raise
-        result = pub.publish(force=True)
+        result = pub.close()
     assert result is not None
     if spec.require_budget and result.budget_met is False:
         raise BudgetNotMet(result)
