@@ -5,10 +5,11 @@ EMULATED, labelled so everywhere).
 1. The sweep (training shared: each alpha trained at 32 px, fine-tuned at 48 and 64 px): table, Pareto front per
    device, the log-linear accuracy fit and its R², the latency model per device; wall time.
 2. Its resume (the same call again, now with a budget): wall time, rows reused, the pick per device.
-3. What sharing costs: the same grid with every resolution trained independently (share_training=none, on
-   `local`: accuracy does not depend on the device); accuracy and training time, shared vs independent.
+3. What sharing costs: the grid of alpha 0.25 and 1.0 with every resolution trained independently
+   (share_training=none, on `local`: accuracy does not depend on the device; the 32 px bases are the same training
+   and are reused); accuracy and training time at 48 and 64 px, shared vs independent.
 
-    nice -n 10 .venv/bin/python benchmarks/bench_sweep.py [--out artifacts/bench_sweep] [--limit 6000] [--epochs 3]
+    nice -n 10 .venv/bin/python benchmarks/bench_sweep.py [--out artifacts/bench_sweep] [--limit 20000] [--epochs 4]
         [--rootfs /tmp/edgekit-rootfs-XXXX | --no-ssh]
 
 The rootfs is devlab's arm64-rootfs.sh build (tests/conftest.py caches it under /tmp/edgekit-rootfs-<sha>); its
@@ -103,14 +104,18 @@ def train_seconds(out: Path) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="artifacts/bench_sweep")
-    ap.add_argument("--limit", type=int, default=6000, help="training images (of 60k)")
-    ap.add_argument("--epochs", type=int, default=3, help="epochs at the base resolution (and when independent)")
+    ap.add_argument("--limit", type=int, default=20000, help="training images (of 60k)")
+    ap.add_argument("--epochs", type=int, default=4, help="epochs at the base resolution (and when independent)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=2e-3, help="(fine-tuning: lr / 10)")
     ap.add_argument("--finetune-epochs", type=int, default=1)
     ap.add_argument("--test-limit", type=int, default=2000, help="test images scored per artifact (of 10k)")
     ap.add_argument("--runs", type=int, default=30, help="timed runs per measurement")
     ap.add_argument("--rootfs", default=None, help="the arm64 rootfs (default: the newest /tmp/edgekit-rootfs-*)")
     ap.add_argument("--no-ssh", action="store_true", help="measure on local only")
     ap.add_argument("--skip-independent", action="store_true", help="skip part 3")
+    ap.add_argument("--independent-alphas", default="0.25,1.0",
+                    help="alphas of part 3 (each of their resolutions above the smallest is trained from scratch)")
     ap.add_argument("--alphas", default="0.25,0.5,0.75,1.0", help="(smaller grids for a smoke run)")
     ap.add_argument("--resolutions", default="32,48,64")
     args = ap.parse_args()
@@ -124,6 +129,7 @@ def main() -> None:
     out = Path(args.out)
     common = dict(grid=grid, quantize=("int8", "none"), input_channels=1, weights="none", data="fashion-mnist",
                   limit=args.limit, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
+                  batch_size=args.batch_size, lr=args.lr,
                   test_limit=args.test_limit, calib_samples=200, runs=args.runs, warmup=3, out=str(out / "sweep"))
     report: dict = {"settings": {k: v for k, v in vars(args).items()}, "grid": grid}
     rootfs = None
@@ -164,7 +170,8 @@ def main() -> None:
             sshd_ctx.__exit__(None, None, None)
     # 3. independent training per resolution (bases reused: same settings, same keys)
     if not args.skip_independent:
-        res3, wall3 = run(devices=["local"], share_training="none")
+        alphas = [float(a) for a in args.independent_alphas.split(",")]
+        res3, wall3 = run(devices=["local"], share_training="none", grid={**grid, "alpha": alphas})
         all_train = train_seconds(out / "sweep")
         acc = {}
         for tag, r_ in (("shared", res2), ("independent", res3)):
@@ -172,14 +179,17 @@ def main() -> None:
                 if r.device == "local" and r.resolution != base_res and r.accuracy is not None:
                     acc.setdefault((r.options["alpha"], r.resolution, r.precision), {})[tag] = r.accuracy
         diffs = {k: v["shared"] - v["independent"] for k, v in acc.items() if len(v) == 2}
-        shared_units = {k: v for k, v in shared_train.items()}
-        indep_units = {k: v for k, v in all_train.items() if k not in shared_train or f"_{base_res}_" in k}
+        picked = [f"mobilenet_v1_{a:.2f}_" for a in alphas]
+        shared_units = {k: v for k, v in shared_train.items() if k.startswith(tuple(picked))}
+        indep_units = {k: v for k, v in all_train.items() if k.startswith(tuple(picked))
+                       and (k not in shared_train or f"_{base_res}_" in k)}
         report["sharing_cost"] = {
             "wall_seconds": wall3,
             "per_point": {f"{a}/{res}/{p}": {**acc[(a, res, p)], "diff": d} for (a, res, p), d in sorted(diffs.items())},
             "mean_diff_points": 100 * statistics.mean(diffs.values()) if diffs else None,
             "stdev_diff_points": 100 * statistics.stdev(diffs.values()) if len(diffs) > 1 else None,
             "n": len(diffs),
+            "alphas": alphas,
             "train_seconds_shared": round(sum(shared_units.values()), 1),
             "train_seconds_independent": round(sum(indep_units.values()), 1),
         }
