@@ -151,3 +151,39 @@ def test_devices_run_in_parallel_one_job_at_a_time_each(tmp_path, monkeypatch):
     a, b = by["pi-a"], by["pi-b"]
     assert any(x[0] < y[1] and y[0] < x[1] for x in a for y in b)                        # in parallel
     assert all(r.status == "ok" and r.p50_ms == 1.0 for r in rows.values())
+
+
+def test_host_gate_skips_a_waiter_that_gave_up():
+    """A thread interrupted while waiting for its turn must not block the ones queued behind it."""
+    gate, got = HostGate(), []
+
+    class Stop(Exception):
+        pass
+
+    def quitter():
+        try:
+            with gate:
+                got.append("quitter")
+        except Stop:
+            got.append("gave up")
+
+    with gate:
+        t = threading.Thread(target=quitter)
+        t.start()
+        time.sleep(0.1)
+        # interrupt the waiting thread inside its wait (as Ctrl-C would) by raising from its condition wait
+        import ctypes
+
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(t.ident), ctypes.py_object(Stop))
+        with gate._cv:
+            gate._cv.notify_all()          # wake it so the pending exception is raised in its wait
+        t.join(5)
+
+        def later_job():
+            with gate:
+                got.append("later")
+
+        later = threading.Thread(target=later_job, daemon=True)
+        later.start()
+    later.join(5)
+    assert got == ["gave up", "later"]

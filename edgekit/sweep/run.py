@@ -26,24 +26,36 @@ INTERRUPT_GRACE = 20.0
 
 class HostGate:
     """First-come-first-served mutual exclusion (a ticket lock): nobody waits behind a thread that keeps
-    re-acquiring."""
+    re-acquiring. A waiter interrupted before its turn gives its ticket up, so the queue never stalls on it."""
 
     def __init__(self) -> None:
         self._cv = threading.Condition()
         self._next = 0
         self._serving = 0
+        self._abandoned: set[int] = set()
 
     def __enter__(self) -> "HostGate":
         with self._cv:
             ticket = self._next
             self._next += 1
-            self._cv.wait_for(lambda: self._serving == ticket)
+            try:
+                self._cv.wait_for(lambda: self._serving == ticket)
+            except BaseException:
+                self._abandoned.add(ticket)
+                self._advance()
+                raise
         return self
 
     def __exit__(self, *exc: Any) -> None:
         with self._cv:
             self._serving += 1
-            self._cv.notify_all()
+            self._advance()
+
+    def _advance(self) -> None:
+        while self._serving in self._abandoned:
+            self._abandoned.discard(self._serving)
+            self._serving += 1
+        self._cv.notify_all()
 
 
 class _NoGate:
