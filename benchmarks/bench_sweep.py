@@ -107,8 +107,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=20000, help="training images (of 60k)")
     ap.add_argument("--epochs", type=int, default=4, help="epochs at the base resolution (and when independent)")
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=2e-3, help="(fine-tuning: lr / 10)")
-    ap.add_argument("--finetune-epochs", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=2e-3, help="(fine-tuning too)")
+    ap.add_argument("--finetune-epochs", type=int, default=None, help="(default: the sweep's, half of --epochs)")
     ap.add_argument("--test-limit", type=int, default=2000, help="test images scored per artifact (of 10k)")
     ap.add_argument("--runs", type=int, default=30, help="timed runs per measurement")
     ap.add_argument("--rootfs", default=None, help="the arm64 rootfs (default: the newest /tmp/edgekit-rootfs-*)")
@@ -123,8 +123,13 @@ def main() -> None:
             "resolution": [int(r) for r in args.resolutions.split(",")]}
     base_res = min(grid["resolution"])
 
+    import signal
+    import sys
+
     import edgekit
     from edgekit.sweep import analysis
+
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))   # a kill still stops the rootfs sshd (finally)
 
     out = Path(args.out)
     common = dict(grid=grid, quantize=("int8", "none"), input_channels=1, weights="none", data="fashion-mnist",

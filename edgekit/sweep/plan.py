@@ -24,7 +24,7 @@ SHARING_DOC = {
     "resolution": "precisions of a model share one training; models differing only in resolution share one "
                   "training ({epochs} epoch(s) at the smallest resolution), every other resolution starts from "
                   "those weights and is fine-tuned for {finetune_epochs} epoch(s) at lr {finetune_lr:g} "
-                  "(FixRes-style: conv weights do not depend on the input size)",
+                  "(conv weights do not depend on the input size; progressive resizing)",
     "none": "precisions of a model share one training; every model is trained independently for {epochs} epoch(s)",
 }
 #: verify_samples meaning "every test sample"
@@ -253,7 +253,8 @@ def make_plan(spec: SweepSpec, progress=None) -> Plan:
                 {d.name for d in devices if on_this_machine(d)}, test_source,
                 spec.calib_data if spec.calib_data is not None else spec.data, classes, stage_keys, notes)
     _share_and_key(plan)
-    plan.sharing = SHARING_DOC[spec.share_training].format(epochs=spec.epochs, finetune_epochs=spec.finetune_epochs,
+    plan.sharing = SHARING_DOC[spec.share_training].format(epochs=spec.epochs,
+                                                           finetune_epochs=spec.finetune_epochs_value,
                                                            finetune_lr=spec.finetune_lr_value)
     if spec.classes is None:
         plan.notes.append(f"classes={classes} (the number of classes of {spec.data})")
@@ -357,8 +358,9 @@ def _share_and_key(plan: Plan) -> None:
             u.how = (f"trained {s.epochs} epoch(s) at {u.resolution} px" if s.epochs else
                      f"weights {s.weights}, not trained")
         else:
-            u.key = key_of({**common, "from": u.base.key, "epochs": s.finetune_epochs, "lr": s.finetune_lr_value})
-            u.how = (f"fine-tuned {s.finetune_epochs} epoch(s) at {u.resolution} px from the {u.base.resolution} px "
+            u.key = key_of({**common, "from": u.base.key, "epochs": s.finetune_epochs_value,
+                            "lr": s.finetune_lr_value})
+            u.how = (f"fine-tuned {s.finetune_epochs_value} epoch(s) at {u.resolution} px from the {u.base.resolution} px "
                      f"model")
     order = {id(u): i for i, u in enumerate(plan.units)}
     plan.units.sort(key=lambda u: (order[id(u.base or u)], u.base is not None, u.resolution))

@@ -231,7 +231,7 @@ class Runner:
         s, plan = self.spec, self.plan
         trained = folder / "trained.keras"
         weights = self.models[unit.base.key] if unit.base is not None else s.weights
-        epochs, lr = (s.finetune_epochs, s.finetune_lr_value) if unit.base is not None else (s.epochs, s.lr)
+        epochs, lr = (s.finetune_epochs_value, s.finetune_lr_value) if unit.base is not None else (s.epochs, s.lr)
         # test_limit=1: train() scores Keras on a built-in test split; the sweep measures accuracy on the whole
         # test data in the artifact's runtime (and Keras' on the same samples) at export, so skip it here
         _, report = train(unit.model, s.data, epochs=epochs, batch_size=s.batch_size, lr=lr, optimizer=s.optimizer,

@@ -66,8 +66,9 @@ class SweepOptions(Spec):
                                  help="resolution: models differing only in resolution train once at the smallest "
                                       "one and are fine-tuned at the others; none: every model trains on its own. "
                                       "Precisions always share their model's training.")
-    finetune_epochs: int = option(1, ge=0, help="Fine-tuning epochs at each other resolution.")
-    finetune_lr: float | None = option(None, gt=0, help="Fine-tuning learning rate (default: lr / 10).")
+    finetune_epochs: int | None = option(None, ge=1, help="Fine-tuning epochs at each other resolution (default: "
+                                                          "half of --epochs, at least 1).")
+    finetune_lr: float | None = option(None, gt=0, help="Fine-tuning learning rate (default: --lr).")
     recipe: str | None = option(None, help="A compression recipe (export/*.yaml) whose stages (prune, cluster, qat, "
                                            "distill) every point gets after its training.")
     # -- accuracy and export ---------------------------------------------------------------------------------------
@@ -125,7 +126,14 @@ class SweepSpec(ConnectSpec, SweepOptions):
 
     @property
     def finetune_lr_value(self) -> float:
-        return self.finetune_lr if self.finetune_lr is not None else self.lr / 10.0
+        """The fine-tuning learning rate: the training's own (measured: lr / 10 for one epoch left 48 px models
+        ~9 points below their 32 px base on Fashion-MNIST; the full lr for two epochs matched training from
+        scratch)."""
+        return self.finetune_lr if self.finetune_lr is not None else self.lr
+
+    @property
+    def finetune_epochs_value(self) -> int:
+        return self.finetune_epochs if self.finetune_epochs is not None else max(1, self.epochs // 2)
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
