@@ -330,3 +330,14 @@ def test_tables_follow_the_exporter_registry(tmp_path, monkeypatch):
     with pytest.raises(InvalidArgument, match=r"cannot inspect 'x.pb'.*\.fake"):
         (tmp_path / "x.pb").write_bytes(b"")
         inspect(tmp_path / "x.pb")
+
+
+def test_array_data_is_a_value_like_any_other():
+    """Python callers pass arrays as data/calib_data: a spec holds them (no elementwise == on them) and describes
+    them in to_dict."""
+    import numpy as np
+
+    x, y = np.zeros((4, 32, 32, 1), np.float32), np.zeros(4, np.int64)
+    spec = CompressSpec(model="mobilenet_v1", data=(x, y), prune=0.5, quantize="int8", calib_data=x)
+    assert spec.data[0] is x and spec.to_dict(given_only=True)["data"] == ["<ndarray>", "<ndarray>"]
+    assert CompressSpec(model="mobilenet_v1", data=x, prune=0.5).data is x

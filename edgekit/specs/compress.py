@@ -143,7 +143,7 @@ class CompressSpec(ExportOptions, FitSpec):
 
     def _check_orphans(self) -> None:
         """Options given without what they belong to would be silently ignored: refuse them."""
-        given = {f.name for f in self.field_infos() if getattr(self, f.name) != f.default}
+        given = set(self.given())
         stage_opts = {f.name: f.meta.extra["stage"] for f in self.field_infos()
                       if f.meta.extra.get("stage") and not f.meta.extra.get("enables")}
         if self.stages is not None:
