@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._jsonable import JsonMixin
+from .._units import human
 from ..data import DATASETS, Dataset, load
 from ..errors import DataError, EdgekitWarning, InvalidArgument
 
@@ -156,10 +157,6 @@ def _available_memory() -> int | None:
         return None
 
 
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
-
-
 def check_memory(inputs: Sequence[InputSpec], n_calib: int, n_verify: int) -> None:
     """Refuse, before allocating anything, sample sets this machine cannot hold (e.g. 400 samples of 4096x4096x3
     are 75 GiB in float32, twice that while they are decoded and preprocessed)."""
@@ -171,8 +168,8 @@ def check_memory(inputs: Sequence[InputSpec], n_calib: int, n_verify: int) -> No
     fits = int(MEMORY_SHARE * avail // (2 * per))
     shapes = ", ".join(str(s.shape) for s in inputs)
     raise InvalidArgument(
-        f"{n_calib} calibration + {n_verify} verification samples of input {shapes} need about {_gib(need)} of "
-        f"memory ({_gib(per)} per sample); this machine has {_gib(avail)} available",
+        f"{n_calib} calibration + {n_verify} verification samples of input {shapes} need about {human(need)} of "
+        f"memory ({human(per)} per sample); this machine has {human(avail)} available",
         hint=f"at most {max(fits, 0)} samples fit: lower --calib-samples / --verify-samples, or the input size "
              "(e.g. --resolution)")
 
