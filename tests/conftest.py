@@ -12,6 +12,17 @@ REPO = Path(__file__).resolve().parents[1]
 DEVLAB = Path(os.environ.get("EDGEKIT_DEVLAB", REPO.parent / "shared" / "devlab"))
 
 
+@pytest.fixture(autouse=True)
+def _restore_environ():
+    """Each test starts from the session's environment: CLI tests run in-process and ``--debug`` sets
+    EDGEKIT_TF_LOGS=1 in os.environ, which leaked into later tests' subprocesses (the XNNPACK line test)."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def devlab() -> Path:
     """The devlab folder, or skip with the reason."""
