@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from edgekit.errors import (DataError, ExportError, InvalidArgument, ModelLoadError, UnknownNameError,
+from edgekit.errors import (DataError, EdgekitWarning, ExportError, InvalidArgument, ModelLoadError, UnknownNameError,
                             VerificationError)
 
 
@@ -123,9 +123,12 @@ def test_undecodable_images(model, tmp_path):
     d.mkdir()
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(d / "ok.png")
     (d / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    with pytest.raises(DataError, match="cannot decode image"):
-        export(model, quantize="int8", calib_data=d, out=tmp_path / "out")
+    with pytest.raises(DataError, match="unreadable image .*broken.jpg"):  # --strict-data: the first one fails
+        export(model, quantize="int8", calib_data=d, out=tmp_path / "out", strict_data=True)
     assert leftovers(tmp_path / "out") == []
+    with pytest.warns(EdgekitWarning, match="skipped 1 unreadable image of 2: broken.jpg"):  # default: skipped
+        res = export(model, quantize="int8", calib_data=d, out=tmp_path / "out", verify=False)
+    assert res.calibration.count == 1
 
 
 @pytest.mark.parametrize("shape", [(10, 32, 32, 1), (10, 16, 16, 3), (16, 16)])

@@ -166,7 +166,7 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
 
     samples = plan(inputs=inputs, preprocess=mode or "unit", calibrated=prec.calibrated, qat=qat,
                    calib_data=calib_data, calib_samples=calib_samples, verify_data=verify_data,
-                   verify_samples=verify_samples, seed=seed)
+                   verify_samples=verify_samples, seed=seed, strict=spec.strict_data)
     calib_xs = samples.calib.xs if samples.calib is not None else None
     ref = keras_outputs(kmodel, samples.verify.xs)
     ref_names = [str(n) for n in getattr(kmodel, "output_names", None) or [t.name for t in kmodel.outputs]]

@@ -226,7 +226,7 @@ def _worth_a_warning(a: dict[str, Any] | None) -> bool:
 
 
 def _load(source, inputs: Sequence[InputSpec], preprocess: str, split: str, limit: int | None,
-          seed: int) -> Samples:
+          seed: int, strict: bool = False) -> Samples:
     if len(inputs) > 1:
         return _load_multi(source, inputs, limit, seed)
     spec = inputs[0]
@@ -234,7 +234,7 @@ def _load(source, inputs: Sequence[InputSpec], preprocess: str, split: str, limi
         raise DataError(f"{source} holds images, but input {spec.name!r} takes {spec.shape} arrays",
                         hint="give model-ready arrays of that shape (.npy/.npz, or a numpy array from Python)")
     ds = load(source, input_shape=spec.shape, preprocess_mode=preprocess if spec.image else "unit", split=split,
-              limit=limit, seed=seed)
+              limit=limit, seed=seed, strict=strict)
     return Samples([ds.x], ds.y, ds.source, ds.num_classes, _adaptation(ds, source, spec) if spec.image else None)
 
 
@@ -284,9 +284,9 @@ def _load_multi(source, inputs: Sequence[InputSpec], limit: int | None, seed: in
 
 def plan(*, inputs: Sequence[InputSpec] | None = None, input_shape: Sequence[int] | None = None,
          preprocess: str, calibrated: bool, qat: bool, calib_data=None, calib_samples: int | None = None,
-         verify_data=None, verify_samples: int | None = None, seed: int = 0) -> SamplePlan:
+         verify_data=None, verify_samples: int | None = None, seed: int = 0, strict: bool = False) -> SamplePlan:
     """Load calibration and verification samples for one export call (``inputs``: the model's inputs;
-    ``input_shape`` is shorthand for one input)."""
+    ``input_shape`` is shorthand for one input; ``strict``: an unreadable image is an error, not a skipped one)."""
     inputs = list(inputs) if inputs is not None else [InputSpec("input", tuple(int(v) for v in input_shape))]
     n_cal = calib_samples or DEFAULT_CALIB_SAMPLES
     n_ver = verify_samples or DEFAULT_VERIFY_SAMPLES
@@ -297,7 +297,7 @@ def plan(*, inputs: Sequence[InputSpec] | None = None, input_shape: Sequence[int
     verify_note = None
     if calib_data is not None:
         want = n_cal if verify_data is not None else n_cal + n_ver
-        ds = _load(calib_data, inputs, preprocess, "train", want, seed)
+        ds = _load(calib_data, inputs, preprocess, "train", want, seed, strict)
         if verify_data is None:
             ds = ds.take(None, seed)  # shuffled; the held-out tail never calibrates
             if len(ds) >= n_cal + n_ver:
@@ -334,7 +334,7 @@ def plan(*, inputs: Sequence[InputSpec] | None = None, input_shape: Sequence[int
         warnings.warn(msg, EdgekitWarning, stacklevel=3)
         info.warnings.append(msg)
     if verify_data is not None:
-        verify = _load(verify_data, inputs, preprocess, "test", n_ver, seed + 1)
+        verify = _load(verify_data, inputs, preprocess, "test", n_ver, seed + 1, strict)
         vsource = f"{verify.source} ({len(verify)} samples)"
         if _worth_a_warning(verify.adapted):
             warnings.warn(_adapted_text(verify.adapted, "verification", verify.source), EdgekitWarning, stacklevel=3)

@@ -101,6 +101,8 @@ class ExportSpec(LadderOptions, ExportOptions, ModelSpec):
     preprocess: str | None = option(None, choices=_choices.PREPROCESS_MODES,
                                     help="Input preprocessing for user models (zoo models know theirs).")
     seed: int = option(0, help="Seed for sample selection.")
+    strict_data: bool = option(False, help="An unreadable image in the data is an error (default: skipped, counted "
+                                           "and named in a warning).")
 
     def validate(self) -> None:
         self.check_ladder()  # the budget's own rules first: --max-drop with a float precision is a budget error
