@@ -143,3 +143,116 @@ def test_saved_models_respect_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.h5", "m.keras"]  # no temp file left
+
+
+# -- streamed data, several inputs, strategies, resume (issue 14) ------------------------------------------------
+def _tiny(shape=(8, 8, 3), classes=3, name="tiny"):
+    from edgekit._keras import keras
+
+    return keras.Sequential([keras.layers.Input(shape), keras.layers.Conv2D(4, 3, activation="relu"),
+                             keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(classes, activation="softmax")],
+                            name=name)
+
+
+@pytest.fixture()
+def image_folder(tmp_path):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path / "imgs"
+    rng = np.random.default_rng(0)
+    for c, name in enumerate("abc"):
+        (root / name).mkdir(parents=True)
+        for i in range(12):
+            buf = io.BytesIO()
+            Image.fromarray((rng.integers(0, 60, (10, 10, 3)) + 80 * c).astype(np.uint8)).save(buf, format="PNG")
+            (root / name / f"{i}.png").write_bytes(buf.getvalue())
+    (root / "a" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    return root
+
+
+def test_train_streams_a_folder_and_reports_skipped_images(image_folder, tmp_path):
+    from edgekit.compression import train
+    from edgekit.errors import EdgekitWarning
+
+    with pytest.warns(EdgekitWarning, match="skipped 1 unreadable image.*broken.jpg"):
+        model, rep = train(_tiny(), str(image_folder), epochs=2, batch_size=8, eval_data=str(image_folder),
+                           augment=True, seed=0)
+    assert rep.skipped_images == 1 and rep.augment is True
+    assert rep.sources["unreadable"]["skipped"] == 1 and "broken.jpg" in rep.sources["unreadable"]["examples"][0]
+    assert rep.train_samples + rep.val_samples == 37 and rep.strategy["strategy"] == "one-device"
+    assert rep.test_samples == 37 and 0.0 <= rep.test_accuracy <= 1.0  # --eval-data
+    assert all(e.val_accuracy is not None and e.val_loss is not None for e in rep.history)
+    with pytest.raises(DataError, match="unreadable image .*broken.jpg"):
+        train(_tiny(), str(image_folder), epochs=1, batch_size=8, strict_data=True)
+
+
+def test_train_a_model_with_several_non_image_inputs(tmp_path):
+    import numpy as np
+
+    from edgekit._keras import keras
+    from edgekit.compression import train
+
+    a, b = keras.layers.Input((20, 1), name="audio"), keras.layers.Input((5,), name="meta")
+    h = keras.layers.Concatenate()([keras.layers.Flatten()(keras.layers.Conv1D(3, 5)(a)), b])
+    model = keras.Model([a, b], keras.layers.Dense(2, activation="softmax")(h), name="twoin")
+    rng = np.random.default_rng(0)
+    xa, xb = rng.standard_normal((64, 20, 1)).astype(np.float32), rng.standard_normal((64, 5)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", audio=xa, meta=xb, y=(xb[:, 0] > 0).astype(np.int64))
+    _, rep = train(model, str(tmp_path / "d.npz"), epochs=2, batch_size=16, lr=1e-2)
+    assert rep.train_samples == 58 and rep.history[-1].val_accuracy is not None
+    with pytest.raises(InvalidArgument, match="augment applies to image data"):
+        train(model, str(tmp_path / "d.npz"), epochs=1, augment=True)
+
+
+def test_a_killed_run_resumes_from_its_last_epoch(image_folder, tmp_path):
+    from edgekit._keras import keras
+    from edgekit.compression import train
+
+    class Kill(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt("killed")
+
+    backup = tmp_path / "backup"
+    with pytest.raises(KeyboardInterrupt):
+        train(_tiny(), str(image_folder), epochs=4, batch_size=8, backup_dir=backup, callbacks=[Kill()])
+    assert (backup / "train" / "edgekit-state.json").is_file()
+    begun = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            begun.append(epoch)
+
+    _, rep = train(_tiny(), str(image_folder), epochs=4, batch_size=8, backup_dir=backup, callbacks=[Watch()],
+                   out=tmp_path / "m.keras")
+    assert begun == [2, 3] and rep.resumed_from_epoch == 2
+    assert [e.epoch for e in rep.history] == [1, 2, 3, 4] and rep.best_epoch in (1, 2, 3, 4)
+    assert not (backup / "train").exists()  # a finished run removes its backup: a rerun starts afresh
+
+
+def test_strategy_errors_are_invalid_arguments(monkeypatch):
+    from edgekit.compression.distribute import setup
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(InvalidArgument, match="did you mean 'multi-worker'"):
+        setup("multiworker")
+    with pytest.raises(InvalidArgument, match="needs the cluster in TF_CONFIG") as info:
+        setup("multi-worker")
+    assert "TF_CONFIG=" in info.value.hint
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(InvalidArgument, match="TF_CONFIG is not a valid cluster"):
+        setup("auto")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}')
+    with pytest.raises(InvalidArgument, match="not in its cluster"):
+        setup("auto")
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 0}}')
+    assert setup("auto").info.strategy == "one-device"  # one task is not a cluster
+
+
+def test_cli_train_strategy_and_data_options(image_folder, tmp_path):
+    r = CliRunner().invoke(main, ["train", "mobilenet_v1", "--data", str(image_folder), *CLI_OPTS,
+                                  "--strategy", "multiworker"])
+    assert r.exit_code == 2 and "multi-worker" in r.output

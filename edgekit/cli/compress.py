@@ -33,9 +33,20 @@ def render_train(report) -> None:
     if report.test_accuracy is not None:
         line += f"; test acc {_pct(report.test_accuracy)} on {report.test_samples} samples"
     out.print(line)
+    _print_training(report.strategy or {}, report.resumed_from_epoch)
     for label, path in (("checkpoint", report.checkpoint), ("model", report.saved)):
         if path:
             out.print(f"{label}: {path}")
+
+
+def _print_training(strategy: dict, resumed_from: int = 0) -> None:
+    """One line about the distribution when it is not the plain one-device run (or when it resumed)."""
+    if strategy.get("strategy") in (None, "one-device") and not resumed_from:
+        return
+    worker = "" if strategy.get("chief", True) else f"; worker {strategy.get('worker')} (the chief writes the files)"
+    resumed = f"; resumed after epoch {resumed_from}" if resumed_from else ""
+    out.print(f"strategy {strategy.get('strategy')}: {strategy.get('replicas', 1)} replica(s) on "
+              f"{strategy.get('workers', 1)} worker(s){worker}{resumed}")
 
 
 def render_compress(result) -> None:
@@ -58,6 +69,7 @@ def render_compress(result) -> None:
     for st in rep.stages:
         for note in st.notes:
             out.print(f"{st.stage}: {note}")
+    _print_training(getattr(rep, "training", None) or {})
     for art in rep.artifacts:
         lat = f"  (p50 {art.latency_ms_p50:.3f} ms, {art.latency_note})" if art.latency_ms_p50 else ""
         out.print(f"artifact: {art.path}{lat}")

@@ -93,23 +93,27 @@ def artifact_stats(path: str | os.PathLike, *, pruned_shapes: dict | None = None
     st = ArtifactStats(path=str(path), precision=precision, file_bytes=len(blob),
                        gzip_bytes=len(gzip.compress(blob, 9, mtime=0)), weights=ws,
                        huffman_file_bytes=len(blob) - ws.bytes + ws.huffman_bytes)
-    if test is not None and test.y is not None and len(test):
-        st.test_accuracy = artifact_accuracy(path, test)
-        st.test_samples = len(test)
+    if test is not None and test.labelled and len(test):
+        st.test_accuracy, st.test_samples = artifact_accuracy(path, test, counted=True)
     return st
 
 
-def artifact_accuracy(path: str | os.PathLike, ds) -> float:
-    """Top-1 accuracy of an artifact (any runtime :mod:`edgekit.runtimes` has) on a labelled Dataset, one sample at a
-    time (artifacts have a fixed batch of 1); integer I/O is quantized/dequantized by the session."""
+def artifact_accuracy(path: str | os.PathLike, ds, batch: int = 256, counted: bool = False):
+    """Top-1 accuracy of an artifact (any runtime :mod:`edgekit.runtimes` has) on a labelled Dataset or data source,
+    read ``batch`` samples at a time (a source streams) and run one by one (artifacts have a fixed batch of 1);
+    integer I/O is quantized/dequantized by the session. ``counted``: ``(accuracy, samples)``."""
     from ..runtimes import load
 
     session = load(path)
-    correct = 0
-    for i in range(len(ds)):
-        out = session.predict(ds.x[i:i + 1])[0]
-        correct += int(np.argmax(out[0]) == ds.y[i])
-    return correct / len(ds)
+    correct = total = 0
+    for xs, ys in ds.batches(batch):
+        for i in range(len(ys)):
+            x = [a[i:i + 1] for a in xs] if isinstance(xs, (list, tuple)) else xs[i:i + 1]
+            out = session.predict(x)[0]
+            correct += int(np.argmax(out[0]) == ys[i])
+            total += 1
+    acc = correct / total if total else float("nan")
+    return (acc, total) if counted else acc
 
 
 def local_latency(path: str | os.PathLike, runs: int = 50):

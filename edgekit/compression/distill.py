@@ -23,8 +23,27 @@ from .stages import STAGES, Context, Stage
 def _distiller_class():
     from .._keras import keras, tf
 
+    none = keras.losses.Reduction.NONE
+
+    def per_example(loss_fn):
+        """A Keras loss object as one returning per-sample losses (replicas average them themselves)."""
+        if isinstance(loss_fn, keras.losses.Loss) and loss_fn.reduction not in (none, keras.losses.Reduction.SUM):
+            try:
+                return type(loss_fn).from_config({**loss_fn.get_config(), "reduction": none})
+            except (TypeError, ValueError):  # a custom Loss without a round-tripping config: used as given
+                return loss_fn
+        return loss_fn
+
+    def replica_mean(value):
+        """Per-sample (or already averaged) loss -> this replica's share of the global mean."""
+        if value.shape.rank:
+            value = tf.reduce_mean(tf.reshape(value, [tf.shape(value)[0], -1]), axis=-1)
+            return tf.nn.compute_average_loss(value)
+        return value / tf.distribute.get_strategy().num_replicas_in_sync
+
     class Distiller(keras.Model):
-        """Trains ``student`` against ``teacher`` (frozen); ``call`` runs the student."""
+        """Trains ``student`` against ``teacher`` (frozen); ``call`` runs the student. Works under any
+        tf.distribute strategy: losses are per-sample, averaged over the global batch."""
 
         def __init__(self, student, teacher, *, temperature: float = 4.0, alpha: float = 0.1,
                      student_loss: Callable | None = None, distill_loss: Callable | None = None,
@@ -33,9 +52,9 @@ def _distiller_class():
             self.student, self.teacher = student, teacher
             self.teacher.trainable = False
             self.temperature, self.alpha = float(temperature), float(alpha)
-            self.student_loss_fn = student_loss or keras.losses.SparseCategoricalCrossentropy(
-                from_logits=student_logits)
-            self.distill_loss_fn = distill_loss or keras.losses.KLDivergence()
+            self.student_loss_fn = per_example(student_loss or keras.losses.SparseCategoricalCrossentropy(
+                from_logits=student_logits, reduction=none))
+            self.distill_loss_fn = per_example(distill_loss or keras.losses.KLDivergence(reduction=none))
             self._s_logits, self._t_logits = student_logits, teacher_logits
             self.loss_tracker = keras.metrics.Mean(name="loss")
             self.student_tracker = keras.metrics.Mean(name="student_loss")
@@ -56,26 +75,28 @@ def _distiller_class():
         def train_step(self, data):
             x, y = data
             t_out = self.teacher(x, training=False)
+            n = tf.cast(tf.distribute.get_strategy().num_replicas_in_sync, tf.float32)
             with tf.GradientTape() as tape:
                 s_out = self.student(x, training=True)
-                s_loss = self.student_loss_fn(y, s_out)
-                d_loss = self.distill_loss_fn(self._soft(t_out, self._t_logits), self._soft(s_out, self._s_logits))
+                s_loss = replica_mean(self.student_loss_fn(y, s_out))
+                d_loss = replica_mean(self.distill_loss_fn(self._soft(t_out, self._t_logits),
+                                                           self._soft(s_out, self._s_logits)))
                 d_loss = d_loss * (self.temperature ** 2)
                 loss = self.alpha * s_loss + (1.0 - self.alpha) * d_loss
                 if self.student.losses:
-                    loss = loss + tf.add_n(self.student.losses)
+                    loss = loss + tf.nn.scale_regularization_loss(tf.add_n(self.student.losses))
             grads = tape.gradient(loss, self.student.trainable_variables)
             self.optimizer.apply_gradients(zip(grads, self.student.trainable_variables))
-            self.loss_tracker.update_state(loss)
-            self.student_tracker.update_state(s_loss)
-            self.distill_tracker.update_state(d_loss)
+            self.loss_tracker.update_state(loss * n)  # trackers show global means, not a replica's share
+            self.student_tracker.update_state(s_loss * n)
+            self.distill_tracker.update_state(d_loss * n)
             self.acc.update_state(y, s_out)
             return {m.name: m.result() for m in self.metrics}
 
         def test_step(self, data):
             x, y = data
             s_out = self.student(x, training=False)
-            s_loss = self.student_loss_fn(y, s_out)
+            s_loss = tf.reduce_mean(self.student_loss_fn(y, s_out))
             self.loss_tracker.update_state(s_loss)
             self.student_tracker.update_state(s_loss)
             self.acc.update_state(y, s_out)
@@ -179,14 +200,18 @@ class Distill(Stage):
         log = []
         if self.teacher_epochs:
             set_bn_momentum(teacher, ctx.bn_momentum)
-            compile_for_training(teacher, self.teacher_lr, self.optimizer)
-            log, _ = fit(teacher, ctx.train, ctx.val, epochs=self.teacher_epochs,
+            scoped = ctx.dist.to_scope(teacher)
+            with ctx.dist.scope():
+                compile_for_training(scoped, self.teacher_lr, self.optimizer)
+            log, _ = fit(scoped, ctx.train, ctx.val, epochs=self.teacher_epochs,
                          batch_size=self.batch_size or ctx.batch_size, task=f"train teacher {teacher.name}",
-                         progress=ctx.progress, seed=ctx.seed)
+                         shadow=teacher, **ctx.fit_kwargs(ctx.part("distill-teacher")))
+            ctx.dist.copy_back(teacher, scoped)
+        chief = ctx.dist.chief  # accuracies are for the report, which only the chief writes
         self.teacher_report = {"name": teacher.name, "source": kind, "epochs_trained": self.teacher_epochs,
                                "params": int(teacher.count_params()),
-                               "val_accuracy": evaluate(teacher, ctx.val), "test_accuracy": evaluate(teacher, ctx.test),
-                               "history": log}
+                               "val_accuracy": evaluate(teacher, ctx.val) if chief else None,
+                               "test_accuracy": evaluate(teacher, ctx.test) if chief else None, "history": log}
         return teacher
 
     def fit(self, model, ctx: Context):
@@ -195,28 +220,29 @@ class Distill(Stage):
     def run(self, model, ctx: Context):
         import time
 
-        from .train import BestWeights, make_optimizer, outputs_probabilities, seed_everything
+        from .._keras import tf
+        from .train import fit, input_specs, make_optimizer, outputs_probabilities
 
         t0 = time.perf_counter()
         teacher = self.build_teacher(model, ctx)
-        distiller = Distiller(model, teacher, temperature=self.temperature, alpha=self.alpha,
-                              student_loss=self.student_loss, distill_loss=self.distill_loss,
-                              student_logits=not outputs_probabilities(model),
-                              teacher_logits=not outputs_probabilities(teacher))
-        distiller.compile(optimizer=make_optimizer(self.optimizer, self.lr or self.default_lr))
-        log: list = []
-        best = BestWeights("distill", self.epochs, ctx.progress, log, monitor=ctx.val is not None)
-        seed_everything(ctx.seed)
-        ctx.progress("distill", 0, self.epochs)
-        distiller.fit(ctx.train.x, ctx.train.y, batch_size=self.batch_size or ctx.batch_size, epochs=self.epochs,
-                      shuffle=True, verbose=0, validation_data=(ctx.val.x, ctx.val.y) if ctx.val is not None else None,
-                      callbacks=[best, *self.callbacks, *ctx.callbacks])
-        student = distiller.student
-        if best.best_weights is not None:
-            distiller.set_weights(best.best_weights)
+        with ctx.dist.scope():
+            distiller = Distiller(ctx.dist.to_scope(model), ctx.dist.to_scope(teacher), temperature=self.temperature,
+                                  alpha=self.alpha, student_loss=self.student_loss, distill_loss=self.distill_loss,
+                                  student_logits=not outputs_probabilities(model),
+                                  teacher_logits=not outputs_probabilities(teacher))
+            zeros = [tf.zeros((1, *shape)) for shape in input_specs(model)[0]]
+            distiller(zeros[0] if len(zeros) == 1 else zeros)  # built before fit: BackupAndRestore can restore it
+            distiller.compile(optimizer=make_optimizer(self.optimizer, self.lr or self.default_lr))
+        log, best = fit(distiller, ctx.train, ctx.val, epochs=self.epochs, batch_size=self.batch_size or ctx.batch_size,
+                        task="distill", callbacks=[*self.callbacks, *ctx.callbacks],
+                        from_logits=not outputs_probabilities(model), eval_model=distiller.student, shadow=model,
+                        **ctx.fit_kwargs(ctx.part("distill")))
+        student = ctx.dist.copy_back(model, distiller.student)
         from .stages import StageReport
 
         report = StageReport(stage=self.name, params=self.config(), history=log)
+        if best is not None and best.resumed_from:
+            report.notes.append(f"resumed after epoch {best.resumed_from} (backup in --backup-dir)")
         report.notes.append(f"teacher {self.teacher_report['name']} ({self.teacher_report['source']}, "
                             f"{self.teacher_report['params']:,} params, trained {self.teacher_epochs} epochs here; "
                             f"val acc {_pct(self.teacher_report['val_accuracy'])}, "

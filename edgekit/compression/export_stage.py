@@ -43,5 +43,5 @@ class Export(Stage):
             verify = held
         options = {k: getattr(spec, k) for k in ExportOptions.keys()}  # every export option, as given
         options.update(calib_data=calib if calibrated else None, verify_data=verify, verify_samples=n_ver)
-        return exporters.export(model, preprocess=ctx.preprocess, seed=ctx.seed, progress=ctx.progress,
-                                provenance=ctx.provenance or None, **options)
+        return exporters.export(model, preprocess=ctx.preprocess, seed=ctx.seed, strict_data=ctx.strict_data,
+                                progress=ctx.progress, provenance=ctx.provenance or None, **options)

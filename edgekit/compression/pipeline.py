@@ -38,6 +38,9 @@ class PipelineReport(JsonMixin):
     artifacts: list[ArtifactStats] = field(default_factory=list)
     export: Any = None  # the ExportResult of the export stage
     seconds: float = 0.0
+    #: how the stages trained: augment, strategy (name, replicas, workers, chief), batch size, data sources,
+    #: unreadable images skipped
+    training: dict = field(default_factory=dict)
     report_json: str | None = None
     plot_png: str | None = None
 
@@ -87,11 +90,13 @@ class Pipeline:
             stage.check(model, self.stages[:i])
 
     def run(self, model: Any, data: Any, *, val_fraction: float = 0.1, val_data: Any = None,
-            limit: int | None = None, test_limit: int | None = None, seed: int = 0, batch_size: int = 64,
-            bn_momentum: float | None = DEFAULT_BN_MOMENTUM, preprocess: str | None = None,
-            progress: Progress = no_progress, callbacks: Sequence = (), report_dir: str | None = None,
-            before_export: Callable[[Any], None] | None = None, provenance: dict | None = None,
-            **model_options: Any):
+            eval_data: Any = None, limit: int | None = None, test_limit: int | None = None, seed: int = 0,
+            batch_size: int = 64, bn_momentum: float | None = DEFAULT_BN_MOMENTUM, preprocess: str | None = None,
+            augment: bool = False, strict_data: bool = False, image_key: str | None = None,
+            label_key: str | None = None, shuffle_buffer: int | None = None, strategy: str = "auto",
+            backup_dir: str | None = None, progress: Progress = no_progress, callbacks: Sequence = (),
+            report_dir: str | None = None, before_export: Callable[[Any], None] | None = None,
+            provenance: dict | None = None, **model_options: Any):
         """Run the stages on ``model`` (keras.Model, zoo name or file) with ``data``; returns
         ``(final_model, PipelineReport)``. With an export stage the report is saved beside the artifact.
 
@@ -99,10 +104,18 @@ class Pipeline:
         the original. ``report_dir`` saves the report (JSON + PNG) when there is no export stage.
         ``before_export(model)`` is called with the final model before the export stage (e.g. to save it, so a
         failed verification does not lose the training). ``provenance`` goes to the artifact's manifest.
+
+        Training streams ``data`` through tf.data (``augment``, ``strict_data``, ``image_key``/``label_key`` for
+        TFRecords, ``shuffle_buffer``) under ``strategy`` (:mod:`edgekit.compression.distribute`); with
+        ``backup_dir`` a killed run resumes from its last completed epoch. Under multi-worker only the chief
+        measures, exports and writes the report (the other workers return a report without measurements).
         """
-        from .train import resolve_model, seed_everything, set_bn_momentum, split_data
+        from .distribute import setup
+        from .train import (backup_root, clean_backup, resolve_model, seed_everything, set_bn_momentum,
+                            sources_report, split_data, warn_skipped)
 
         t0 = time.perf_counter()
+        dist = setup(strategy)  # first: multi-worker must start before TensorFlow runs anything
         seed_everything(seed)
         model = resolve_model(model, **model_options)
         if model_options.get("trust_model_code"):  # it also covers the files stages load (a teacher)
@@ -111,18 +124,22 @@ class Pipeline:
                     stage.spec = stage.spec.replace(trust_model_code=True)
         self.validate(model)  # before any data loading or training
         full, ds_train, ds_val, ds_test = split_data(data, model, val_fraction=val_fraction, val_data=val_data,
-                                                     limit=limit, test_limit=test_limit, seed=seed,
-                                                     preprocess=preprocess)
+                                                     eval_data=eval_data, limit=limit, test_limit=test_limit,
+                                                     seed=seed, preprocess=preprocess, strict=strict_data,
+                                                     image_key=image_key, label_key=label_key)
         export_stage = self.stages[-1] if self.stages and isinstance(self.stages[-1], Export) else None
         if export_stage is not None:
             ensure_writable_dir(export_stage.out)
         if report_dir is not None:
             ensure_writable_dir(report_dir)
+        dist.check_batch(batch_size)
         set_bn_momentum(model, bn_momentum)
         preprocess = full.preprocess if full.preprocess in PREPROCESS_MODES else preprocess
         ctx = Context(source=data if isinstance(data, str) else None, train=ds_train, val=ds_val, test=ds_test,
                       batch_size=batch_size, seed=seed, bn_momentum=bn_momentum, preprocess=preprocess,
-                      progress=progress, callbacks=list(callbacks), provenance=dict(provenance or {}))
+                      progress=progress, callbacks=list(callbacks), provenance=dict(provenance or {}), dist=dist,
+                      augment=bool(augment), strict_data=bool(strict_data), shuffle_buffer=shuffle_buffer,
+                      backup_root=backup_root(backup_dir))
         report = PipelineReport(model=model.name, data=full.source, seed=seed, train_samples=len(ds_train),
                                 val_samples=len(ds_val or ()), test_samples=len(ds_test or ()),
                                 input=self._measure(StageReport(stage="input", params={}), model, ctx))
@@ -134,6 +151,14 @@ class Pipeline:
             if not stage.keeps_wrappers:
                 assert_plain(model, stage.name)
             report.stages.append(self._measure(srep, model, ctx))
+        report.training = {"augment": bool(augment), **dist.info.to_dict(), "batch_size": batch_size,
+                           "sources": sources_report(train=ds_train, val=ds_val, test=ds_test),
+                           "skipped_images": warn_skipped(ds_train, ds_val, ds_test)}
+        ctx.provenance.setdefault("training", {k: v for k, v in report.training.items() if k != "sources"})
+        if not dist.chief:  # the chief alone writes: model, artifacts, report
+            clean_backup(ctx.backup_root, ctx.backups, dist.chief)
+            report.seconds = round(time.perf_counter() - t0, 2)
+            return model, report
         if before_export is not None:
             before_export(model)
         if export_stage is not None:
@@ -157,12 +182,15 @@ class Pipeline:
             stem = Path(report_dir) / model.name
         if stem is not None:
             report.save(stem)
+        clean_backup(ctx.backup_root, ctx.backups, dist.chief)
         return model, report
 
     @staticmethod
     def _measure(srep: StageReport, model, ctx: Context) -> StageReport:
         from .train import evaluate
 
+        if not ctx.dist.chief:  # measurements are for the report, which only the chief writes
+            return srep
         srep.val_accuracy = evaluate(model, ctx.val)
         srep.test_accuracy = evaluate(model, ctx.test)
         srep.param_count, srep.nonzero = count_params(model)

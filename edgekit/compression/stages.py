@@ -45,6 +45,32 @@ class Context:
     clusters: int | None = None
     source: str | None = None  # the data source as given (a built-in dataset name, a folder, a file)
     provenance: dict = field(default_factory=dict)  # what the artifact's manifest records about this run
+    dist: Any = None  # distribute.Distribution of the run (None: one device)
+    augment: bool = False
+    strict_data: bool = False
+    shuffle_buffer: int | None = None
+    backup_root: Any = None  # a Path: each fit keeps its BackupAndRestore state in a sub-folder
+    backups: list[str] = field(default_factory=list)  # backup sub-folders used so far (removed after the run)
+
+    def __post_init__(self):
+        if self.dist is None:
+            from .distribute import Distribution, StrategyInfo
+
+            self.dist = Distribution(None, StrategyInfo("one-device"))
+
+    def fit_kwargs(self, part: str) -> dict:
+        """What every :func:`~edgekit.compression.fit.fit` call of a stage takes from the run; ``part`` names the
+        fit's backup sub-folder (with --backup-dir)."""
+        backup = None
+        if self.backup_root is not None:
+            self.backups.append(part)
+            backup = self.backup_root / part
+        return {"seed": self.seed, "progress": self.progress, "augment": self.augment, "dist": self.dist,
+                "shuffle_buffer": self.shuffle_buffer, "backup_dir": backup}
+
+    def part(self, name: str) -> str:
+        """The backup sub-folder name of the next fit (its stage's position and name)."""
+        return f"{len(self.done) + 1:02d}-{name}"
 
 
 @dataclass
@@ -113,17 +139,19 @@ class Stage:
         """Wrap ``model`` (tfmot wrappers); returns the model to fine-tune."""
         return model
 
-    def fit(self, model, ctx: Context) -> list[EpochLog]:
-        """Fine-tune the wrapped model on ``ctx.train`` for ``self.epochs``; returns the per-epoch log."""
+    def fit(self, model, ctx: Context, shadow=None) -> list[EpochLog]:
+        """Fine-tune the wrapped model on ``ctx.train`` for ``self.epochs``; returns the per-epoch log. ``shadow``
+        is the plain twin validated under a distribution strategy."""
         from .train import compile_for_training, fit
 
         if not self.epochs:
             return []
-        compile_for_training(model, self.lr or self.default_lr, self.optimizer)
-        log, _ = fit(model, ctx.train, ctx.val, epochs=self.epochs, batch_size=self.batch_size or ctx.batch_size,
-                     task=f"{self.name}", progress=ctx.progress, callbacks=[*self.fit_callbacks(model, ctx),
-                                                                           *ctx.callbacks],
-                     restore_best=self.restore_best, seed=ctx.seed)
+        with ctx.dist.scope():
+            compile_for_training(model, self.lr or self.default_lr, self.optimizer)
+        log, best = fit(model, ctx.train, ctx.val, epochs=self.epochs, batch_size=self.batch_size or ctx.batch_size,
+                        task=f"{self.name}", callbacks=[*self.fit_callbacks(model, ctx), *ctx.callbacks],
+                        restore_best=self.restore_best, shadow=shadow, **ctx.fit_kwargs(ctx.part(self.name)))
+        self.resumed_from = best.resumed_from if best else 0
         return log
 
     def fit_callbacks(self, model, ctx: Context) -> list:
@@ -133,13 +161,27 @@ class Stage:
         """Strip the wrappers; returns a plain Keras model."""
         return model
 
+    #: the epoch a restarted run resumed this stage's fine-tuning from (0: not resumed)
+    resumed_from: int = 0
+
     def run(self, model, ctx: Context):
-        """apply -> fit -> finalize, timed; returns ``(model, StageReport)``."""
+        """apply -> fit -> finalize, timed; returns ``(model, StageReport)``. Under a distribution strategy the
+        stage wraps and trains a copy inside the strategy's scope, and a plain twin wrapped the same way outside it
+        takes the trained weights (validation and finalize use the twin: nothing distributed leaves the stage)."""
         t0 = time.perf_counter()
-        wrapped = self.apply(model, ctx)
-        history = self.fit(wrapped, ctx)
-        final = self.finalize(wrapped)
+        if ctx.dist.distributed:
+            with ctx.dist.scope():
+                wrapped = self.apply(ctx.dist.to_scope(model), ctx)
+            twin = self.apply(model, ctx)
+            history = self.fit(wrapped, ctx, shadow=twin)
+            final = self.finalize(ctx.dist.copy_back(twin, wrapped))
+        else:
+            wrapped = self.apply(model, ctx)
+            history = self.fit(wrapped, ctx)
+            final = self.finalize(wrapped)
         report = StageReport(stage=self.name, params=self.config(), history=history)
+        if self.resumed_from:
+            report.notes.append(f"resumed after epoch {self.resumed_from} (backup in --backup-dir)")
         report.seconds = round(time.perf_counter() - t0, 2)
         return final, report
 

@@ -1,12 +1,13 @@
-"""Training and fine-tuning on the data module: seeded train/validation split, per-epoch progress, best checkpoint.
+"""Training and fine-tuning on streamed data: seeded train/validation split, per-epoch progress, best checkpoint,
+tf.distribute (``strategy``) and fault tolerance (``backup_dir``).
 
 Small-data defaults that work: Adam, BatchNorm momentum 0.9 (tf-keras models use 0.99, whose moving statistics
 lag far behind the weights in a short run and make validation accuracy look random), best weights restored.
 """
 from __future__ import annotations
 
-import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,16 +22,7 @@ from .._spec import takes_spec
 from ..errors import DataError, InvalidArgument
 from ..registry import Registry
 from ..specs.train import TrainSpec
-
-
-@dataclass
-class EpochLog(JsonMixin):
-    epoch: int
-    loss: float
-    accuracy: float | None
-    val_loss: float | None
-    val_accuracy: float | None
-    seconds: float
+from .fit import BestWeights, EpochLog, evaluate, fit  # noqa: F401 - re-exported (stages, distill, users)
 
 
 @dataclass
@@ -54,6 +46,11 @@ class TrainReport(JsonMixin):
     checkpoint: str | None = None
     saved: str | None = None
     seconds: float = 0.0
+    augment: bool = False
+    strategy: dict = field(default_factory=dict)  # distribute.StrategyInfo: strategy, replicas, workers, chief
+    sources: dict = field(default_factory=dict)  # train/val/test: source, kind, samples; unreadable images
+    skipped_images: int = 0
+    resumed_from_epoch: int = 0
 
 
 def resolve_model(model: Any, **options: Any):
@@ -73,37 +70,63 @@ def preprocess_for(model: Any, preprocess: str | None = None) -> str:
     return models.preprocess_mode(model)
 
 
+def input_specs(model) -> tuple[list[tuple], list[str]]:
+    """(shape without batch, name) of every model input; training needs fixed shapes."""
+    shapes, names = [], []
+    for t in model.inputs:
+        dims = tuple(t.shape[1:])
+        if any(d is None for d in dims):
+            raise InvalidArgument(f"model {model.name!r} has an input of variable shape {tuple(t.shape)}; training "
+                                  "needs fixed input shapes",
+                                  hint="build it with a fixed size (--resolution, --input-channels)")
+        shapes.append(tuple(int(d) for d in dims))
+        names.append(t.name.split(":")[0])
+    return shapes, names
+
+
 def input_shape_of(model) -> tuple[int, int, int]:
-    shape = model.input_shape
-    if isinstance(shape, list):
-        raise InvalidArgument(f"model {model.name!r} has {len(shape)} inputs; edgekit trains single-input image models")
-    dims = tuple(shape[1:])
-    if len(dims) != 3 or any(d is None for d in dims):
-        raise InvalidArgument(f"model {model.name!r} needs a fixed (H, W, C) input to train; it has {shape}",
-                              hint="build it with --resolution and --input-channels")
-    return tuple(int(d) for d in dims)  # type: ignore[return-value]
+    """The (H, W, C) of a single-image-input model (zoo-built teachers and students)."""
+    shapes, _ = input_specs(model)
+    if len(shapes) != 1 or len(shapes[0]) != 3:
+        raise InvalidArgument(f"model {model.name!r} needs a single fixed (H, W, C) input here; it has "
+                              f"{model.input_shape}", hint="build it with --resolution and --input-channels")
+    return shapes[0]  # type: ignore[return-value]
 
 
 def resolve_data(data: Any, model, *, split: str = "train", limit: int | None = None, seed: int = 0,
-                 preprocess: str | None = None):
-    """A :class:`edgekit.data.Dataset` as given, or a data source loaded at the model's input shape."""
+                 preprocess: str | None = None, strict: bool = False, image_key: str | None = None,
+                 label_key: str | None = None, labelled: bool = True):
+    """``data`` opened as a :class:`edgekit.data.Source` for ``model``'s input(s); ``limit`` keeps a seeded
+    random subset (TFRecords: the first ``limit`` records)."""
     from .. import data as data_mod
 
-    if isinstance(data, data_mod.Dataset):
-        ds = data if limit is None or limit >= len(data) else data.take(limit, seed)
-    elif isinstance(data, (str, os.PathLike)):
-        ds = data_mod.load(data, input_shape=input_shape_of(model), preprocess_mode=preprocess_for(model, preprocess),
-                           split=split, limit=limit, seed=seed)
-    else:
-        raise InvalidArgument(f"data must be a source (dataset name, folder, .npz) or a Dataset; "
+    if not isinstance(data, (str, os.PathLike, data_mod.Dataset, data_mod.Source, np.ndarray, tuple, list)):
+        raise InvalidArgument(f"data must be a source (dataset name, folder, TFRecords, .npz), a Dataset or arrays; "
                               f"received {type(data).__name__}")
-    if ds.y is None:
-        raise DataError(f"{ds.source} has no labels; training needs labelled data",
-                        hint="use a folder with one sub-folder per class, or an .npz with 'x' and 'y'")
-    want = input_shape_of(model)
-    if tuple(ds.x.shape[1:]) != want:
-        raise DataError(f"{ds.source} gives inputs of shape {tuple(ds.x.shape[1:])}, model {model.name!r} takes {want}")
-    return ds
+    shapes, names = input_specs(model)
+    keys = {k: v for k, v in (("image_key", image_key), ("label_key", label_key)) if v is not None}
+    mode = data.preprocess if isinstance(data, data_mod.Dataset) and data.preprocess != "as-given" else \
+        preprocess_for(model, preprocess)
+    src = data_mod.open_source(data, input_shape=shapes if len(shapes) > 1 else shapes[0], input_names=names,
+                               preprocess_mode=mode, split=split, strict=strict, **keys)
+    if limit is not None:
+        if limit <= 0:
+            raise InvalidArgument(f"limit must be positive; received {limit}", hint="give a positive sample count")
+        if isinstance(src, data_mod.IndexedSource):
+            if limit < len(src):
+                src = src.subset(np.sort(np.random.default_rng(seed).permutation(len(src))[:limit]))
+        else:
+            src = src.limited(limit)
+    if labelled and not src.labelled:
+        raise DataError(f"{src.name} has no labels; training needs labelled data",
+                        hint="use a folder with one sub-folder per class, an .npz with 'x' and 'y', or TFRecords "
+                             "with a label feature (--label-key)")
+    return src
+
+
+def as_source(ds, model):
+    """An in-memory Dataset as a Source for ``model`` (its arrays, checked against the model's inputs)."""
+    return resolve_data(ds, model, labelled=ds.y is not None)
 
 
 def test_split(data: Any, model, *, limit: int | None = None, seed: int = 0, preprocess: str | None = None):
@@ -116,19 +139,46 @@ def test_split(data: Any, model, *, limit: int | None = None, seed: int = 0, pre
     return None
 
 
-def split_data(data: Any, model, *, val_fraction: float = 0.1, val_data: Any = None, limit: int | None = None,
-               test_limit: int | None = None, seed: int = 0, preprocess: str | None = None):
-    """(all, train, validation or None, test or None) Datasets for ``model``: ``val_data`` or a seeded
-    ``val_fraction`` hold-out of ``data``, and the built-in dataset's test split when it has one."""
-    full = resolve_data(data, model, limit=limit, seed=seed, preprocess=preprocess)
+def split_data(data: Any, model, *, val_fraction: float = 0.1, val_data: Any = None, eval_data: Any = None,
+               limit: int | None = None, test_limit: int | None = None, seed: int = 0, preprocess: str | None = None,
+               strict: bool = False, image_key: str | None = None, label_key: str | None = None):
+    """(all, train, validation or None, test or None) sources for ``model``: ``val_data`` or a seeded
+    ``val_fraction`` hold-out of ``data``; ``eval_data`` or the built-in dataset's test split as the test set."""
+    kw = dict(seed=seed, preprocess=preprocess, strict=strict, image_key=image_key, label_key=label_key)
+    full = resolve_data(data, model, limit=limit, **kw)
     check_classes(model, full)
     if val_data is not None:
-        ds_train, ds_val = full, resolve_data(val_data, model, seed=seed, preprocess=preprocess)
+        ds_train, ds_val = full, resolve_data(val_data, model, **kw)
     elif val_fraction:
         ds_train, ds_val = full.split(val_fraction, seed)
     else:
         ds_train, ds_val = full, None
-    return full, ds_train, ds_val, test_split(data, model, limit=test_limit, seed=seed, preprocess=preprocess)
+    if eval_data is not None:
+        ds_test = resolve_data(eval_data, model, split="test", limit=test_limit, **kw)
+    else:
+        ds_test = test_split(data, model, limit=test_limit, seed=seed, preprocess=preprocess)
+    for extra in (ds_val, ds_test):
+        if extra is not None:
+            check_classes(model, extra)
+    return full, ds_train, ds_val, ds_test
+
+
+def sources_report(**parts) -> dict:
+    """What reports record about the data: per part, the source, kind and sample count; then the unreadable
+    images skipped (count and the first few, over all parts)."""
+    out = {k: v.describe() for k, v in parts.items() if v is not None}
+    logs = list({id(v.skips): v.skips for v in parts.values() if v is not None}.values())
+    examples = list(dict.fromkeys(e for lg in logs for e in lg.to_dict()["examples"]))
+    out["unreadable"] = {"skipped": len(set().union(*(lg.names for lg in logs))), "examples": examples[:5]}
+    return out
+
+
+def warn_skipped(*sources) -> int:
+    """One warning per source that skipped unreadable images; returns how many distinct files were skipped."""
+    logs = list({id(s.skips): s.skips for s in sources if s is not None}.values())
+    for log in logs:
+        log.warn(None, stacklevel=4)
+    return len(set().union(*(log.names for log in logs)))
 
 
 def set_bn_momentum(model, momentum: float | None) -> int:
@@ -189,12 +239,15 @@ def outputs_probabilities(model) -> bool:
 
 
 def check_classes(model, ds) -> None:
+    """Labels beyond the model's classes, when the source knows its labels (TFRecords are checked in training)."""
     out = model.output_shape
     classes = int(out[-1]) if out and out[-1] else None
-    top = int(ds.y.max()) + 1 if len(ds.y) else 0
-    if classes is not None and top > classes:
-        raise DataError(f"{ds.source} has labels up to {top - 1} but model {model.name!r} outputs {classes} classes",
-                        hint=f"build the model with --classes {ds.num_classes or top}")
+    top = ds.max_label() if hasattr(ds, "max_label") else (int(ds.y.max()) if ds.y is not None and len(ds.y) else None)
+    if top is None and ds.num_classes:
+        top = ds.num_classes - 1
+    if classes is not None and top is not None and top + 1 > classes:
+        raise DataError(f"{ds.source} has labels up to {top} but model {model.name!r} outputs {classes} classes",
+                        hint=f"build the model with --classes {ds.num_classes or top + 1}")
 
 
 def check_model_output(dest: str | os.PathLike, option: str) -> None:
@@ -222,69 +275,21 @@ def save_model_atomic(model, dest: str | os.PathLike) -> Path:
     return dest
 
 
-class BestWeights:
-    """Keras callback factory: keeps the best epoch's weights (by val_accuracy), reports progress per epoch."""
-
-    def __new__(cls, task: str, epochs: int, progress: Progress, log: list, monitor: bool = True):
-        from .._keras import keras
-
-        class _Cb(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.best = -math.inf
-                self.best_epoch: int | None = None
-                self.best_weights = None
-                self._t0 = time.perf_counter()
-
-            def on_epoch_begin(self, epoch, logs=None):
-                self._t0 = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                logs = logs or {}
-                val = logs.get("val_accuracy")
-                log.append(EpochLog(epoch + 1, float(logs.get("loss", float("nan"))),
-                                    _f(logs.get("accuracy")), _f(logs.get("val_loss")), _f(val),
-                                    round(time.perf_counter() - self._t0, 3)))
-                score = float(val) if (monitor and val is not None) else float(epoch)
-                if score > self.best:
-                    self.best, self.best_epoch = score, epoch + 1
-                    self.best_weights = [w.copy() for w in self.model.get_weights()]
-                progress(task, epoch + 1, epochs)
-
-        return _Cb()
-
-
-def _f(v) -> float | None:
-    return None if v is None else float(v)
-
-
-def fit(model, ds_train, ds_val, *, epochs: int, batch_size: int, task: str, progress: Progress,
-        callbacks: Sequence = (), restore_best: bool = True, seed: int = 0):
-    """model.fit with seeded shuffling, per-epoch progress and best-weight restore; returns (history, best)."""
-    if epochs < 0:
-        raise InvalidArgument(f"epochs must be >= 0; received {epochs}")
-    if batch_size <= 0:
-        raise InvalidArgument(f"batch_size must be positive; received {batch_size}")
-    log: list[EpochLog] = []
-    if epochs == 0:
-        return log, None
-    best = BestWeights(task, epochs, progress, log, monitor=ds_val is not None)
-    seed_everything(seed)
-    progress(task, 0, epochs)
-    model.fit(ds_train.x, ds_train.y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0,
-              validation_data=(ds_val.x, ds_val.y) if ds_val is not None else None,
-              callbacks=[best, *callbacks])
-    if restore_best and best.best_weights is not None:
-        model.set_weights(best.best_weights)
-    return log, best
-
-
-def evaluate(model, ds, batch_size: int = 256) -> float | None:
-    """Top-1 accuracy of ``model`` on a labelled Dataset (None when there is no data)."""
-    if ds is None or len(ds) == 0:
+def backup_root(backup_dir: str | os.PathLike | None) -> Path | None:
+    """Check ``backup_dir`` (--backup-dir) before training; None when not given."""
+    if backup_dir is None:
         return None
-    probs = model.predict(ds.x, batch_size=batch_size, verbose=0)
-    return float(np.mean(np.argmax(probs, axis=-1) == ds.y))
+    from .._io import ensure_writable_dir
+
+    return ensure_writable_dir(backup_dir, option="--backup-dir")
+
+
+def clean_backup(root: Path | None, parts: Sequence[str], chief: bool) -> None:
+    """After a completed run, the chief removes the per-fit backups it made (a rerun then starts afresh)."""
+    if root is None or not chief:
+        return
+    for part in parts:
+        shutil.rmtree(root / part, ignore_errors=True)
 
 
 @takes_spec(TrainSpec, positional=("model", "data"))
@@ -292,20 +297,28 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
     """Train (or fine-tune) ``model`` on ``data``; returns ``(model, TrainReport)``. Arguments: :class:`TrainSpec`.
 
     ``model`` is a keras.Model, a zoo name or a model file (the model options go to ``edgekit.models.create``).
-    ``data`` is a data source (``fashion-mnist``, an image folder with one sub-folder per class, an ``.npz``) or
-    a Dataset; ``val_fraction`` of it is held out (seeded) unless ``val_data`` is given. The best epoch by
-    validation accuracy is restored (``restore_best``) and saved atomically to ``checkpoint_dir/best.keras``
-    when given; ``out`` saves the final model. Built-in datasets with a test split also report test accuracy.
+    ``data`` is a data source (``fashion-mnist``, an image folder with one sub-folder per class, TFRecord files, an
+    ``.npz``) or a Dataset, streamed through tf.data; ``val_fraction`` of it is held out (seeded) unless
+    ``val_data`` is given; ``eval_data`` (default: a built-in dataset's test split) gives the test accuracy.
+    ``augment`` adds random-resized crops and flips; unreadable images are skipped with a warning unless
+    ``strict_data``. ``strategy``: auto, one-device, mirrored, multi-worker (TF_CONFIG); ``backup_dir`` lets a
+    killed run resume from its last epoch. The best epoch by validation accuracy is restored (``restore_best``) and
+    saved atomically to ``checkpoint_dir/best.keras`` when given; ``out`` saves the final model. Under multi-worker,
+    only the chief writes files.
     """
+    from .distribute import setup
+
     s = spec
     data, epochs, batch_size, lr, optimizer, seed = s.data, s.epochs, s.batch_size, s.lr, s.optimizer, s.seed
     bn_momentum, checkpoint_dir, out, restore_best = s.bn_momentum, s.checkpoint_dir, s.out, s.restore_best
     t0 = time.perf_counter()
+    dist = setup(s.strategy)  # first: multi-worker must start before TensorFlow runs anything
     seed_everything(seed)
     model = resolve_model(s.model, **s.model_options())
     full, ds_train, ds_val, ds_test = split_data(data, model, val_fraction=s.val_fraction, val_data=s.val_data,
-                                                 limit=s.limit, test_limit=s.test_limit, seed=seed,
-                                                 preprocess=s.preprocess)
+                                                 eval_data=s.eval_data, limit=s.limit, test_limit=s.test_limit,
+                                                 seed=seed, preprocess=s.preprocess, strict=s.strict_data,
+                                                 image_key=s.image_key, label_key=s.label_key)
     if out is not None:
         check_model_output(out, "--out")
     ckpt_path = None
@@ -313,22 +326,34 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
         from .._io import ensure_writable_dir
 
         ckpt_path = ensure_writable_dir(checkpoint_dir, option="--checkpoint-dir") / "best.keras"
+    root = backup_root(s.backup_dir)
+    dist.check_batch(batch_size)
     set_bn_momentum(model, bn_momentum)
-    compile_for_training(model, lr, optimizer)
-    log, best = fit(model, ds_train, ds_val, epochs=epochs, batch_size=batch_size, task=f"train {model.name}",
-                    progress=progress, callbacks=callbacks, restore_best=restore_best, seed=seed)
-    if ckpt_path is not None and epochs:
+    trained = dist.to_scope(model)
+    with dist.scope():
+        compile_for_training(trained, lr, optimizer)
+    log, best = fit(trained, ds_train, ds_val, epochs=epochs, batch_size=batch_size, task=f"train {model.name}",
+                    progress=progress, callbacks=callbacks, restore_best=restore_best, seed=seed, augment=s.augment,
+                    dist=dist, backup_dir=None if root is None else root / "train", shuffle_buffer=s.shuffle_buffer,
+                    shadow=model)
+    model = dist.copy_back(model, trained)
+    if dist.chief and ckpt_path is not None and epochs:
         save_model_atomic(model if restore_best else _with_weights(model, best), ckpt_path)
-    if out is not None:
+    if dist.chief and out is not None:
         save_model_atomic(model, out)
+    skipped = warn_skipped(ds_train, ds_val, ds_test)
     report = TrainReport(
         model=model.name, data=full.source, train_samples=len(ds_train), val_samples=len(ds_val or ()),
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, bn_momentum=bn_momentum, history=log,
         best_epoch=best.best_epoch if best else None,
         best_val_accuracy=(max((e.val_accuracy for e in log if e.val_accuracy is not None), default=None)),
-        test_accuracy=evaluate(model, ds_test), test_samples=len(ds_test) if ds_test is not None else 0,
-        checkpoint=str(ckpt_path) if ckpt_path and epochs else None, saved=str(out) if out else None,
-        seconds=round(time.perf_counter() - t0, 2))
+        test_accuracy=evaluate(model, ds_test) if dist.chief else None,
+        test_samples=len(ds_test) if ds_test is not None else 0,
+        checkpoint=str(ckpt_path) if ckpt_path and epochs and dist.chief else None,
+        saved=str(out) if out and dist.chief else None, augment=bool(s.augment), strategy=dist.info.to_dict(),
+        sources=sources_report(train=ds_train, val=ds_val, test=ds_test), skipped_images=skipped,
+        resumed_from_epoch=best.resumed_from if best else 0, seconds=round(time.perf_counter() - t0, 2))
+    clean_backup(root, ["train"], dist.chief)
     return model, report
 
 

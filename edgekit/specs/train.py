@@ -10,14 +10,16 @@ from .model import ModelSpec
 
 #: BatchNorm momentum set on every BatchNormalization layer before training (None keeps the model's own)
 DEFAULT_BN_MOMENTUM = 0.9
+#: tf.distribute strategies every training stage runs under (edgekit.compression.distribute)
+STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 
 
 @spec
 class FitSpec(ModelSpec):
     """A model and the labelled data it trains on: seeded train/validation split, test split of built-in data."""
 
-    data: Any = option(help="Training data: fashion-mnist, digits, an image folder (one sub-folder per class) or an "
-                            ".npz with x and y.")
+    data: Any = option(help="Training data: fashion-mnist, digits, an image folder (one sub-folder per class), "
+                            "TFRecord files or an .npz with x and y; streamed through tf.data.")
     batch_size: int = option(64, gt=0, help="Batch size.")
     val_fraction: float = option(0.1, ge=0, lt=1, help="Held-out validation fraction of --data.")
     val_data: Any = option(None, help="Separate validation data instead of --val-fraction.")
@@ -28,6 +30,22 @@ class FitSpec(ModelSpec):
                                        help="BatchNorm momentum set before training.")
     preprocess: str | None = option(None, choices=_choices.PREPROCESS_MODES,
                                     help="Input preprocessing for user models (zoo models know theirs).")
+    eval_data: Any = option(None, help="Test data for the reported accuracy (default: a built-in dataset's test "
+                                       "split).")
+    augment: bool = option(False, help="Random-resized crops and horizontal flips of training images (off by "
+                                       "default; recorded in the report).")
+    strict_data: bool = option(False, help="An unreadable image is an error (default: skipped, counted and named in "
+                                           "a warning).")
+    image_key: str | None = option(None, help="TFRecord feature with the encoded image (default image/encoded).")
+    label_key: str | None = option(None, help="TFRecord feature with the integer label (default "
+                                              "image/class/label).")
+    shuffle_buffer: int | None = option(None, gt=0, help="Serialized TFRecord records held for shuffling (default "
+                                                         "2048).")
+    strategy: str = option("auto", choices=STRATEGIES,
+                           help="tf.distribute strategy of every training stage: auto = multi-worker when TF_CONFIG "
+                                "names a cluster, mirrored with several GPUs, else one-device.")
+    backup_dir: str | None = option(None, help="Back up every epoch here (BackupAndRestore): a killed run restarted "
+                                               "with the same command resumes from its last epoch.")
 
 
 @spec

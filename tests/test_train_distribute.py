@@ -1,0 +1,100 @@
+"""tf.distribute for the training stages (issue 14): MirroredStrategy over two logical CPUs and two
+MultiWorkerMirroredStrategy workers on loopback, each with tfmot's pruning, clustering and QAT in one chain.
+
+Strategies must be set up before TensorFlow runs anything, so every run is a fresh process.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+MODEL = ["mobilenet_v1", "--alpha", "0.25", "--resolution", "32", "--input-channels", "1", "--classes", "10",
+         "--weights", "none"]
+CHAIN = ["--train-epochs", "1", "--prune", "0.5", "--prune-epochs", "1", "--cluster", "8", "--cluster-epochs", "1",
+         "--qat", "--quantize", "int8", "--no-verify", "--limit", "256", "--test-limit", "128", "--batch-size", "32"]
+EDGEKIT = [sys.executable, "-c", "import sys; from edgekit.cli import main; sys.exit(main())"]
+
+
+def _env(**extra) -> dict:
+    return dict(os.environ, TF_NUM_INTEROP_THREADS="1", TF_NUM_INTRAOP_THREADS="1", PYTHONUNBUFFERED="1", **extra)
+
+
+def _ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for sk in socks:
+        sk.bind(("127.0.0.1", 0))
+    ports = [sk.getsockname()[1] for sk in socks]
+    for sk in socks:
+        sk.close()
+    return ports
+
+
+def _check_chain(report: dict, replicas: int) -> None:
+    assert report["training"]["replicas"] == replicas
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert list(stages) == ["train", "prune", "cluster", "qat"]
+    assert abs(stages["prune"]["weights"]["pruned_sparsity"] - 0.5) < 0.02  # tfmot pruning under the strategy
+    assert stages["cluster"]["weights"]["clustered_max_unique"] <= 8  # clustering: <= 8 values per channel
+    assert any("scheme" in n for n in stages["qat"]["notes"])  # QAT wrapped and trained
+    art = report["artifacts"][0]
+    assert art["path"].endswith("_int8.tflite") and 0.0 <= art["test_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_mirrored_strategy_over_two_replicas(tmp_path, fashion_mnist_available):
+    script = textwrap.dedent(f"""
+        import json, sys
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from edgekit.compression import compress
+        res = compress("mobilenet_v1", data="fashion-mnist", alpha=0.25, resolution=32, input_channels=1, classes=10,
+                       weights="none", train_epochs=1, prune=0.5, prune_epochs=1, cluster=8, cluster_epochs=1,
+                       qat=True, quantize="int8", verify=False, limit=256, test_limit=128, batch_size=32,
+                       strategy="mirrored", out={str(tmp_path)!r})  # over the two logical CPUs
+        print("REPORT" + res.report.to_json(indent=None))
+    """)
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=_env(TF_USE_LEGACY_KERAS="1"),
+                       timeout=1500)
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads(r.stdout.split("REPORT", 1)[1])
+    _check_chain(report, replicas=2)
+    assert report["training"]["strategy"] == "mirrored"
+
+
+@pytest.mark.slow
+def test_two_workers_on_loopback(tmp_path, fashion_mnist_available):
+    """Two processes with TF_CONFIG on 127.0.0.1 run the same command; the chief alone writes artifacts."""
+    ports = _ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    out = tmp_path / "out"
+    cmd = [*EDGEKIT, "compress", *MODEL, "--data", "fashion-mnist", *CHAIN, "--strategy", "multi-worker",
+           "--out", str(out), "--save-model", str(tmp_path / "m.keras"), "--backup-dir", str(tmp_path / "backup"),
+           "--json"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker",
+                                                                                          "index": i}})))
+             for i in range(2)]
+    try:
+        results = [p.communicate(timeout=1500) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    for p, (_, err) in zip(procs, results):
+        assert p.returncode == 0, err[-3000:]
+    chief, worker = (json.loads(o)["report"] for o, _ in results)
+    assert chief["training"]["chief"] and not worker["training"]["chief"]
+    assert chief["training"]["strategy"] == "multi-worker" and chief["training"]["workers"] == 2
+    _check_chain(chief, replicas=2)
+    assert worker["artifacts"] == [] and worker["stages"][0]["val_accuracy"] is None  # only the chief measures
+    written = sorted(p.name for p in out.iterdir())
+    assert any(n.endswith("_int8.tflite") for n in written) and any(n.endswith(".compression.json") for n in written)
+    assert (tmp_path / "m.keras").is_file()
+    assert not any((tmp_path / "backup").iterdir())  # finished: the per-stage backups are gone
