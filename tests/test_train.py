@@ -256,3 +256,32 @@ def test_cli_train_strategy_and_data_options(image_folder, tmp_path):
     r = CliRunner().invoke(main, ["train", "mobilenet_v1", "--data", str(image_folder), *CLI_OPTS,
                                   "--strategy", "multiworker"])
     assert r.exit_code == 2 and "multi-worker" in r.output
+
+
+def test_a_killed_pipeline_resumes_in_the_stage_it_was_in(image_folder, tmp_path):
+    """compress with --backup-dir: the finished train stage is restored (not retrained), prune resumes mid-way."""
+    from edgekit._keras import keras
+    from edgekit.compression import compress
+
+    def model():
+        return keras.Sequential([keras.layers.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                                 keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.Conv2D(8, 1),
+                                 keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")],
+                                name="tinyp")
+
+    class KillPrune(keras.callbacks.Callback):  # the prune stage's model has PruneLowMagnitude wrappers
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1 and any("prune" in type(la).__name__.lower() for la in self.model.layers):
+                raise KeyboardInterrupt("killed")
+
+    kw = dict(data=str(image_folder), train_epochs=2, prune=0.5, prune_epochs=3, batch_size=8,
+              backup_dir=str(tmp_path / "b"), out=str(tmp_path / "out"))
+    with pytest.raises(KeyboardInterrupt):
+        compress(model(), callbacks=[KillPrune()], **kw)
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["01-train", "02-prune"]
+    res = compress(model(), **kw)
+    train_stage, prune_stage = res.report.stages
+    assert [e.epoch for e in train_stage.history] == [1, 2] and "resumed after epoch 2" in train_stage.notes[0]
+    assert [e.epoch for e in prune_stage.history] == [1, 2, 3] and "resumed after epoch 1" in prune_stage.notes[0]
+    assert abs(prune_stage.weights.pruned_sparsity - 0.5) < 0.05
+    assert not any((tmp_path / "b").iterdir())

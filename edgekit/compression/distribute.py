@@ -21,7 +21,7 @@ import math
 import os
 from dataclasses import dataclass
 from .._jsonable import JsonMixin
-from ..errors import EdgekitError, InvalidArgument
+from ..errors import EdgekitError, InvalidArgument, did_you_mean
 
 from ..specs.train import STRATEGIES
 
@@ -156,13 +156,10 @@ def copy_model(model):
 def setup(strategy: str = "auto") -> Distribution:
     """Resolve ``strategy`` (one of :data:`STRATEGIES`) for this process."""
     global _MULTI_WORKER
-    name = (strategy or "auto").strip().lower().replace("_", "-")
-    if name not in STRATEGIES:
-        import difflib
-
-        close = difflib.get_close_matches(name, STRATEGIES, n=1)
+    name = strategy or "auto"
+    if name not in STRATEGIES:  # the spec validates this; a direct call gets the same error
         raise InvalidArgument(f"unknown strategy {strategy!r}",
-                              hint=f"did you mean {close[0]!r}?" if close else f"use one of {', '.join(STRATEGIES)}")
+                              hint=did_you_mean(name, STRATEGIES) or f"use one of {', '.join(STRATEGIES)}")
     cluster = cluster_from_env()
     if name == "auto":
         name = "multi-worker" if cluster and cluster["size"] > 1 else (

@@ -138,6 +138,13 @@ class IndexedSource(Source):
                 y = None if self.labels is None else self.labels[[j for j, _ in samples]].astype(np.int64)
                 yield (xs[0] if len(xs) == 1 else xs), y
 
+    def items_at(self, positions, n: int | None = None, keep_order: bool = False) -> np.ndarray:
+        """The underlying item numbers of the first ``n`` of ``positions`` (sorted by position: ``keep_order``), for
+        sources that cannot fail to read a sample."""
+        want = len(positions) if n is None else min(int(n), len(positions))
+        pos = np.asarray(positions[:want], dtype=np.int64)
+        return self.index[np.sort(pos) if keep_order else pos]
+
     def _decode_many(self, items: list[int]) -> list[list[np.ndarray] | None]:
         return [self.item(i) for i in items]
 
@@ -203,11 +210,7 @@ class BuiltinImages(IndexedSource):
 
     def read(self, positions, n=None, keep_order=False):
         # vectorised: resize a whole selection at once (built-ins have no unreadable samples)
-        want = len(positions) if n is None else min(int(n), len(positions))
-        pos = np.asarray(positions[:want], dtype=np.int64)
-        if keep_order:
-            pos = np.sort(pos)
-        items = self.index[pos]
+        items = self.items_at(positions, n, keep_order)
         h, w, c = self.shapes[0]
         x = img.to_model_input(self.images[items], (h, w, c), self.preprocess)
         return Dataset(x, self.labels[items].astype(np.int64), self.name, self.class_names, self.preprocess,
@@ -232,11 +235,7 @@ class Arrays(IndexedSource):
         return [np.asarray(a[items], dtype=np.float32) for a in self.xs]
 
     def read(self, positions, n=None, keep_order=False):
-        want = len(positions) if n is None else min(int(n), len(positions))
-        pos = np.asarray(positions[:want], dtype=np.int64)
-        if keep_order:
-            pos = np.sort(pos)
-        items = self.index[pos]
+        items = self.items_at(positions, n, keep_order)
         xs = self.gather(items)
         y = None if self.labels is None else self.labels[items]
         return Dataset(xs[0] if len(xs) == 1 else xs, y, self.name, self.class_names, self.preprocess,
