@@ -75,24 +75,25 @@ def test_overrides_are_validated_too(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_recipe_end_to_end(tmp_path, fashion_mnist_available):
+def test_run_recipe_end_to_end(tmp_path, trained_mnv1):
     """Verification on (the default); the manifest records the recipe, the model as the recipe names it, the stages
     and the real data (a recipe's manifest said `source: keras.Model object`, `options: {}` and a deleted .npz)."""
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump({**BASE, "name": "tiny", "limit": 256, "test_limit": 128, "train_epochs": 1,
+    recipe = {**BASE, "weights": trained_mnv1}  # trained (conftest.trained_mnv1): int8 verification means something
+    path.write_text(yaml.safe_dump({**recipe, "name": "tiny", "limit": 2048, "test_limit": 128, "train_epochs": 1,
                                     "cluster": 8, "cluster_epochs": 1, "quantize": "int8", "calib_samples": 100,
                                     "out": str(tmp_path / "out")}))
     res = run_recipe(path, {"seed": 0})
     man = json.loads(Path(str(res.export.artifacts[0].path) + ".json").read_text())
     assert man["model"]["source"] == "mobilenet_v1"
-    assert man["model"]["options"] == {k: BASE[k] for k in ("alpha", "resolution", "input_channels", "classes",
-                                                             "weights")}
+    assert man["model"]["options"] == {k: recipe[k] for k in ("alpha", "resolution", "input_channels", "classes",
+                                                               "weights")}
     assert man["pipeline"]["recipe"] == str(path) and man["pipeline"]["recipe_name"] == "tiny"
     assert man["pipeline"]["overrides"] == {"seed": 0} and man["pipeline"]["data"] == "fashion-mnist"
     assert [list(s) for s in man["pipeline"]["stages"]] == [["train"], ["cluster"]]
     assert man["pipeline"]["stages"][1]["cluster"]["clusters"] == 8
     assert man["calibration"]["source"] == "fashion-mnist:train" and "fashion-mnist:test" in man["verification_data"]
-    assert man["verification"]["passed"] is True
+    assert man["verification"]["status"] == "passed" and man["verification"]["keras_accuracy"] > 0.4
     assert res.stages == ["train", "cluster", "export"]
     assert res.export.artifacts[0].path.suffix == ".tflite"  # engineer 2's ExportResult
     art = res.report.artifacts[0]
