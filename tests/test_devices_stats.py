@@ -123,6 +123,27 @@ def test_compare_identical_artifacts_is_no_significant_difference(nets):
     assert c.verdict.startswith("no significant difference"), (c.verdict, c.ci)
 
 
+def test_compare_a_tflite_with_an_onnx_labels_each_row_with_its_own_runtime(nets, tmp_path):
+    """Each row names the interpreter that ran it (the .onnx row said "ai_edge_litert": the first model's)."""
+    pytest.importorskip("ai_edge_litert")
+    from importlib import metadata
+
+    import onnxruntime
+    from tflite_files import build
+
+    tfl = tmp_path / "add_float32.tflite"
+    tfl.write_bytes(build([("ADD", [0, 1], [2])], [("x", [1, 32, 32, 3], "float32", None),
+                                                    ("b", [3], "float32", np.ones(3, np.float32)),
+                                                    ("y", [1, 32, 32, 3], "float32", None)], [0], [2]))
+    r = CliRunner().invoke(main, ["compare", str(tfl), str(nets["small"]), "-d", "local", "--runs", "12",
+                                  "--rounds", "2", "--warmup", "1", "--threads", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    a, b = json.loads(r.output)["rows"]
+    assert (a["format"], a["runtime"]) == ("tflite", "ai_edge_litert")
+    assert (b["format"], b["runtime"], b["runtime_version"]) == ("onnx", "onnxruntime", onnxruntime.__version__)
+    assert a["runtime_version"] == metadata.version("ai-edge-litert")
+
+
 def test_compare_cli_json_and_bad_usage(nets):
     r = CliRunner().invoke(main, ["compare", str(nets["big"]), str(nets["small"]), "--runs", "30", "--rounds", "3",
                                   "--threads", "1", "--json"])

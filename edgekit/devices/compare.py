@@ -118,7 +118,8 @@ def compare(artifacts: str | Path | Sequence[str | Path], devices: str | Sequenc
     progress(spec.name, 1, 1)
     c.rounds = doc.get("rounds")
     for info, m in zip(infos, doc["models"]):
-        sub = {**doc, "latency_ms": m["latency_ms"], "samples_ms": m["samples_ms"], "init_ms": m["init_ms"]}
+        sub = {**doc, "latency_ms": m["latency_ms"], "samples_ms": m["samples_ms"], "init_ms": m["init_ms"],
+               "runtime": m["runtime"], "config": {**doc["config"], "delegate": m["delegate"]}}
         sub.pop("models", None)
         c.rows.append(result(info, spec, sub))
     c.a_p50_ms, c.b_p50_ms = c.rows[0].p50_ms, c.rows[1].p50_ms

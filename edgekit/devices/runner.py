@@ -650,14 +650,15 @@ def interleaved(args):
             break
     after = system_state()
     out = {"schema": SCHEMA, "tool": "runner", "mode": "interleaved", "rounds": r + 1, "block": block,
-           "runtime": {"name": models[0].runtime, "version": models[0].version},
-           "config": {"threads": args.threads, "delegate": models[0].delegate, "warmup": args.warmup,
-                      "runs": args.runs, "seed": args.seed, "runtime_requested": args.runtime or "auto"},
+           "config": {"threads": args.threads, "warmup": args.warmup, "runs": args.runs, "seed": args.seed,
+                      "runtime_requested": args.runtime or "auto"},
            "system": {"before": before, "after": after}, "machine": machine_info(), "models": []}
-    for k, path in enumerate(paths):
+    for k, path in enumerate(paths):  # a .tflite and an .onnx run on different interpreters: each says its own
         with open(path, "rb") as fh:
             sha = hashlib.sha256(fh.read()).hexdigest()
-        out["models"].append({"path": path, "sha256": sha, "init_ms": inits[k], "latency_ms": summarize(np, lat[k]),
+        m = models[k]
+        out["models"].append({"path": path, "sha256": sha, "runtime": {"name": m.runtime, "version": m.version},
+                              "delegate": m.delegate, "init_ms": inits[k], "latency_ms": summarize(np, lat[k]),
                               "samples_ms": [v / 1e6 for v in lat[k][:MAX_SAMPLES]]})
     return out
 
