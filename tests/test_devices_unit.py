@@ -190,6 +190,18 @@ def test_unknown_device_gets_did_you_mean():
     assert "rpi4" in str(info.value.hint)
 
 
+def test_unknown_device_hint_lists_each_known_device_once(tmp_path):
+    """local.yaml ships in devices/ and `local` is built in: the hint listed it twice."""
+    with pytest.raises(UnknownNameError) as info:
+        parse_device("zzzz")
+    known = info.value.hint.removeprefix("known: ").removesuffix(" ...").split(", ")
+    assert "local" in known and len(known) == len(set(known)), info.value.hint
+    assert info.value.known.count("local") == 1
+    (tmp_path / "m.tflite").write_bytes(b"x")
+    r = CliRunner().invoke(main, ["bench", str(tmp_path / "m.tflite"), "-d", "zzzz"])
+    assert r.exit_code == 2 and "unknown device" in r.output and r.output.count("local") == 1, r.output
+
+
 @pytest.mark.parametrize("name", list_profiles())
 def test_shipped_profiles_load(name):
     spec = parse_device(name)

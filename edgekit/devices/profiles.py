@@ -231,4 +231,4 @@ def parse_device(spec: "str | DeviceSpec") -> DeviceSpec:
         return load_profile(files[text.lower()], name=text.lower())
     if text.lower() == "local":
         return DeviceSpec(name="local", transport="local", description="this machine")
-    raise UnknownNameError("device", text, [*files, "local"])
+    raise UnknownNameError("device", text, {*files, "local"})  # local.yaml may also be a profile file
