@@ -26,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import time
+import types
 from pathlib import Path
 
 DEVLAB = Path(os.environ.get("EDGEKIT_DEVLAB", Path(__file__).resolve().parents[2] / "shared" / "devlab"))
@@ -116,6 +117,15 @@ def main() -> None:
     ap.add_argument("--skip-independent", action="store_true", help="skip part 3")
     ap.add_argument("--independent-alphas", default="0.25,1.0",
                     help="alphas of part 3 (each of their resolutions above the smallest is trained from scratch)")
+    ap.add_argument("--sharing-only", action="store_true",
+                    help="run part 3 alone against OUT/sweep/results.json of an earlier run (writes OUT/sharing, "
+                         "OUT/bench_sharing.json)")
+    ap.add_argument("--summarise", action="store_true",
+                    help="re-analyse OUT/sweep/results.json of an earlier (possibly interrupted) run with edgekit's "
+                         "own analysis (fronts, fits, latency models, picks at --budget), without training or "
+                         "measuring anything")
+    ap.add_argument("--budget", action="append", default=[], metavar="DEVICE=MS",
+                    help="(with --summarise) a budget to pick within on DEVICE; repeatable")
     ap.add_argument("--alphas", default="0.25,0.5,0.75,1.0", help="(smaller grids for a smoke run)")
     ap.add_argument("--resolutions", default="32,48,64")
     args = ap.parse_args()
@@ -137,6 +147,29 @@ def main() -> None:
                   batch_size=args.batch_size, lr=args.lr,
                   test_limit=args.test_limit, calib_samples=200, runs=args.runs, warmup=3, out=str(out / "sweep"))
     report: dict = {"settings": {k: v for k, v in vars(args).items()}, "grid": grid}
+    if args.summarise:
+        summarise(out / "sweep", dict(b.split("=", 1) for b in args.budget))
+        return
+    if args.sharing_only:
+        # part 3 alone, against the shared-training rows of an earlier run's OUT/sweep/results.json; the independent
+        # trainings (resolutions above the base only: the base is the same training) go to OUT/sharing, so the
+        # earlier run's files are left as they are
+        alphas = [float(a) for a in args.independent_alphas.split(",")]
+        shared_rows = json.loads((out / "sweep" / "results.json").read_text())["rows"]
+        t0 = time.monotonic()
+        res3 = edgekit.sweep("mobilenet_v1", **{**common, "devices": ["local"], "share_training": "none",
+                                                "grid": {"alpha": alphas, "resolution": [r for r in grid["resolution"]
+                                                                                         if r != base_res]},
+                                                "out": str(out / "sharing")})
+        wall3 = round(time.monotonic() - t0, 1)
+        shared_train = train_seconds(out / "sweep")
+        indep_train = {**{k: v for k, v in shared_train.items() if f"_{base_res}_" in k},
+                       **train_seconds(out / "sharing")}
+        report["sharing_cost"] = sharing_cost(shared_rows, [r.to_dict() for r in res3.rows], shared_train,
+                                              indep_train, alphas, base_res, wall3)
+        (out / "bench_sharing.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print_sharing(report["sharing_cost"])
+        return
     rootfs = None
     if not args.no_ssh:
         cands = sorted(glob.glob("/tmp/edgekit-rootfs-*/.edgekit-complete"), key=os.path.getmtime)
@@ -177,29 +210,73 @@ def main() -> None:
     if not args.skip_independent:
         alphas = [float(a) for a in args.independent_alphas.split(",")]
         res3, wall3 = run(devices=["local"], share_training="none", grid={**grid, "alpha": alphas})
-        all_train = train_seconds(out / "sweep")
-        acc = {}
-        for tag, r_ in (("shared", res2), ("independent", res3)):
-            for r in r_.rows:
-                if r.device == "local" and r.resolution != base_res and r.accuracy is not None:
-                    acc.setdefault((r.options["alpha"], r.resolution, r.precision), {})[tag] = r.accuracy
-        diffs = {k: v["shared"] - v["independent"] for k, v in acc.items() if len(v) == 2}
-        picked = [f"mobilenet_v1_{a:.2f}_" for a in alphas]
-        shared_units = {k: v for k, v in shared_train.items() if k.startswith(tuple(picked))}
-        indep_units = {k: v for k, v in all_train.items() if k.startswith(tuple(picked))
-                       and (k not in shared_train or f"_{base_res}_" in k)}
-        report["sharing_cost"] = {
-            "wall_seconds": wall3,
+        report["sharing_cost"] = sharing_cost([r.to_dict() for r in res2.rows], [r.to_dict() for r in res3.rows],
+                                              shared_train, train_seconds(out / "sweep"), alphas, base_res, wall3)
+    (out / "bench_sweep.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print_report(report)
+
+
+def summarise(folder: Path, budgets_ms: dict[str, str]) -> None:
+    """Fronts, fits, latency models and picks of a sweep folder's rows (edgekit.sweep.analysis), and its counts."""
+    from edgekit.sweep import SweepRow, analysis
+
+    doc = json.loads((folder / "results.json").read_text())
+    rows = [SweepRow(**r) for r in doc["rows"]]
+    missing = [f"{r.point} on {r.device} ({r.status})" for r in rows if r.status != "ok"]
+    sm = doc["summary"]
+    print(f"{folder}: {len(rows) - len(missing)} of {len(rows)} rows ok; {sm['seconds']} s "
+          f"(training {sm['train_seconds']} s, export {sm['export_seconds']} s, bench {sm['bench_seconds']} s)")
+    for m in missing:
+        print(f"  not measured: {m}")
+    fronts, _, acc_fits, lat_fits = analysis.analyze(rows, doc["metric"])
+    print("\n".join(table(types.SimpleNamespace(rows=rows))))
+    for dev, ids in fronts.items():
+        print(f"front {dev}: {', '.join(ids)}")
+    for f in acc_fits:
+        print(f"accuracy fit {f.model} {f.precision}: R² = {f.r2:.3f}, {100 * f.slope:.2f} points per decade of "
+              f"mult-adds (n={f.n})")
+    for f in lat_fits:
+        print(f"latency model {f.device}: {f.overhead_ms:.4g} ms + mult-adds / {f.gmacs:.3g} GMAC/s, R²(log) "
+              f"{f.r2_log:.3f}, measured/predicted {', '.join(f'{k} {v:.2f}x' for k, v in f.ratios.items())}, "
+              f"outliers (>2x off): {', '.join(f.outliers) or 'none'}")
+    for dev, ms in budgets_ms.items():
+        dev_rows = [r for r in rows if r.device == dev]
+        print("pick: " + analysis.pick(dev_rows, float(ms), doc["metric"],
+                                       emulated=any(r.emulated for r in dev_rows)).statement)
+
+
+def sharing_cost(shared_rows: list[dict], indep_rows: list[dict], shared_train: dict[str, float],
+                 all_train: dict[str, float], alphas: list[float], base_res: int, wall: float) -> dict:
+    """Shared (fine-tuned) vs independent accuracy per point above the base resolution (on `local`: accuracy does
+    not depend on the device), and the training seconds of both ways for ``alphas``."""
+    acc: dict = {}
+    for tag, rows in (("shared", shared_rows), ("independent", indep_rows)):
+        for r in rows:
+            if r["device"] == "local" and r["resolution"] != base_res and r["accuracy"] is not None \
+                    and r["options"]["alpha"] in alphas:
+                acc.setdefault((r["options"]["alpha"], r["resolution"], r["precision"]), {})[tag] = r["accuracy"]
+    diffs = {k: v["shared"] - v["independent"] for k, v in acc.items() if len(v) == 2}
+    picked = tuple(f"mobilenet_v1_{a:.2f}_" for a in alphas)
+    shared_units = {k: v for k, v in shared_train.items() if k.startswith(picked)}
+    indep_units = {k: v for k, v in all_train.items() if k.startswith(picked)
+                   and (k not in shared_train or f"_{base_res}_" in k)}
+    return {"wall_seconds": wall,
             "per_point": {f"{a}/{res}/{p}": {**acc[(a, res, p)], "diff": d} for (a, res, p), d in sorted(diffs.items())},
             "mean_diff_points": 100 * statistics.mean(diffs.values()) if diffs else None,
             "stdev_diff_points": 100 * statistics.stdev(diffs.values()) if len(diffs) > 1 else None,
-            "n": len(diffs),
-            "alphas": alphas,
+            "n": len(diffs), "alphas": alphas,
             "train_seconds_shared": round(sum(shared_units.values()), 1),
-            "train_seconds_independent": round(sum(indep_units.values()), 1),
-        }
-    (out / "bench_sweep.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    print_report(report)
+            "train_seconds_independent": round(sum(indep_units.values()), 1)}
+
+
+def print_sharing(sc: dict) -> None:
+    print(f"sharing cost (shared - independent, {sc['n']} points above the base resolution, alphas {sc['alphas']}): "
+          f"mean {sc['mean_diff_points']:+.2f} points (sd {sc['stdev_diff_points']:.2f}); training "
+          f"{sc['train_seconds_shared']} s shared vs {sc['train_seconds_independent']} s independent; "
+          f"{sc['wall_seconds']} s wall")
+    for k, v in sc["per_point"].items():
+        print(f"  {k}: shared {100 * v['shared']:.2f}% independent {100 * v['independent']:.2f}% "
+              f"({100 * v['diff']:+.2f})")
 
 
 def print_report(rep: dict) -> None:
@@ -220,15 +297,8 @@ def print_report(rep: dict) -> None:
     for dev, picks in rep["picks_at_budgets"].items():
         for p in picks:
             print(f"  [{dev} @ {p['budget_ms']} ms] {p['statement']}")
-    sc = rep.get("sharing_cost")
-    if sc:
-        print(f"sharing cost (shared - independent, {sc['n']} points above the base resolution): mean "
-              f"{sc['mean_diff_points']:+.2f} points (sd {sc['stdev_diff_points']:.2f}); training "
-              f"{sc['train_seconds_shared']} s shared vs {sc['train_seconds_independent']} s independent")
-        for k, v in sc["per_point"].items():
-            print(f"  {k}: shared {100 * v['shared']:.2f}% independent {100 * v['independent']:.2f}% "
-                  f"({100 * v['diff']:+.2f})")
-
+    if rep.get("sharing_cost"):
+        print_sharing(rep["sharing_cost"])
 
 if __name__ == "__main__":
     main()
