@@ -218,3 +218,24 @@ def test_runner_and_bench_name_the_custom_op_the_runtime_lacks(tmp_path):
     assert code == 4 and "lacks the op(s) BesselI0e" in doc["error"]["message"], doc
     (row,) = bench([model], "local", runs=2, warmup=0)
     assert row.status == "model_load_error" and "BesselI0e" in row.error and "custom ops" in row.hint
+
+
+def test_runner_and_bench_name_every_custom_op_the_runtime_lacks(tmp_path):
+    """Two custom ops (MediaPipe-style, no TensorFlow): the interpreter stops at the first; bench names the rest
+    from the file and the host's LiteRT."""
+    from tflite_files import mediapipe_like
+
+    selfie = tmp_path / "selfie.tflite"
+    selfie.write_bytes(mediapipe_like())
+    code, doc = run_runner(selfie, "--runs", 2)
+    assert code == 4 and "Landmarks2TransformMatrix" not in doc["error"]["message"], doc  # what the device knows
+    (row,) = bench([selfie], "local", runs=2, warmup=0)
+    assert row.status == "model_load_error", row
+    assert "lacks the op(s) Convolution2DTransposeBias" in row.error, row.error
+    assert "the host's LiteRT also lacks Landmarks2TransformMatrix" in row.error, row.error
+    assert "custom ops in the file: Convolution2DTransposeBias, Landmarks2TransformMatrix" in row.hint, row.hint
+    from edgekit.devices import compare
+    from edgekit.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="also lacks Landmarks2TransformMatrix"):
+        compare([selfie, selfie], "local", runs=2, warmup=0)

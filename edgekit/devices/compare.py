@@ -13,10 +13,10 @@ from typing import Sequence
 
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
-from ..errors import EdgekitError, InvalidArgument
+from ..errors import EdgekitError, InvalidArgument, ModelLoadError
 from . import stats
 from .bench import BenchResult, _prepare, bench, result
-from .protocol import RUNNER, runner_doc
+from .protocol import RUNNER, name_every_custom_op, runner_doc
 from .transports import create
 
 
@@ -109,7 +109,11 @@ def compare(artifacts: str | Path | Sequence[str | Path], devices: str | Sequenc
                             ("--runtime", runtime or spec.runtime)):
             if value:
                 argv += [flag, str(value)]
-        doc = runner_doc(t.run(argv, timeout=settings.timeout), spec.name)
+        try:
+            doc = runner_doc(t.run(argv, timeout=settings.timeout), spec.name)
+        except ModelLoadError as exc:  # name every custom op the file has, not only the first the runtime met
+            info = next((i for i in infos if f" {Path(i.path).name}:" in exc.message), None)
+            raise (name_every_custom_op(exc, info) if info else exc) from None
     except BaseException:
         t.abort()
         raise

@@ -104,13 +104,43 @@ def run_runner(t: Transport, art: ArtifactInfo, s: Settings, model_path: str) ->
         argv += ["--verify-inputs", t.put(vfile), "--outputs", t.run_file("outputs.npz")]
     if s.profile_ops:
         argv += ["--profile-ops"]
-    doc = runner_doc(t.run(argv, timeout=s.timeout), spec.name)
+    try:
+        doc = runner_doc(t.run(argv, timeout=s.timeout), spec.name)
+    except ModelLoadError as exc:
+        raise name_every_custom_op(exc, art) from None
     if doc.get("model", {}).get("sha256") not in (None, art.sha256):
         raise RemoteCommandError(f"the model the runner read on {spec.name} is not {Path(art.path).name} "
                                  "(sha256 differs)", hint="check the device's storage; rerun")
     if vfile:
         doc["parity_data"] = _parity(t, art, s, vfile, doc)
     return doc
+
+
+def name_every_custom_op(exc: ModelLoadError, art: ArtifactInfo) -> ModelLoadError:
+    """An interpreter stops at the first custom op it lacks: name the file's others, and which of them the host's
+    LiteRT lacks too (probed by :func:`edgekit._tflite.missing_custom_ops`)."""
+    if art.format != "tflite" or "lacks the op(s)" not in exc.message:
+        return exc
+    from .. import _tflite
+    from ..errors import EdgekitError
+
+    try:
+        custom = sorted(_tflite.read(Path(art.path).read_bytes(), Path(art.path).name).custom_ops)
+    except (OSError, EdgekitError):  # no schema module on the host, or an unreadable file: keep the device's words
+        return exc
+    if not custom:
+        return exc
+    named = set(re.findall(r"lacks the op\(s\) (.*)$", exc.message)[0].split(", "))
+    others = [c for c in custom if c not in named]
+    message = exc.message
+    if others:
+        lacking = _tflite.missing_custom_ops(others)
+        if lacking:
+            message += f"; the host's LiteRT also lacks {', '.join(lacking)} (the device stops at the first it lacks)"
+        resolved = [c for c in others if c not in lacking]
+        if resolved:
+            message += f"; the file's other custom op(s) {', '.join(resolved)} resolve on the host's LiteRT"
+    return ModelLoadError(message, hint=f"custom ops in the file: {', '.join(custom)}; {exc.hint or ''}".rstrip("; "))
 
 
 def _parity(t: Transport, art: ArtifactInfo, s: Settings, vfile: str, doc: dict) -> dict[str, Any]:
