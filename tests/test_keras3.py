@@ -167,3 +167,50 @@ def test_compress_keras3_mobilenet_prune_int8(k3_files, tmp_path, cli, fashion_m
     kernels = [arr for _, arr, _, _ in tflite_weight_tensors(art["path"]) if arr.size >= 512]
     halves = [float(np.mean(arr == 0)) for arr in kernels if abs(float(np.mean(arr == 0)) - 0.5) <= 0.02]
     assert len(halves) >= 5   # the pruned kernels themselves, read independently from the file
+
+
+@pytest.fixture(scope="module")
+def k3_digits(tmp_path_factory):
+    """A small Keras 3 CNN for 8x8x1 digits; Keras 3's export names its tensors ``k3d_1/c1_1/...``."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input((8, 8, 1), name="img")
+    x = L.Conv2D(8, 3, activation="relu", name="c1")(inp)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    path = tmp_path_factory.mktemp("k3d") / "k3d.keras"
+    keras.Model(inp, L.Dense(10, activation="softmax", name="fc")(x), name="k3d").save(str(path))
+    return path
+
+
+def test_doctor_and_float_layers_map_keras3_tensor_names_to_layers(k3_digits, tmp_path):
+    """Keras 3's scopes carry a ``_<n>`` suffix (``k3d_1/c1_1/convolution``): the doctor maps every quantized op to
+    its Keras 3 layer and ``float_layers=c1`` keeps that conv float (not just the SOFTMAX named by the signature)."""
+    from edgekit import _tflite
+    from edgekit.doctor import doctor
+    from edgekit.exporters import export
+
+    res = doctor(str(k3_digits), calib_data="digits", eval_data="digits", calib_samples=100, eval_samples=100,
+                 diagnose_samples=8)
+    rows = {(s.op, s.layer) for s in res.layers}
+    assert {("CONV_2D", "c1"), ("FULLY_CONNECTED", "fc"), ("MEAN", "gap"), ("SOFTMAX", "fc")} <= rows, rows
+    out = export(str(k3_digits), quantize="int8", calib_data="digits", calib_samples=100, float_layers="c1",
+                 out=tmp_path, verify=False)
+    art = out["tflite"]
+    g = _tflite.read(art.path.read_bytes()).main
+    weights = {g.tensors[op.outputs[0]].name: g.tensors[op.inputs[1]] for op in g.operators if op.name == "CONV_2D"}
+    assert len(weights) == 1 and all(w.dtype == "float32" and not w.quantized for w in weights.values()), weights
+    fc = [g.tensors[op.inputs[1]] for op in g.operators if op.name == "FULLY_CONNECTED"]
+    assert fc and all(w.dtype == "int8" for w in fc)   # the rest is still int8
+    assert json.loads(art.manifest.read_text())["conversion"]["float_layer_nodes"]["c1"]
+
+
+def test_layer_names_match_exactly_first_then_without_the_scope_suffix():
+    from edgekit.exporters._float_layers import layers_in
+
+    assert layers_in("k3d_1/c1_1/Relu;k3d_1/c1_1/convolution", {"c1", "fc"}) == ["c1"]
+    assert layers_in("model/c1_1/Conv2D", {"c1", "c1_1"}) == ["c1_1"]      # a layer named c1_1 is itself
+    assert layers_in("model/block_12/Conv2D", {"blocks"}) == []
+    assert layers_in("model/block_12/Conv2D", {"block", "block_12"}) == ["block_12"]
+    assert layers_in("StatefulPartitionedCall_1:0", {"fc"}) == []

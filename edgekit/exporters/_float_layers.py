@@ -2,7 +2,10 @@
 
 Both converters keep Keras layer names in what they emit: TFLite tensor names such as
 ``model/conv_pw_5_relu/Relu;model/conv_pw_5/Conv2D`` (one fused op, two layers), tf2onnx node names such as
-``model/conv_pw_5/Conv2D``. A layer is named by a path component equal to the layer's name.
+``model/conv_pw_5/Conv2D``. A layer is named by a path component equal to the layer's name, or, failing that, by
+the component with a name scope's ``_<n>`` suffix stripped when that is a layer's name: Keras 3's export traces the
+model again, so its scopes are uniquified (``k3d_1/c1_1/convolution`` is layer ``c1``), and a layer called twice
+gets ``c1_1`` for its second call in either Keras.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from typing import Iterable, Mapping, Sequence
 from ..errors import InvalidArgument, did_you_mean
 
 _SPLIT = re.compile(r"[;/:]")
+_SCOPE_SUFFIX = re.compile(r"_[0-9]+$")
 
 
 def keras_layer_names(model) -> list[str]:
@@ -27,12 +31,14 @@ def keras_layer_names(model) -> list[str]:
 
 
 def layers_in(name: str, known: Iterable[str] | set[str]) -> list[str]:
-    """The Keras layers a converter name mentions, in the order they appear (each once)."""
+    """The Keras layers a converter name mentions, in the order they appear (each once): a component equal to a
+    layer's name, else the component without its name scope's ``_<n>`` suffix if that is a layer's name."""
     known = known if isinstance(known, (set, frozenset)) else set(known)
     found: list[str] = []
     for part in _SPLIT.split(name):
-        if part in known and part not in found:
-            found.append(part)
+        layer = part if part in known else _SCOPE_SUFFIX.sub("", part)
+        if layer in known and layer not in found:
+            found.append(layer)
     return found
 
 
