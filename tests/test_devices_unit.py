@@ -202,6 +202,35 @@ def test_unknown_device_hint_lists_each_known_device_once(tmp_path):
     assert r.exit_code == 2 and "unknown device" in r.output and r.output.count("local") == 1, r.output
 
 
+def test_parity_rows_of_a_two_output_tflite_show_the_signature_names(tmp_path):
+    """TFLite output tensors are named StatefulPartitionedCall:k; the parity table shows the signature keys."""
+    pytest.importorskip("ai_edge_litert")
+    from tflite_files import build
+
+    from edgekit.devices import bench, verify_data
+
+    c1, c2 = np.arange(4, dtype=np.float32), np.full(4, -2.0, np.float32)
+    tensors = [("serving_default_x:0", [1, 4], "float32", None), ("c1", [4], "float32", c1),
+               ("StatefulPartitionedCall:0", [1, 4], "float32", None), ("c2", [4], "float32", c2),
+               ("StatefulPartitionedCall:1", [1, 4], "float32", None)]
+    art = tmp_path / "twohead_float32.tflite"
+    art.write_bytes(build([("ADD", [0, 1], [2]), ("ADD", [0, 3], [4])], tensors, [0], [2, 4],
+                          signature=({"x": 0}, {"score": 2, "box": 4})))
+    x = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+    entry = verify_data.write(tmp_path / (art.name + verify_data.VERIFY_SUFFIX), inputs=[x], reference=[x + c1, x + c2],
+                              input_names=["serving_default_x:0"],
+                              output_names=["StatefulPartitionedCall:0", "StatefulPartitionedCall:1"],
+                              output_keys=["score", "box"], precision="float32")
+    assert verify_data.read(tmp_path / entry["file"]).output_keys == ["score", "box"] == entry["output_keys"]
+    (tmp_path / (art.name + ".json")).write_text(json.dumps({"model": {"name": "twohead"}, "precision": "float32",
+                                                             "verification_inputs": entry}))
+    (row,) = bench([art], "local", verify=True, runs=2, warmup=0)
+    assert row.parity["status"] == "passed", row.parity
+    assert [o["name"] for o in row.parity["outputs"]] == ["score", "box"], row.parity["outputs"]
+    r = CliRunner().invoke(main, ["bench", str(art), "--verify", "--runs", "2", "--warmup", "0", "--no-history"])
+    assert r.exit_code == 0 and "score" in r.output and "StatefulPartitionedCall" not in r.output, r.output
+
+
 @pytest.mark.parametrize("name", list_profiles())
 def test_shipped_profiles_load(name):
     spec = parse_device(name)

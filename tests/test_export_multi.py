@@ -65,6 +65,13 @@ def test_verify_data_file_pairs_reference_with_artifact_outputs(onet, tmp_path):
     widths = {"conv6-1": 2, "conv6-2": 4, "conv6-3": 10}
     assert [r.shape[1] for r in vd.reference] == [widths[k] for k in ("conv6-1", "conv6-2", "conv6-3")]
     np.testing.assert_allclose(vd.reference[0], ref["conv6-1"], atol=1e-6)
+    # the device parity table labels each output with its signature name, not StatefulPartitionedCall:k
+    from edgekit.devices import bench
+
+    assert vd.output_keys == ["conv6-1", "conv6-2", "conv6-3"], (vd.output_keys, vd.output_names)
+    (row,) = bench([res["tflite"].path], "local", verify=True, runs=2, warmup=0)
+    assert row.parity["status"] == "passed", row.parity
+    assert [o["name"] for o in row.parity["outputs"]] == ["conv6-1", "conv6-2", "conv6-3"], row.parity["outputs"]
 
 
 def test_fp16_failure_does_not_blame_calibration(tmp_path, monkeypatch):

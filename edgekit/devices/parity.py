@@ -15,7 +15,7 @@ from .verify_data import VerifyData
 class OutputParity(JsonMixin):
     """One output: device vs Keras reference (and vs the host runtime's output, when recorded)."""
 
-    name: str
+    name: str  # the signature key (the Keras output name) where the artifact has one, else the tensor name
     max_abs_err: float
     mean_abs_err: float
     sqnr_db: float
@@ -70,8 +70,8 @@ def evaluate(vd: VerifyData, names: list[str], outputs: list[np.ndarray], *, pre
     if bad:
         return Parity("failed", vd.samples, precision, failures=[f"output {n!r}: device shape differs from the "
                                                                  "reference" for n in bad])
-    per = []
-    for k, (n, o, r) in enumerate(zip(vd.output_names, outs, vd.reference)):
+    per, labels = [], vd.output_labels
+    for k, (n, o, r) in enumerate(zip(labels, outs, vd.reference)):
         err = np.abs(o.astype(np.float64) - r.astype(np.float64))
         p = OutputParity(n, float(err.max()) if err.size else 0.0, float(err.mean()) if err.size else 0.0,
                          sqnr_db(r, o), _top1(r, o))
@@ -83,7 +83,7 @@ def evaluate(vd: VerifyData, names: list[str], outputs: list[np.ndarray], *, pre
             p.max_abs_err = math.inf
         per.append(p)
     v = compare(list(vd.reference), outs, precision=precision, output_lsb=output_lsb, runtime="device",
-                source=str(vd.path))
+                source=str(vd.path), ref_names=labels, art_keys=labels)
     # verification's three outcomes: a constant reference (untrained model) is inconclusive, not a parity failure
     return Parity(v.status, vd.samples, precision, dict(v.thresholds), per,
                   list(v.failures), reason=v.note, source=str(vd.path))

@@ -214,6 +214,7 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
                 st.dir / vfile, inputs=feed_order(session, samples.verify.xs, in_names),
                 reference=paired_reference(v, ref, ref_names, session.outputs), host=outs, labels=samples.verify.y,
                 input_names=[t.name for t in session.inputs], output_names=[t.name for t in session.outputs],
+                output_keys=[o.key for o in session.outputs],
                 host_runtime=f"{session.name} {session.version}", precision=prec.label,
                 output_lsb=lsbs[0] if len(lsbs) == 1 else lsbs)
             (st.dir / (filename + ".json")).write_text(json.dumps(man, indent=2) + "\n")
