@@ -23,12 +23,32 @@ def _delegated(o: dict) -> bool:
 
 
 def layer_mult_adds(model_info: dict | None) -> tuple[dict[str, int] | None, str | None]:
-    """{layer name: mult-adds} of the manifest's model (zoo name + options, or a model file), or (None, why)."""
+    """{layer name: mult-adds} of the manifest's model, or (None, why).
+
+    Export records them (``model.layer_mult_adds``); older manifests are re-profiled from ``model.source`` (a zoo
+    name + options, or a model file, which a relative path finds only from the directory export ran in)."""
     if not model_info:
         return None, "no manifest: mult-adds unknown"
+    recorded = model_info.get("layer_mult_adds")
+    if isinstance(recorded, dict):
+        return {str(k): int(v) for k, v in recorded.items()}, None
+    if model_info.get("layer_mult_adds_error"):
+        return None, f"export could not count the model's mult-adds: {model_info['layer_mult_adds_error']}"
     source, opts = model_info.get("source"), dict(model_info.get("options") or {})
     if not source or source == "keras.Model object":
         return None, "the manifest does not say where the model came from: mult-adds unknown"
+    import os
+
+    from ..models import is_model_file
+
+    note = None
+    if is_model_file(source):
+        if not os.path.exists(source):
+            where = "" if os.path.isabs(source) else ", relative to the directory export ran in"
+            return None, (f"the manifest records no per-layer mult-adds and its model file {source}{where} is not "
+                          "here: mult-adds unknown (re-export the artifact to record them in its manifest)")
+        note = (f"mult-adds from {os.path.abspath(source)} (the manifest predates recorded mult-adds; re-export "
+                "the artifact to record them)")
     opts.pop("weights", None)  # mult-adds do not depend on the weights
     try:
         from ..profiling import profile
@@ -36,7 +56,7 @@ def layer_mult_adds(model_info: dict | None) -> tuple[dict[str, int] | None, str
         rep = profile(source, **opts)
     except Exception as exc:  # noqa: BLE001 - a join is optional; say why it is missing
         return None, f"could not profile {source}: {type(exc).__name__}: {exc}"
-    return {layer.name: int(layer.mult_adds) for layer in rep.layers}, None
+    return {layer.name: int(layer.mult_adds) for layer in rep.layers}, note
 
 
 def _layer_of(op_name: str, layers: Sequence[str]) -> str | None:

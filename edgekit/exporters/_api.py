@@ -108,6 +108,18 @@ def _failure_hint(prec, qat: bool) -> str:
             f"{prec.label} thresholds (per-output numbers are in the result); try another precision or format; {keep}")
 
 
+def _mult_adds(kmodel) -> dict:
+    """Per-layer mult-adds for the manifest (what bench --profile-ops joins per-op times with, from any directory)."""
+    from ..profiling import profile
+
+    try:
+        rep = profile(kmodel)
+    except Exception as exc:  # noqa: BLE001 - a fact for later joins; the export itself does not depend on it
+        return {"layer_mult_adds": None, "layer_mult_adds_error": f"{type(exc).__name__}: {exc}"}
+    return {"mult_adds": int(rep.total_mult_adds),
+            "layer_mult_adds": {layer.name: int(layer.mult_adds) for layer in rep.layers}}
+
+
 def _safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "model"
 
@@ -162,6 +174,7 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
                   "qat": qat}
     if len(inputs) == 1:
         model_info["input_shape"] = list(inputs[0].shape)
+    model_info.update(_mult_adds(kmodel))
     progress("loading model", 1, 1)
 
     samples = plan(inputs=inputs, preprocess=mode or "unit", calibrated=prec.calibrated, qat=qat,
