@@ -22,7 +22,18 @@ from ._output import emit, err, json_option, out, progress
 def bench_cmd(json_out, csv_out, no_history, **kwargs):
     """Measure ARTIFACT(s) (.tflite/.onnx) on one or more devices; one row per artifact x device.
 
-    Exits 1 when any row failed (device unreachable, model not loadable, parity failed)."""
+    Exits 1 when any row failed (device unreachable, model not loadable, parity failed).
+
+    Examples (offline, in order, except where a line says what it needs):
+
+    \b
+    edgekit export mobilenet_v1 --alpha 0.25 --resolution 32 --input-channels 1 --classes 10 --weights none \\
+        --quantize int8 --format tflite,onnx --calib-data fashion-mnist   # writes the two files below
+    edgekit bench artifacts/mobilenet_v1_0.25_32_1ch_10cls_int8.tflite \\
+        artifacts/mobilenet_v1_0.25_32_1ch_10cls_int8.onnx -d local --csv results.csv
+    edgekit bench artifacts/mobilenet_v1_0.25_32_1ch_10cls_int8.onnx --verify --profile-ops  # parity, per-op times
+    edgekit bench artifacts/mobilenet_v1_0.25_32_1ch_10cls_int8.tflite -d rpi4 --verify  # needs the Pi
+    """
     from ..devices import bench
     from ..devices.history import default_path
 
@@ -158,7 +169,17 @@ def check_cmd(as_json, **kwargs):
 @json_option
 def compare_cmd(as_json, **kwargs):
     """Is A faster than B? Two artifacts interleaved on one device, or one artifact on two devices: the p50 time
-    ratio with its bootstrap 95% interval and a verdict in words."""
+    ratio with its bootstrap 95% interval and a verdict in words.
+
+    Examples (offline, in order, except where a line says what it needs):
+
+    \b
+    edgekit export mobilenet_v1 --alpha 0.25 --resolution 32 --input-channels 1 --classes 10 --weights none \\
+        --quantize int8 --format tflite,onnx --calib-data fashion-mnist   # writes the two files below
+    edgekit compare artifacts/mobilenet_v1_0.25_32_1ch_10cls_int8.tflite \\
+        artifacts/mobilenet_v1_0.25_32_1ch_10cls_int8.onnx -d local
+    edgekit compare artifacts/mobilenet_v1_0.25_32_1ch_10cls_int8.tflite -d rpi4 -d rpi5  # needs both Pis
+    """
     from ..devices import compare
 
     spec = CompareSpec.from_dict(given(kwargs))
@@ -188,7 +209,18 @@ def compare_cmd(as_json, **kwargs):
 @json_option
 def history_cmd(artifact, device, path, last, as_json):
     """Recorded bench results over time; a regression against the previous result of the same artifact sha256 on
-    the same device is flagged. Exits 1 when the newest result of an artifact on a device is a regression."""
+    the same device is flagged. Exits 1 when the newest result of an artifact on a device is a regression.
+
+    Examples (offline, in order; every bench run is recorded unless --no-history):
+
+    \b
+    edgekit export mobilenet_v1 --alpha 0.25 --resolution 32 --input-channels 1 --classes 10 --weights none \\
+        --quantize int8 --format tflite,onnx --calib-data fashion-mnist   # writes the two files below
+    edgekit bench artifacts/mobilenet_v1_0.25_32_1ch_10cls_int8.tflite -d local
+    edgekit bench artifacts/mobilenet_v1_0.25_32_1ch_10cls_int8.tflite -d local
+    edgekit history --artifact artifacts/mobilenet_v1_0.25_32_1ch_10cls_int8.tflite --last 5
+    edgekit history --device local --json
+    """
     from ..devices import history
     from ..errors import InvalidArgument
 
