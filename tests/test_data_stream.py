@@ -156,3 +156,52 @@ def test_several_inputs_stream_as_tuples():
     assert x1.shape == (6, 3, 2) and y.tolist() == [0, 1, 0, 1, 0, 1]
     with pytest.raises(Exception, match="augment applies to image data"):
         tf_dataset(src, batch_size=2, augment=True)
+
+
+_ENDLESS = """
+import sys
+from edgekit.data import open_source
+from edgekit.data.stream import tf_dataset
+src = open_source(sys.argv[1], input_shape=(8, 8, 3))
+ds = tf_dataset(src, batch_size=2, shuffle=True, repeat=True)
+print("batches", sum(1 for _ in ds.take(3).as_numpy_iterator()))
+"""
+
+
+def test_an_endless_stream_of_only_unreadable_images_ends_instead_of_spinning(tmp_path):
+    """Issue 8: ``repeat()`` then ``filter`` busy-looped forever (100 % CPU, deaf to SIGTERM) when no image could be
+    decoded; run in a subprocess that is killed after a deadline."""
+    import subprocess
+    import sys
+
+    for c in "ab":
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            (tmp_path / c / f"{i}.png").write_bytes(b"\x89PNG junk " + bytes([i]) * 50)
+    try:
+        proc = subprocess.run([sys.executable, "-c", _ENDLESS, str(tmp_path)], capture_output=True, text=True,
+                              timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the endless stream over unreadable images never yielded nor ended")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "batches 0" in proc.stdout
+
+
+def test_check_readable_names_the_folder(tmp_path):
+    from edgekit.data.stream import check_readable
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(b"junk")
+    good = tmp_path / "b" / "ok.png"
+    good.parent.mkdir()
+    good.write_bytes(_png_bytes(50))
+    src = open_source(tmp_path, input_shape=(8, 8, 3))
+    check_readable(src)  # one readable image is enough
+    good.unlink()
+    src = open_source(tmp_path, input_shape=(8, 8, 3))
+    with pytest.raises(DataError, match="no readable image in") as info:
+        check_readable(src)
+    assert info.value.hint
+    with pytest.raises(DataError, match="no samples to train on") as info:
+        check_readable(src.subset([]))
+    assert info.value.hint

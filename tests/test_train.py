@@ -285,3 +285,32 @@ def test_a_killed_pipeline_resumes_in_the_stage_it_was_in(image_folder, tmp_path
     assert [e.epoch for e in prune_stage.history] == [1, 2, 3] and "resumed after epoch 1" in prune_stage.notes[0]
     assert abs(prune_stage.weights.pruned_sparsity - 0.5) < 0.05
     assert not any((tmp_path / "b").iterdir())
+
+
+def test_train_on_only_unreadable_images_is_a_data_error_not_a_hang(tmp_path):
+    """Issue 8: two class folders of junk spun forever at 100 % CPU (SIGTERM ignored); a folder holding only a
+    decompression bomb ended in ``internal error: ValueError ... (Empty logs)``. Both: exit 2, error + hint. The CLI
+    runs in a subprocess killed after a deadline."""
+    import subprocess
+    import sys
+
+    from test_data import _png_header_only
+
+    junk, bomb = tmp_path / "junk", tmp_path / "bomb"
+    for c in "ab":
+        (junk / c).mkdir(parents=True)
+        for i in range(3):
+            (junk / c / f"{i}.png").write_bytes(b"\x89PNG junk " + bytes([i]) * 50)
+    _png_header_only(bomb / "a" / "bomb.png", 60000, 60000)
+    cli = "from edgekit.cli import main; main()"
+    for data in (junk, bomb):
+        args = ["train", "mobilenet_v1", "--alpha", "0.25", "--resolution", "32", "--input-channels", "1",
+                "--classes", "2", "--weights", "none", "--data", str(data), "--epochs", "1"]
+        try:
+            proc = subprocess.run([sys.executable, "-c", cli, *args], capture_output=True, text=True, timeout=150)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"edgekit train on {data.name} never ended")
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert lines[0].startswith("error: no ") and str(data) in lines[0], lines
+        assert lines[1].startswith("hint: ") and len(lines) == 2, lines

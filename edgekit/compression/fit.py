@@ -174,7 +174,7 @@ def fit(model, train, val, *, epochs: int, batch_size: int, task: str, progress:
     trained weights copied in every epoch (inference inside the strategy's scope can hang, e.g. with QAT).
     """
     from .._keras import keras
-    from ..data.stream import DEFAULT_SHUFFLE_BUFFER, data_errors
+    from ..data.stream import DEFAULT_SHUFFLE_BUFFER, check_readable, data_errors
     from .distribute import Distribution, StrategyInfo, copy_model
     from .train import seed_everything
 
@@ -185,6 +185,7 @@ def fit(model, train, val, *, epochs: int, batch_size: int, task: str, progress:
     log: list[EpochLog] = []
     if epochs == 0:
         return log, None
+    check_readable(train)  # else an all-unreadable source gives Keras an empty stream ("Empty logs")
     dist = dist or Distribution(None, StrategyInfo("one-device"))
     state_dir = Path(backup_dir) if backup_dir is not None else None
     target = eval_model if eval_model is not None else model

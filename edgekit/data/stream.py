@@ -46,17 +46,32 @@ def tf_dataset(source: Source, *, batch_size: int, shuffle: bool = False, seed: 
         ds = _positions(tf, source, shard, shuffle, seed, repeat).batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(_gather_fn(tf, source, labels), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(PREFETCH)
+    # one epoch is decoded and filtered, then repeated: a filter after an endless repeat never yields when every
+    # item is unreadable (a busy loop TensorFlow does not interrupt); tf.data's repeat ends on an empty epoch
+    rnd = tf.data.Dataset.random(seed=seed + 7919, rerandomize_each_iteration=True)
     if isinstance(source, IndexedSource):
-        ds = _positions(tf, source, shard, shuffle, seed, repeat)
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed + 7919)))
+        ds = tf.data.Dataset.zip((_positions(tf, source, shard, shuffle, seed, False), rnd))
         ds = ds.map(_item_fn(tf, source, augment), num_parallel_calls=tf.data.AUTOTUNE)
     else:  # TFRecords
-        ds = source.records(shuffle=shuffle, seed=seed, shard=shard, repeat=repeat, shuffle_buffer=shuffle_buffer)
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed + 7919)))
-        ds = ds.map(source.decode_fn(augment), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = source.records(shuffle=shuffle, seed=seed, shard=shard, repeat=False, shuffle_buffer=shuffle_buffer)
+        ds = tf.data.Dataset.zip((ds, rnd)).map(source.decode_fn(augment), num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.filter(lambda x, y, ok: ok)
     ds = ds.map(lambda x, y, ok: (x, y) if labels else x)
+    if repeat:
+        ds = ds.repeat()
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(PREFETCH)
+
+
+def check_readable(source: Source) -> None:
+    """Raise the source's DataError ("no readable image in ...", with a hint) unless at least one sample can be
+    read; decodes in order and stops at the first readable one (training checks this before ``fit``)."""
+    if isinstance(source, IndexedSource):
+        if not len(source):
+            raise DataError(f"no samples to train on in {source.name!r} (after holding out the validation split)",
+                            hint="give more data, a smaller --val-fraction or separate --val-data")
+        source.read(np.arange(len(source)), 1, keep_order=True)
+    else:
+        source.take(1)
 
 
 def _positions(tf, source: IndexedSource, shard, shuffle: bool, seed: int, repeat: bool):
