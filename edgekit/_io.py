@@ -38,15 +38,25 @@ def ensure_writable_dir(path: str | os.PathLike, create: bool = True, option: st
     return out
 
 
+def refuse_folder(dest: str | os.PathLike, option: str = "the output path") -> None:
+    """Raise InvalidArgument when ``dest`` is an existing folder (or a link to one): a file is never written over
+    a user's folder, and nothing in it is deleted."""
+    if Path(dest).expanduser().is_dir():
+        raise InvalidArgument(f"{option} {str(dest)!r} is an existing folder; edgekit does not replace folders",
+                              hint=f"move the folder away or choose another {option}")
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str = ".part") -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; on success move it onto ``dest``, on error remove it.
 
     Works for files and directories (e.g. SavedModel folders) written at the yielded path. The path does not exist
     yet, so what is written there gets the usual permissions (the umask's), not mkstemp's 0600. ``suffix``: the
-    temporary name's ending (writers that pick a format by suffix need theirs, e.g. ``.part.keras``).
+    temporary name's ending (writers that pick a format by suffix need theirs, e.g. ``.part.keras``). An existing
+    folder at ``dest`` is refused (InvalidArgument) before anything is written, never deleted.
     """
     dest = Path(dest)
+    refuse_folder(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
     os.close(fd)
@@ -54,8 +64,7 @@ def atomic_path(dest: str | os.PathLike, suffix: str = ".part") -> Iterator[Path
     tmp_path.unlink()
     try:
         yield tmp_path
-        if dest.is_dir() and not dest.is_symlink():
-            shutil.rmtree(dest)
+        refuse_folder(dest)  # a folder that appeared meanwhile is not ours to replace
         os.replace(tmp_path, dest)
     except BaseException:
         if tmp_path.is_dir():

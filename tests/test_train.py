@@ -314,3 +314,35 @@ def test_train_on_only_unreadable_images_is_a_data_error_not_a_hang(tmp_path):
         assert proc.returncode == 2, proc.stderr[-2000:]
         assert lines[0].startswith("error: no ") and str(data) in lines[0], lines
         assert lines[1].startswith("hint: ") and len(lines) == 2, lines
+
+
+def test_an_existing_folder_at_a_model_output_is_refused_and_kept(tmp_path, monkeypatch):
+    """Issue 8: ``--out X/m.keras`` where m.keras is a folder trained, then deleted the folder and its files."""
+    from edgekit._io import atomic_path
+    from edgekit._keras import keras
+
+    def boom(*a, **k):
+        raise AssertionError("training started although the output is a folder")
+
+    monkeypatch.setattr(keras.Model, "fit", boom)
+    folder = tmp_path / "m.keras"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("x")
+    (tmp_path / "ck" / "best.keras").mkdir(parents=True)
+    small = ["--alpha", "0.25", "--resolution", "32", "--input-channels", "1", "--classes", "10", "--weights", "none",
+             "--data", "digits", "--limit", "64", "--epochs", "1"]
+    for extra in (["--out", str(folder)], ["--checkpoint-dir", str(tmp_path / "ck")]):
+        r = CliRunner().invoke(main, ["train", "mobilenet_v1", *small, *extra])
+        lines = r.output.strip().splitlines()
+        assert r.exit_code == 2, r.output
+        assert lines[0].startswith("error: ") and "existing folder" in lines[0], lines
+        assert lines[1].startswith("hint: move the folder away"), lines
+    r = CliRunner().invoke(main, ["compress", "mobilenet_v1", *small[:-2], "--train-epochs", "1", "--save-model",
+                                  str(folder), "--out", str(tmp_path / "art")])
+    assert r.exit_code == 2 and "existing folder" in r.output, r.output
+    with pytest.raises(InvalidArgument, match="existing folder"):  # the helper itself never deletes a folder
+        with atomic_path(folder) as tmp:
+            tmp.write_text("new")
+    assert (folder / "notes.txt").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "m.keras"]
+    assert [p.name for p in (tmp_path / "ck").iterdir()] == ["best.keras"]

@@ -251,11 +251,12 @@ def check_classes(model, ds) -> None:
 
 
 def check_model_output(dest: str | os.PathLike, option: str) -> None:
-    """Before any training: ``dest`` must be a .keras/.h5 path whose folder can be written."""
-    from .._io import ensure_writable_dir
+    """Before any training: ``dest`` must be a .keras/.h5 path whose folder can be written, not an existing folder."""
+    from .._io import ensure_writable_dir, refuse_folder
 
     if Path(dest).suffix not in (".keras", ".h5"):
         raise InvalidArgument(f"{option} {str(dest)!r} must end in .keras or .h5")
+    refuse_folder(dest, option)
     try:
         ensure_writable_dir(Path(dest).expanduser().parent)
     except InvalidArgument as exc:
@@ -326,6 +327,7 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
         from .._io import ensure_writable_dir
 
         ckpt_path = ensure_writable_dir(checkpoint_dir, option="--checkpoint-dir") / "best.keras"
+        check_model_output(ckpt_path, "--checkpoint-dir's best.keras")
     root = backup_root(s.backup_dir)
     dist.check_batch(batch_size)
     set_bn_momentum(model, bn_momentum)
