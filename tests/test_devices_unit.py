@@ -513,3 +513,35 @@ def test_devices_check_reports_a_missing_profile_runtime(tmp_path, monkeypatch):
     rep = check("tfbox")
     assert rep.reachable and not rep.ready and any("runtime tflite-runtime" in f for f in rep.fixes), rep.fixes
     assert check("local").ready
+
+
+def test_bad_input_and_verify_data_files_are_checked_on_the_host_before_connecting(tmp_path, monkeypatch):
+    """Issue 8: an .npz holding an object array, an empty .npy or a truncated .npz were device rows (rc 1,
+    ``remote_error: ValueError: Object arrays cannot be loaded...``, no hint). Now: exit 2, error + hint, no device."""
+    import sys
+
+    from tflite_files import build
+
+    bench_mod = sys.modules["edgekit.devices.bench"]  # the package re-exports the function under the same name
+
+    def boom(*a, **k):
+        raise AssertionError("connected to a device although the input file is unusable")
+
+    monkeypatch.setattr(bench_mod, "create", boom)
+    art = tmp_path / "add_float32.tflite"
+    art.write_bytes(build([("ADD", [0, 1], [2])], [("x", [1, 4], "float32", None),
+                                                   ("c", [4], "float32", np.ones(4, np.float32)),
+                                                   ("y", [1, 4], "float32", None)], [0], [2]))
+    np.savez(tmp_path / "obj.npz", x=np.array([{"a": 1}, None], dtype=object))
+    (tmp_path / "empty.npy").write_bytes(b"")
+    np.save(tmp_path / "none.npy", np.zeros((0, 4), np.float32))
+    np.savez(tmp_path / "good.npz", x=np.zeros((1, 4), np.float32))
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "good.npz").read_bytes()[:100])
+    cases = {"obj.npz": "object", "empty.npy": "empty", "none.npy": "empty", "cut.npz": "truncated or corrupt"}
+    for name, what in cases.items():
+        for extra in (["--input", str(tmp_path / name)], ["--verify", "--verify-data", str(tmp_path / name)]):
+            r = CliRunner().invoke(main, ["bench", str(art), "--runs", "2", "--no-history", *extra])
+            lines = r.output.strip().splitlines()
+            assert r.exit_code == 2, (name, r.output)
+            assert lines[0].startswith("error: ") and what in lines[0] and name in lines[0], lines
+            assert lines[1].startswith("hint: ") and len(lines) == 2, lines

@@ -19,23 +19,51 @@ Y_KEYS = ("y", "labels", "y_test", "y_train")
 _REWRITE = "write it again with np.save(path, x) or np.savez(path, x=x, y=y)"
 
 
-def read_arrays(path: Path, n_inputs: int, input_names: Sequence[str] | None = None):
-    """(list of input arrays, labels or None) from ``path``; every failure is a DataError with a hint."""
+def check_array_file(path: str | Path, what: str = "array file") -> dict[str, tuple]:
+    """Read every array of a ``.npy``/``.npz`` the way :func:`read_arrays` does (never unpickling) and return their
+    shapes by key (``x`` for a .npy); a missing, empty, truncated or corrupt file, an object array or an empty
+    array is a DataError with a hint. ``bench --input``/``--verify-data`` check their files with it on the host."""
+    path = Path(path)
     where = repr(str(path))
+    _check_size(path, where)
+    if path.suffix.lower() == ".npy":
+        arrays = {"x": _load_npy(path, where)}
+    else:
+        with _open_npz(path, where) as archive:
+            arrays = {k: _member(archive, k, where) for k in archive.keys()}
+        if not arrays:
+            raise DataError(f"{what} {where} holds no arrays", hint="np.savez(path, x=inputs, y=labels)")
+    for key, a in arrays.items():
+        if a.size == 0 and a.dtype.kind not in "US":
+            raise DataError(f"array {key!r} in {what} {where} is empty (shape {list(a.shape)})",
+                            hint="save at least one sample: " + _REWRITE)
+    return {k: tuple(a.shape) for k, a in arrays.items()}
+
+
+def _check_size(path: Path, where: str) -> None:
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise DataError(f"cannot read {where}: {exc.strerror or exc}", hint="check the path and its permissions") from exc
     if size == 0:
         raise DataError(f"{where} is empty (0 bytes)", hint=f"the file was not written completely; {_REWRITE}")
-    if path.suffix.lower() == ".npy":
-        return [_load_npy(path, where)], None
+
+
+def _open_npz(path: Path, where: str):
     try:
-        archive = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise DataError(f"{where} is truncated or corrupt (not a readable .npz archive: {_detail(exc)})",
                         hint=_REWRITE) from exc
-    with archive:
+
+
+def read_arrays(path: Path, n_inputs: int, input_names: Sequence[str] | None = None):
+    """(list of input arrays, labels or None) from ``path``; every failure is a DataError with a hint."""
+    where = repr(str(path))
+    _check_size(path, where)
+    if path.suffix.lower() == ".npy":
+        return [_load_npy(path, where)], None
+    with _open_npz(path, where) as archive:
         keys = list(archive.keys())
         if not keys:
             raise DataError(f"{where} holds no arrays", hint="np.savez(path, x=inputs, y=labels)")

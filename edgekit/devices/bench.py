@@ -181,6 +181,12 @@ def _prepare(artifacts, devices, *, threads, runs, warmup, max_seconds, delegate
         if not Path(verify_data).is_file():
             raise InvalidArgument(f"verification data {str(verify_data)!r} does not exist",
                                   hint="pass the <artifact>.verify.npz that edgekit export wrote")
+    from ..data.arrays import check_array_file  # on the host, before connecting: a bad file is not a device row
+
+    if input is not None:
+        check_array_file(input, "--input")
+    if verify_data is not None:
+        check_array_file(verify_data, "--verify-data")
     options = ConnectOptions(key_file=key_file, known_hosts=known_hosts, accept_new_host_key=accept_new_host_key,
                              connect_timeout=connect_timeout)
     infos = [artifact_info(a) for a in arts]
