@@ -239,3 +239,19 @@ def test_runner_and_bench_name_every_custom_op_the_runtime_lacks(tmp_path):
 
     with pytest.raises(ModelLoadError, match="also lacks Landmarks2TransformMatrix"):
         compare([selfie, selfie], "local", runs=2, warmup=0)
+
+
+def test_bench_of_an_onnx_model_leaves_no_onnxruntime_telemetry_in_home(onnx_model, tmp_path):
+    """Issue 8: onnxruntime writes ~/.cache/Microsoft/DeveloperTools/.onnxruntime (device id, event database) at
+    import; the on-device runner turns telemetry off first (the host side does in edgekit.runtimes)."""
+    import os
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env["HOME"] = str(home)
+    done = subprocess.run([PY, "-c", "from edgekit.cli import main; main()", "bench", str(onnx_model), "-d", "local",
+                           "--runs", "5", "--warmup", "0", "--no-history"], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (home / ".cache" / "Microsoft").exists(), sorted(str(p) for p in home.rglob("*"))

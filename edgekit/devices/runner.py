@@ -260,11 +260,16 @@ class TFLiteModel:
 
 class OnnxModel:
     def __init__(self, np, path, threads, delegate, prefer=None, profile_dir=None):
+        # onnxruntime writes a device id and an event database under ~/.cache/Microsoft at import unless this is
+        # set first (a user's own setting wins); disable_telemetry_events covers an already imported module
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         try:
             import onnxruntime as ort
         except ImportError as exc:
             raise RunnerError("runtime_missing", "onnxruntime is not installed on the device (%s)" % exc,
                               "pip install onnxruntime")
+        if os.environ.get("ORT_DISABLE_TELEMETRY") == "1" and hasattr(ort, "disable_telemetry_events"):
+            ort.disable_telemetry_events()
         self.np, self.ort = np, ort
         self.runtime, self.version = "onnxruntime", ort.__version__
         opts = ort.SessionOptions()
