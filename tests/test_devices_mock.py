@@ -37,6 +37,38 @@ def test_work_dir_owned_by_another_user_is_refused():
     assert "work_dir" in info.value.hint
 
 
+def test_a_symlinked_work_dir_is_refused():
+    """Issue 8: ``[ -O dir ]`` follows links, so a link another user owns, pointing at a dir of ours, passed."""
+    t = MockTransport(spec=spec(work_dir="/tmp/edgekit-bench"))
+    t.links.add("/tmp/edgekit-bench")
+    with pytest.raises(InvalidArgument, match="is a symbolic link") as info:
+        t.connect()
+    assert "work_dir" in info.value.hint and "/tmp/edgekit-bench" not in t.dirs
+
+
+def test_the_work_dir_script_refuses_a_real_symlink(tmp_path):
+    """The same check run by a real /bin/sh (the local transport runs the device script as is): a link to a folder
+    of ours is refused, owned by us or (as root) by another user; the real folder is used as it is."""
+    import os
+
+    from edgekit.devices.transports.local import LocalTransport
+
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    if os.geteuid() == 0:
+        os.lchown(link, 65534, 65534)  # the attack: someone else's link to our folder
+    t = LocalTransport(DeviceSpec(name="box", transport="local", work_dir=str(link)))
+    with pytest.raises(InvalidArgument, match="is a symbolic link"):
+        t.connect()
+    assert list(real.iterdir()) == []  # no run dir made through the link
+    t = LocalTransport(DeviceSpec(name="box", transport="local", work_dir=str(real)))
+    t.connect()
+    assert [p.name[:4] for p in real.iterdir()] == ["run-"]
+    t.close()
+
+
 def test_cache_is_checked_by_sha256_on_the_device_and_recopied_on_mismatch(tmp_path):
     """Issue 8 item 2: a planted same-size file must not be used (it was, when only the size was compared)."""
     runner = tmp_path / "runner.py"

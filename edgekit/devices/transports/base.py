@@ -26,6 +26,7 @@ TRANSPORTS: Registry[type["Transport"]] = Registry("transport")
 DEFAULT_WORK_DIR = "~/.cache/edgekit/bench"
 #: what the device answers when its work dir is not ours (see :meth:`Transport._prepare_work_dir`)
 _NOT_OURS = "edgekit-work-dir-not-owned"
+_A_LINK = "edgekit-work-dir-is-a-link"
 
 
 @dataclass
@@ -88,11 +89,17 @@ class Transport:
         self._prepare_work_dir()
 
     def _prepare_work_dir(self) -> None:
-        """Create the work dir 0700 (umask 077) and refuse one that another user owns; then the run dir."""
+        """Create the work dir 0700 (umask 077) and refuse one that another user owns or that is a symbolic link
+        (``[ -O ]`` follows links, and whoever owns the link can point it elsewhere); then the run dir."""
         wd, rd = shlex.quote(self.work_dir), shlex.quote(self.run_dir)
-        script = (f"umask 077; mkdir -p {wd} || exit 1; if [ ! -O {wd} ]; then echo {_NOT_OURS}; exit 1; fi; "
-                  f"chmod 700 {wd} && mkdir -p {rd}")
+        script = (f"umask 077; if [ -L {wd} ]; then echo {_A_LINK}; exit 1; fi; mkdir -p {wd} || exit 1; "
+                  f"if [ ! -O {wd} ]; then echo {_NOT_OURS}; exit 1; fi; chmod 700 {wd} && mkdir -p {rd}")
         done = self._shell(script, timeout=self.connect_timeout * 3)
+        if _A_LINK in done.stdout:
+            raise InvalidArgument(f"work dir {self.work_dir} on {self.spec.name} is a symbolic link: refusing to run "
+                                  "files from it (whoever owns the link can point it at planted files)",
+                                  hint="set work_dir: in the profile to a real folder of the login user (default "
+                                       f"{DEFAULT_WORK_DIR})")
         if _NOT_OURS in done.stdout:
             raise InvalidArgument(f"work dir {self.work_dir} on {self.spec.name} belongs to another user: refusing "
                                   "to run files from it (they could have been planted)",

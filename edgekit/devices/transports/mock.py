@@ -22,7 +22,7 @@ from typing import Callable
 
 from ...errors import ConnectError, DeviceTimeout, map_errors
 from ..profiles import DeviceSpec
-from .base import _NOT_OURS, Completed, ConnectOptions, Transport
+from .base import _A_LINK, _NOT_OURS, Completed, ConnectOptions, Transport
 
 
 @dataclass
@@ -48,6 +48,7 @@ class MockTransport(Transport):
         self.files: dict[str, bytes] = {}
         self.dirs: dict[str, int] = {}  # device dir -> mode
         self.foreign: set[str] = set()
+        self.links: set[str] = set()  # device paths that are symbolic links (to a dir of ours unless also foreign)
         self.log: list[str] = []
         self.uploads: list[str] = []
         self.killed: list[str] = []
@@ -78,9 +79,13 @@ class MockTransport(Transport):
     def _emulate(self, script: str) -> Completed:
         if script == 'printf %s "$HOME"':
             return Completed(0, self.home, "")
-        if script.startswith("umask 077; mkdir -p "):
-            wd, rd = (shlex.split(part)[-1] for part in re.split(r" \|\| exit 1; | && mkdir -p ", script)[0:3:2])
-            if wd in self.foreign:
+        m = re.fullmatch(r"umask 077; (?:if \[ -L (.+?) \]; then echo \S+; exit 1; fi; )?mkdir -p (.+?) \|\| exit 1; "
+                         r"if \[ ! -O .+? \]; then echo \S+; exit 1; fi; chmod 700 .+? && mkdir -p (.+)", script)
+        if m:
+            wd, rd = shlex.split(m.group(2))[0], shlex.split(m.group(3))[0]
+            if m.group(1) and wd in self.links:
+                return Completed(1, _A_LINK + "\n", "")
+            if wd in self.foreign:  # ``[ -O ]`` follows a link: a link to a dir of ours passes it
                 return Completed(1, _NOT_OURS + "\n", "")
             self.dirs[wd] = 0o700
             self.dirs[rd] = 0o700
