@@ -66,3 +66,35 @@ def test_one_size_unit_convention(tmp_path):
                        sha256="0" * 64)
     assert result(art, parse_device("local"), exc=InvalidArgument("x")).size_mb == 3.0
     assert [human(n) for n in (512, 2048, 3 * 2**20)] == ["512 B", "2.0 KiB", "3.0 MiB"]
+
+
+@pytest.mark.parametrize("args, message, help_of", [
+    (["compress", "mobilenet_v1", "--prune", "half"], "Invalid value for '--prune'", "edgekit compress"),
+    (["profile", "mobilenet_v1", "--alpha", "0.25,0.5"], "Invalid value for '--alpha'", "edgekit profile"),
+    (["models", "--alpha", "1"], "No such option '--alpha'", "edgekit models"),
+    (["expotr"], "No such command 'expotr'. Did you mean 'export'?", "edgekit"),
+    (["--bogus"], "No such option '--bogus'", "edgekit"),
+    (["devices", "show"], "Missing argument 'NAME'", "edgekit devices show"),
+])
+def test_click_usage_errors_have_the_error_and_hint_form(args, message, help_of):
+    """Issue 8: click's own errors printed ``Usage: ... Error: Invalid value ...`` without edgekit's form."""
+    r = CliRunner().invoke(main, args, prog_name="edgekit")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2, r.output
+    assert lines == [f"error: {lines[0][7:]}", f"hint: see '{help_of} --help'"] and message in lines[0], lines
+    assert "Usage:" not in r.output and "Traceback" not in r.output
+
+
+def test_a_bad_ssh_port_has_a_hint(tmp_path):
+    art = tmp_path / "m.tflite"
+    art.write_bytes(b"x")
+    r = run("bench", art, "-d", "ssh://pi@host:abc")
+    lines = r.stderr.strip().splitlines()
+    assert r.exit_code == 2 and lines[0].startswith("error: ") and "bad port" in lines[0], lines
+    assert len(lines) == 2 and lines[1].startswith("hint: ") and "ssh://" in lines[1], lines
+
+
+def test_bare_commands_still_show_their_help():
+    for args in ([], ["devices"]):
+        r = run(*args)
+        assert r.exit_code == 2 and "Usage:" in r.output and "error:" not in r.output, r.output

@@ -27,9 +27,18 @@ class _Group(click.Group):
         end = args.index("--") if "--" in args else len(args)  # after "--" every word is an argument
         if "--debug" in args[:end]:
             args = ["--debug", *[a for i, a in enumerate(args) if not (i < end and a == "--debug")]]
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:  # e.g. edgekit --bogus
+            _usage_error(ctx, exc)
 
     def invoke(self, ctx: click.Context):
+        try:
+            return self._invoke(ctx)
+        except click.UsageError as exc:  # click's own: bad value, unknown option or command, missing argument
+            _usage_error(ctx, exc)
+
+    def _invoke(self, ctx: click.Context):
         debug = bool(ctx.params.get("debug"))
         try:
             rv = super().invoke(ctx)
@@ -56,6 +65,16 @@ class _Group(click.Group):
                       soft_wrap=True)
             err.print("rerun with --debug for the traceback, and please report it")
             ctx.exit(1)
+
+
+def _usage_error(ctx: click.Context, exc: click.UsageError):
+    """click's parse errors in edgekit's form: one ``error:`` line, one ``hint:`` line naming the command's help."""
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # bare ``edgekit``: click's help
+        raise exc
+    where = (exc.ctx or ctx).command_path
+    err.print(f"[bold red]error:[/] {escape(exc.format_message())}", highlight=False, markup=True, soft_wrap=True)
+    err.print(f"[bold]hint:[/] see '{escape(where)} --help'", highlight=False, soft_wrap=True)
+    ctx.exit(2)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -216,7 +216,8 @@ def parse_device(spec: "str | DeviceSpec") -> DeviceSpec:
             try:
                 port = url.port
             except ValueError as exc:
-                raise InvalidArgument(f"device {text!r}: bad port") from exc
+                raise InvalidArgument(f"device {text!r}: bad port (a number from 1 to 65535)",
+                                      hint="e.g. ssh://pi@raspberrypi.local:22, or leave the port out for 22") from exc
             return DeviceSpec(name=text, transport="ssh", host=url.hostname, port=port or 22,
                               user=unquote(url.username) if url.username else None)
         if scheme == "adb":
