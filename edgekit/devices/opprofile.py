@@ -32,9 +32,9 @@ def layer_mult_adds(model_info: dict | None) -> tuple[dict[str, int] | None, str
     recorded = model_info.get("layer_mult_adds")
     if isinstance(recorded, dict):
         return {str(k): int(v) for k, v in recorded.items()}, None
-    if model_info.get("layer_mult_adds_error"):
-        return None, f"export could not count the model's mult-adds: {model_info['layer_mult_adds_error']}"
     source, opts = model_info.get("source"), dict(model_info.get("options") or {})
+    if model_info.get("layer_mult_adds_error") and (not source or source == "keras.Model object"):
+        return None, f"export could not count the model's mult-adds: {model_info['layer_mult_adds_error']}"
     if not source or source == "keras.Model object":
         return None, "the manifest does not say where the model came from: mult-adds unknown"
     import os
