@@ -147,6 +147,15 @@ def test_alpha_out_of_range(alpha):
     assert "(0, 1.5]" in info.value.hint if not isinstance(alpha, (str, list)) else "one number" in info.value.hint
 
 
+@pytest.mark.parametrize("model", ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small"])
+@pytest.mark.parametrize("alpha", [0, 99])
+def test_alpha_out_of_range_is_named_before_the_imagenet_weights(model, alpha):
+    """Issue 8: without --weights none, ``--alpha 0`` first complained that no ImageNet weights exist for alpha 0."""
+    with pytest.raises(InvalidArgument, match=r"alpha must be in \(0, 1\.5\]") as info:
+        models.create(model, alpha=alpha)  # default weights: imagenet
+    assert "--alpha in (0, 1.5]" in info.value.hint
+
+
 @pytest.mark.parametrize("options, hint", [
     (dict(resolution=5000), "--resolution between 32 and 4096"),
     (dict(resolution=[128, 224]), "give one integer, e.g. --resolution 224"),

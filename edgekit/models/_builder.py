@@ -28,6 +28,8 @@ COMMON_OPTIONS = ("classes", "input_channels", "include_top", "resolution", "rho
 DOWNLOAD_TIMEOUT = 20.0
 #: largest input side accepted (guards against typos that would allocate gigabytes)
 MAX_RESOLUTION = 4096
+#: the width multiplier's valid range (alpha in (0, 1.5]) for every family that takes it
+ALPHA_RANGE = (0.0, 1.5)
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,8 @@ def make_config(model: str, meta: dict[str, Any], weights: Any, options: dict[st
     include_top = options.pop("include_top", True)
     if not isinstance(include_top, bool):
         raise InvalidArgument(f"include_top must be true or false; received {include_top!r}")
+    if "alpha" in options:  # the knob's range first: "alpha 0" is the problem, not that no weights exist for it
+        check_range("alpha", options["alpha"], *ALPHA_RANGE)
     cfg = BuildConfig(model, resolution, channels, classes, include_top, None, options)
     cfg.weights = _resolve_weights(model, meta, weights, cfg)
     return cfg

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numbers
 
 from ._blocks import dropout_option
-from ._builder import BuildConfig, Imagenet, check_range, finish, fresh_names, imagenet_download, load_weights
-from ._builder import register_model
+from ._builder import (ALPHA_RANGE, BuildConfig, Imagenet, check_range, finish, fresh_names, imagenet_download,
+                       load_weights, register_model)
 
 PAPER = dict(paper="MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
              arxiv="https://arxiv.org/abs/1704.04861")
@@ -32,7 +32,7 @@ def build(cfg: BuildConfig):
     """MobileNet v1 graph for ``cfg`` (options alpha, depth_multiplier, dropout)."""
     from .._keras import keras, layers
 
-    alpha = check_range("alpha", cfg.get("alpha", 1.0), 0.0, 1.5)
+    alpha = check_range("alpha", cfg.get("alpha", 1.0), *ALPHA_RANGE)
     dm = cfg.get("depth_multiplier", 1)
     if isinstance(dm, bool) or not isinstance(dm, numbers.Integral) or dm < 1:
         from ..errors import InvalidArgument

@@ -6,7 +6,7 @@ Sandler et al., "MobileNetV2: Inverted Residuals and Linear Bottlenecks", https:
 """
 from __future__ import annotations
 
-from ._builder import BuildConfig, Imagenet, check_range, register_model
+from ._builder import ALPHA_RANGE, BuildConfig, Imagenet, check_range, register_model
 from ._keras_apps import build_keras_app
 
 PAPER = dict(paper="MobileNetV2: Inverted Residuals and Linear Bottlenecks", arxiv="https://arxiv.org/abs/1801.04381")
@@ -19,6 +19,6 @@ PAPER = dict(paper="MobileNetV2: Inverted Residuals and Linear Bottlenecks", arx
 def mobilenet_v2(cfg: BuildConfig):
     from .._keras import keras
 
-    alpha = check_range("alpha", cfg.get("alpha", 1.0), 0.0, 1.5)
+    alpha = check_range("alpha", cfg.get("alpha", 1.0), *ALPHA_RANGE)
     return build_keras_app(cfg, keras.applications.MobileNetV2, f"mobilenet_v2_{alpha:.2f}_{cfg.resolution}",
                            alpha=alpha)

@@ -8,7 +8,7 @@ mult-adds; Small 1.0-224 2.5 M, 56 M. Measured on the tf-keras graphs: 5.51 M / 
 from __future__ import annotations
 
 from ._blocks import dropout_option
-from ._builder import BuildConfig, Imagenet, check_range, register_model
+from ._builder import ALPHA_RANGE, BuildConfig, Imagenet, check_range, register_model
 from ._keras_apps import build_keras_app
 
 PAPER = dict(paper="Searching for MobileNetV3", arxiv="https://arxiv.org/abs/1905.02244")
@@ -17,7 +17,7 @@ PAPER = dict(paper="Searching for MobileNetV3", arxiv="https://arxiv.org/abs/190
 def _build(size: str, cfg: BuildConfig):
     from .._keras import keras
 
-    alpha = check_range("alpha", cfg.get("alpha", 1.0), 0.0, 1.5)
+    alpha = check_range("alpha", cfg.get("alpha", 1.0), *ALPHA_RANGE)
     dropout = dropout_option(cfg, 0.2)
     fn = getattr(keras.applications, f"MobileNetV3{size.capitalize()}")
     return build_keras_app(cfg, fn, f"mobilenet_v3_{size}_{alpha:.2f}_{cfg.resolution}", alpha=alpha,
