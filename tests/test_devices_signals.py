@@ -103,21 +103,24 @@ def test_signal_during_remote_bench_cleans_the_device(fakepi, devlab, sig):
 
 @pytest.mark.slow
 def test_sigterm_during_export_leaves_no_staging_folder(tmp_path):
-    out = tmp_path / "out"
+    out, tmp = tmp_path / "out", tmp_path / "tmp"
     out.mkdir()
+    tmp.mkdir()
     proc = subprocess.Popen([*EDGEKIT, "export", "mobilenet_v1", "--alpha", "0.25", "--resolution", "32",
                              "--input-channels", "1", "--classes", "10", "--weights", "none", "--quantize", "int8",
                              "--calib-data", "digits", "--format", "tflite,onnx", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "TMPDIR": str(tmp_path)})
+                            env={**os.environ, "TMPDIR": str(tmp)})
     try:
-        for _ in range(6000):  # until the export stages its first file (up to 5 min on a loaded machine)
-            if list(out.glob(".edgekit-export-*")):
+        for _ in range(6000):  # until the export has staged and holds a temp dir of its own in TMPDIR (the ONNX
+            # conversion's; up to 5 min on a loaded machine)
+            if list(out.glob(".edgekit-export-*")) and list(tmp.glob("edgekit-*")):
                 break
             if proc.poll() is not None:
                 pytest.fail("export finished before it could be interrupted")
             time.sleep(0.05)
         assert list(out.glob(".edgekit-export-*")), "export never staged anything"
+        assert list(tmp.glob("edgekit-*")), "export never made a temp dir"
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=300)
     finally:
@@ -130,6 +133,7 @@ def test_sigterm_during_export_leaves_no_staging_folder(tmp_path):
     assert left in ([], sorted(n for stem in ("tflite", "onnx") for n in (
         f"mobilenet_v1_0.25_32_1ch_10cls_int8.{stem}", f"mobilenet_v1_0.25_32_1ch_10cls_int8.{stem}.json",
         f"mobilenet_v1_0.25_32_1ch_10cls_int8.{stem}.verify.npz"))), left
+    assert not list(tmp.iterdir()), f"temp files left in TMPDIR: {sorted(p.name for p in tmp.iterdir())}"
 
 
 def test_a_signal_swallowed_by_foreign_code_still_ends_the_cli_with_its_code():
