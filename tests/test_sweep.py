@@ -202,6 +202,39 @@ def test_every_point_failing_exits_1(swept, monkeypatch):
     assert {r["status"] for r in rows} == {"export_failed"}
 
 
+def test_a_device_computing_something_else_is_parity_failed_and_left_out(trained_mnv1, tmp_path):
+    """Device parity (on by default): every artifact's first test inputs are replayed on the device and compared with
+    Keras. Here the float32 artifact is replaced, after its export, by the same network with random weights (what a
+    device whose kernels compute garbage hands back): its row is parity_failed, off the front and not picked, though
+    its accuracy (measured on the host) is as high as ever; --no-device-parity measures it as ok."""
+    import edgekit
+    from conftest import MNV1_TINY
+
+    out = tmp_path / "sweep"
+    kw = dict(grid={"resolution": [32]}, alpha=0.25, input_channels=1, weights=trained_mnv1, epochs=0,
+              data="fashion-mnist", quantize=("none", "fp16"), test_limit=200, parity_samples=20,
+              runs=3, warmup=1, devices=("local",), budget_ms=1000.0, out=str(out))
+    first = edgekit.sweep("mobilenet_v1", **kw)
+    assert [(r.precision, r.status, r.parity) for r in first.rows] == [("float32", "ok", "passed"),
+                                                                        ("float16", "ok", "passed")]
+    f32 = next(r for r in first.rows if r.precision == "float32")
+    f16 = next(r for r in first.rows if r.precision == "float16")
+    wrong = edgekit.export(edgekit.create_model("mobilenet_v1", weights="none", **MNV1_TINY), quantize="none",
+                           out=str(tmp_path / "wrong"), verify=False).artifacts[0].path
+    (out / f32.artifact).write_bytes(Path(wrong).read_bytes())
+    for rec in (out / f32.artifact).parent.glob("bench/*.json"):
+        rec.unlink()      # measured again: the export (and its host accuracy) is reused
+    res = edgekit.sweep("mobilenet_v1", **kw)
+    bad = next(r for r in res.rows if r.precision == "float32")
+    assert bad.status == "parity_failed" and bad.parity == "failed" and "differ" in bad.error, bad
+    assert bad.accuracy == f32.accuracy and not bad.pareto and not bad.pick
+    assert res.fronts["local"] == [f16.point] and res.picks[0].point == f16.point and res.picks[0].fits
+    assert res.summary.exports_computed == 0
+    off = edgekit.sweep("mobilenet_v1", **{**kw, "device_parity": False})
+    assert {(r.precision, r.status, r.parity) for r in off.rows} == {("float32", "ok", None),
+                                                                     ("float16", "ok", None)}
+
+
 def test_recipe_stages_apply_to_every_point(tmp_path, fashion_mnist_available):
     """--recipe: the recipe's compression stages (here 50 % pruning) run on every trained point before export; its
     other keys (model, data, quantize, out) are the sweep's own and the summary says so."""

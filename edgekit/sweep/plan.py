@@ -102,7 +102,9 @@ class Plan:
         return key_of({"export": export_key, "device": device.name, "format": fmt, "runs": s.runs,
                        "warmup": s.warmup, "threads": s.threads, "max_seconds": s.max_seconds,
                        "delegate": s.delegate, "python": s.python, "runtime": s.runtime,
-                       "benchmark_binary": s.benchmark_binary})
+                       "benchmark_binary": s.benchmark_binary,
+                       # a latency measured without a parity check is not reused when one is asked for
+                       **({"parity": s.parity_samples} if s.device_parity else {})})
 
 
 def _fp(source: Any) -> Any:

@@ -3,7 +3,8 @@
 A *point* is one trained model (family + zoo options) exported at one precision in one format; its id says what it
 is (``mobilenet_v1_0.50_48_1ch_10cls/int8/tflite``). Rows keep their failures: ``status`` is ``ok`` or what went
 wrong (``train_failed``, ``export_failed``, ``verification_failed``, or the device's ``connect_error``,
-``runtime_missing``, ``timeout`` ...), ``pending`` while the sweep still runs.
+``runtime_missing``, ``timeout`` ..., and ``parity_failed`` when the device's outputs differ from Keras'), ``pending``
+while the sweep still runs. Only ``ok`` rows enter the fronts, latency models and picks.
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ class SweepRow(JsonMixin):
     peak_memory_mb: float | None = None
     runtime: str | None = None
     machine: str | None = None
+    parity: str | None = None        # device parity (device_parity): passed, failed, inconclusive; None: not checked
     artifact: str | None = None      # path relative to the sweep's --out
     reused: bool = False             # finished in an earlier run of the same sweep, not recomputed
     pareto: bool = False

@@ -18,7 +18,7 @@ from .._progress import Progress, no_progress
 from ..errors import EdgekitError
 from .plan import ALL_SAMPLES, Plan, Point, Unit
 from .results import SweepRow
-from .store import Store
+from .store import Store, parity_data, parity_file
 
 #: seconds an interrupted sweep waits for measurements already running (they finish and are recorded)
 INTERRUPT_GRACE = 20.0
@@ -265,6 +265,7 @@ class Runner:
 
     # -- export --------------------------------------------------------------------------------------------------------
     def _export(self, unit: Unit, quantize: str, points: list[Point], model_path: str) -> None:
+        s = self.spec
         key = self.plan.export_key(unit, quantize)
         folder = self.store.export_dir(self.store.unit_dir(unit.name, unit.key), f"{points[0].precision}-{key}")
         rec = self.store.read(folder / "export.json")
@@ -292,6 +293,8 @@ class Runner:
             if art["status"] != "ok":
                 self._update(p, status=art["status"], error=art.get("error"), hint=art.get("hint"))
                 continue
+            if s.device_parity:
+                parity_data(self.store.root / art["path"], s.parity_samples)
             for d in self.plan.devices:
                 self._bench_or_reuse(p, d, key, folder)
 
@@ -370,10 +373,13 @@ class Runner:
         from ..devices import bench
 
         s = self.spec
-        art = self.rows[(point.id, device.name)].artifact
-        (r,) = bench([str(self.store.root / art)], devices=[device], threads=s.threads, runs=s.runs, warmup=s.warmup,
+        art = self.store.root / self.rows[(point.id, device.name)].artifact
+        vfile = parity_file(art, s.parity_samples)
+        parity = {"verify": True, "verify_data": str(vfile)} if s.device_parity and vfile.exists() else \
+            {"verify": s.device_parity}
+        (r,) = bench([str(art)], devices=[device], threads=s.threads, runs=s.runs, warmup=s.warmup,
                      max_seconds=s.max_seconds, delegate=s.delegate, seed=s.seed, timeout=s.timeout, python=s.python,
-                     runtime=s.runtime,
+                     runtime=s.runtime, **parity,
                      benchmark_binary=s.benchmark_binary, key_file=s.key_file, known_hosts=s.known_hosts,
                      accept_new_host_key=s.accept_new_host_key, connect_timeout=s.connect_timeout)
         result = r.to_dict()
@@ -386,6 +392,7 @@ class Runner:
                   "reused": reused}
         for k in ("p50_ms", "p90_ms", "mean_ms", "std_ms", "peak_memory_mb", "machine"):
             values[k] = r.get(k)
+        values["parity"] = (r.get("parity") or {}).get("status")
         if r.get("runtime"):
             values["runtime"] = f"{r['runtime']} {r.get('runtime_version') or ''}".strip()
         self._update(point, [device], **values)

@@ -95,6 +95,11 @@ class SweepOptions(Spec):
     timeout: float | None = option(None, gt=0, help="Seconds per measurement (default: 2 x max-seconds + 120).")
     runtime: str | None = option(None, help="Interpreter on the device: ai-edge-litert, tflite-runtime, onnxruntime "
                                             "(default: the profile's runtime:, else the first importable).")
+    device_parity: bool = option(True, help="Replay --parity-samples test inputs of every artifact on every device "
+                                            "and compare its outputs with Keras' (bench --verify): a row whose "
+                                            "device computes something else is parity_failed, left out of the "
+                                            "fronts, latency models and picks (--no-device-parity: latency only).")
+    parity_samples: int = option(32, gt=0, help="Test samples replayed per artifact and device by --device-parity.")
 
 
 @spec

@@ -135,3 +135,29 @@ class Store:
     @staticmethod
     def write(path: Path, record: dict[str, Any]) -> Path:
         return write_text_atomic(path, json.dumps(to_jsonable({"schema": SCHEMA, **record}), indent=2) + "\n")
+
+
+def parity_file(artifact: Path, samples: int) -> Path:
+    """Where :func:`parity_data` puts an artifact's device-parity samples."""
+    from ..devices.verify_data import VERIFY_SUFFIX
+
+    return artifact.with_name(f"{artifact.name}.parity-{samples}{VERIFY_SUFFIX}")
+
+
+def parity_data(artifact: Path, samples: int) -> None:
+    """The first ``samples`` of the artifact's verification data (held-out test inputs and the Keras reference),
+    replayed on every device (device_parity): export wrote every test sample, too many to replay under emulation.
+    Without verification data nothing is written (bench then says so in the row)."""
+    from .._io import atomic_path
+    from ..devices import verify_data
+
+    dest, source = parity_file(artifact, samples), artifact.with_name(artifact.name + verify_data.VERIFY_SUFFIX)
+    if dest.exists() or not source.exists():
+        return
+    vd = verify_data.read(source)
+    with atomic_path(dest) as tmp:
+        verify_data.write(tmp, inputs=[x[:samples] for x in vd.inputs],
+                          reference=[r[:samples] for r in vd.reference],
+                          host=[h[:samples] for h in vd.host] if vd.host is not None else None,
+                          labels=vd.labels[:samples] if vd.labels is not None else None,
+                          input_names=vd.input_names, output_names=vd.output_names)
