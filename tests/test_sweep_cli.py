@@ -63,6 +63,31 @@ def test_bad_grid_values_are_rejected_before_training(grid, words, tmp_path, no_
     assert not out.exists()
 
 
+@pytest.mark.slow   # builds the model (TensorFlow)
+def test_test_data_that_does_not_fit_in_memory_is_refused_before_training(tmp_path, no_training, monkeypatch):
+    """Export holds every test sample it scores in memory: the sweep estimates that before training (export's own
+    estimate) and says how many fit. Here the machine "has" 64 MiB: the 10,000 Fashion-MNIST test images at 32x32x1
+    (2 x 40 MiB with the calibration samples) do not fit, 1,000 do."""
+    from edgekit.exporters import calibration
+
+    monkeypatch.setattr(calibration, "_available_memory", lambda: 64 * 2 ** 20)
+    args = ["mobilenet_v1", "--alpha", "0.25", "--grid", "resolution=32", "--input-channels", "1", "--weights", "none",
+            "--data", "fashion-mnist", "--epochs", "1", "--limit", "64", "--quantize", "int8"]
+    res, out = run(args, tmp_path)
+    assert res.exit_code == 2, res.output
+    assert "scored on 10000 test samples held in memory" in res.output and "64.0 MiB available" in res.output
+    fits = (32 * 2 ** 20 // (2 * 32 * 32 * 4)) - 300
+    assert f"--test-limit {fits} or fewer" in res.output and "resolutions below 32 px" in res.output
+    assert not out.exists()
+    from edgekit.sweep import SweepSpec, plan
+
+    monkeypatch.setattr(plan, "_check_devices", lambda *a: None)
+    ok = plan.make_plan(SweepSpec.from_dict({"model": "mobilenet_v1", "alpha": 0.25, "grid": {"resolution": [32]},
+                                             "input_channels": 1, "weights": "none", "data": "fashion-mnist",
+                                             "quantize": ["int8"], "test_limit": 1000, "out": str(out)}))
+    assert ok.test_samples == 1000      # accepted: export scores exactly these
+
+
 def test_test_data_is_required_and_must_be_labelled(tmp_path, no_training):
     pytest.importorskip("PIL")
     from PIL import Image

@@ -27,8 +27,6 @@ SHARING_DOC = {
                   "(conv weights do not depend on the input size; progressive resizing)",
     "none": "precisions of a model share one training; every model is trained independently for {epochs} epoch(s)",
 }
-#: verify_samples meaning "every test sample"
-ALL_SAMPLES = 10 ** 9
 #: options that do not change which weights a model has (its resolution)
 _RESOLUTION_KEYS = ("resolution", "rho")
 
@@ -89,6 +87,7 @@ class Plan:
     stage_keys: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     sharing: str = ""
+    test_samples: int = 0                      # test samples every export scores (held in memory)
 
     def export_key(self, unit: Unit, quantize: str) -> str:
         s = self.spec
@@ -249,11 +248,13 @@ def make_plan(spec: SweepSpec, progress=None) -> Plan:
                                    "trained weights")
     units = _build_units(spec, combos, progress, stage_keys)
     _probe_data(spec, units, test_source)
+    test_samples = _check_test_memory(spec, units, test_source, precisions)
     plan = Plan(spec, units, [Point(u, q, label, f) for u in units for q, label in precisions for f in spec.formats],
                 devices, {d.name for d, given in zip(devices, spec.devices)
                           if str(given) in spec.emulated or getattr(d, "emulated", False)},
                 {d.name for d in devices if on_this_machine(d)}, test_source,
                 spec.calib_data if spec.calib_data is not None else spec.data, classes, stage_keys, notes)
+    plan.test_samples = test_samples
     _share_and_key(plan)
     plan.sharing = SHARING_DOC[spec.share_training].format(epochs=spec.epochs,
                                                            finetune_epochs=spec.finetune_epochs_value,
@@ -331,6 +332,35 @@ def _probe_data(spec: SweepSpec, units: list[Unit], test_source: Any) -> None:
             if ds.y is None:
                 raise DataError(f"{what} {ds.source} has no labels: the sweep needs labelled data",
                                 hint="use a folder with one sub-folder per class, or an .npz with x and y")
+
+
+def _check_test_memory(spec: SweepSpec, units: list[Unit], test_source: Any, precisions) -> int:
+    """How many test samples every export scores (--test-limit, else the whole test data). Training streams its data,
+    but export holds these (float32 at the model's input size) in memory with the calibration samples: checked here
+    for the largest input with export's own estimate, before anything trains (10,000 Fashion-MNIST test images at
+    224x224x1 are 1.9 GiB, twice that while they are prepared)."""
+    import math
+
+    from ..data import open_source
+    from ..exporters import calibration as cal
+
+    big = max(units, key=lambda u: math.prod(u.input_shape))
+    n = spec.test_limit
+    if n is None:
+        n = len(open_source(test_source, input_shape=big.input_shape, preprocess_mode=big.preprocess, split="test"))
+    n_cal = spec.calib_samples if any(q in ("int8", "int16x8") for q, _ in precisions) else 0
+    inputs = [cal.InputSpec("input", tuple(big.input_shape))]
+    try:
+        cal.check_memory(inputs, n_cal, n)
+    except InvalidArgument as exc:
+        avail = cal._available_memory() or 0
+        fits = int(cal.MEMORY_SHARE * avail // (2 * inputs[0].sample_bytes)) - n_cal
+        raise InvalidArgument(f"{big.name}: every artifact is scored on {n} test samples held in memory: "
+                              f"{exc.message}",
+                              hint=(f"give --test-limit {fits} or fewer (test samples scored per artifact), or "
+                                    if fits >= 100 else "") + f"sweep resolutions below {big.resolution} px "
+                                                              "(--grid resolution=... or --resolution)") from exc
+    return n
 
 
 def _share_and_key(plan: Plan) -> None:

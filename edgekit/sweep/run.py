@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 from .._progress import Progress, no_progress
 from ..errors import EdgekitError
-from .plan import ALL_SAMPLES, Plan, Point, Unit
+from .plan import Plan, Point, Unit
 from .results import SweepRow
 from .store import Store, parity_data, parity_file
 
@@ -306,7 +306,7 @@ class Runner:
                         calib_data=self.plan.calib_source if quantize in ("int8", "int16x8") else None,
                         calib_samples=s.calib_samples if quantize in ("int8", "int16x8") else None, io=s.io,
                         per_tensor=s.per_tensor, verify=False, verify_data=self.plan.test_source,
-                        verify_samples=s.test_limit or ALL_SAMPLES, opset=s.opset, seed=s.seed,
+                        verify_samples=self.plan.test_samples, opset=s.opset, seed=s.seed,
                         progress=self.progress)
         arts = {}
         for a in result.artifacts:
