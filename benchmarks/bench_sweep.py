@@ -118,8 +118,8 @@ def main() -> None:
     ap.add_argument("--independent-alphas", default="0.25,1.0",
                     help="alphas of part 3 (each of their resolutions above the smallest is trained from scratch)")
     ap.add_argument("--sharing-only", action="store_true",
-                    help="run part 3 alone against OUT/sweep/results.json of an earlier run (writes OUT/sharing, "
-                         "OUT/bench_sharing.json)")
+                    help="run part 3 alone, both ways (shared and independent) for --independent-alphas, in "
+                         "OUT/sharing; writes OUT/bench_sharing.json")
     ap.add_argument("--summarise", action="store_true",
                     help="re-analyse OUT/sweep/results.json of an earlier (possibly interrupted) run with edgekit's "
                          "own analysis (fronts, fits, latency models, picks at --budget), without training or "
@@ -151,22 +151,25 @@ def main() -> None:
         summarise(out / "sweep", dict(b.split("=", 1) for b in args.budget))
         return
     if args.sharing_only:
-        # part 3 alone, against the shared-training rows of an earlier run's OUT/sweep/results.json; the independent
-        # trainings (resolutions above the base only: the base is the same training) go to OUT/sharing, so the
-        # earlier run's files are left as they are
+        # part 3 alone, in OUT/sharing (an earlier run's OUT/sweep is left as it is), both ways with the same code:
+        # the alphas' grid with shared training (base at the smallest resolution, fine-tuned at the others), then
+        # the resolutions above the base trained independently (the base is the same training either way)
         alphas = [float(a) for a in args.independent_alphas.split(",")]
-        shared_rows = json.loads((out / "sweep" / "results.json").read_text())["rows"]
+        where = {"devices": ["local"], "out": str(out / "sharing")}
+        res2 = edgekit.sweep("mobilenet_v1", **{**common, **where, "grid": {**grid, "alpha": alphas}})
         t0 = time.monotonic()
-        res3 = edgekit.sweep("mobilenet_v1", **{**common, "devices": ["local"], "share_training": "none",
+        res3 = edgekit.sweep("mobilenet_v1", **{**common, **where, "share_training": "none",
                                                 "grid": {"alpha": alphas, "resolution": [r for r in grid["resolution"]
-                                                                                         if r != base_res]},
-                                                "out": str(out / "sharing")})
+                                                                                         if r != base_res]}})
         wall3 = round(time.monotonic() - t0, 1)
-        shared_train = train_seconds(out / "sweep")
-        indep_train = {**{k: v for k, v in shared_train.items() if f"_{base_res}_" in k},
-                       **train_seconds(out / "sharing")}
-        report["sharing_cost"] = sharing_cost(shared_rows, [r.to_dict() for r in res3.rows], shared_train,
-                                              indep_train, alphas, base_res, wall3)
+        recs = {p.parent.name: json.loads(p.read_text()) for p in (out / "sharing").glob("runs/*/train.json")}
+        secs = {k: float(r["train"]["seconds"]) for k, r in recs.items() if r.get("status") == "ok"}
+        base = {k: v for k, v in secs.items() if f"_{base_res}_" in k}
+        report["sharing_cost"] = sharing_cost(
+            [r.to_dict() for r in res2.rows], [r.to_dict() for r in res3.rows],
+            {**base, **{k: v for k, v in secs.items() if recs[k]["how"].startswith("fine-tuned")}},
+            {**base, **{k: v for k, v in secs.items() if k not in base and recs[k]["how"].startswith("trained")}},
+            alphas, base_res, wall3)
         (out / "bench_sharing.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
         print_sharing(report["sharing_cost"])
         return
