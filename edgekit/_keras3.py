@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -121,8 +122,9 @@ def _graph(model: Any) -> Any:
 
 
 def to_tf_keras(model: Any, *, check: bool = True, seed: int = 0) -> Any:
-    """An equivalent tf-keras model with the same weights; with ``check`` its outputs are compared with the Keras 3
-    model's on random inputs (max abs error <= TRANSLATION_TOLERANCE x max(1, max |output|)), else ModelLoadError.
+    """An equivalent tf-keras model with the same weights; with ``check`` every translated layer is run on the
+    Keras 3 layer's own input values (random model inputs) and compared with its outputs (max abs error <=
+    TRANSLATION_TOLERANCE x max(1, max |output|)), else ModelLoadError naming the layer.
 
     Standard layers only (:data:`SUPPORTED_LAYERS`; nested Functional/Sequential models are inlined); anything
     else raises InvalidArgument naming the layer.
@@ -154,24 +156,68 @@ def to_tf_keras(model: Any, *, check: bool = True, seed: int = 0) -> Any:
                                                 f"{[tuple(w.shape) for w in dst.weights]}")
         dst.set_weights(weights)
     if check:
-        _check_same(model, out, seed)
+        _check_same(model, tr, seed)
     return out
 
 
-def _check_same(model: Any, translated: Any, seed: int) -> None:
+@dataclass
+class _Checked:
+    """One translated call: the Keras 3 layer's name, its arguments and outputs (Keras 3 tensors), the tf-keras
+    callable doing the same on the arguments, and the (nested) Keras 3 graph it belongs to."""
+
+    layer: str
+    args: Any
+    outputs: list
+    call: Any
+    graph: Any
+
+
+def _check_same(model: Any, tr: "_Translator", seed: int) -> None:
+    """Every translated call, fed with the Keras 3 layer's own input values (random model inputs), against that
+    layer's outputs: each layer is checked by itself, so a wrong one shows even where the model's output does not
+    (e.g. an untrained model whose output is the same for every input) and float32 rounding does not add up."""
+    from ._keras import tf
+
+    keras = _keras()
     rng = np.random.default_rng(seed)
     xs = [rng.random((2, *t.shape[1:]), dtype=np.float32) for t in model.inputs]
-    feed = xs if len(xs) > 1 else xs[0]
-    ref = model.predict(feed, verbose=0)
-    got = translated.predict(feed, verbose=0)
-    ref = ref if isinstance(ref, (list, tuple)) else [ref]
-    got = got if isinstance(got, (list, tuple)) else [got]
-    err = max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)))) for a, b in zip(ref, got))
-    scale = max(1.0, max(float(np.max(np.abs(a))) for a in ref))
-    if not err <= TRANSLATION_TOLERANCE * scale:
-        raise ModelLoadError(f"the tf-keras translation of Keras 3 model {model.name!r} differs from it by {err:.3g} "
-                             f"(max abs error; allowed {TRANSLATION_TOLERANCE * scale:.3g})",
-                             hint="please report it with the model; meanwhile profile/export the Keras 3 model directly")
+    values = _graph_values(keras, _graph(model), xs, tr)
+    for c in tr.checked:
+        feed = keras.tree.map_structure(
+            lambda v: tf.constant(values[id(v)]) if isinstance(v, keras.KerasTensor) else v, c.args)
+        got = c.call(feed)
+        for t, b in zip(c.outputs, got if isinstance(got, (list, tuple)) else [got]):
+            a = values[id(t)]
+            err = float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)), initial=0.0))
+            scale = max(1.0, float(np.max(np.abs(a), initial=0.0)))
+            if not err <= TRANSLATION_TOLERANCE * scale:
+                raise ModelLoadError(f"the tf-keras translation of Keras 3 model {model.name!r} differs from it at "
+                                     f"layer {c.layer!r} by {err:.3g} (max abs error on the layer's own inputs; "
+                                     f"allowed {TRANSLATION_TOLERANCE * scale:.3g})",
+                                     hint="please report it with the model; meanwhile profile/export the Keras 3 "
+                                          "model directly")
+
+
+def _graph_values(keras: Any, graph: Any, xs: list, tr: "_Translator") -> dict[int, np.ndarray]:
+    """``{id(Keras 3 tensor): value}`` of the arguments and outputs of the checked calls in ``graph`` and in the
+    nested models inlined from it (each evaluated on its inputs' values in the enclosing graph)."""
+    out = {id(t): x for t, x in zip(graph.inputs, xs)}
+    want: dict[int, Any] = {}
+    for c in tr.checked:
+        if c.graph is graph:
+            for t in [*keras.tree.flatten(c.args), *c.outputs]:
+                if isinstance(t, keras.KerasTensor) and id(t) not in out:
+                    want[id(t)] = t
+    nested = [(inner, ins) for inner, outer, ins in tr.nested if outer is graph]
+    for _, ins in nested:
+        want.update({id(t): t for t in ins if id(t) not in out})
+    if want:
+        got = keras.Model(graph.inputs, list(want.values()))(list(xs), training=False)
+        got = got if isinstance(got, (list, tuple)) else [got]
+        out.update({k: np.asarray(v) for k, v in zip(want, got)})
+    for inner, ins in nested:
+        out.update(_graph_values(keras, inner, [out[id(t)] for t in ins], tr))
+    return out
 
 
 class _Translator:
@@ -183,11 +229,16 @@ class _Translator:
         self.layers: dict[int, Any] = {}         # id(Keras 3 layer) -> callable on tf-keras tensors
         self.pairs: list[tuple[Any, Any]] = []   # (Keras 3 layer, tf-keras layer) whose weights are copied
         self.names: set[str] = set()
+        self.checked: list[_Checked] = []      # every translated call, for the check
+        self.nested: list[tuple[Any, Any, list]] = []   # (nested graph, enclosing graph, its input tensors there)
+        self.graph: Any = None
 
     def run(self, graph: Any) -> None:
+        outer, self.graph = self.graph, graph
         for depth in sorted(graph._nodes_by_depth, reverse=True):
             for node in graph._nodes_by_depth[depth]:
                 self.node(node)
+        self.graph = outer
 
     def node(self, node: Any) -> None:
         op = node.operation
@@ -203,36 +254,39 @@ class _Translator:
                 raise _unsupported(self.model_name, op, "is a subclassed model")
             for t_in, t_outer in zip(inner.inputs, node.input_tensors):
                 self.tensors[id(t_in)] = self.tensors[id(t_outer)]
+            self.nested.append((inner, self.graph, list(node.input_tensors)))
             self.run(inner)
             for t_inner, t_out in zip(inner.outputs, node.outputs):
                 self.tensors[id(t_out)] = self.tensors[id(t_inner)]
             return
-        mapped = self.k3.tree.map_structure(
-            lambda v: self.tensors[id(v)] if isinstance(v, self.k3.KerasTensor) else v, args)
         if not isinstance(op, self.k3.layers.Layer):   # an op on KerasTensors, e.g. `x + 3.0` or `a * b`
-            out = self.arithmetic(op, args, mapped)
+            call = self.arithmetic(op, args)
         else:
             fn = self.layers.get(id(op))
             if fn is None:
                 fn = self.layers[id(op)] = self.make(op)
-            out = fn(*mapped)
+            call = lambda a, fn=fn: fn(*a)   # noqa: E731
+        out = call(self.k3.tree.map_structure(
+            lambda v: self.tensors[id(v)] if isinstance(v, self.k3.KerasTensor) else v, args))
         outs = out if isinstance(out, (list, tuple)) else [out]
         for t, o in zip(node.outputs, outs):
             self.tensors[id(t)] = o
+        self.checked.append(_Checked(op.name, args, list(node.outputs), call, self.graph))
 
-    def arithmetic(self, op: Any, args: tuple, mapped: tuple) -> Any:
-        """Keras 3 ``+ - * /`` between tensors (tf-keras merge layers, broadcasting like them) or with a scalar
-        (a tf-keras Rescaling: ``x * scale + offset``)."""
+    def arithmetic(self, op: Any, args: tuple) -> Any:
+        """A callable on the (mapped) arguments doing Keras 3's ``+ - * /`` between tensors (tf-keras merge layers,
+        broadcasting like them) or with a scalar (a tf-keras Rescaling: ``x * scale + offset``)."""
         kind = type(op).__name__
         L = self.tfk.layers
         tensors = [isinstance(a, self.k3.KerasTensor) for a in args]
         name = self._name(op.name)
         if len(args) == 2 and all(tensors) and kind in ("Add", "Subtract", "Multiply"):
-            return getattr(L, kind)(name=name)(list(mapped))
+            merge = getattr(L, kind)(name=name)
+            return lambda a: merge(list(a))
         if len(args) == 2 and sum(tensors) == 1 and kind in ("Add", "Subtract", "Multiply", "TrueDivide", "Divide"):
             const = args[1] if tensors[0] else args[0]
             if np.ndim(const) == 0 and np.isfinite(float(const)):
-                c, x = float(const), mapped[0] if tensors[0] else mapped[1]
+                c, i = float(const), 0 if tensors[0] else 1
                 scale, offset = {("Add", True): (1.0, c), ("Add", False): (1.0, c),
                                  ("Subtract", True): (1.0, -c), ("Subtract", False): (-1.0, c),
                                  ("Multiply", True): (c, 0.0), ("Multiply", False): (c, 0.0),
@@ -240,7 +294,8 @@ class _Translator:
                                  ("Divide", True): (1.0 / c if c else np.inf, 0.0)}.get((kind, tensors[0]),
                                                                                         (None, None))
                 if scale is not None and np.isfinite(scale):
-                    return L.Rescaling(scale, offset=offset, name=name)(x)
+                    rescale = L.Rescaling(scale, offset=offset, name=name)
+                    return lambda a: rescale(a[i])
         raise _unsupported(self.model_name, op, "is an operation with no tf-keras translation "
                                                 "(supported: + - * / between tensors or with a number)")
 
