@@ -9,6 +9,9 @@
   softmax ``zcls`` and a 2-value regression ``abox``: inputs and outputs both come out reordered by the converter.
 - ``audio``: a raw waveform (43844, 1) -> 5-way tone classifier (Conv1D), trained on synthetic tones in five
   frequency bands with noise.
+- ``keras3_heads``: a Keras 3 model (saved by Keras 3 as .keras) with three outputs in Keras order ``zbox`` [4]
+  (quadrant brightness), ``mland`` [6] (channel means and spreads), ``acls`` [3] softmax (pattern kind): the
+  converter emits them sorted (acls, mland, zbox). Trained with Keras 3 on synthetic patterns (``keras3_heads_data``).
 """
 from __future__ import annotations
 
@@ -114,6 +117,41 @@ def audio_data(n: int, seed: int = 0):
         x[i, :, 0] = rng.uniform(0.2, 0.8) * np.sin(2 * np.pi * f[i] * t + rng.uniform(0, 2 * np.pi))
     x += rng.normal(0, 0.05, x.shape).astype(np.float32)
     return np.clip(x, -1, 1), y.astype(np.int64)
+
+
+def keras3_heads_data(n: int, seed: int = 0):
+    """16x16x3 images of 3 kinds of coarse pattern (varied, with pixel noise) and the three heads' targets."""
+    protos = np.random.default_rng(7).random((3, 4, 4, 3), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    kind = rng.integers(0, 3, n)
+    coarse = protos[kind] + 0.15 * rng.standard_normal((n, 4, 4, 3)).astype(np.float32)
+    x = np.clip(np.kron(coarse, np.ones((1, 4, 4, 1), np.float32)) + 0.05 * rng.random((n, 16, 16, 3)), 0, 1)
+    x = x.astype(np.float32)
+    quads = x.reshape(n, 2, 8, 2, 8, 3).mean(axis=(2, 4, 5)).reshape(n, 4)
+    land = np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2))], axis=1)
+    return x, {"zbox": quads.astype(np.float32), "mland": land.astype(np.float32), "acls": kind.astype(np.int64)}
+
+
+def keras3_heads(path, name: str = "k3heads", epochs: int = 8, seed: int = 0):
+    """Build, train (Keras 3) and save ``keras3_heads`` to ``path`` (.keras); returns the path."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    inp = keras.Input((16, 16, 3), name="img")
+    x = L.Conv2D(8, 3, padding="same", activation="relu", name="c1")(inp)
+    x = L.MaxPooling2D(2, name="p1")(x)
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="c2")(x)
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    x = L.Dense(32, activation="relu", name="fc")(x)
+    outs = [L.Dense(4, name="zbox")(x), L.Dense(6, name="mland")(x), L.Dense(3, activation="softmax", name="acls")(x)]
+    model = keras.Model(inp, outs, name=name)
+    model.compile(keras.optimizers.Adam(3e-3), loss={"zbox": "mse", "mland": "mse",
+                                                      "acls": "sparse_categorical_crossentropy"})
+    x, y = keras3_heads_data(1200, seed)
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=0)
+    model.save(str(path))
+    return path
 
 
 def train(model, x, y, epochs: int, seed: int = 0):

@@ -239,3 +239,32 @@ def test_cli_shows_every_output_and_takes_an_npz_per_input(tmp_path):
     for fmt in ("tflite", "onnx"):
         line = next(ln for ln in r.stdout.splitlines() if ln.startswith(f"twocli_float16.{fmt}: "))
         assert "zcls SQNR" in line and "abox SQNR" in line and "top-1" in line
+
+
+@pytest.mark.slow
+def test_keras3_three_outputs_are_paired_by_name(tmp_path):
+    """A Keras 3 .keras with three heads (Keras order zbox, mland, acls; the converters emit them sorted): exported
+    through Keras 3's own path, each output is paired with the artifact's output of the same name and passes."""
+    from edgekit.exporters import THRESHOLDS, export
+    from edgekit.runtimes import load
+
+    path = mm.keras3_heads(tmp_path / "k3heads.keras")
+    x, y = mm.keras3_heads_data(300, seed=1)
+    np.save(tmp_path / "calib.npy", x[:200])
+    for quantize in ("int8", "fp16"):
+        kw = dict(calib_data=tmp_path / "calib.npy") if quantize == "int8" else {}
+        res = export(str(path), quantize=quantize, formats="tflite,onnx", out=tmp_path / "out",
+                     verify_data=(x[200:], y["acls"][200:]), **kw)
+        th = THRESHOLDS[res["tflite"].precision]
+        assert [o.key for o in load(res["tflite"].path).outputs] == ["acls", "mland", "zbox"]  # not Keras order
+        for art in res.artifacts:
+            v = art.verification
+            print(f"{art.path.name}: " + ", ".join(f"{c.name} SQNR {c.sqnr_db:.1f} dB" + (
+                f" top-1 {c.top1_agreement:.2f}" if c.classifier else "") for c in v.outputs))
+            assert v.status == "passed", (art.path.name, v.failures)
+            assert [c.name for c in v.outputs] == ["zbox", "mland", "acls"]   # Keras order, paired by name
+            assert {c.matched_by for c in v.outputs} == {"name"} and [c.shape for c in v.outputs] == [[4], [6], [3]]
+            assert [c.classifier for c in v.outputs] == [False, False, True]
+            assert all(c.sqnr_db >= th["min_sqnr_db"] for c in v.outputs)
+            assert v.top1_agreement >= th.get("min_top1_agreement", 0.0) and v.keras_accuracy > 0.9
+            assert json.loads(art.manifest.read_text())["conversion"]["converter"].startswith("keras 3 ExportArchive")
