@@ -49,6 +49,25 @@ def test_onet_outputs_are_paired_by_name(onet, tmp_path, quantize):
         man = json.loads(art.manifest.read_text())
         assert man["verification"]["status"] == "passed"
         assert [o["name"] for o in man["verification"]["outputs"]] == ["conv6-2", "conv6-3", "conv6-1"]
+    _profile_inspect_bench(model, res, th, {"input_1"}, {"conv6-1", "conv6-2", "conv6-3"})
+
+
+def _profile_inspect_bench(model, res, th, inputs: set, outputs: set) -> None:
+    """The rest of the pipeline on a multi-input/-output model: profile, inspect (signature keys) and bench on the
+    local device with on-device verification passed for every output."""
+    import edgekit
+
+    prof = edgekit.profile(model)
+    assert prof.total_params == model.count_params() and prof.total_mult_adds > 0
+    for art in res.artifacts:
+        rep = edgekit.inspect(art.path)
+        assert {o.key for o in rep.outputs} == outputs and {i.key for i in rep.inputs} == inputs, art.path.name
+    rows = edgekit.bench([a.path for a in res.artifacts], "local", verify=True, runs=2, warmup=0)
+    for row in rows:
+        par = row.parity
+        assert row.status == "ok" and par["status"] == "passed", (row.artifact, par)
+        assert {o["name"] for o in par["outputs"]} == outputs
+        assert all(o["sqnr_db"] >= th["min_sqnr_db"] for o in par["outputs"]), par["outputs"]
 
 
 @pytest.mark.slow
@@ -119,6 +138,7 @@ def test_two_inputs_from_an_npz_by_input_name(two_input, tmp_path):
     assert [i["name"] for i in man["model"]["inputs"]] == ["zimage", "ameta"] and "input_shape" not in man["model"]
     vd = read(res["tflite"].path.with_name(res["tflite"].path.name + ".verify.npz"))
     assert [a.shape[1:] for a in vd.inputs] == [(5,), (32, 32, 1)]  # in the artifact's input order
+    _profile_inspect_bench(model, res, THRESHOLDS["int8"], {"zimage", "ameta"}, {"zcls", "abox"})
 
 
 def test_multi_input_data_errors(tmp_path):
