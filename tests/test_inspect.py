@@ -229,3 +229,12 @@ def test_float16_weights_are_labelled_float32_compute(tmp_path):
     rep = inspect(f)
     assert rep.precision == "float16" and rep.cpu_compute == "float32"
     assert any("compute in float32" in n for n in rep.notes) and rep.ops["DEQUANTIZE"] >= 3
+    from click.testing import CliRunner
+
+    from edgekit.cli import main
+
+    res = CliRunner().invoke(main, ["inspect", str(f)], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    head = " ".join(res.stdout.split("inputs / outputs")[0].split())
+    assert "tflite, float16 weights, computes in float32 on CPU," in head, head
+    assert head.count("computes in") == 1

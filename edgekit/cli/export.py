@@ -66,10 +66,12 @@ def render_export(result) -> None:
 def render_inspect(rep) -> None:
     from rich.table import Table
 
-    compute = rep.precision + (f" weights, computes in {rep.cpu_compute} on CPU" if rep.cpu_compute else "")
-    out.print(f"[bold]{escape(str(rep.path))}[/]  {rep.format}, computes in [bold]{compute}[/], "
+    # float16-weight .tflite files: stored in float16, computed in float32 by CPU kernels
+    compute = (f"{rep.precision} weights, computes in [bold]{rep.cpu_compute}[/] on CPU" if rep.cpu_compute
+               else f"computes in [bold]{rep.precision}[/]")
+    out.print(f"[bold]{escape(str(rep.path))}[/]  {rep.format}, {compute}, "
               f"{human(rep.size_bytes)} = weights {human(rep.weights_bytes)} + graph {human(rep.graph_bytes)}",
-              highlight=False)
+              highlight=False, soft_wrap=True)
     io = Table("", "name (signature name)", "shape", "dtype", "scale", "zero point", title="inputs / outputs",
                title_justify="left")
     for kind, items in (("in", rep.inputs), ("out", rep.outputs)):
