@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from .._layers import TFMOT_WRAPPERS
 from ..errors import InvalidArgument, ModelLoadError
 from ._safety import check_no_code
 
@@ -189,9 +190,7 @@ def _loadable(stored: StoredModel) -> Iterator[str]:
 def _uses_tfmot(configs: list[Any]) -> bool:
     """True when a stored config holds tfmot wrappers (a pruning/clustering/QAT model saved before stripping)."""
     text = json.dumps(configs)
-    return "tensorflow_model_optimization" in text or any(
-        f'"{cls}"' in text for cls in ("PruneLowMagnitude", "ClusterWeights", "QuantizeWrapperV2", "QuantizeLayer",
-                                       "QuantizeAnnotate", "QuantizeWrapper"))
+    return "tensorflow_model_optimization" in text or any(f'"{cls}"' in text for cls in TFMOT_WRAPPERS)
 
 
 def _load_tf_keras(p: str, where: str, *, safe_mode: bool, tfmot_scopes: bool = False) -> Any:
