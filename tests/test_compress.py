@@ -312,3 +312,30 @@ def test_local_latency_reports_a_device_error_as_a_note(tmp_path):
 
     p50, note = local_latency(tmp_path / "missing.tflite")
     assert p50 is None and note.startswith("latency not measured:") and "missing.tflite" in note
+
+
+def test_distill_zoo_teacher_check_translates_only_edgekit_errors(monkeypatch):
+    """An unknown zoo teacher is a PipelineError with the registry's did-you-mean; a bug inside models.info (not an
+    EdgekitError) surfaces as itself, not as a 'distill:' message."""
+    from edgekit import models
+    from edgekit.compression.distill import Distill
+
+    with pytest.raises(PipelineError, match="distill: .*mobilenet_v9") as info:
+        Distill(teacher="mobilenet_v9", teacher_epochs=1).check(None, [])
+    assert info.value.message == "distill: unknown model 'mobilenet_v9'" and "'mobilenet_v1'" in info.value.hint
+
+    def broken(name):
+        raise KeyError("a bug, not bad input")
+
+    monkeypatch.setattr(models, "info", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        Distill(teacher="mobilenet_v1", teacher_epochs=1).check(None, [])
+
+
+def test_tfmot_wrappers_in_a_stored_config_come_from_the_one_table():
+    from edgekit._layers import TFMOT_WRAPPERS
+    from edgekit.models._files import _uses_tfmot
+
+    for cls in TFMOT_WRAPPERS:
+        assert _uses_tfmot([{"config": {"layers": [{"class_name": cls, "config": {}}]}}]), cls
+    assert not _uses_tfmot([{"config": {"layers": [{"class_name": "Conv2D", "config": {}}]}}])

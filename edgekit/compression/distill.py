@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from ..errors import PipelineError
+from ..errors import EdgekitError, PipelineError
 from ..specs.stages import DistillSpec
 from .stages import STAGES, Context, Stage
 
@@ -161,8 +161,8 @@ class Distill(Stage):
                 raise PipelineError(f"distill: teacher file {name!r} does not exist")
             try:
                 models.info(name)
-            except Exception as exc:  # noqa: BLE001 - UnknownNameError with did-you-mean, or the zoo missing
-                raise PipelineError(f"distill: {exc}") from None
+            except EdgekitError as exc:   # UnknownNameError (its hint is the did-you-mean)
+                raise PipelineError(f"distill: {exc.message}", hint=exc.hint) from None
             if self.teacher_epochs < 1 and (self.teacher_options or {}).get("weights") in (None, "none"):
                 raise PipelineError(f"distill: teacher {name!r} from the zoo starts untrained and would teach noise",
                                     hint="set teacher_epochs (e.g. 3) to train it first on the same data, or pass "
