@@ -63,8 +63,10 @@ def _profile_inspect_bench(model, res, th, inputs: set, outputs: set) -> None:
         rep = edgekit.inspect(art.path)
         assert {o.key for o in rep.outputs} == outputs and {i.key for i in rep.inputs} == inputs, art.path.name
     rows = edgekit.bench([a.path for a in res.artifacts], "local", verify=True, runs=2, warmup=0)
-    for row in rows:
+    for art, row in zip(res.artifacts, rows):
         par = row.parity
+        print(f"{art.path.name}: export " + ", ".join(f"{c.name} {c.sqnr_db:.1f} dB" for c in art.verification.outputs)
+              + "; bench --verify " + ", ".join(f"{o['name']} {o['sqnr_db']:.1f} dB" for o in par["outputs"]))
         assert row.status == "ok" and par["status"] == "passed", (row.artifact, par)
         assert {o["name"] for o in par["outputs"]} == outputs
         assert all(o["sqnr_db"] >= th["min_sqnr_db"] for o in par["outputs"]), par["outputs"]
