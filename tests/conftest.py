@@ -12,6 +12,19 @@ REPO = Path(__file__).resolve().parents[1]
 DEVLAB = Path(os.environ.get("EDGEKIT_DEVLAB", REPO.parent / "shared" / "devlab"))
 
 
+def pytest_configure(config):
+    """Signals as in a terminal: a job started in the background (`cmd &` in a script, nohup) inherits SIGINT and
+    SIGHUP ignored, and an ignored signal stays ignored in every child: Python then never raises KeyboardInterrupt
+    (interrupt_main does nothing) and edgekit keeps ignoring hangups as under nohup, so the interrupt tests saw
+    their commands run to the end (exit 0 instead of 130/129)."""
+    import signal
+
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.fixture(autouse=True)
 def _restore_environ():
     """Each test starts from the session's environment: CLI tests run in-process and ``--debug`` sets
