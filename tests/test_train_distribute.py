@@ -14,8 +14,24 @@ import textwrap
 
 import pytest
 
-MODEL = ["mobilenet_v1", "--alpha", "0.25", "--resolution", "32", "--input-channels", "1", "--classes", "10",
-         "--weights", "none"]
+
+
+@pytest.fixture(scope="module")
+def small_cnn(tmp_path_factory) -> str:
+    """A 10-layer MobileNet-style CNN (conv/BN/ReLU, depthwise, pointwise, dense) saved as .keras: the strategies'
+    per-stage tracing cost grows with the layer count (MobileNet v1's 90 layers cost ~15 min for both tests on 2 cores)."""
+    from edgekit._keras import keras
+
+    L = keras.layers
+    x = inp = L.Input((28, 28, 1))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, strides=2, use_bias=False)(x)))
+    x = L.ReLU()(L.BatchNormalization()(L.DepthwiseConv2D(3, use_bias=False)(x)))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(16, 1, use_bias=False)(x)))
+    out = L.Dense(10, activation="softmax")(L.GlobalAveragePooling2D()(x))
+    path = tmp_path_factory.mktemp("model") / "small_cnn.keras"
+    keras.Model(inp, out, name="small_cnn").save(str(path))
+    return str(path)
+
 CHAIN = ["--train-epochs", "1", "--prune", "0.5", "--prune-epochs", "1", "--cluster", "8", "--cluster-epochs", "1",
          "--qat", "--quantize", "int8", "--no-verify", "--limit", "256", "--test-limit", "128", "--batch-size", "32"]
 EDGEKIT = [sys.executable, "-c", "import sys; from edgekit.cli import main; sys.exit(main())"]
@@ -47,15 +63,14 @@ def _check_chain(report: dict, replicas: int) -> None:
 
 
 @pytest.mark.slow
-def test_mirrored_strategy_over_two_replicas(tmp_path, fashion_mnist_available):
+def test_mirrored_strategy_over_two_replicas(tmp_path, fashion_mnist_available, small_cnn):
     script = textwrap.dedent(f"""
         import json, sys
         import tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from edgekit.compression import compress
-        res = compress("mobilenet_v1", data="fashion-mnist", alpha=0.25, resolution=32, input_channels=1, classes=10,
-                       weights="none", train_epochs=1, prune=0.5, prune_epochs=1, cluster=8, cluster_epochs=1,
+        res = compress({small_cnn!r}, data="fashion-mnist", train_epochs=1, prune=0.5, prune_epochs=1, cluster=8, cluster_epochs=1,
                        qat=True, quantize="int8", verify=False, limit=256, test_limit=128, batch_size=32,
                        strategy="mirrored", out={str(tmp_path)!r})  # over the two logical CPUs
         print("REPORT" + res.report.to_json(indent=None))
@@ -69,12 +84,12 @@ def test_mirrored_strategy_over_two_replicas(tmp_path, fashion_mnist_available):
 
 
 @pytest.mark.slow
-def test_two_workers_on_loopback(tmp_path, fashion_mnist_available):
+def test_two_workers_on_loopback(tmp_path, fashion_mnist_available, small_cnn):
     """Two processes with TF_CONFIG on 127.0.0.1 run the same command; the chief alone writes artifacts."""
     ports = _ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     out = tmp_path / "out"
-    cmd = [*EDGEKIT, "compress", *MODEL, "--data", "fashion-mnist", *CHAIN, "--strategy", "multi-worker",
+    cmd = [*EDGEKIT, "compress", small_cnn, "--data", "fashion-mnist", *CHAIN, "--strategy", "multi-worker",
            "--out", str(out), "--save-model", str(tmp_path / "m.keras"), "--backup-dir", str(tmp_path / "backup"),
            "--json"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
