@@ -346,3 +346,26 @@ def test_an_existing_folder_at_a_model_output_is_refused_and_kept(tmp_path, monk
     assert (folder / "notes.txt").read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck", "m.keras"]
     assert [p.name for p in (tmp_path / "ck").iterdir()] == ["best.keras"]
+
+
+def test_evaluation_data_with_other_classes_or_order_is_refused(image_folder, tmp_path):
+    """Label k must mean the same class in training and evaluation data: a folder's classes are sorted by name, a
+    built-in dataset keeps its own order (training on Fashion-MNIST PNG folders and evaluating on `fashion-mnist`
+    scored 32 % for a model at 74 %)."""
+    import shutil
+
+    from edgekit._keras import keras
+    from edgekit.compression.train import split_data
+
+    model = keras.Sequential([keras.layers.Input((8, 8, 3)), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3, activation="softmax")])
+    other = tmp_path / "other"
+    for src, dst in (("a", "T-shirt"), ("b", "b"), ("c", "c")):  # one class named otherwise: sorted first, not 'a'
+        shutil.copytree(image_folder / src, other / dst)
+    with pytest.raises(DataError, match="not those of the training data.*label 0: 'a' vs 'T-shirt'") as info:
+        split_data(str(image_folder), model, eval_data=str(other))
+    assert "same sub-folder names" in info.value.hint
+    with pytest.raises(DataError, match="not those of the training data"):
+        split_data(str(image_folder), model, val_data=str(other))
+    *_, test = split_data(str(image_folder), model, eval_data=str(image_folder))  # the same classes: accepted
+    assert test.class_names == ["a", "b", "c"]

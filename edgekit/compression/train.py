@@ -160,7 +160,24 @@ def split_data(data: Any, model, *, val_fraction: float = 0.1, val_data: Any = N
     for extra in (ds_val, ds_test):
         if extra is not None:
             check_classes(model, extra)
+            same_class_order(full, extra)
     return full, ds_train, ds_val, ds_test
+
+
+def same_class_order(train_src, other) -> None:
+    """Refuse validation/test data whose named classes are not the training data's, in the same order: label k must
+    mean the same class in both (an image folder sorts its sub-folders by name, the built-in datasets keep their own
+    order, so `--eval-data fashion-mnist` after training on a folder of the same images scored labels of other classes)."""
+    a, b = getattr(train_src, "class_names", None), getattr(other, "class_names", None)
+    if not a or not b or list(a) == list(b):
+        return
+    diff = [f"{i}: {x!r} vs {y!r}" for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    if len(a) != len(b):
+        diff.append(f"{len(a)} vs {len(b)} classes")
+    raise DataError(f"the classes of {other.name} are not those of the training data {train_src.name} in the same "
+                    f"order (label {'; '.join(diff[:4])}{'; ...' if len(diff) > 4 else ''})",
+                    hint="give validation and test data with the training data's classes in its order (image folders: "
+                         "the same sub-folder names; they are sorted by name), or labelled arrays in that order")
 
 
 def sources_report(**parts) -> dict:
