@@ -95,7 +95,7 @@ def profile_cmd(model: str, show_layers: bool, as_json: bool, **kwargs: Any) -> 
 
     \b
     edgekit profile mobilenet --alpha 0.5 --rho 0.714
-    edgekit profile my_model.keras --json
+    edgekit profile artifacts/fmnist.keras --json   # any .keras/.h5/SavedModel (this one: edgekit doctor --help)
     """
     from ..profiling import profile
 
