@@ -142,12 +142,14 @@ def test_cli_bench_adb_profile(adb_env, models, tmp_path, monkeypatch):
 
 def test_linux_board_over_adb_uses_the_runner(devlab, tmp_path_factory, models, monkeypatch):
     """An adb device that has Python (profile ``python:``) runs the real runner. fake_adbd's shell is the host's
-    /bin/sh here (not chrooted), so the device Python is this venv's interpreter; the work dir is a host symlink
-    into the device root so pushed files and shell commands see the same place."""
+    /bin/sh here (not chrooted), so the device Python is this venv's interpreter; the device root's copy of the work
+    dir path is a symlink to the host's work dir, so pushed files and shell commands see the same place (the work
+    dir itself must not be a symlink: edgekit refuses one)."""
     d = tmp_path_factory.mktemp("adbpy")
     root, work = d / "root", d / "device work"
-    (root / str(work).lstrip("/")).mkdir(parents=True)
-    work.symlink_to(root / str(work).lstrip("/"))
+    work.mkdir(mode=0o700)
+    (root / str(work).lstrip("/")).parent.mkdir(parents=True)
+    (root / str(work).lstrip("/")).symlink_to(work)
     info = _start_adb(devlab, d, ADBD_ROOT=str(root), ADBD_SHELL="/bin/sh -c")
     try:
         monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", info["ANDROID_ADB_SERVER_PORT"])
