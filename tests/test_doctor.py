@@ -236,6 +236,11 @@ def tiny(tmp_path_factory):
     np.savez(folder / "eval.npz", x=rng.random((40, RES, RES, 1), dtype=np.float32), y=rng.integers(0, 10, 40))
     np.savez(folder / "wrong_shape.npz", x=rng.random((40, 8, 8, 3), dtype=np.float32))
     np.savez(folder / "bad_labels.npz", x=rng.random((40, RES, RES, 1), dtype=np.float32), y=np.full(40, 12))
+    from PIL import Image
+
+    for c in range(10):    # 10 classes named otherwise than fashion-mnist's (T-shirt/top, Trouser, ...)
+        (folder / "classes" / f"c{c}").mkdir(parents=True)
+        Image.new("L", (28, 28), color=20 * c).save(folder / "classes" / f"c{c}" / "x.png")
     return folder
 
 
@@ -250,6 +255,10 @@ def tiny(tmp_path_factory):
     ("doctor", ["--eval-data", "{d}/wrong_shape.npz"], r"--eval-data: arrays .* have shape \(40, 8, 8, 3\)"),
     ("doctor", ["--eval-data", "{d}/bad_labels.npz"], "labels .* go from 12 to 12, the model has 10 classes"),
     ("doctor", ["--keep-best"], "keep_best goes with max_drop"),
+    # the QAT rung trains on --train-data and is scored on --eval-data: label k must be the same class in both
+    ("doctor", ["--max-drop", "5", "--train-data", "fashion-mnist", "--eval-data", "{d}/classes"],
+     r"the classes of .*classes are not those of the training data fashion-mnist:train .*label 0: 'T-shirt/top' vs "
+     r"'c0'"),
     ("export", ["--quantize", "fp16", "--max-drop", "1"], "--max-drop searches int8 quantizations"),
     ("export", ["--max-drop", "1"], "--max-drop searches int8 quantizations; received --quantize none"),
     ("export", ["--quantize", "int8", "--max-drop", "1", "--per-tensor"], "per_tensor does not go with max_drop"),

@@ -110,6 +110,24 @@ def test_test_data_is_required_and_must_be_labelled(tmp_path, no_training):
     assert not out.exists()
 
 
+def test_test_data_with_other_classes_or_order_is_refused(tmp_path, no_training):
+    """Label k must be the same class in --data and --test-data (an image folder sorts its classes by name,
+    fashion-mnist keeps its own order): otherwise every accuracy of the sweep scores mismatched labels."""
+    from PIL import Image
+
+    from edgekit.data.builtin import FASHION_MNIST_CLASSES
+
+    folder = tmp_path / "test"     # the same classes, as folders: sorted by name (Ankle boot, Bag, Coat, ...)
+    for i, name in enumerate(FASHION_MNIST_CLASSES):
+        (folder / name.replace("/", "-")).mkdir(parents=True)
+        Image.new("L", (28, 28), color=20 * i).save(folder / name.replace("/", "-") / "x.png")
+    res, out = run(BASE + ["--grid", "alpha=0.25", "--test-data", str(folder)], tmp_path)
+    assert res.exit_code == 2, res.output
+    assert "are not those of the training data fashion-mnist:train in the same order" in res.output
+    assert "label 0: 'T-shirt/top' vs 'Ankle boot'" in res.output and "hint:" in res.output
+    assert not out.exists()
+
+
 def test_config_file_keys_are_checked(tmp_path, no_training):
     cfg = tmp_path / "s.sweep.yaml"
     cfg.write_text("model: mobilenet_v1\ngrid:\n  alpha: [0.25]\nbudjet_ms: 3\n")

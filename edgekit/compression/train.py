@@ -174,7 +174,8 @@ def same_class_order(train_src, other) -> None:
     diff = [f"{i}: {x!r} vs {y!r}" for i, (x, y) in enumerate(zip(a, b)) if x != y]
     if len(a) != len(b):
         diff.append(f"{len(a)} vs {len(b)} classes")
-    raise DataError(f"the classes of {other.name} are not those of the training data {train_src.name} in the same "
+    name = lambda d: getattr(d, "name", None) or getattr(d, "source", "?")  # noqa: E731 - a Source or a Dataset
+    raise DataError(f"the classes of {name(other)} are not those of the training data {name(train_src)} in the same "
                     f"order (label {'; '.join(diff[:4])}{'; ...' if len(diff) > 4 else ''})",
                     hint="give validation and test data with the training data's classes in its order (image folders: "
                          "the same sub-folder names; they are sorted by name), or labelled arrays in that order")

@@ -87,6 +87,8 @@ def doctor(spec: DoctorSpec, *, progress: Progress = no_progress) -> DoctorResul
                               "classifiers", hint="export it with edgekit export (several inputs are supported there) "
                                                   "and compare float and int8 with its verification")
     mode, _ = _preprocess_for(kmodel, spec.preprocess, inputs)
+    if spec.train_data is not None and eval_data is not None:
+        _same_classes(spec.train_data, eval_data, inputs, mode)
     ev = load_eval(eval_data, kmodel, inputs=inputs, preprocess=mode, eval_samples=spec.eval_samples, seed=seed + 1)
     need = check_resolution(ev, max_drop, limited=spec.eval_samples is not None) if max_drop is not None else None
     n1 = calib_samples or DEFAULT_CALIB_SAMPLES
@@ -187,3 +189,19 @@ def export_within(spec, *, progress: Progress = no_progress):
                            result=result)
     result.export.doctor = result
     return result.export
+
+
+def _same_classes(train_data, eval_data, inputs, mode: str) -> None:
+    """The QAT rung trains on --train-data and scores on --eval-data: label k must name the same class in both."""
+    from ..compression.train import same_class_order
+    from ..data import open_source
+
+    if len(inputs) != 1 or not inputs[0].image:
+        return
+    opened = []
+    for what, source, split in (("--train-data", train_data, "train"), ("--eval-data", eval_data, "test")):
+        try:
+            opened.append(open_source(source, input_shape=inputs[0].shape, preprocess_mode=mode, split=split))
+        except DataError as exc:
+            raise type(exc)(f"{what}: {exc.message}", hint=exc.hint) from exc
+    same_class_order(*opened)

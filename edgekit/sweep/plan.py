@@ -320,8 +320,11 @@ def _probe_data(spec: SweepSpec, units: list[Unit], test_source: Any) -> None:
     fixed-shape arrays that cannot feed another resolution fail here."""
     from ..data import load
 
+    from ..compression.train import same_class_order
+
     shapes = {(u.input_shape, u.preprocess) for u in units}
     for shape, mode in sorted(shapes):
+        loaded = []
         for what, source, split in (("--data", spec.data, "train"), ("--test-data", test_source, "test")):
             try:
                 ds = load(source, input_shape=shape, preprocess_mode=mode, split=split, limit=4, seed=spec.seed)
@@ -332,6 +335,8 @@ def _probe_data(spec: SweepSpec, units: list[Unit], test_source: Any) -> None:
             if ds.y is None:
                 raise DataError(f"{what} {ds.source} has no labels: the sweep needs labelled data",
                                 hint="use a folder with one sub-folder per class, or an .npz with x and y")
+            loaded.append(ds)
+        same_class_order(*loaded)   # label k must name the same class in the training and the test data
 
 
 def _check_test_memory(spec: SweepSpec, units: list[Unit], test_source: Any, precisions) -> int:
