@@ -67,10 +67,47 @@ def trained_mnv1(tmp_path_factory, fashion_mnist_available) -> str:
     verification start from this file (``weights=`` it)."""
     from edgekit.compression.train import train
 
-    path = tmp_path_factory.mktemp("trained") / "mnv1_fmnist.keras"
-    train("mobilenet_v1", data="fashion-mnist", epochs=4, limit=8192, test_limit=256, batch_size=64, lr=2e-3, seed=0,
-          weights="none", out=str(path), **MNV1_TINY)
-    return str(path)
+    def build(path: Path) -> None:
+        train("mobilenet_v1", data="fashion-mnist", epochs=4, limit=8192, test_limit=256, batch_size=64, lr=2e-3,
+              seed=0, weights="none", out=str(path), **MNV1_TINY)
+
+    return str(_once_per_session(tmp_path_factory, "mnv1_fmnist.keras", build))
+
+
+def _once_per_session(tmp_path_factory, name: str, build) -> Path:
+    """``build(path)`` once per test session, also under pytest-xdist: the workers share the session's base temp
+    folder (the parent of each worker's own), so the first worker builds under a file lock and the others wait for
+    it and reuse the file."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent
+    path = base / "shared" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            build(path)
+    return path
+
+
+def free_ports(n: int = 1) -> list[int]:
+    """``n`` distinct loopback ports free now (all bound at once, then released for a server to take)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sk in socks:
+            sk.bind(("127.0.0.1", 0))
+        return [sk.getsockname()[1] for sk in socks]
+    finally:
+        for sk in socks:
+            sk.close()
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
 
 
 def require_binary(name: str) -> str:
@@ -123,13 +160,10 @@ def arm64_ssh(devlab, arm64_rootfs) -> dict:
     Yields host paths: SSHD_HOST/PORT/USER, SSHD_KEY and SSHD_KNOWN_HOSTS (on the host), ``url`` (ssh://...) and
     ``python`` {"tflite": /opt/tflite/bin/python, "litert": /opt/litert/bin/python} (paths on the device).
     """
-    import socket
     import subprocess
     import uuid
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     inner = f"/opt/fixture/run-{uuid.uuid4().hex[:8]}"
     devroot = str(devlab / "devroot.sh")
     env_args = ["env", f"SSHD_DIR={inner}", f"SSHD_PORT={port}", "bash", "/opt/fixture/sshd-fixture.sh"]

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import free_port
 from edgekit.cli import main
 from edgekit.devices import bench, check
 from edgekit.devices.profiles import DeviceSpec
@@ -26,17 +27,11 @@ pytestmark = pytest.mark.device
 FAKE_BM = Path(__file__).with_name("fake_benchmark_model.sh")  # the benchmark_model stand-in (see its header)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_adb(devlab, d: Path, **extra) -> dict:
     if not shutil.which("adb"):
         pytest.skip("adb is not installed (apt-get install adb)")
-    env = {**os.environ, "ADB_FIXTURE_DIR": str(d), "ADBD_PORT": str(_free_port()),
-           "ADB_SERVER_PORT": str(_free_port()), **extra}
+    env = {**os.environ, "ADB_FIXTURE_DIR": str(d), "ADBD_PORT": str(free_port()),
+           "ADB_SERVER_PORT": str(free_port()), **extra}
     script = str(devlab / "adb-fixture.sh")
     start = subprocess.run(["bash", script, "start"], env=env, capture_output=True, text=True, timeout=60)
     if start.returncode != 0:
@@ -174,7 +169,7 @@ def test_adb_server_started_by_edgekit_is_stopped_and_its_chatter_kept_out(model
     started successfully" into the status column and the CSV."""
     if not shutil.which("adb"):
         pytest.skip("adb is not installed (apt-get install adb)")
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("ANDROID_ADB_SERVER_PORT", str(port))
     monkeypatch.setenv("HOME", str(tmp_path))  # the server's adbkey goes here, not into the real ~/.android
     monkeypatch.delenv("ANDROID_SERIAL", raising=False)

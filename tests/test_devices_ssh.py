@@ -19,17 +19,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from conftest import free_port
 from edgekit.cli import main
 from edgekit.devices import bench, check
 from edgekit.devices.transports import SSHTransport
 
 pytestmark = pytest.mark.device
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +35,7 @@ def sshd(devlab, tmp_path_factory):
             pytest.skip(f"{tool} is not installed (apt-get install openssh-server openssh-client)")
     pytest.importorskip("paramiko")
     d = tmp_path_factory.mktemp("sshd")
-    env = {**os.environ, "SSHD_DIR": str(d), "SSHD_PORT": str(_free_port())}
+    env = {**os.environ, "SSHD_DIR": str(d), "SSHD_PORT": str(free_port())}
     script = str(devlab / "sshd-fixture.sh")
     start = subprocess.run(["bash", script, "start"], env=env, capture_output=True, text=True, timeout=60)
     if start.returncode != 0:
@@ -115,7 +110,7 @@ def test_cli_bench_over_ssh_end_to_end(sshd, models, profile_dir, tmp_path):
 
 def test_refused_port_is_a_fast_connect_error(sshd, models):
     t0 = time.perf_counter()
-    (row,) = bench([models["tiny"]], f"ssh://root@127.0.0.1:{_free_port()}", **kw(sshd, connect_timeout=2))
+    (row,) = bench([models["tiny"]], f"ssh://root@127.0.0.1:{free_port()}", **kw(sshd, connect_timeout=2))
     assert row.status == "connect_error" and "cannot reach" in row.error and time.perf_counter() - t0 < 10
 
 
@@ -203,7 +198,7 @@ def test_devices_check_over_ssh(sshd, profile_dir):
     assert r.exit_code == 0, r.output
     rep = json.loads(r.output)
     assert rep["reachable"] and rep["ready"] and rep["machine"] and rep["runtimes"]["ai_edge_litert"]["available"]
-    r = CliRunner().invoke(main, ["devices", "check", f"ssh://root@127.0.0.1:{_free_port()}", "--connect-timeout",
+    r = CliRunner().invoke(main, ["devices", "check", f"ssh://root@127.0.0.1:{free_port()}", "--connect-timeout",
                                   "2"])
     assert r.exit_code == 1 and "connect_error" in r.output
 

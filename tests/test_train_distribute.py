@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
 
 import pytest
+from conftest import free_ports
 
 
 
@@ -39,16 +39,6 @@ EDGEKIT = [sys.executable, "-c", "import sys; from edgekit.cli import main; sys.
 
 def _env(**extra) -> dict:
     return dict(os.environ, TF_NUM_INTEROP_THREADS="1", TF_NUM_INTRAOP_THREADS="1", PYTHONUNBUFFERED="1", **extra)
-
-
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for sk in socks:
-        sk.bind(("127.0.0.1", 0))
-    ports = [sk.getsockname()[1] for sk in socks]
-    for sk in socks:
-        sk.close()
-    return ports
 
 
 def _check_chain(report: dict, replicas: int) -> None:
@@ -86,7 +76,7 @@ def test_mirrored_strategy_over_two_replicas(tmp_path, fashion_mnist_available, 
 @pytest.mark.slow
 def test_two_workers_on_loopback(tmp_path, fashion_mnist_available, small_cnn):
     """Two processes with TF_CONFIG on 127.0.0.1 run the same command; the chief alone writes artifacts."""
-    ports = _ports(2)
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     out = tmp_path / "out"
     cmd = [*EDGEKIT, "compress", small_cnn, "--data", "fashion-mnist", *CHAIN, "--strategy", "multi-worker",
