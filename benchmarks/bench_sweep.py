@@ -9,7 +9,7 @@ EMULATED, labelled so everywhere).
    (share_training=none, on `local`: accuracy does not depend on the device; the 32 px bases are the same training
    and are reused); accuracy and training time at 48 and 64 px, shared vs independent.
 
-    nice -n 10 .venv/bin/python benchmarks/bench_sweep.py [--out artifacts/bench_sweep] [--limit 20000] [--epochs 4]
+    .venv/bin/python benchmarks/bench_sweep.py [--out artifacts/bench_sweep] [--limit 20000] [--epochs 4]
         [--rootfs /tmp/edgekit-rootfs-XXXX | --no-ssh]
 
 The rootfs is devlab's arm64-rootfs.sh build (tests/conftest.py caches it under /tmp/edgekit-rootfs-<sha>); its

@@ -172,7 +172,7 @@ def sweep_cmd(config: str | None, as_json: bool, **kwargs: Any) -> None:
         --device local --budget-ms 0.05 --out artifacts/sweep
     \b
     edgekit sweep --config export/fashion_mnist_mobilenet.sweep.yaml --device local --budget-ms 0.05
-    (the benchmark's grid: 12 trainings on 20k Fashion-MNIST images, ~1 h on 2 cores, ~350 MB under artifacts/)
+    (the benchmark's grid: 12 trainings on 20k Fashion-MNIST images, ~20 min on 2 cores, ~400 MiB under artifacts/)
     """
     from ..sweep import BudgetNotMet, sweep
     from ..sweep.spec import from_config
