@@ -25,6 +25,17 @@ def pytest_configure(config):
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
+#: test files that take minutes (a module fixture trains and interrupts a sweep; Keras 3 and compression chains):
+#: collected first, so that pytest-xdist (--dist loadfile hands out files in collection order) starts them at once
+#: instead of leaving one worker alone with them at the end
+LONG_FILES = ("test_sweep.py", "test_compress.py", "test_keras3.py", "test_doctor.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FILES)))   # stable: order within a file kept
+
+
 @pytest.fixture(autouse=True)
 def _restore_environ():
     """Each test starts from the session's environment: CLI tests run in-process and ``--debug`` sets
