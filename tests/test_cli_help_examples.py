@@ -58,9 +58,17 @@ def test_help_examples_run_offline_in_order(tmp_path, monkeypatch):
             done.add(cmd)
             argv = [m for w in shlex.split(cmd)[1:] for m in (sorted(glob.glob(w)) or [w] if "*" in w else [w])]
             r = CliRunner().invoke(main, argv)
-            assert r.exit_code == 0, (cmd, r.output)
+            if argv[0] == "history":
+                # exits 1 when the newest result of an artifact on a device is a regression: the second bench of
+                # the same file can be slower on a busy machine (another test worker training), and is flagged
+                assert r.exit_code in (0, 1) and (r.exit_code == 0 or "REGRESSION" in r.output
+                                                  or '"regression": true' in r.output), (cmd, r.output)
+            else:
+                assert r.exit_code == 0, (cmd, r.output)
             if command == "compare" and argv[0] == "compare":
                 assert re.search(r"faster|no significant difference", r.output), r.output
             if argv[0] == "history" and "--json" in argv:  # every local bench run above was recorded
                 records = json.loads(r.stdout)
                 assert len(records) >= 3 and {x["device"] for x in records} == {"local"}, records
+                newest = {(x["sha256"], x["device"]): x for x in records}
+                assert r.exit_code == int(any(x.get("regression") for x in newest.values())), records
