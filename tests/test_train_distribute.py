@@ -1,5 +1,6 @@
 """tf.distribute for the training stages (issue 14): MirroredStrategy over two logical CPUs and two
-MultiWorkerMirroredStrategy workers on loopback, each with tfmot's pruning, clustering and QAT in one chain.
+MultiWorkerMirroredStrategy workers on loopback, each with distillation from a teacher file and tfmot's pruning,
+clustering and QAT in one chain.
 
 Strategies must be set up before TensorFlow runs anything, so every run is a fresh process.
 """
@@ -32,7 +33,7 @@ def small_cnn(tmp_path_factory) -> str:
     keras.Model(inp, out, name="small_cnn").save(str(path))
     return str(path)
 
-CHAIN = ["--train-epochs", "1", "--prune", "0.5", "--prune-epochs", "1", "--cluster", "8", "--cluster-epochs", "1",
+CHAIN = ["--train-epochs", "1", "--distill-epochs", "1", "--prune", "0.5", "--prune-epochs", "1", "--cluster", "8", "--cluster-epochs", "1",
          "--qat", "--quantize", "int8", "--no-verify", "--limit", "256", "--test-limit", "128", "--batch-size", "32"]
 EDGEKIT = [sys.executable, "-c", "import sys; from edgekit.cli import main; sys.exit(main())"]
 
@@ -44,7 +45,9 @@ def _env(**extra) -> dict:
 def _check_chain(report: dict, replicas: int) -> None:
     assert report["training"]["replicas"] == replicas
     stages = {s["stage"]: s for s in report["stages"]}
-    assert list(stages) == ["train", "prune", "cluster", "qat"]
+    assert list(stages) == ["train", "distill", "prune", "cluster", "qat"]
+    distill = stages["distill"]   # the student trained against the teacher file under the strategy
+    assert distill["params"]["teacher_report"]["source"] == "file" and len(distill["history"]) == 1
     assert abs(stages["prune"]["weights"]["pruned_sparsity"] - 0.5) < 0.02  # tfmot pruning under the strategy
     assert stages["cluster"]["weights"]["clustered_max_unique"] <= 8  # clustering: <= 8 values per channel
     assert any("scheme" in n for n in stages["qat"]["notes"])  # QAT wrapped and trained
@@ -60,7 +63,8 @@ def test_mirrored_strategy_over_two_replicas(tmp_path, fashion_mnist_available, 
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
         from edgekit.compression import compress
-        res = compress({small_cnn!r}, data="fashion-mnist", train_epochs=1, prune=0.5, prune_epochs=1, cluster=8, cluster_epochs=1,
+        res = compress({small_cnn!r}, data="fashion-mnist", train_epochs=1, distill_from={small_cnn!r},
+                       distill_epochs=1, prune=0.5, prune_epochs=1, cluster=8, cluster_epochs=1,
                        qat=True, quantize="int8", verify=False, limit=256, test_limit=128, batch_size=32,
                        strategy="mirrored", out={str(tmp_path)!r})  # over the two logical CPUs
         print("REPORT" + res.report.to_json(indent=None))
@@ -79,7 +83,8 @@ def test_two_workers_on_loopback(tmp_path, fashion_mnist_available, small_cnn):
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     out = tmp_path / "out"
-    cmd = [*EDGEKIT, "compress", small_cnn, "--data", "fashion-mnist", *CHAIN, "--strategy", "multi-worker",
+    cmd = [*EDGEKIT, "compress", small_cnn, "--data", "fashion-mnist", *CHAIN, "--distill-from", small_cnn,
+           "--strategy", "multi-worker",
            "--out", str(out), "--save-model", str(tmp_path / "m.keras"), "--backup-dir", str(tmp_path / "backup"),
            "--json"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
