@@ -3,7 +3,8 @@
 The CLI installs :func:`handle_termination` once: the signal raises :class:`Terminated` (a KeyboardInterrupt) in
 the main thread, so every ``finally`` and ``except BaseException`` cleanup runs (staging folders, temp files, the
 remote run dir and the remote runner). Where foreign code swallows the exception (a finalizer, a C++ callback),
-the signal is remembered (:func:`pending`) and the CLI still exits with 128 + signum when the command returns.
+the signal is remembered (:func:`pending`) and the CLI still exits with 128 + signum when the command returns; a
+Ctrl-C swallowed by a finalizer is delivered again the same way.
 Library code never installs handlers.
 """
 from __future__ import annotations
@@ -34,16 +35,20 @@ def _raise(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 def _unraisable(hook):
-    """Terminated raised inside a finalizer (``__del__``, a GC callback) is swallowed by Python: deliver it again."""
+    """Terminated or a Ctrl-C KeyboardInterrupt raised inside a finalizer (``__del__``, a GC callback) is swallowed by
+    Python: deliver it again (TensorFlow's many finalizers made a sweep ignore Ctrl-C and finish with exit 0)."""
 
     def wrapped(info):
-        global _redeliver
-        if isinstance(info.exc_value, Terminated):
+        global _pending, _redeliver
+        if isinstance(info.exc_value, KeyboardInterrupt):
             import _thread
             import threading
 
+            signum = getattr(info.exc_value, "signum", signal.SIGINT)
+            if _pending is None:
+                _pending = signum  # the CLI still exits 128 + signum if the command returns first
             _redeliver = True  # once the finalizer is over (a signal handled inside this hook would be lost too)
-            threading.Timer(0.05, _thread.interrupt_main, args=(info.exc_value.signum,)).start()
+            threading.Timer(0.05, _thread.interrupt_main, args=(signum,)).start()
             return
         hook(info)
 
@@ -51,7 +56,7 @@ def _unraisable(hook):
 
 
 def pending() -> int | None:
-    """The SIGTERM/SIGHUP received so far (foreign code may have swallowed its exception), or None."""
+    """The SIGTERM/SIGHUP received so far, or a SIGINT whose KeyboardInterrupt a finalizer swallowed, or None."""
     return _pending
 
 

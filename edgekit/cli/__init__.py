@@ -42,7 +42,7 @@ class _Group(click.Group):
         debug = bool(ctx.params.get("debug"))
         try:
             rv = super().invoke(ctx)
-            if pending() is not None:  # a SIGTERM/SIGHUP whose exception foreign code swallowed
+            if pending() is not None:  # a signal whose exception foreign code swallowed (edgekit._signals)
                 raise Terminated(pending())
             return rv
         except EdgekitError as exc:

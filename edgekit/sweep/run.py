@@ -9,6 +9,7 @@ local latency is never measured while TensorFlow trains next to it.
 from __future__ import annotations
 
 import queue
+import signal
 import threading
 import time
 import traceback
@@ -100,6 +101,7 @@ class Runner:
         self.gate = HostGate()
         self.lock = threading.RLock()
         self.cancel = threading.Event()
+        self.cancel_signal: int | None = None
         self.counts = {"trainings_reused": 0, "exports_reused": 0, "exports_computed": 0, "train_seconds": 0.0,
                        "export_seconds": 0.0, "bench_seconds": 0.0}
         self.models: dict[str, str] = {}           # unit key -> trained (pre-compression) model path
@@ -133,6 +135,7 @@ class Runner:
                 continue   # default action (terminate) or ignored: nothing to wrap
 
             def handler(signum, frame, previous=previous):
+                self.cancel_signal = signum
                 self.cancel.set()
                 previous(signum, frame)
 
@@ -164,6 +167,8 @@ class Runner:
                     break
                 model_path = self._train(unit)
                 for quantize in dict.fromkeys(p.quantize for p in self.plan.points if p.unit is unit):
+                    if self.cancel.is_set():
+                        break
                     points = [p for p in self.plan.points if p.unit is unit and p.quantize == quantize]
                     if model_path is None:
                         fail = self.failed_units[unit.key]
@@ -177,6 +182,13 @@ class Runner:
             for w in self.workers:
                 while w.is_alive():
                     w.join(0.2)
+            if self.cancel.is_set():
+                # interrupted, but foreign code swallowed the exception (a KeyboardInterrupt raised inside one of
+                # TensorFlow's finalizers is only printed): the sweep stopped early, so it must not end as finished
+                from .._signals import Terminated
+
+                sig = self.cancel_signal
+                raise Terminated(sig) if sig is not None and sig != signal.SIGINT else KeyboardInterrupt()
         except BaseException:
             self.cancel.set()
             for q in self.queues.values():
