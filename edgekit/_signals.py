@@ -36,7 +36,7 @@ def _raise(signum, frame):  # noqa: ARG001 - signal handler signature
 
 def _unraisable(hook):
     """Terminated or a Ctrl-C KeyboardInterrupt raised inside a finalizer (``__del__``, a GC callback) is swallowed by
-    Python: deliver it again (TensorFlow's many finalizers made a sweep ignore Ctrl-C and finish with exit 0)."""
+    Python: deliver it again (a Ctrl-C landing in one of TensorFlow's many finalizers would otherwise be ignored)."""
 
     def wrapped(info):
         global _pending, _redeliver
