@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import free_port
+from conftest import free_port, free_ports
 from edgekit.cli import main
 from edgekit.devices import bench, check
 from edgekit.devices.profiles import DeviceSpec
@@ -30,8 +30,9 @@ FAKE_BM = Path(__file__).with_name("fake_benchmark_model.sh")  # the benchmark_m
 def _start_adb(devlab, d: Path, **extra) -> dict:
     if not shutil.which("adb"):
         pytest.skip("adb is not installed (apt-get install adb)")
-    env = {**os.environ, "ADB_FIXTURE_DIR": str(d), "ADBD_PORT": str(free_port()),
-           "ADB_SERVER_PORT": str(free_port()), **extra}
+    adbd_port, server_port = free_ports(2)
+    env = {**os.environ, "ADB_FIXTURE_DIR": str(d), "ADBD_PORT": str(adbd_port), "ADB_SERVER_PORT": str(server_port),
+           **extra}
     script = str(devlab / "adb-fixture.sh")
     start = subprocess.run(["bash", script, "start"], env=env, capture_output=True, text=True, timeout=60)
     if start.returncode != 0:
