@@ -19,6 +19,7 @@ from .._jsonable import JsonMixin
 from .._layers import unwrapped, walk_layers
 from .._progress import Progress, no_progress
 from .._spec import takes_spec
+from ..data import same_class_order
 from ..errors import DataError, InvalidArgument
 from ..registry import Registry
 from ..specs.train import TrainSpec
@@ -162,23 +163,6 @@ def split_data(data: Any, model, *, val_fraction: float = 0.1, val_data: Any = N
             check_classes(model, extra)
             same_class_order(full, extra)
     return full, ds_train, ds_val, ds_test
-
-
-def same_class_order(train_src, other) -> None:
-    """Refuse validation/test data whose named classes are not the training data's, in the same order: label k must
-    mean the same class in both (an image folder sorts its sub-folders by name, the built-in datasets keep their own
-    order, so `--eval-data fashion-mnist` after training on a folder of the same images scored labels of other classes)."""
-    a, b = getattr(train_src, "class_names", None), getattr(other, "class_names", None)
-    if not a or not b or list(a) == list(b):
-        return
-    diff = [f"{i}: {x!r} vs {y!r}" for i, (x, y) in enumerate(zip(a, b)) if x != y]
-    if len(a) != len(b):
-        diff.append(f"{len(a)} vs {len(b)} classes")
-    name = lambda d: getattr(d, "name", None) or getattr(d, "source", "?")  # noqa: E731 - a Source or a Dataset
-    raise DataError(f"the classes of {name(other)} are not those of the training data {name(train_src)} in the same "
-                    f"order (label {'; '.join(diff[:4])}{'; ...' if len(diff) > 4 else ''})",
-                    hint="give validation and test data with the training data's classes in its order (image folders: "
-                         "the same sub-folder names; they are sorted by name), or labelled arrays in that order")
 
 
 def sources_report(**parts) -> dict:

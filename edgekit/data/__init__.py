@@ -28,7 +28,7 @@ from .tfrecord import DEFAULT_IMAGE_KEY, DEFAULT_LABEL_KEY, TFRecords, find_tfre
 __all__ = ["Dataset", "Source", "load", "open_source", "DATASETS", "PREPROCESS_MODES", "IMAGE_SUFFIXES", "preprocess",
            "to_model_input", "resize_images", "fit_channels", "decode", "fashion_mnist_dir", "FASHION_MNIST_CLASSES",
            "FASHION_MNIST_DIRS", "DEFAULT_IMAGE_KEY", "DEFAULT_LABEL_KEY", "ImageError", "SkipLog", "Arrays",
-           "BuiltinImages", "ImageFolder", "IndexedSource", "TFRecords"]
+           "BuiltinImages", "ImageFolder", "IndexedSource", "TFRecords", "same_class_order"]
 
 _KINDS = "a dataset name (fashion-mnist, digits), an image folder, TFRecord files, a .npy/.npz file"
 
@@ -108,6 +108,27 @@ def load(source, *, input_shape, preprocess_mode: str = "unit", split: str = "tr
         ds = src.take(limit, seed)
     src.skips.warn(len(src) if isinstance(src, IndexedSource) else None)
     return ds
+
+
+def same_class_order(train_src, other) -> None:
+    """Refuse validation/test data (a Source or a Dataset) whose named classes are not the training data's, in the
+    same order: label k must mean the same class in both (an image folder sorts its sub-folders by name, the built-in
+    datasets keep their own order, so `--eval-data fashion-mnist` after training on a folder of the same images scored
+    labels of other classes)."""
+    a, b = getattr(train_src, "class_names", None), getattr(other, "class_names", None)
+    if not a or not b or list(a) == list(b):
+        return
+    diff = [f"{i}: {x!r} vs {y!r}" for i, (x, y) in enumerate(zip(a, b)) if x != y]
+    if len(a) != len(b):
+        diff.append(f"{len(a)} vs {len(b)} classes")
+    raise DataError(f"the classes of {_label(other)} are not those of the training data {_label(train_src)} in the "
+                    f"same order (label {'; '.join(diff[:4])}{'; ...' if len(diff) > 4 else ''})",
+                    hint="give validation and test data with the training data's classes in its order (image folders: "
+                         "the same sub-folder names; they are sorted by name), or labelled arrays in that order")
+
+
+def _label(data) -> str:
+    return getattr(data, "name", None) or getattr(data, "source", "?")   # a Source's name, a Dataset's source
 
 
 def _all(src: Source) -> Dataset:

@@ -193,8 +193,7 @@ def export_within(spec, *, progress: Progress = no_progress):
 
 def _same_classes(train_data, eval_data, inputs, mode: str) -> None:
     """The QAT rung trains on --train-data and scores on --eval-data: label k must name the same class in both."""
-    from ..compression.train import same_class_order
-    from ..data import open_source
+    from ..data import open_source, same_class_order
 
     if len(inputs) != 1 or not inputs[0].image:
         return

@@ -318,8 +318,7 @@ def _build_units(spec: SweepSpec, combos: list[Combo], progress, stage_keys: dic
 def _probe_data(spec: SweepSpec, units: list[Unit], test_source: Any) -> None:
     """Load a few samples of every source at every input shape: missing files, unlabelled test data and
     fixed-shape arrays that cannot feed another resolution fail here."""
-    from ..compression.train import same_class_order
-    from ..data import load
+    from ..data import load, same_class_order
 
     shapes = {(u.input_shape, u.preprocess) for u in units}
     for shape, mode in sorted(shapes):
