@@ -60,16 +60,16 @@ def input_names(model: Any) -> list[str]:
     return [t._keras_history[0].name for t in model.inputs]
 
 
-def export_saved_model(model: Any, path: str) -> str:
+def export_saved_model(model: Any, path: str, batch: int | None = None) -> str:
     """Write ``model`` as a TF SavedModel with Keras 3's ExportArchive; returns ``path``.
 
-    The ``serving_default`` signature takes the inputs by their Input layer names (batch dimension free) and
+    The ``serving_default`` signature takes the inputs by their Input layer names (``batch`` samples; None: free) and
     returns the outputs keyed by the model's output names, like tf-keras' own conversion path.
     """
     keras = _keras()
     from ._keras import quiet_native_logs, tf
 
-    specs = [tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=n) for t, n in zip(model.inputs, input_names(model))]
+    specs = [tf.TensorSpec((batch, *t.shape[1:]), t.dtype, name=n) for t, n in zip(model.inputs, input_names(model))]
     names = list(model.output_names)
 
     def serve(*xs):

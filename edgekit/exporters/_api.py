@@ -14,7 +14,7 @@ from .._progress import Progress, no_progress
 from ..devices.verify_data import VERIFY_SUFFIX, write as write_verify_data
 from .._spec import takes_spec
 from ..errors import ExportError, InvalidArgument, ModelLoadError, VerificationError
-from . import manifest
+from . import app_metadata, manifest
 from ._staging import Staging, check_destinations
 from .base import EXPORTERS, ExportSpec
 from .calibration import CalibrationInfo, input_specs, plan
@@ -186,6 +186,10 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
     classifier = classifier_outputs(kmodel)
     in_names = [s.name for s in inputs]
     warnings = list(samples.info.warnings)
+    named = samples.verify if samples.verify.class_names else samples.calib
+    md_plan = app_metadata.plan(spec, kmodel, inputs, mode, classifier, named.class_names if named else None,
+                                named.source if named else None)
+    warnings.extend(md_plan.warnings if md_plan else [])
 
     out_dir = ensure_writable_dir(out)
     staged: list[Artifact] = []
@@ -195,6 +199,7 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
             filename = files[f]
             tmp = st.dir / filename
             facts = exporter.convert(kmodel, spec, calib_xs, tmp, progress)
+            md_record, md_warnings = app_metadata.write(f, tmp, md_plan)  # before verification: it runs the final bytes
             from ..runtimes import load
 
             try:  # the converter's output is not the caller's file: a load failure is a conversion failure
@@ -215,11 +220,12 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
             if v.status == FAILED and verify:
                 raise VerificationError(f"{filename} does not match the Keras model: {'; '.join(v.failures)}",
                                         hint=_failure_hint(prec, qat))
-            art_warnings = list(report.warnings) + ([f"verification FAILED: {'; '.join(v.failures)}"]
+            art_warnings = list(report.warnings) + md_warnings + ([f"verification FAILED: {'; '.join(v.failures)}"]
                                                     if v.status == FAILED else [])
             man = manifest.build(artifact=tmp, final_name=filename, fmt=f, spec=spec, model_info=model_info,
                                  calibration=samples.info, report=report, facts=facts, verification=v,
-                                 verify_source=samples.verify_source, pipeline=provenance or None)
+                                 verify_source=samples.verify_source, pipeline=provenance or None,
+                                 app_metadata=md_record)
             art = Artifact(f, prec.label, out_dir / filename, out_dir / (filename + ".json"), man["artifact"]["size_bytes"],
                            man["artifact"]["sha256"], io, report.precision, exporter.runtime, v, art_warnings)
             vfile = filename + VERIFY_SUFFIX  # what `bench --verify` replays on the device

@@ -94,6 +94,8 @@ class Samples:
     source: str
     num_classes: int | None = None
     adapted: dict[str, Any] | None = None
+    #: the data's class names (image folders, built-in datasets, .npz class_names), when it names them
+    class_names: list[str] | None = None
 
     def __len__(self) -> int:
         return int(len(self.xs[0]))
@@ -105,7 +107,7 @@ class Samples:
 
     def subset(self, index) -> "Samples":
         return Samples([x[index] for x in self.xs], None if self.y is None else self.y[index], self.source,
-                       self.num_classes, self.adapted)
+                       self.num_classes, self.adapted, self.class_names)
 
     def take(self, n: int | None, seed: int = 0) -> "Samples":
         """A seeded random subset of at most ``n`` samples (all of them, shuffled, when n is None)."""
@@ -235,7 +237,8 @@ def _load(source, inputs: Sequence[InputSpec], preprocess: str, split: str, limi
                         hint="give model-ready arrays of that shape (.npy/.npz, or a numpy array from Python)")
     ds = load(source, input_shape=spec.shape, preprocess_mode=preprocess if spec.image else "unit", split=split,
               limit=limit, seed=seed, strict=strict)
-    return Samples([ds.x], ds.y, ds.source, ds.num_classes, _adaptation(ds, source, spec) if spec.image else None)
+    return Samples([ds.x], ds.y, ds.source, ds.num_classes, _adaptation(ds, source, spec) if spec.image else None,
+                   list(ds.class_names) if ds.class_names else None)
 
 
 def _load_multi(source, inputs: Sequence[InputSpec], limit: int | None, seed: int) -> Samples:

@@ -20,10 +20,11 @@ def tool_versions() -> dict[str, str | None]:
 
 
 def build(*, artifact: Path, final_name: str, fmt: str, spec, model_info: dict, calibration, report, facts: dict,
-          verification, verify_source: str | None, pipeline: dict | None = None) -> dict[str, Any]:
+          verification, verify_source: str | None, pipeline: dict | None = None,
+          app_metadata: dict | None = None) -> dict[str, Any]:
     """Manifest for one artifact (``artifact`` is where its bytes are now; ``final_name`` its file name).
     ``pipeline``: the run that produced the model (recipe file, compression stages, training data), when there was
-    one."""
+    one. ``app_metadata``: what the file's own metadata says (labels, normalization, ...), as written."""
     return to_jsonable({
         "schema": SCHEMA,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -51,5 +52,6 @@ def build(*, artifact: Path, final_name: str, fmt: str, spec, model_info: dict, 
         "warnings": report.warnings,
         "verification": verification if verification is not None else {"status": "skipped (--no-verify)"},
         "verification_data": verify_source,
+        "app_metadata": app_metadata,
         **({"pipeline": pipeline} if pipeline else {}),
     })

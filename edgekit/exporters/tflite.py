@@ -65,7 +65,7 @@ def _converter(model, spec: ExportSpec, calib_xs, progress):
     """The TF converter set up for ``spec`` (not run yet); ``calib_xs``: one array per model input (or one array)."""
     from .._keras import tf
 
-    conv = _source(model)
+    conv = _source(model, spec.batch or 1)
     q = spec.quantize
     if q != "none":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -87,19 +87,32 @@ def _converter(model, spec: ExportSpec, calib_xs, progress):
 
 
 #: how the converter reads a tf-keras (False) / Keras 3 (True) model
-_SOURCES = {False: "tf.lite.TFLiteConverter.from_keras_model",
+_SOURCES = {False: "tf.function (fixed batch) -> tf.lite.TFLiteConverter.from_concrete_functions",
             True: "keras 3 ExportArchive -> tf.lite.TFLiteConverter.from_saved_model"}
 
 
-def _source(model):
-    """A bare converter for a tf-keras model; a Keras 3 model goes through its own export path (a SavedModel written
-    by ``edgekit._keras3.export_saved_model``, removed with the converter)."""
+def _source(model, batch: int = 1):
+    """A bare converter for a model whose inputs take ``batch`` samples (a fixed batch: no SHAPE/STRIDED_SLICE/PACK
+    ops computing it at run time, and static shapes for GPU/NPU delegates). A tf-keras model is traced as a
+    ``tf.function`` taking its inputs by their Keras names and returning its outputs keyed by their Keras names (the
+    SignatureDef names ``from_keras_model`` gives); a Keras 3 model goes through its own export path (a SavedModel
+    written by ``edgekit._keras3.export_saved_model``, removed with the converter)."""
     from .._keras import tf
 
     if not _keras3.is_model(model):
-        return tf.lite.TFLiteConverter.from_keras_model(model)
+        specs = [tf.TensorSpec((batch, *t.shape[1:]), t.dtype, name=n) for t, n in zip(model.inputs, input_names(model))]
+        out_names = [str(n) for n in getattr(model, "output_names", None) or [t.name for t in model.outputs]]
+
+        def serve(*xs):
+            ys = model(list(xs) if len(xs) > 1 else xs[0], training=False)
+            ys = ys if isinstance(ys, (list, tuple)) else [ys]
+            return dict(zip(out_names, ys))
+
+        fn = tf.function(serve, input_signature=specs)
+        return tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], model)
     tmp = tempfile.mkdtemp(prefix="edgekit-keras3-")
-    conv = tf.lite.TFLiteConverter.from_saved_model(_keras3.export_saved_model(model, str(Path(tmp) / "saved_model")))
+    conv = tf.lite.TFLiteConverter.from_saved_model(
+        _keras3.export_saved_model(model, str(Path(tmp) / "saved_model"), batch=batch))
     weakref.finalize(conv, shutil.rmtree, tmp, True)
     return conv
 

@@ -284,10 +284,17 @@ def run_artifact(session, xs: np.ndarray | Sequence[np.ndarray], progress, batch
     xs = [xs] if isinstance(xs, np.ndarray) else list(xs)
     feed = feed_order(session, xs, input_names if input_names is not None else [f"input_{i}" for i in range(len(xs))])
     n = len(xs[0])
-    batch = batch or (1 if session.name == "litert" else _batch_size(xs))
+    shape = list(getattr(session.inputs[0], "shape", None) or [None]) if session.name == "litert" else [None]
+    fixed = shape[0] if shape and isinstance(shape[0], int) and shape[0] > 1 else None  # a .tflite with --batch N
+    batch = batch or fixed or (1 if session.name == "litert" else _batch_size(xs))
     chunks: list[list[np.ndarray]] = []
     for i in range(0, n, batch):
-        chunks.append(session.predict(*[x[i:i + batch] for x in feed]))
+        part = [x[i:i + batch] for x in feed]
+        short = batch - len(part[0]) if fixed else 0
+        if short:  # the last samples, padded to the file's fixed batch with copies of the last one
+            part = [np.concatenate([p, np.repeat(p[-1:], short, axis=0)]) for p in part]
+        outs = session.predict(*part)
+        chunks.append([o[:len(o) - short] for o in outs] if short else outs)
         progress(f"verifying {session.path.name}", min(i + batch, n), n)
     return [np.concatenate([c[k] for c in chunks]) for k in range(len(chunks[0]))]
 

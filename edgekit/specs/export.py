@@ -2,7 +2,8 @@
 ``export`` command/API: a model plus those options)."""
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Mapping
 
 from .._spec import Spec, derived, option, spec
 from . import _choices
@@ -13,6 +14,8 @@ from .model import ModelSpec
 DEFAULT_CALIB_SAMPLES = 300
 DEFAULT_VERIFY_SAMPLES = 100
 DEFAULT_OPSET = 17
+#: the model facts ``metadata`` sets (TFLite Model Metadata and ONNX metadata_props)
+METADATA_KEYS = ("name", "description", "version", "author", "license")
 
 
 @spec
@@ -44,6 +47,17 @@ class ExportOptions(Spec):
                                                 "`edgekit doctor`).")
     calibration_method: str = option("minmax", choices=_choices.CALIBRATION_METHODS,
                                      help="int8 calibration: minmax; onnx also entropy, percentile.")
+    batch: int | None = option(None, gt=0, help="Batch dimension fixed in .tflite files (default 1: what app "
+                                                "libraries and GPU/NPU delegates want).")
+    app_metadata: bool = option(True, flag="--app-metadata/--no-metadata",
+                                help="Write app metadata into the artifacts (TFLite Model Metadata: labels, image "
+                                     "normalization, color space; ONNX metadata_props); --no-metadata leaves it out.")
+    labels: Any = option(None, metavar="FILE", help="Class names of the classifier output, one per line (default: "
+                                                    "the data's class names; from Python also a list).")
+    metadata: dict | tuple[str, ...] = option((), metavar="KEY=VALUE", expect="KEY=VALUE items or a mapping",
+                                              hint=f"keys: {', '.join(METADATA_KEYS)}",
+                                              help=f"Model facts for the app metadata ({', '.join(METADATA_KEYS)}); "
+                                                   "repeatable.")
     #: the model is quantization-aware (found from the model when it is loaded; ``with_derived(qat=True)``)
     qat: bool = derived(False)
 
@@ -79,10 +93,46 @@ class ExportOptions(Spec):
                             hint="a positive --calib-samples goes with --quantize int8/int16x8")
         if self.opset is not None and "onnx" not in self.formats:
             raise self.fail("opset applies to the onnx format only", hint="add --format onnx or drop --opset")
+        if self.batch is not None and "tflite" not in self.formats:
+            raise self.fail("batch applies to the tflite format only (ONNX files keep a free batch dimension)",
+                            hint="add --format tflite or drop --batch")
+        self.metadata_facts  # the KEY=VALUE items are checked here
+        if not self.app_metadata and (self.labels is not None or self.metadata):
+            raise self.fail(f"{'labels' if self.labels is not None else 'metadata'} go into the app metadata, which "
+                            "app_metadata=False (--no-metadata) leaves out", hint="drop one of them")
+        if self.labels is not None and not isinstance(self.labels, (str, os.PathLike)) and (
+                not isinstance(self.labels, (list, tuple)) or not all(isinstance(v, str) for v in self.labels)):
+            raise self.fail(f"labels must be a label file or a list of class names; received {self.labels!r:.80}",
+                            hint="--labels FILE with one class name per line")
         from ..exporters import EXPORTERS
 
         for fmt in self.formats:
             EXPORTERS.get(fmt).check(self)
+
+    @property
+    def metadata_facts(self) -> dict[str, str]:
+        """``metadata`` as ``{key: value}`` (keys from METADATA_KEYS)."""
+        items = list(self.metadata.items()) if isinstance(self.metadata, Mapping) else []
+        if not isinstance(self.metadata, Mapping):
+            for item in self.metadata:
+                key, eq, value = str(item).partition("=")
+                if not eq or not key.strip():
+                    raise self.fail(f"metadata item {item!r} is not KEY=VALUE",
+                                    hint=f"e.g. --metadata author='Jane Doe'; keys: {', '.join(METADATA_KEYS)}")
+                items.append((key.strip(), value))
+        facts = {}
+        for key, value in items:
+            if key not in METADATA_KEYS:
+                from ..errors import did_you_mean
+
+                close = did_you_mean(str(key), METADATA_KEYS)
+                raise self.fail(f"unknown metadata key {key!r}{f' ({close})' if close else ''}",
+                                hint=f"keys: {', '.join(METADATA_KEYS)}")
+            if not isinstance(value, str):
+                raise self.fail(f"metadata {key} must be text; received {value!r:.80}",
+                                hint=f"e.g. {key}: '1.0' (quoted in YAML)")
+            facts[key] = value
+        return facts
 
     @property
     def calib_count(self) -> int:
