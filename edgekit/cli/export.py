@@ -90,10 +90,42 @@ def render_inspect(rep) -> None:
         out.print("custom ops: " + ", ".join(f"{k} x{v}" for k, v in rep.custom_ops.items())
                   + ("" if rep.missing_ops is None else
                      f" (missing in this runtime: {', '.join(rep.missing_ops) or 'none'})"), highlight=False)
+    render_app_metadata(rep.app_metadata)
     for n in rep.notes:
         err.print(f"note: {escape(n)}", highlight=False, soft_wrap=True)
     for w in rep.warnings:
         err.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
+
+
+def render_app_metadata(meta: dict | None) -> None:
+    """The file's app metadata (what MediaPipe Tasks / the Task Library read), or that it has none."""
+    if not meta:
+        out.print("app metadata: none (app libraries such as MediaPipe Tasks need it; edgekit export writes it)",
+                  highlight=False, soft_wrap=True)
+        return
+    facts = ", ".join(f"{k} {meta[k]!r}" for k in ("name", "version", "author", "license") if meta.get(k))
+    out.print(f"app metadata: {escape(facts)}" + (f"; {escape(meta['description'])}" if meta.get("description")
+                                                  else ""), highlight=False, soft_wrap=True)
+    for kind, items in (("in", meta.get("inputs") or []), ("out", meta.get("outputs") or [])):
+        for t in items:
+            parts = [t.get("kind") or "feature"]
+            if t.get("color_space"):
+                parts.append(t["color_space"])
+            if t.get("mean") is not None:
+                parts.append(f"normalization (p - {t['mean']}) / {t['std']}")
+            if t.get("min") is not None:
+                parts.append(f"range {t['min']}..{t.get('max')}")
+            if t.get("scores"):
+                parts.append(t["scores"])
+            if t.get("labels"):
+                names = t["labels"]
+                parts.append(f"{len(names)} labels ({t.get('labels_file') or 'metadata'}): "
+                             + ", ".join(names[:5]) + (", ..." if len(names) > 5 else ""))
+            out.print(f"  {kind} {escape(t.get('name') or '?')}: {escape('; '.join(parts))}", highlight=False,
+                      soft_wrap=True)
+    props = meta.get("metadata_props")
+    if props and not meta.get("inputs"):
+        out.print("  metadata_props: " + escape(", ".join(props)), highlight=False, soft_wrap=True)
 
 
 @spec_command(ExportSpec, "edgekit.exporters:export", cli_only=("recipe", "as_json"), api_only=("provenance",))

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DataError
-from .arrays import read_arrays
+from .arrays import read_arrays, read_class_names
 from .builtin import DATASETS, FASHION_MNIST_CLASSES, FASHION_MNIST_DIRS, builtin_split, fashion_mnist_dir
 from .dataset import Dataset, as_shapes, check_arrays, is_image_shape
 from .images import (IMAGE_SUFFIXES, PREPROCESS_MODES, ImageError, SkipLog, decode, fit_channels, preprocess,
@@ -70,7 +70,7 @@ def open_source(source, *, input_shape, input_names: Sequence[str] | None = None
     if path.is_file() and path.suffix.lower() in (".npy", ".npz"):
         xs, y = read_arrays(path, len(shapes), input_names)
         xs, y = check_arrays(xs, y, repr(str(path)), shapes)
-        return Arrays(str(path), xs, y, shapes)
+        return Arrays(str(path), xs, y, shapes, read_class_names(path))
     records = find_tfrecords(text)
     if path.is_dir() and (records is None or _has_images(path)):
         return ImageFolder(path, _image_shape(shapes, text), preprocess_mode, strict)

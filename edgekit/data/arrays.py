@@ -16,6 +16,8 @@ from ..errors import DataError
 
 X_KEYS = ("x", "images", "inputs", "x_test", "x_train")
 Y_KEYS = ("y", "labels", "y_test", "y_train")
+#: an .npz's class names (one per class index), e.g. for the labels of an exported classifier
+CLASS_NAMES_KEY = "class_names"
 _REWRITE = "write it again with np.save(path, x) or np.savez(path, x=x, y=y)"
 
 
@@ -74,6 +76,21 @@ def read_arrays(path: Path, n_inputs: int, input_names: Sequence[str] | None = N
     return xs, y
 
 
+def read_class_names(path: Path) -> list[str] | None:
+    """The ``class_names`` array of an ``.npz`` (one name per class index), None when it has none."""
+    if path.suffix.lower() != ".npz":
+        return None
+    where = repr(str(path))
+    with _open_npz(path, where) as archive:
+        if CLASS_NAMES_KEY not in archive.keys():
+            return None
+        names = _member(archive, CLASS_NAMES_KEY, where)
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise DataError(f"{CLASS_NAMES_KEY!r} in {where} is not a list of names ({names.dtype} {names.shape})",
+                        hint="np.savez(path, x=..., y=..., class_names=np.array(['cat', 'dog', ...]))")
+    return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in names.tolist()]
+
+
 def _input_keys(keys: list[str], n: int, names: Sequence[str] | None, where: str) -> list[str]:
     if names and len(names) == n and all(nm in keys for nm in names):
         return list(names)
@@ -82,11 +99,11 @@ def _input_keys(keys: list[str], n: int, names: Sequence[str] | None, where: str
             cand = [pattern.format(i) for i in range(n)]
             if all(c in keys for c in cand):
                 return cand
-        have = [k for k in keys if k not in Y_KEYS]
+        have = [k for k in keys if k not in Y_KEYS and k != CLASS_NAMES_KEY]
         want = ", ".join(f"x{i}" for i in range(n)) + (f" (or {', '.join(names)})" if names else "")
         raise DataError(f"{where} holds {len(have)} input array(s) ({', '.join(have)}), the model has {n} inputs",
                         hint=f"save one array per model input under the keys {want}")
-    key = next((k for k in X_KEYS if k in keys), None) or next((k for k in keys if k not in Y_KEYS), None)
+    key = next((k for k in X_KEYS if k in keys), None) or next((k for k in keys if k not in Y_KEYS and k != CLASS_NAMES_KEY), None)
     if key is None:
         raise DataError(f"{where} holds labels but no inputs ({', '.join(keys)})",
                         hint="save the inputs under the key x: np.savez(path, x=inputs, y=labels)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import importlib.util
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,8 @@ class InspectReport(JsonMixin):
     #: custom ops the local runtime cannot resolve (None: not checked, e.g. no runtime installed)
     missing_ops: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    #: the app metadata the file carries (TFLite Model Metadata, ONNX metadata_props); None when it has none
+    app_metadata: dict | None = None
 
 
 def inspect(path: str | os.PathLike) -> InspectReport:
@@ -188,6 +191,12 @@ def _inspect_tflite(p: Path) -> InspectReport:
                           "register them")
     all_ops = [op.name for g in fb.subgraphs for op in g.operators]
     size = p.stat().st_size
+    meta = _tflite_app_metadata(p, warnings)
+    for kind, items in (("input", inputs), ("output", outputs)):
+        for t in items:
+            if any(d is None for d in t.shape):
+                warnings.append(f"{kind} {t.key or t.name!r} has dynamic dimensions {t.shape}: GPU/NPU delegates and "
+                                "app libraries want static shapes (edgekit export fixes the batch: --batch N)")
     return InspectReport(p, "tflite", size, weights, size - weights, precision, _hist(all_ops),
                          _hist(t.dtype for g in fb.subgraphs for t in g.tensors), dict(weight_dtypes), inputs,
                          outputs, float_hist if int_weights else {}, warnings,
@@ -195,7 +204,19 @@ def _inspect_tflite(p: Path) -> InspectReport:
                           "operators": len(all_ops), "schema_version": fb.version, "description": fb.description,
                           "signatures": [s.key for s in fb.signatures], "metadata": fb.metadata,
                           "quantized_tensors": _quantization_summary(tensors)},
-                         cpu_compute, custom, missing, notes)
+                         cpu_compute, custom, missing, notes, meta)
+
+
+def _tflite_app_metadata(p: Path, warnings: list[str]) -> dict | None:
+    from .. import _tflite_metadata
+    from ..errors import ModelLoadError
+
+    try:
+        meta = _tflite_metadata.read(p.read_bytes(), p.name)
+    except (ModelLoadError, ValueError, IndexError, UnicodeDecodeError) as exc:
+        warnings.append(f"its TFLite metadata cannot be read ({getattr(exc, 'message', exc)})")
+        return None
+    return None if meta is None else meta.to_dict()
 
 
 def _missing_ops(custom: dict[str, int]) -> list[str] | None:
@@ -306,10 +327,28 @@ def _inspect_onnx(p: Path) -> InspectReport:
     if (int_ops or int_weights) and float_ops:
         warnings.append(f"quantized model, but {len(float_ops)} compute ops still run in float: "
                         + ", ".join(f"{k} x{v}" for k, v in float_hist.items()))
+    notes = []
+    for kind, items in (("input", inputs), ("output", outputs)):
+        for t in items:
+            if any(d is None for d in t.shape[1:]):
+                warnings.append(f"{kind} {t.name!r} has dynamic dimensions {t.shape}: GPU/NPU execution providers "
+                                "and app libraries want static shapes")
+            elif t.shape and t.shape[0] is None:
+                notes.append(f"{kind} {t.name!r} has a free batch dimension {t.shape} (onnxruntime takes any batch)")
+    props = {e.key: e.value for e in model.metadata_props}
+    meta = None
+    if props:
+        from .app_metadata import ONNX_KEY
+
+        try:
+            meta = json.loads(props[ONNX_KEY]) if ONNX_KEY in props else {}
+        except ValueError:
+            meta = {}
+        meta["metadata_props"] = {k: v for k, v in props.items() if k != ONNX_KEY}
     size = p.stat().st_size
     return InspectReport(p, "onnx", size, weights, max(0, size - weights), precision, ops,
                          _hist(vtypes.values()), dict(weight_dtypes), inputs, outputs,
                          float_hist if (int_ops or int_weights) else {}, warnings,
                          {"opset": [f"{o.domain or 'ai.onnx'}:{o.version}" for o in model.opset_import],
                           "producer": f"{model.producer_name} {model.producer_version}".strip(),
-                          "nodes": len(g.node)})
+                          "nodes": len(g.node)}, notes=notes, app_metadata=meta)
