@@ -1,0 +1,163 @@
+"""App metadata in every artifact (TFLite Model Metadata, ONNX metadata_props), label files, the fixed .tflite batch."""
+from __future__ import annotations
+
+import json
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from edgekit import _tflite, _tflite_metadata as tm
+from edgekit.cli import main
+from edgekit.errors import InvalidArgument, MissingDependency
+
+
+def run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """An RGB classifier with a Flatten (the layer whose free batch costs SHAPE/STRIDED_SLICE/PACK ops) and .npz data
+    naming its classes."""
+    from edgekit._keras import keras, layers
+
+    inp = keras.Input((16, 16, 3), name="image")
+    x = layers.Conv2D(4, 3, strides=2, activation="relu", name="c")(inp)
+    x = layers.Flatten(name="flat")(x)
+    m = keras.Model(inp, layers.Dense(3, activation="softmax", name="probs")(x), name="metanet")
+    d = tmp_path_factory.mktemp("meta")
+    m.save(d / "metanet.keras")
+    rng = np.random.default_rng(0)
+    np.savez(d / "data.npz", x=rng.random((140, 16, 16, 3), dtype=np.float32), y=rng.integers(0, 3, 140),
+             class_names=np.array(["cat", "dog", "bird"]))
+    return d / "metanet.keras"
+
+
+def test_metadata_round_trip_and_replace():
+    """attach() writes what read() reads back (labels from the zipped file); attaching again replaces it."""
+    data = _probe_model()
+    meta = tm.AppMetadata("m", "d", "1.0", "me", "MIT",
+                          [tm.TensorMetadata("in", tm.IMAGE, color_space="RGB", mean=[127.5], std=[127.5])],
+                          [tm.TensorMetadata("out", labels=["a", "b"], labels_file="labels.txt")])
+    out = tm.attach(data, meta)
+    back = tm.read(out)
+    assert back.inputs[0].mean == [127.5] and back.inputs[0].color_space == "RGB" and back.author == "me"
+    assert back.outputs[0].labels == ["a", "b"] and back.min_parser_version == "1.0.0"
+    assert zipfile.ZipFile(__import__("io").BytesIO(out)).namelist() == ["labels.txt"]
+    meta.outputs[0].labels = ["x", "y"]
+    again = tm.attach(out, meta)
+    assert tm.read(again).outputs[0].labels == ["x", "y"]
+    assert _tflite.read(again).metadata.count(tm.METADATA_NAME) == 1
+    assert tm.read(data) is None
+
+
+def _probe_model() -> bytes:
+    return _tflite._probe_model(_tflite.schema(), "X")
+
+
+def test_missing_flatbuffers_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "flatbuffers", None)
+    with pytest.raises(MissingDependency, match="flatbuffers") as e:
+        tm.metadata_buffer(tm.AppMetadata("m"))
+    assert "edgekit[metadata]" in e.value.hint
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"cat\ndog\n", "has 2 labels; the model's output 'probs' has 3 classes"),
+    (b"", "is empty"),
+    (b"\n \n", "is empty"),
+    (b"cat\n\nbird\n", "line 2 is empty"),
+    (b"cat\ndog\nb\xe9ar\n", "is not UTF-8 text"),
+])
+def test_bad_label_file_is_an_error_and_nothing_is_written(model_file, tmp_path, content, match):
+    labels = tmp_path / "labels.txt"
+    labels.write_bytes(content)
+    out = tmp_path / "out"
+    r = run("export", model_file, "--labels", labels, "--out", out)
+    assert r.exit_code == 2, r.output
+    assert "error:" in r.output and "hint:" in r.output and match in r.output
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize("args,match", [
+    (("--metadata", "autor=x"), "unknown metadata key 'autor' (did you mean 'author'?)"),
+    (("--metadata", "author"), "is not KEY=VALUE"),
+    (("--no-metadata", "--labels", "x.txt"), "--no-metadata"),
+    (("--batch", "2", "--format", "onnx"), "batch applies to the tflite format only"),
+])
+def test_metadata_option_errors(model_file, tmp_path, args, match):
+    r = run("export", model_file, *args, "--out", tmp_path / "out")
+    assert r.exit_code == 2 and match in r.output, r.output
+
+
+def test_export_writes_metadata_and_fixed_batch(model_file, tmp_path):
+    """float32 .tflite + .onnx: labels from the .npz's class_names, normalization of 'unit' preprocessing, facts
+    from --metadata; batch 1 (no SHAPE/STRIDED_SLICE/PACK); the manifest's sha256 is the final file's;
+    inspect prints the metadata."""
+    from edgekit._io import sha256_file
+
+    out = tmp_path / "out"
+    r = run("export", model_file, "--format", "tflite,onnx", "--verify-data", model_file.parent / "data.npz",
+            "--metadata", "author=Jane Doe", "--metadata", "version=2.1", "--out", out)
+    assert r.exit_code == 0, r.output
+    path = out / "metanet_float32.tflite"
+    meta = tm.read(path.read_bytes())
+    assert (meta.name, meta.author, meta.version) == ("metanet", "Jane Doe", "2.1")
+    (i,), (o,) = meta.inputs, meta.outputs
+    assert (i.name, i.kind, i.color_space, i.mean, i.std, i.min, i.max) == ("image", "image", "RGB", [0.0], [255.0],
+                                                                           [0.0], [1.0])
+    assert (o.name, o.labels, o.labels_file) == ("probs", ["cat", "dog", "bird"], "labels.txt")
+    fb = _tflite.read(path.read_bytes())
+    assert fb.main.tensors[fb.main.inputs[0]].shape == [1, 16, 16, 3]
+    assert not {"SHAPE", "STRIDED_SLICE", "PACK"} & {op.name for op in fb.main.operators}
+    man = json.loads((out / "metanet_float32.tflite.json").read_text())
+    assert man["artifact"]["sha256"] == sha256_file(path)
+    assert man["app_metadata"]["outputs"][0]["scores"] == "probabilities"
+    assert man["verification"]["status"] == "passed"
+    import onnx
+
+    props = {e.key: e.value for e in onnx.load(str(out / "metanet_float32.onnx")).metadata_props}
+    assert props["labels"] == "cat\ndog\nbird" and props["author"] == "Jane Doe"
+    assert (props["color_space"], props["normalization_mean"], props["normalization_std"]) == ("RGB", "0", "255")
+    r = run("inspect", path)
+    assert "app metadata: name 'metanet', version '2.1', author 'Jane Doe'" in r.output
+    assert "3 labels (labels.txt): cat, dog, bird" in r.output and "dynamic" not in r.output
+
+
+def test_no_metadata_and_batch(model_file, tmp_path):
+    """--no-metadata: no TFLITE_METADATA and inspect says so; --batch 4: a batch-4 file verified in batches of 4."""
+    out = tmp_path / "out"
+    r = run("export", model_file, "--no-metadata", "--batch", "4", "--verify-samples", "10", "--out", out)
+    assert r.exit_code == 0, r.output
+    path = out / "metanet_float32.tflite"
+    fb = _tflite.read(path.read_bytes())
+    assert tm.METADATA_NAME not in fb.metadata and tm.read(path.read_bytes()) is None
+    assert fb.main.tensors[fb.main.inputs[0]].shape == [4, 16, 16, 3]
+    man = json.loads((out / "metanet_float32.tflite.json").read_text())
+    assert man["app_metadata"]["written"] is False and man["verification"]["samples"] == 10
+    assert "app metadata: none" in run("inspect", path).output
+
+
+def test_uint8_io_and_grayscale_warnings(tmp_path):
+    """Client warnings at export: a grayscale model (MediaPipe wants 3/4 channels), int8 I/O (clients feed float32
+    or uint8 images); labels given from Python; a wrong count from Python names both numbers."""
+    import edgekit
+    from edgekit._keras import keras, layers
+
+    inp = keras.Input((8, 8, 1), name="gray")
+    x = layers.GlobalAveragePooling2D()(layers.Conv2D(2, 3)(inp))
+    m = keras.Model(inp, layers.Dense(2, activation="softmax", name="p")(x), name="graynet")
+    with pytest.raises(InvalidArgument, match="labels has 3 labels; the model's output 'p' has 2 classes"):
+        edgekit.export(m, labels=["a", "b", "c"], out=str(tmp_path / "o"))
+    with pytest.warns(Warning):
+        res = edgekit.export(m, quantize="int8", io="int8", labels=["a", "b"], out=str(tmp_path / "o"),
+                             verify_samples=10, calib_samples=20)
+    text = " ".join(res.warnings)
+    assert "MediaPipe Tasks cannot take this model" in text and "1 channel (grayscale)" in text
+    assert "input 'gray' is int8" in text
+    meta = tm.read(res["tflite"].path.read_bytes())
+    assert meta.inputs[0].color_space == "GRAYSCALE" and meta.inputs[0].min == [-128.0]
+    assert meta.outputs[0].labels == ["a", "b"]
