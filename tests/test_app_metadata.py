@@ -161,3 +161,14 @@ def test_uint8_io_and_grayscale_warnings(tmp_path):
     meta = tm.read(res["tflite"].path.read_bytes())
     assert meta.inputs[0].color_space == "GRAYSCALE" and meta.inputs[0].min == [-128.0]
     assert meta.outputs[0].labels == ["a", "b"]
+
+
+def test_recipe_keys():
+    """Recipe keys are the API's: metadata as a mapping or KEY=VALUE items, labels, app_metadata, batch."""
+    from edgekit.recipes import recipe_spec
+
+    spec = recipe_spec({"model": "m.keras", "metadata": {"author": "Jane", "license": "MIT"}, "labels": "l.txt",
+                        "batch": 2})
+    assert spec.metadata_facts == {"author": "Jane", "license": "MIT"} and spec.labels == "l.txt" and spec.batch == 2
+    assert recipe_spec({"model": "m.keras", "metadata": ["version=3"]}).metadata_facts == {"version": "3"}
+    assert recipe_spec({"model": "m.keras", "app_metadata": False}).app_metadata is False

@@ -115,6 +115,8 @@ def _base_type(tp):
 
 
 def candidates(f):
+    if f.meta.metavar == "KEY=VALUE":  # export --metadata author=... (a mapping from Python and recipes too)
+        return [("author=Jane Doe", "version=1.0")]
     names = f.meta.choice_names()
     tp = _base_type(f.type)
     if names and typing.get_origin(tp) is tuple:

@@ -54,7 +54,7 @@ class ExportOptions(Spec):
                                      "normalization, color space; ONNX metadata_props); --no-metadata leaves it out.")
     labels: Any = option(None, metavar="FILE", help="Class names of the classifier output, one per line (default: "
                                                     "the data's class names; from Python also a list).")
-    metadata: dict | tuple[str, ...] = option((), metavar="KEY=VALUE", expect="KEY=VALUE items or a mapping",
+    metadata: tuple[str, ...] | dict = option((), metavar="KEY=VALUE", expect="KEY=VALUE items or a mapping",
                                               hint=f"keys: {', '.join(METADATA_KEYS)}",
                                               help=f"Model facts for the app metadata ({', '.join(METADATA_KEYS)}); "
                                                    "repeatable.")
