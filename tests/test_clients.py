@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "clients" / "classify.py"
 CLIENTS_PYTHON = Path(os.environ.get("EDGEKIT_CLIENTS_PYTHON", ROOT / ".venv-clients" / "bin" / "python"))
 HELD_OUT = 300
-EXPORTS = {"float32": dict(quantize="none"), "int8": dict(quantize="int8", calib_data="fashion-mnist", calib_samples=300),
+EXPORTS = {"float32": dict(quantize="none"),
+           "int8": dict(quantize="int8", calib_data="fashion-mnist", calib_samples=300),
            "int8-uint8-io": dict(quantize="int8", io="uint8", calib_data="fashion-mnist", calib_samples=300)}
 
 pytestmark = pytest.mark.slow

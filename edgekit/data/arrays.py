@@ -103,7 +103,8 @@ def _input_keys(keys: list[str], n: int, names: Sequence[str] | None, where: str
         want = ", ".join(f"x{i}" for i in range(n)) + (f" (or {', '.join(names)})" if names else "")
         raise DataError(f"{where} holds {len(have)} input array(s) ({', '.join(have)}), the model has {n} inputs",
                         hint=f"save one array per model input under the keys {want}")
-    key = next((k for k in X_KEYS if k in keys), None) or next((k for k in keys if k not in Y_KEYS and k != CLASS_NAMES_KEY), None)
+    key = next((k for k in X_KEYS if k in keys), None) or next(
+        (k for k in keys if k not in Y_KEYS and k != CLASS_NAMES_KEY), None)
     if key is None:
         raise DataError(f"{where} holds labels but no inputs ({', '.join(keys)})",
                         hint="save the inputs under the key x: np.savez(path, x=inputs, y=labels)")

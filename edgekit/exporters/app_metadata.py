@@ -119,8 +119,9 @@ def plan(spec, kmodel, inputs: Sequence[InputSpec], preprocess: str | None, clas
         if not labels:
             raise InvalidArgument(f"{what} is empty", hint="give one class name per class index")
         if not cands:
+            shapes = ", ".join(f"{n} {tuple(t.shape)}" for n, t in zip(names, kmodel.outputs))
             raise InvalidArgument(f"{what} names {len(labels)} classes, but model {kmodel.name!r} has no classifier "
-                                  f"output (outputs: {', '.join(f'{n} {tuple(t.shape)}' for n, t in zip(names, kmodel.outputs))})",
+                                  f"output (outputs: {shapes})",
                                   hint="labels go with a (batch, classes) output; drop --labels")
         pick = [o for o in cands if o.softmax] or cands
         if len(pick) > 1:

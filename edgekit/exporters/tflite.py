@@ -100,7 +100,8 @@ def _source(model, batch: int = 1):
     from .._keras import tf
 
     if not _keras3.is_model(model):
-        specs = [tf.TensorSpec((batch, *t.shape[1:]), t.dtype, name=n) for t, n in zip(model.inputs, input_names(model))]
+        specs = [tf.TensorSpec((batch, *t.shape[1:]), t.dtype, name=n)
+                 for t, n in zip(model.inputs, input_names(model))]
         out_names = [str(n) for n in getattr(model, "output_names", None) or [t.name for t in model.outputs]]
 
         def serve(*xs):
