@@ -172,3 +172,20 @@ def test_recipe_keys():
     assert spec.metadata_facts == {"author": "Jane", "license": "MIT"} and spec.labels == "l.txt" and spec.batch == 2
     assert recipe_spec({"model": "m.keras", "metadata": ["version=3"]}).metadata_facts == {"version": "3"}
     assert recipe_spec({"model": "m.keras", "app_metadata": False}).app_metadata is False
+
+
+def test_int8_head_has_no_batch_ops(tmp_path):
+    """An int8 MobileNet-style head (pooling, Reshape, 1x1 conv, Reshape, softmax): with a free batch the converter
+    computes the Reshape targets at run time (SHAPE, STRIDED_SLICE, PACK); the fixed batch leaves them out."""
+    import edgekit
+    from edgekit._keras import keras, layers
+
+    inp = keras.Input((16, 16, 3), name="image")
+    x = layers.GlobalAveragePooling2D(keepdims=True)(layers.Conv2D(8, 3, activation="relu")(inp))
+    x = layers.Conv2D(4, 1, name="preds")(x)
+    x = layers.Reshape((4,), name="flat")(x)
+    m = keras.Model(inp, layers.Activation("softmax", name="probs")(x), name="headnet")
+    with pytest.warns(Warning):  # synthetic calibration
+        res = edgekit.export(m, quantize="int8", out=str(tmp_path), calib_samples=20, verify_samples=10)
+    ops = {op.name for op in _tflite.read(res["tflite"].path.read_bytes()).main.operators}
+    assert "RESHAPE" in ops and not {"SHAPE", "STRIDED_SLICE", "PACK"} & ops, ops
