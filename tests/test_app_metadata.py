@@ -139,6 +139,11 @@ def test_no_metadata_and_batch(model_file, tmp_path):
     man = json.loads((out / "metanet_float32.tflite.json").read_text())
     assert man["app_metadata"]["written"] is False and man["verification"]["samples"] == 10
     assert "app metadata: none" in run("inspect", path).output
+    # the on-device runner replays the 10 verification samples 4 at a time (the last 2 padded)
+    r = run("bench", path, "--device", "local", "--verify", "--runs", "2", "--warmup", "0", "--no-history", "--json", "-")
+    assert r.exit_code == 0, r.output
+    (row,) = json.loads(r.output[r.output.index("["):])
+    assert row["parity"]["status"] == "passed" and row["parity"]["samples"] == 10, row["parity"]
 
 
 def test_uint8_io_and_grayscale_warnings(tmp_path):

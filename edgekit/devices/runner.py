@@ -507,7 +507,8 @@ def _to_float(np, y, spec):
 
 
 def replay(np, model, inputs_file, outputs_file):
-    """Run every sample of ``inputs_file`` (float, one sample at a time) and write the float outputs."""
+    """Run every sample of ``inputs_file`` (float, one sample at a time; a model with a fixed batch of B takes B at a
+    time, the last ones padded with copies of the last sample) and write the float outputs."""
     try:
         data = np.load(inputs_file, allow_pickle=False)
         names = [str(n) for n in data["input_names"]] if "input_names" in data.files else None
@@ -519,11 +520,16 @@ def replay(np, model, inputs_file, outputs_file):
     feed = [arrays[k] for k in match_inputs(model.inputs, list(arrays), inputs_file)]
     n = len(feed[0])
     outs = [[] for _ in model.outputs]
+    first = model.inputs[0]["shape"][:1] if model.inputs and model.inputs[0]["shape"] else [1]
+    b = first[0] if isinstance(first[0], int) and first[0] > 1 else 1  # a .tflite exported with --batch B
     t0 = time.perf_counter()
-    for i in range(n):
+    for i in range(0, n, b):
         xs = []
+        short = b - len(feed[0][i:i + b])
         for spec, a in zip(model.inputs, feed):
-            x = a[i:i + 1]
+            x = a[i:i + b]
+            if short:
+                x = np.concatenate([x, np.repeat(x[-1:], short, axis=0)], axis=0)
             if list(x.shape) != spec["shape"]:
                 raise RunnerError("bad_argument", "verification input %r has shape %s per sample, the model takes %s"
                                   % (spec["name"], list(x.shape), spec["shape"]))
@@ -533,7 +539,8 @@ def replay(np, model, inputs_file, outputs_file):
         except Exception as exc:  # noqa: BLE001
             raise RunnerError("inference_error", "%s failed on verification sample %d: %s" % (model.runtime, i, exc))
         for k, (spec, y) in enumerate(zip(model.outputs, ys)):
-            outs[k].append(_to_float(np, y, spec))
+            y = _to_float(np, y, spec)
+            outs[k].append(y[:b - short] if short else y)
     arrays = {"output_names": np.array([s["name"] for s in model.outputs], dtype=str)}
     for k, chunks in enumerate(outs):
         arrays["output_%d" % k] = np.concatenate(chunks, axis=0)
