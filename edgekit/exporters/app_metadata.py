@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings as _warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,7 +22,7 @@ import numpy as np
 
 from .. import __version__
 from .._tflite_metadata import FEATURE, IMAGE, AppMetadata, TensorMetadata
-from ..errors import InvalidArgument
+from ..errors import EdgekitWarning, InvalidArgument
 from .calibration import InputSpec
 
 #: pixel-space normalization (mean, std) per preprocessing mode and channel count: the model takes
@@ -150,6 +151,8 @@ def plan(spec, kmodel, inputs: Sequence[InputSpec], preprocess: str | None, clas
         if o.labels is None and o.softmax and not any(w.startswith("no labels") for w in warnings):
             warnings.append(f"no labels for classifier output {o.name!r} ({o.classes} classes): apps will show class "
                             "indices; give --labels FILE (one name per line) or data with class names")
+    for w in warnings:
+        _warnings.warn(w, EdgekitWarning, stacklevel=4)
     facts = {"name": kmodel.name, "description": f"{kmodel.name}, exported by edgekit {__version__}",
              **spec.metadata_facts}
     return MetadataPlan(facts, list(inputs), preprocess, outs, origin, warnings)
@@ -299,7 +302,7 @@ def write(fmt: str, path: Path, p: MetadataPlan | None) -> tuple[dict[str, Any],
         meta, warnings = tflite_metadata(data, p)
         path.write_bytes(_tflite_metadata.attach(data, meta))
         return {"written": True, "format": "TFLite Model Metadata", "labels_origin": p.labels_origin,
-                **meta.to_dict()}, warnings
+                **meta.to_dict(), "warnings": warnings}, warnings
     if fmt == "onnx":
         import onnx
 
