@@ -194,3 +194,13 @@ def test_int8_head_has_no_batch_ops(tmp_path):
         res = edgekit.export(m, quantize="int8", out=str(tmp_path), calib_samples=20, verify_samples=10)
     ops = {op.name for op in _tflite.read(res["tflite"].path.read_bytes()).main.operators}
     assert "RESHAPE" in ops and not {"SHAPE", "STRIDED_SLICE", "PACK"} & ops, ops
+
+
+@pytest.mark.parametrize("extra,key", [(dict(labels="l.txt"), "labels"), (dict(metadata=("author=x",)), "metadata"),
+                                       (dict(batch=2), "batch"), (dict(app_metadata=False), "app_metadata")])
+def test_max_drop_refuses_app_options(extra, key):
+    """export --max-drop (the doctor's ladder writes the export) does not take them yet: refused, not dropped."""
+    from edgekit.specs.export import ExportSpec
+
+    with pytest.raises(InvalidArgument, match=f"{key} does not go with max_drop"):
+        ExportSpec(model="m.keras", quantize="int8", max_drop=1.0, eval_data="fashion-mnist", **extra)

@@ -86,6 +86,10 @@ class DoctorSpec(LadderOptions, ModelSpec):
             raise self.fail(f"io={self.io!r} does not apply to onnx int8", hint="onnx takes --io float")
 
 
+#: export options the ladder's export does not take (yet): it writes batch 1 and the default app metadata
+_APP_KEYS = ("labels", "metadata", "batch", "app_metadata")
+
+
 def check_export_ladder(s) -> None:
     """``export`` with ``max_drop``: the options the ladder chooses itself, or does not take, are refused."""
     given = [k for k in ("eval_data", "eval_samples", "train_data") if getattr(s, k) is not None]
@@ -107,8 +111,12 @@ def check_export_ladder(s) -> None:
                      hint="e.g. --eval-data fashion-mnist (its test split) or an .npz with x and y")
     refused = {"per_tensor": s.per_tensor, "float_layers": s.float_layers, "verify_data": s.verify_data,
                "verify_samples": s.verify_samples, "calibration_method": s.calibration_method != "minmax"}
+    refused.update({"labels": s.labels is not None, "metadata": bool(s.metadata), "batch": s.batch is not None,
+                    "app_metadata": not s.app_metadata})
     for key, value in refused.items():
         if value:
-            why = "measures on --eval-data" if key.startswith("verify") else "chooses it"
+            why = ("measures on --eval-data" if key.startswith("verify") else
+                   "exports with batch 1 and the default app metadata (the data's class names)" if key in _APP_KEYS
+                   else "chooses it")
             raise s.fail(f"{key} does not go with max_drop: the ladder {why}",
                          hint=f"drop --{key.replace('_', '-')}, or drop --max-drop to export as given")
