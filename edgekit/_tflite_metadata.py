@@ -134,7 +134,9 @@ def attach(model: bytes, meta: AppMetadata) -> bytes:
     existing one is replaced) and the label files zipped onto its end. The tensor metadata must list every input and
     output of the main subgraph, in the file's order."""
     flatbuffers, s, _ = _modules()
-    if zipfile.is_zipfile(io.BytesIO(model)):
+    root = s.Model.GetRootAs(model, 0)
+    had = any(_name(root.Metadata(i).Name()) == METADATA_NAME for i in range(root.MetadataLength()))
+    if had and zipfile.is_zipfile(io.BytesIO(model)):  # only a file with metadata has files appended
         model = strip_files(model)
     m = s.ModelT.InitFromObj(s.Model.GetRootAs(model, 0))
     sg = m.subgraphs[0]
