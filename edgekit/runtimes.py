@@ -170,6 +170,34 @@ class LiteRTSession(Session):
         return TensorInfo(d["name"], shape, dtype, key=key)
 
     def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        b = self._fixed_batch(arrays)
+        if b is None:
+            return self._run_once(arrays)
+        # a file with a fixed batch (edgekit exports batch 1, or --batch B) fed N samples: B at a time, the last
+        # ones padded with copies of the last sample
+        n, chunks = len(arrays[0]), []
+        for i in range(0, n, b):
+            part = [a[i:i + b] for a in arrays]
+            short = b - len(part[0])
+            if short:
+                part = [np.concatenate([p, np.repeat(p[-1:], short, axis=0)]) for p in part]
+            outs = self._run_once(part)
+            chunks.append([o[:b - short] for o in outs] if short else outs)
+        return [np.concatenate([c[k] for c in chunks]) for k in range(len(chunks[0]))]
+
+    def _fixed_batch(self, arrays: list[np.ndarray]) -> int | None:
+        """The file's fixed batch B when ``arrays`` hold another number of samples of its per-sample shapes."""
+        sizes = set()
+        for det, arr in zip(self._in, arrays):
+            sig = [int(v) for v in det.get("shape_signature", det["shape"])]
+            per_sample = [int(v) for v in det["shape"][1:]]
+            if not sig or sig[0] < 1 or arr.ndim != len(sig) or list(arr.shape[1:]) != per_sample:
+                return None
+            sizes.add(sig[0])
+        n = {len(a) for a in arrays}
+        return sizes.pop() if len(sizes) == 1 and len(n) == 1 and n.pop() not in sizes | {0} else None
+
+    def _run_once(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         it = self.interpreter
         resized = False
         for det, arr in zip(self._in, arrays):

@@ -136,6 +136,12 @@ def test_no_metadata_and_batch(model_file, tmp_path):
     fb = _tflite.read(path.read_bytes())
     assert tm.METADATA_NAME not in fb.metadata and tm.read(path.read_bytes()) is None
     assert fb.main.tensors[fb.main.inputs[0]].shape == [4, 16, 16, 3]
+    from edgekit._keras import keras
+    from edgekit.runtimes import load
+
+    x = np.random.default_rng(1).random((7, 16, 16, 3), dtype=np.float32)  # 7 samples: 4 + 3 (padded)
+    ref = keras.models.load_model(model_file).predict(x, verbose=0)
+    np.testing.assert_allclose(load(path).predict(x)[0], ref, atol=1e-5)
     man = json.loads((out / "metanet_float32.tflite.json").read_text())
     assert man["app_metadata"]["written"] is False and man["verification"]["samples"] == 10
     assert "app metadata: none" in run("inspect", path).output
