@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -38,33 +39,87 @@ def ensure_writable_dir(path: str | os.PathLike, create: bool = True, option: st
     return out
 
 
-def refuse_folder(dest: str | os.PathLike, option: str = "the output path") -> None:
-    """Raise InvalidArgument when ``dest`` is an existing folder (or a link to one): a file is never written over
-    a user's folder, and nothing in it is deleted."""
-    if Path(dest).expanduser().is_dir():
+#: the longest file name (one path component, in bytes) of Linux's, macOS's and Windows' file systems
+NAME_MAX = 255
+
+
+def check_name_length(path: str | os.PathLike, option: str = "the path") -> None:
+    """Refuse (InvalidArgument) a path with a component longer than the file system takes (ENAMETOOLONG would
+    surface deep inside a writer or a reader as an internal error)."""
+    for part in Path(path).parts:
+        n = len(os.fsencode(part))
+        if n > NAME_MAX:
+            shown = part[:40] + "..." + part[-20:]
+            raise InvalidArgument(f"{option}: the file name {shown!r} is {n} bytes long; file systems take at most "
+                                  f"{NAME_MAX} bytes per name", hint=f"choose a shorter name for {option}")
+
+
+_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def check_output_path(dest: str | os.PathLike, option: str = "the output path") -> None:
+    """Refuse (InvalidArgument) an output path that is not a new name or a regular file.
+
+    Outputs are replaced atomically (a temporary file renamed over the name), which would turn a device, a FIFO or
+    a socket into a regular file (as root, ``--csv /dev/null`` would replace the system's /dev/null) and replace a
+    symbolic link instead of its target. Writing *through* them instead was rejected: a link can point anywhere
+    (someone else's link in a shared folder, at a file of ours), and a device or a FIFO cannot take a whole file
+    or nothing. So they are refused, and an existing folder (or a link to one) is never replaced either."""
+    dest = Path(dest).expanduser()
+    check_name_length(dest, option)
+    try:
+        st = os.lstat(dest)
+    except OSError:  # missing (a new name), or a parent that is not a folder: the writer reports that
+        return
+    if stat.S_ISREG(st.st_mode):
+        return
+    if stat.S_ISDIR(st.st_mode) or (stat.S_ISLNK(st.st_mode) and dest.is_dir()):
         raise InvalidArgument(f"{option} {str(dest)!r} is an existing folder; edgekit does not replace folders",
                               hint=f"move the folder away or choose another {option}")
+    if stat.S_ISLNK(st.st_mode):
+        raise InvalidArgument(f"{option} {str(dest)!r} is a symbolic link; edgekit writes outputs only onto regular "
+                              "files or new names (it would replace the link, and does not write where a link "
+                              "points)", hint=f"give the link's target ({os.path.realpath(dest)}) as {option}, or "
+                                              "remove the link")
+    kind = next((name for test, name in _KINDS if test(st.st_mode)), "not a regular file")
+    raise InvalidArgument(f"{option} {str(dest)!r} is {kind}; edgekit writes outputs only onto regular files or new "
+                          "names (the file is written whole, then renamed over the name, which would replace it)",
+                          hint=f"choose a regular file as {option}" + (" (or - for standard output)"
+                                                                       if option in STDOUT_OPTIONS else ""))
+
+
+#: output options that take ``-`` for standard output (named in the hint of a refused device)
+STDOUT_OPTIONS = frozenset({"--json", "--csv"})
+
+
+def refuse_folder(dest: str | os.PathLike, option: str = "the output path") -> None:
+    """Raise InvalidArgument when ``dest`` is an existing folder (or a link to one) or anything else that is not a
+    regular file or a new name (see :func:`check_output_path`): nothing in a user's folder is deleted."""
+    check_output_path(dest, option)
 
 
 @contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike, suffix: str = ".part") -> Iterator[Path]:
+def atomic_path(dest: str | os.PathLike, suffix: str = ".part", option: str = "the output path") -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; on success move it onto ``dest``, on error remove it.
 
     Works for files and directories (e.g. SavedModel folders) written at the yielded path. The path does not exist
     yet, so what is written there gets the usual permissions (the umask's), not mkstemp's 0600. ``suffix``: the
-    temporary name's ending (writers that pick a format by suffix need theirs, e.g. ``.part.keras``). An existing
-    folder at ``dest`` is refused (InvalidArgument) before anything is written, never deleted.
+    temporary name's ending (writers that pick a format by suffix need theirs, e.g. ``.part.keras``). Anything at
+    ``dest`` but a regular file (a folder, a link, a device, a FIFO) is refused (InvalidArgument, ``option`` names
+    it) before anything is written, and again just before the rename; it is never replaced.
     """
     dest = Path(dest)
-    refuse_folder(dest)
+    check_output_path(dest, option)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix, dir=dest.parent)
+    prefix = f".{dest.name}." if len(os.fsencode(dest.name)) <= NAME_MAX - 32 else ".edgekit-output."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     tmp_path.unlink()
     try:
         yield tmp_path
-        refuse_folder(dest)  # a folder that appeared meanwhile is not ours to replace
+        check_output_path(dest, option)  # what appeared meanwhile is not ours to replace
         os.replace(tmp_path, dest)
     except BaseException:
         if tmp_path.is_dir():
@@ -74,8 +129,8 @@ def atomic_path(dest: str | os.PathLike, suffix: str = ".part") -> Iterator[Path
         raise
 
 
-def write_text_atomic(dest: str | os.PathLike, text: str) -> Path:
-    with atomic_path(dest) as tmp:
+def write_text_atomic(dest: str | os.PathLike, text: str, option: str = "the output path") -> Path:
+    with atomic_path(dest, option=option) as tmp:
         tmp.write_text(text)
     return Path(dest)
 

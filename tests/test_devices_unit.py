@@ -341,6 +341,93 @@ def test_cli_bench_checks_output_paths_before_running(tmp_path, monkeypatch, opt
     assert r.exit_code == 2 and f"cannot write {option}" in r.output, r.output
 
 
+@pytest.mark.parametrize("kind", ["chardev", "fifo", "symlink", "dangling"])
+@pytest.mark.parametrize("option", ["--json", "--csv", "--history"])
+def test_cli_bench_refuses_a_device_fifo_or_link_as_output(tmp_path, monkeypatch, option, kind):
+    """Issue 18: the temp-file rename turned a character device into a regular file and replaced a symlink (as
+    root, ``--csv /dev/null`` would replace /dev/null). Now refused before the run; the target is untouched."""
+    import os
+    import stat
+
+    import edgekit.devices
+
+    monkeypatch.setattr(edgekit.devices, "bench", lambda *a, **k: pytest.fail("ran although the output is refused"))
+    a = tmp_path / "a.tflite"
+    a.write_bytes(b"x")
+    target, kept = tmp_path / "target", tmp_path / "kept.csv"
+    kept.write_text("old\n")
+    if kind == "chardev":
+        if os.geteuid() != 0:
+            pytest.skip("mknod needs root")
+        os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of our own
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to(kept if kind == "symlink" else tmp_path / "missing")
+    before = os.lstat(target)
+    r = CliRunner().invoke(main, ["bench", str(a), option, str(target)])
+    words = {"chardev": "is a character device", "fifo": "is a FIFO"}.get(kind, "is a symbolic link")
+    assert r.exit_code == 2 and words in r.output and "hint:" in r.output, r.output
+    after = os.lstat(target)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino) and kept.read_text() == "old\n"
+
+
+@pytest.mark.parametrize("kind", ["chardev", "fifo", "symlink"])
+def test_atomic_outputs_never_replace_a_device_fifo_or_link(tmp_path, kind):
+    """The one mechanism (edgekit._io.atomic_path) refuses, also when the thing appears while the file is written."""
+    import os
+    import stat
+
+    from edgekit._io import write_text_atomic
+
+    target = tmp_path / "t"
+
+    def make():
+        if kind == "chardev":
+            os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        elif kind == "fifo":
+            os.mkfifo(target)
+        else:
+            target.symlink_to(tmp_path / "elsewhere")
+    if kind == "chardev" and os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    make()
+    with pytest.raises(InvalidArgument, match="regular files or new names|symbolic link"):
+        write_text_atomic(target, "x")
+    target.unlink()
+    from edgekit._io import atomic_path
+
+    with pytest.raises(InvalidArgument):
+        with atomic_path(target) as tmp:
+            tmp.write_text("x")
+            make()  # appeared meanwhile
+    assert not target.is_file() and [p.name for p in tmp_path.iterdir()] == ["t"]
+    target.unlink()
+    assert write_text_atomic(target, "ok").read_text() == "ok"
+    assert write_text_atomic(target, "again").read_text() == "again"  # a regular file is replaced
+
+
+def test_history_torn_line_does_not_eat_the_next_record(tmp_path):
+    """Issue 18: a torn last line (a full disk, a kill) glued the next record onto it and `history` never showed
+    it; bytes that are not UTF-8 made `history` an internal error."""
+    path = tmp_path / "hist.jsonl"
+    rec = {"sha256": "ab" * 32, "device": "local", "artifact": "m.tflite", "status": "ok", "p50_ms": 1.0}
+    history.append(path, [rec])
+    with open(path, "ab") as fh:
+        fh.write(b'{"sha256": "torn", "p5')  # the torn write
+    history.append(path, [dict(rec, p50_ms=2.0)])
+    assert [r["p50_ms"] for r in history.read(path)] == [1.0, 2.0]
+    assert path.read_bytes().count(b"\n") == 3  # the torn line was ended before the append
+    # a file glued by an older edgekit: the record is recovered from the end of the line
+    glued = tmp_path / "old.jsonl"
+    glued.write_bytes(b'{"sha256": "torn", "p5' + json.dumps(dict(rec, p50_ms=3.0)).encode() + b"\n"
+                      + b"\xff\xfe not utf-8\n" + b"[" * 100000 + b"\n" + json.dumps(rec).encode() + b"\n")
+    assert [r["p50_ms"] for r in history.read(glued)] == [3.0, 1.0]
+    r = CliRunner().invoke(main, ["history", "--history", str(glued), "--json"])
+    assert r.exit_code == 0, r.output
+    assert [x["p50_ms"] for x in json.loads(r.output)] == [3.0, 1.0]
+
+
 def test_device_spec_roundtrip():
     spec = DeviceSpec(name="x", transport="ssh", host="h")
     assert spec.replace(host=None, port=2).port == 2 and spec.replace(host=None).host == "h"

@@ -111,4 +111,4 @@ def write_csv(path: str, results) -> None:
         row["parity"] = (row["parity"] or {}).get("status", "") if row.get("parity") else ""
         row["op_profile"] = "yes" if row.get("op_profile") else ""
         w.writerow(row)
-    write_text_atomic(path, buf.getvalue())
+    write_text_atomic(path, buf.getvalue(), option="--csv")

@@ -52,7 +52,7 @@ def bench_cmd(json_out, csv_out, no_history, **kwargs):
         _render_results(results)
         if json_out:
             from .._io import write_text_atomic
-            write_text_atomic(json_out, json.dumps(data, indent=2))
+            write_text_atomic(json_out, json.dumps(data, indent=2), option="--json")
     if csv_out:
         _write_csv(csv_out, results)
     failed = sum(1 for r in results if not r.ok)
@@ -64,12 +64,11 @@ def bench_cmd(json_out, csv_out, no_history, **kwargs):
 def _check_writable(path, option: str) -> None:
     from pathlib import Path
 
-    from .._io import ensure_writable_dir
+    from .._io import check_output_path, ensure_writable_dir
     from ..errors import InvalidArgument
 
     p = Path(path).expanduser()
-    if p.is_dir():
-        raise InvalidArgument(f"{option} {str(path)!r} is a directory", hint=f"give {option} a file path")
+    check_output_path(p, option)  # a folder, a link, a device, a FIFO: refused before the run
     try:
         ensure_writable_dir(p.parent)
     except InvalidArgument as exc:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from .._io import check_output_path
 from .._jsonable import to_jsonable
 from ..errors import InvalidArgument
 
@@ -22,15 +23,18 @@ def default_path() -> Path:
 def append(path: str | os.PathLike, records: Iterable[Any]) -> Path:
     """Append records as JSON lines with ONE ``write`` on an ``O_APPEND`` fd under an exclusive lock.
 
-    Concurrent writers never interleave inside a line, and a crash never leaves half a batch behind a newline.
+    Concurrent writers never interleave inside a line, and a crash never leaves half a batch behind a newline; a
+    torn last line (a full disk, a kill) is ended first, so the new records never glue onto it.
     """
     path = Path(path).expanduser()
     data = "".join(json.dumps(to_jsonable(r), sort_keys=True) + "\n" for r in records).encode()
     if not data:
         return path
+    check_output_path(path, "--history")  # a link, a device, a FIFO (which would block): refused
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0), 0o644)
     except OSError as exc:
         raise InvalidArgument(f"cannot write the bench history {path}: {exc.strerror or exc}",
                               hint="choose another file with --history, or --no-history") from exc
@@ -40,6 +44,9 @@ def append(path: str | os.PathLike, records: Iterable[Any]) -> Path:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except ImportError:  # pragma: no cover - Windows
             pass
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn last line: end it, so this batch stays whole
+            data = b"\n" + data
         view = memoryview(data)
         while view:
             n = os.write(fd, view)
@@ -50,14 +57,33 @@ def append(path: str | os.PathLike, records: Iterable[Any]) -> Path:
     return path
 
 
+def _parse(line: bytes) -> Any:
+    try:
+        return json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return _NOT_JSON
+
+
+_NOT_JSON = object()
+
+
 def read(path: str | os.PathLike) -> list[dict]:
-    """All records of a history file (a torn last line, e.g. from a full disk, is skipped)."""
+    """All records of a history file. A line that is not JSON (a torn write from a full disk or a kill, bytes that
+    are not UTF-8) is skipped; a record appended onto a torn line (edgekit did not end torn lines before issue 18)
+    is recovered from the end of the line."""
     out = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+    for line in Path(path).read_bytes().split(b"\n"):
+        if not line.strip():
             continue
+        rec = _parse(line)
+        start = 0
+        while rec is _NOT_JSON:  # a torn line with a whole record glued on: the record starts at some b'{"'
+            start = line.find(b'{"', start + 1)
+            if start < 0:
+                break
+            rec = _parse(line[start:])
+        if rec is not _NOT_JSON:
+            out.append(rec)
     return out
 
 

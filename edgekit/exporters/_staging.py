@@ -9,19 +9,20 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .._io import check_output_path
 from ..errors import InvalidArgument
 
 STAGING_PREFIX = ".edgekit-export-"
 
 
 def check_destinations(paths: Iterable[Path]) -> None:
-    """Refuse destinations that cannot take a file (a folder, or a dangling chain of links) before any work."""
+    """Refuse destinations that cannot take a file before any work: a folder, and anything but a regular file or a
+    new name (a link, a device, a FIFO; see :func:`edgekit._io.check_output_path`)."""
     for p in paths:
         if p.is_dir():
             raise InvalidArgument(f"{str(p)!r} is a folder; the export would write a file of that name there",
                                   hint="move or rename that folder, or choose another --out")
-        if p.is_symlink() and not p.exists():
-            raise InvalidArgument(f"{str(p)!r} is a dangling symbolic link", hint="remove it or choose another --out")
+        check_output_path(p, "the export file")
 
 
 class Staging:
