@@ -29,7 +29,11 @@ def escape_controls(text: str) -> str:
 
 class _SafeConsole(Console):
     """A rich Console that escapes control characters in every piece of text it writes (the one output boundary:
-    tables, errors, warnings); rich's own styling and cursor codes (styles, control segments) pass."""
+    tables, errors, warnings); rich's own styling and cursor codes (styles, control segments) pass. Strings are
+    escaped before layout too, so that table columns fit the escaped text."""
+
+    def render_str(self, text: str, **kwargs):
+        return super().render_str(escape_controls(text), **kwargs)
 
     def _render_buffer(self, buffer):  # rich's last step before the text is written
         return super()._render_buffer(seg if seg.control else Segment(escape_controls(seg.text), seg.style)
