@@ -93,6 +93,32 @@ def check_output_path(dest: str | os.PathLike, option: str = "the output path") 
 STDOUT_OPTIONS = frozenset({"--json", "--csv"})
 
 
+@contextlib.contextmanager
+def created_dir(path: str | os.PathLike, option: str = "--out") -> Iterator[Path]:
+    """``with created_dir(out) as out:`` creates ``out`` (and its missing parents) like :func:`ensure_writable_dir`;
+    when the block fails (a full disk, an error, Ctrl-C) the folders this call created are removed again if they
+    are empty, so a failed run leaves no empty ``--out`` folder behind. Existing folders are never removed."""
+    out = Path(path)
+    made: list[Path] = []
+    p = out.absolute()
+    try:
+        while not p.exists() and p != p.parent:
+            made.append(p)
+            p = p.parent
+    except OSError:  # e.g. a name too long: ensure_writable_dir says so
+        made = []
+    out = ensure_writable_dir(out, option=option)
+    try:
+        yield out
+    except BaseException:
+        for d in made:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+
+
 def refuse_folder(dest: str | os.PathLike, option: str = "the output path") -> None:
     """Raise InvalidArgument when ``dest`` is an existing folder (or a link to one) or anything else that is not a
     regular file or a new name (see :func:`check_output_path`): nothing in a user's folder is deleted."""

@@ -1,6 +1,7 @@
 """The ``edgekit`` command. Thin: each command builds its arguments, makes one API call and renders the result."""
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -62,16 +63,41 @@ class _Group(click.Group):
             if ctx.meta.get(_JSON):
                 json_error(what, None, code)
             ctx.exit(code)
+        except OSError as exc:
+            if debug:
+                traceback.print_exc()
+            if exc.errno in _OS_HINTS:  # the machine's state, not a bug: a full disk, a name too long, ...
+                where = f": {exc.filename}" if exc.filename else ""
+                _fail(ctx, f"{exc.strerror or exc}{where}", _OS_HINTS[exc.errno], 2)
+            _internal(ctx, exc)
         except Exception as exc:  # noqa: BLE001 - last resort: still one line unless --debug
             if debug:
                 traceback.print_exc()
-            message = f"{type(exc).__name__}: {exc}"
-            err.print(f"[bold red]internal error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-            err.print("rerun with --debug for the traceback, and please report it")
-            if ctx.meta.get(_JSON):
-                json_error(f"internal error: {message}", "rerun with --debug for the traceback, and please report it",
-                           1)
-            ctx.exit(1)
+            _internal(ctx, exc)
+
+
+#: OSErrors that reach the CLI boundary and are the machine's state rather than edgekit's bug -> their hint
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space (or choose another --out / $TMPDIR) and run again; nothing "
+                  "partial was kept",
+    errno.EDQUOT: "your disk quota is exhausted: free some space or choose another --out, and run again",
+    errno.ENAMETOOLONG: "a file name is longer than the file system takes (255 bytes per name): use a shorter one",
+    errno.EROFS: "that file system is read-only: choose a writable folder",
+    errno.EACCES: "you lack the permission for that path: choose another one or fix its permissions",
+    errno.EPERM: "the operation is not permitted on that path: choose another one",
+    errno.ELOOP: "that path has too many levels of symbolic links (a loop?): give the real path",
+    errno.EFBIG: "the file is larger than the file system takes: choose another folder",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n) and run again",
+}
+
+
+def _internal(ctx: click.Context, exc: BaseException):
+    message = f"{type(exc).__name__}: {exc}"
+    err.print(f"[bold red]internal error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print("rerun with --debug for the traceback, and please report it")
+    if ctx.meta.get(_JSON):
+        json_error(f"internal error: {message}", "rerun with --debug for the traceback, and please report it", 1)
+    ctx.exit(1)
 
 
 def _fail(ctx: click.Context, message: str, hint: str | None, code: int):
