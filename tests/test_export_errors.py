@@ -434,3 +434,39 @@ def test_a_300_byte_file_name_is_an_error_with_a_hint(model, tmp_path, cmd):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 2 and "error:" in r.stderr and "hint:" in r.stderr and "internal" not in r.stderr, r.output
     assert "255" in r.stderr or "too long" in r.stderr, r.stderr
+
+
+def test_staging_folders_of_killed_exports_are_cleaned(tmp_path):
+    """Issue 18: a SIGKILLed export left a hidden .edgekit-export-* folder that reruns never cleaned. Only edgekit's
+    own folders whose owner process is gone are removed; a live export's, another host's and a foreign one stay."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from edgekit.exporters._staging import OWNER_FILE, STAGING_PREFIX, Staging
+
+    out = tmp_path / "out"
+    out.mkdir()
+    child = ("import sys, time; from pathlib import Path; from edgekit.exporters._staging import Staging\n"
+             "st = Staging(Path(sys.argv[1])).__enter__(); (st.dir / 'half.tflite').write_bytes(b'x' * 1000)\n"
+             "print(st.dir, flush=True); time.sleep(60)\n")
+    killed = subprocess.Popen([sys.executable, "-c", child, str(out)], stdout=subprocess.PIPE, text=True)
+    live = subprocess.Popen([sys.executable, "-c", child, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        dead_dir, live_dir = killed.stdout.readline().strip(), live.stdout.readline().strip()
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait()
+        other_host = out / (STAGING_PREFIX + "otherhost")
+        other_host.mkdir()
+        (other_host / OWNER_FILE).write_text(json.dumps({"pid": killed.pid, "host": "elsewhere", "started": "1"}))
+        not_ours = out / (STAGING_PREFIX + "no-owner-record")
+        not_ours.mkdir()
+        with Staging(out) as st:
+            names = sorted(p.name for p in out.iterdir())
+        assert os.path.basename(dead_dir) not in names and st.dir.name in names
+        assert {os.path.basename(live_dir), other_host.name, not_ours.name} <= set(names)
+    finally:
+        live.kill()
+        live.wait()

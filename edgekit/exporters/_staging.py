@@ -1,10 +1,14 @@
 """All-or-nothing output of one export call: every destination checked before converting, every file staged in a
 private folder inside ``--out``, renamed into place at the end; on any failure the files that were there before
-are put back and none of the new ones stays."""
+are put back and none of the new ones stays. A process killed outright (SIGKILL, power loss) cannot clean up: its
+staging folder records its owner (pid, host, process start time), and the next export into that folder removes the
+staging folders whose owner is gone."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -13,6 +17,55 @@ from .._io import check_output_path
 from ..errors import InvalidArgument
 
 STAGING_PREFIX = ".edgekit-export-"
+OWNER_FILE = ".edgekit-owner.json"
+
+
+def _started(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid from the owner."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def _owner() -> dict:
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": _started(os.getpid())}
+
+
+def _gone(owner: dict) -> bool:
+    """True only when the owner is surely gone: same host, and no process with its pid (or a newer one)."""
+    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int) or owner["pid"] <= 0:
+        return False  # another machine (a shared folder) or a record we cannot read: not ours to judge
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    now = _started(owner["pid"])
+    return bool(now and owner.get("started") and now != owner["started"])  # the pid was reused
+
+
+def clean_stale(out_dir: Path) -> list[Path]:
+    """Remove the staging folders in ``out_dir`` left by killed exports: only edgekit's (named and holding an owner
+    record), only ours (same user), only when the owner process is gone. Returns what was removed."""
+    removed = []
+    try:
+        candidates = [d for d in out_dir.iterdir() if d.name.startswith(STAGING_PREFIX)]
+    except OSError:
+        return removed
+    for d in candidates:
+        try:
+            if d.is_symlink() or not d.is_dir() or d.stat().st_uid != os.getuid():
+                continue
+            owner = json.loads((d / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(owner, dict) and _gone(owner):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
 
 
 def check_destinations(paths: Iterable[Path]) -> None:
@@ -33,7 +86,9 @@ class Staging:
         self.dir: Path | None = None
 
     def __enter__(self) -> "Staging":
+        clean_stale(self.out_dir)
         self.dir = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out_dir))
+        (self.dir / OWNER_FILE).write_text(json.dumps(_owner()))
         return self
 
     def __exit__(self, *exc) -> None:
