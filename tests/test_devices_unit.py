@@ -428,6 +428,27 @@ def test_history_torn_line_does_not_eat_the_next_record(tmp_path):
     assert [x["p50_ms"] for x in json.loads(r.output)] == [3.0, 1.0]
 
 
+@pytest.mark.parametrize("where", ["bench", "compare", "profile", "export", "doctor"])
+def test_absurd_thread_counts_are_refused_up_front(tmp_path, monkeypatch, where):
+    """Issue 18: `bench --threads 100000` segfaulted the runner (no hint) or ran for minutes."""
+    a = tmp_path / "a.tflite"
+    a.write_bytes(b"x")  # not a model: the bound is checked before the file is read
+    args = {"bench": ["bench", str(a), "--threads", "100000", "--no-history"],
+            "compare": ["compare", str(a), str(a), "--threads", "100000"],
+            "export": ["export", "mobilenet_v1", "--threads", "100000", "--out", str(tmp_path / "o")],
+            "doctor": ["doctor", "mobilenet_v1", "--threads", "100000"]}.get(where)
+    if where == "profile":
+        (tmp_path / "big.yaml").write_text("transport: local\nthreads: 100000\n")
+        (tmp_path / "huge.yaml").write_text("transport: local\nthreads: '" + "9" * 100000 + "'\n")
+        for name in ("big", "huge"):
+            with pytest.raises(InvalidArgument, match="threads (must be <= 64|.* is out of range)"):
+                load_profile(tmp_path / f"{name}.yaml")
+        return
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and "100000" in r.stderr and "hint:" in r.stderr and "internal" not in r.stderr, r.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_device_spec_roundtrip():
     spec = DeviceSpec(name="x", transport="ssh", host="h")
     assert spec.replace(host=None, port=2).port == 2 and spec.replace(host=None).host == "h"
