@@ -105,7 +105,8 @@ def test_bare_commands_still_show_their_help():
     ["bench", "{missing}", "--json", "-"], ["bench", "{missing}", "--json", "{tmp}/out.json"],
     ["compare", "{missing}", "{missing}", "--json"], ["compress", "{missing}", "--json"],
     ["doctor", "{missing}", "--json"], ["export", "{missing}", "--json"], ["history", "--json", "--history", "{tmp}"],
-    ["inspect", "{missing}", "--json"], ["inspect", "--json", "--no-such-option"], ["models", "--json", "--stats=maybe"],
+    ["inspect", "{missing}", "--json"], ["inspect", "--json", "--no-such-option"],
+    ["models", "--json", "--stats=maybe"],
     ["profile", "{missing}", "--json"], ["sweep", "{missing}", "--json"], ["train", "{missing}", "--json"],
 ])
 def test_json_commands_print_a_json_error_object_on_failure(tmp_path, args):

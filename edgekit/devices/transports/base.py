@@ -37,7 +37,8 @@ def _dir_checks(path: str) -> str:
     q = shlex.quote(path)
     return (f"if [ -L {q} ]; then echo {_A_LINK} {q}; exit 1; fi; "
             f"if [ -e {q} ]; then if [ ! -O {q} ]; then echo {_NOT_OURS} {q}; exit 1; fi; "
-            f'case "$(ls -ld -- {q})" in ?????????[tT]*) ;; ?????w*|????????w*) echo {_SHARED} {q}; exit 1;; esac; fi; ')
+            f'case "$(ls -ld -- {q})" in ?????????[tT]*) ;; ?????w*|????????w*) echo {_SHARED} {q}; exit 1;; '
+            'esac; fi; ')
 
 
 def work_dir_script(work_dir: str, run_dir: str) -> str:
