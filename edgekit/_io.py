@@ -4,12 +4,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import json
 import os
 import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from .errors import InvalidArgument
 
@@ -159,6 +160,29 @@ def write_text_atomic(dest: str | os.PathLike, text: str, option: str = "the out
     with atomic_path(dest, option=option) as tmp:
         tmp.write_text(text)
     return Path(dest)
+
+
+#: the deepest nesting edgekit accepts in JSON it reads (its own documents nest < 10 levels); deeper ones would
+#: overflow the recursive walks that follow (to_jsonable, json.dumps) even when json.loads managed
+MAX_JSON_DEPTH = 100
+
+
+def json_loads(text: str | bytes) -> Any:
+    """``json.loads`` for documents read from files, devices and the environment: one nested deeper than
+    :data:`MAX_JSON_DEPTH` (``[[[[...`` x 100,000) raises ValueError like any other bad JSON, not RecursionError
+    (which the callers' ``except ValueError`` did not catch: an internal error)."""
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        raise ValueError("the JSON document is nested too deeply") from None
+    stack = [(doc, 1)]
+    while stack:  # iterative: the check itself must not recurse
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"the JSON document nests deeper than {MAX_JSON_DEPTH} levels")
+            stack.extend((v, depth + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return doc
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -653,3 +653,24 @@ def test_bad_input_and_verify_data_files_are_checked_on_the_host_before_connecti
             assert r.exit_code == 2, (name, r.output)
             assert lines[0].startswith("error: ") and what in lines[0] and name in lines[0], lines
             assert lines[1].startswith("hint: ") and len(lines) == 2, lines
+
+
+@pytest.mark.parametrize("depth", [150, 100_000])
+def test_deeply_nested_json_from_files_and_devices_is_bad_json(tmp_path, depth):
+    """Issue 18: a manifest beside an artifact (or a device's answer) nesting 100,000 brackets was a RecursionError
+    (`internal error:`); 150 levels parsed but broke the walks after it. Both are now just unusable JSON."""
+    from edgekit._io import json_loads
+    from edgekit.devices.protocol import runner_doc
+    from edgekit.devices.transports import Completed
+    from edgekit.errors import RemoteCommandError
+
+    deep = "[" * depth + "]" * depth
+    with pytest.raises(ValueError, match="nest"):
+        json_loads(deep)
+    a = tmp_path / "net_int8.tflite"
+    a.write_bytes(b"x" * 10)
+    (tmp_path / "net_int8.tflite.json").write_text('{"model": ' + deep + ', "precision": "float16"}')
+    info = artifact_info(a)  # the unusable manifest is ignored, as a broken one is
+    assert info.precision == "int8" and info.manifest is None
+    with pytest.raises(RemoteCommandError, match="without a result"):
+        runner_doc(Completed(0, '{"x": ' + deep + "}\n", ""), "pi")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
-from .._io import check_output_path
+from .._io import check_output_path, json_loads
 from .._jsonable import to_jsonable
 from ..errors import InvalidArgument
 
@@ -59,8 +59,8 @@ def append(path: str | os.PathLike, records: Iterable[Any]) -> Path:
 
 def _parse(line: bytes) -> Any:
     try:
-        return json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        return json_loads(line.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError is one
         return _NOT_JSON
 
 
