@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import stat
 import tempfile
 from pathlib import Path
@@ -42,6 +43,34 @@ def ensure_writable_dir(path: str | os.PathLike, create: bool = True, option: st
 
 #: the longest file name (one path component, in bytes) of Linux's, macOS's and Windows' file systems
 NAME_MAX = 255
+
+
+def _started(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid from the owner."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
+    except (OSError, IndexError):
+        return None
+
+
+def owner_record() -> dict:
+    """Who is writing: pid, host and the process's start time (see :func:`owner_gone`)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "started": _started(os.getpid())}
+
+
+def owner_gone(owner: dict) -> bool:
+    """True only when the owner is surely gone: same host, and no process with its pid (or a newer one)."""
+    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int) or owner["pid"] <= 0:
+        return False  # another machine (a shared folder) or a record we cannot read: not ours to judge
+    try:
+        os.kill(owner["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    now = _started(owner["pid"])
+    return bool(now and owner.get("started") and now != owner["started"])  # the pid was reused
 
 
 def check_name_length(path: str | os.PathLike, option: str = "the path") -> None:
@@ -126,6 +155,37 @@ def refuse_folder(dest: str | os.PathLike, option: str = "the output path") -> N
     check_output_path(dest, option)
 
 
+_TEMP_TAG = "ek"
+
+
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _clean_stale_temps(folder: Path, prefix: str) -> None:
+    """Remove temporaries ``PREFIXek<pid>@<host>.*`` of writes whose process was killed outright (SIGKILL, power
+    loss: no cleanup ran): only this host's, only the user's, only when no process has that pid any more."""
+    host, tag = socket.gethostname(), _host_tag()
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(prefix + _TEMP_TAG)]
+    except OSError:
+        return
+    for name in names:
+        pid, _, rest = name[len(prefix) + len(_TEMP_TAG):].partition("@")
+        if not pid.isdigit() or not rest.startswith(tag + "."):
+            continue
+        path = folder / name
+        try:
+            if path.lstat().st_uid != os.getuid() or not owner_gone({"pid": int(pid), "host": host}):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink()
+        except OSError:
+            continue
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str = ".part", option: str = "the output path") -> Iterator[Path]:
     """Yield a temporary path next to ``dest``; on success move it onto ``dest``, on error remove it.
@@ -139,8 +199,10 @@ def atomic_path(dest: str | os.PathLike, suffix: str = ".part", option: str = "t
     dest = Path(dest)
     check_output_path(dest, option)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    prefix = f".{dest.name}." if len(os.fsencode(dest.name)) <= NAME_MAX - 32 else ".edgekit-output."
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=dest.parent)
+    prefix = f".{dest.name}." if len(os.fsencode(dest.name)) <= NAME_MAX - 48 else ".edgekit-output."
+    _clean_stale_temps(dest.parent, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{_TEMP_TAG}{os.getpid()}@{_host_tag()}.", suffix=suffix,
+                               dir=dest.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     tmp_path.unlink()

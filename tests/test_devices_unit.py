@@ -674,3 +674,31 @@ def test_deeply_nested_json_from_files_and_devices_is_bad_json(tmp_path, depth):
     assert info.precision == "int8" and info.manifest is None
     with pytest.raises(RemoteCommandError, match="without a result"):
         runner_doc(Completed(0, '{"x": ' + deep + "}\n", ""), "pi")
+
+
+def test_temporaries_of_killed_writes_are_cleaned(tmp_path):
+    """Issue 18 (the staging-folder class, for single files): a SIGKILLed write left `.out.csv.*.part` for ever."""
+    import signal
+    import subprocess
+    import sys
+
+    from edgekit._io import write_text_atomic
+
+    dest = tmp_path / "out.csv"
+    child = ("import sys, time; from edgekit._io import atomic_path\n"
+             "with atomic_path(sys.argv[1]) as tmp:\n"
+             "    tmp.write_text('half'); print(tmp, flush=True); time.sleep(60)\n")
+    killed = subprocess.Popen([sys.executable, "-c", child, str(dest)], stdout=subprocess.PIPE, text=True)
+    live = subprocess.Popen([sys.executable, "-c", child, str(dest)], stdout=subprocess.PIPE, text=True)
+    try:
+        dead_tmp, live_tmp = killed.stdout.readline().strip(), live.stdout.readline().strip()
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        other = tmp_path / ".out.csv.someone-elses.part"  # not edgekit's naming: never touched
+        other.write_text("x")
+        write_text_atomic(dest, "a,b\n")
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert names == sorted(["out.csv", other.name, Path(live_tmp).name]) and Path(dead_tmp).name not in names
+    finally:
+        live.kill()
+        live.wait()

@@ -8,43 +8,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .._io import check_output_path
+from .._io import check_output_path, owner_gone, owner_record
 from ..errors import InvalidArgument
 
 STAGING_PREFIX = ".edgekit-export-"
 OWNER_FILE = ".edgekit-owner.json"
-
-
-def _started(pid: int) -> str | None:
-    """The process's start time in clock ticks since boot (Linux), to tell a reused pid from the owner."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[19].decode()
-    except (OSError, IndexError):
-        return None
-
-
-def _owner() -> dict:
-    return {"pid": os.getpid(), "host": socket.gethostname(), "started": _started(os.getpid())}
-
-
-def _gone(owner: dict) -> bool:
-    """True only when the owner is surely gone: same host, and no process with its pid (or a newer one)."""
-    if owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int) or owner["pid"] <= 0:
-        return False  # another machine (a shared folder) or a record we cannot read: not ours to judge
-    try:
-        os.kill(owner["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # alive, another user's
-        return False
-    now = _started(owner["pid"])
-    return bool(now and owner.get("started") and now != owner["started"])  # the pid was reused
 
 
 def clean_stale(out_dir: Path) -> list[Path]:
@@ -62,7 +34,7 @@ def clean_stale(out_dir: Path) -> list[Path]:
             owner = json.loads((d / OWNER_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if isinstance(owner, dict) and _gone(owner):
+        if isinstance(owner, dict) and owner_gone(owner):
             shutil.rmtree(d, ignore_errors=True)
             removed.append(d)
     return removed
@@ -88,7 +60,7 @@ class Staging:
     def __enter__(self) -> "Staging":
         clean_stale(self.out_dir)
         self.dir = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.out_dir))
-        (self.dir / OWNER_FILE).write_text(json.dumps(_owner()))
+        (self.dir / OWNER_FILE).write_text(json.dumps(owner_record()))
         return self
 
     def __exit__(self, *exc) -> None:
