@@ -313,3 +313,31 @@ def test_custom_op_names_with_control_bytes_are_probed_and_escaped(tmp_path):
     assert "\x1b]0" not in r.output and "\x07" not in r.output and "Op\\x1b]0;pwned\\x07\\x1b[2J" in r.output
     table = [line for line in r.output.splitlines() if "pwned" in line][0]
     assert table.startswith("│ Op") and table.endswith("│ 1     │")
+
+
+def test_mutated_onnx_files_never_crash_inspect(tmp_path):
+    """The same for .onnx: a damaged byte inside a name made the checker raise UnicodeDecodeError (internal)."""
+    import random
+
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekit.errors import EdgekitError
+    from edgekit.exporters import inspect
+
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph([helper.make_node("Add", ["x", "b"], ["y"]), helper.make_node("Relu", ["y"], ["z"])], "g",
+                          [vi("x", TensorProto.FLOAT, [1, 3])], [vi("z", TensorProto.FLOAT, [1, 3])],
+                          [numpy_helper.from_array(np.arange(3, dtype=np.float32), "b")])
+    base = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    rng, f = random.Random(1), tmp_path / "m.onnx"
+    for _ in range(300):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        f.write_bytes(bytes(data))
+        try:
+            inspect(f)
+        except EdgekitError as exc:
+            assert isinstance(exc, ModelLoadError), exc
+    assert onnx.load_from_string(base).graph.name == "g"

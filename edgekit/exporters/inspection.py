@@ -225,7 +225,8 @@ def _inspect_onnx(p: Path) -> InspectReport:
         raise MissingDependency("onnx", "onnx", purpose="to read .onnx files") from exc
     from google.protobuf.message import DecodeError
 
-    with map_errors({DecodeError: ModelLoadError, onnx.checker.ValidationError: ModelLoadError},
+    with map_errors({DecodeError: ModelLoadError, onnx.checker.ValidationError: ModelLoadError,
+                     UnicodeDecodeError: ModelLoadError},  # the checker decodes names: a damaged byte in one
                     f"cannot read {p.name} as ONNX", hint="is it an .onnx model? re-export it with edgekit export"):
         model = onnx.load(str(p))
         onnx.checker.check_model(model)
