@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConnectError, DataError, InvalidArgument, RuntimeMissing
@@ -230,7 +231,7 @@ def recipe_stages(spec: SweepSpec, keys: dict[str, Any]) -> tuple:
 # ---------------------------------------------------------------------------------------------------------- plan
 def make_plan(spec: SweepSpec, progress=None) -> Plan:
     """Check everything and lay out the units, points and keys. Raises before any training."""
-    from .._io import ensure_writable_dir
+    from .._io import check_output_path, ensure_writable_dir
 
     precisions = _precisions(spec)
     classes = _classes(spec)
@@ -239,6 +240,8 @@ def make_plan(spec: SweepSpec, progress=None) -> Plan:
     combos = grid_mod.expand(models, spec.grid, fixed)
     devices = _devices(spec)
     ensure_writable_dir(spec.out, create=False)
+    for name in ("results.json", "results.csv", "sweep.json"):  # not refused hours later, after the training
+        check_output_path(Path(spec.out) / name, f"the sweep's {name}")
     notes: list[str] = []
     stage_keys = _recipe(spec, notes)
     test_source = _test_source(spec)
