@@ -154,3 +154,35 @@ def test_control_characters_from_files_are_escaped_on_the_terminal():
     text = buf.getvalue()
     assert "\x1b]0" not in text and "\x07" not in text and "\x1b[2J" not in text and "\r" not in text
     assert "\\x1b]0;pwned" in text and "\x1b[" in text  # rich's own colours still pass
+
+
+def test_names_that_look_like_markup_are_shown_literally(tmp_path):
+    """A history line (or a custom op) named '[/]' was a rich MarkupError, an internal error; '[bold red]' styled."""
+    import json
+
+    hist = tmp_path / "h.jsonl"
+    hist.write_text(json.dumps({"sha256": "ab" * 32, "device": "[bold red]dev", "status": "ok", "p50_ms": 2.0,
+                                "model": "[/]"}) + "\n")
+    r = run("history", "--history", hist)
+    assert r.exit_code == 0, r.output
+    assert "│ [/]" in r.stdout and "[bold red]dev" in r.stdout
+    import io
+
+    from edgekit.cli._output import _SafeConsole
+
+    buf = io.StringIO()
+    _SafeConsole(file=buf, width=80).print("a [/] title")  # the safety net for text not marked as data
+    assert buf.getvalue().strip() == "a [/] title"
+
+
+def test_malformed_history_records_are_skipped_not_an_internal_error(tmp_path):
+    import json
+
+    good = {"sha256": "ab" * 32, "device": "local", "status": "ok", "p50_ms": 2.0, "model": "m"}
+    lines = [dict(good, p50_ms="fast"), dict(good, p50_ci_ms="x"), dict(good, p50_ci_ms=[1]),
+             dict(good, sha256=["x"]), dict(good, device={"a": 1}), [1, 2], "str", good, dict(good, p50_ms=2.01)]
+    hist = tmp_path / "h.jsonl"
+    hist.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    r = run("history", "--history", hist, "--json")
+    assert r.exit_code == 0, r.output
+    assert [x["p50_ms"] for x in json.loads(r.stdout)] == [2.0, 2.01]

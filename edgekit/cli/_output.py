@@ -10,7 +10,9 @@ from typing import Any, Callable, Iterator
 
 import click
 from rich.console import Console
+from rich.errors import MarkupError
 from rich.segment import Segment
+from rich.text import Text
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .._jsonable import to_jsonable
@@ -33,7 +35,16 @@ class _SafeConsole(Console):
     escaped before layout too, so that table columns fit the escaped text."""
 
     def render_str(self, text: str, **kwargs):
-        return super().render_str(escape_controls(text), **kwargs)
+        try:
+            return super().render_str(escape_controls(text), **kwargs)
+        except MarkupError:  # a name from a file that looks like broken markup ('[/]'): shown as it is
+            return super().render_str(escape_controls(text), **{**kwargs, "markup": False})
+
+
+def plain(value: Any) -> Text:
+    """A table cell or line part from data (names from files, devices, the history): shown literally, never read
+    as rich markup (``[/]`` broke the table, ``[link=...]`` would style it), control characters escaped."""
+    return Text(escape_controls(str(value)))
 
     def _render_buffer(self, buffer):  # rich's last step before the text is written
         return super()._render_buffer(seg if seg.control else Segment(escape_controls(seg.text), seg.style)

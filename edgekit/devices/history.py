@@ -87,6 +87,22 @@ def read(path: str | os.PathLike) -> list[dict]:
     return out
 
 
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def _well_formed(rec: Any) -> bool:
+    """A result line whose fields have the types the comparisons below use."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str):
+        return False
+    if not all(rec.get(k) is None or isinstance(rec[k], str) for k in ("device", "status", "artifact")):
+        return False
+    if rec.get("p50_ms") is not None and not _number(rec["p50_ms"]):
+        return False
+    ci = rec.get("p50_ci_ms")
+    return ci is None or (isinstance(ci, list) and len(ci) == 2 and all(_number(v) for v in ci))
+
+
 #: without intervals (benchmark_model rows), a slowdown beyond this ratio is flagged
 REGRESSION_RATIO = 1.10
 
@@ -123,7 +139,7 @@ def load(path: str | os.PathLike | None = None, *, artifact: str | os.PathLike |
     last: dict[tuple, dict] = {}
     out = []
     for rec in read(path):
-        if not isinstance(rec, dict) or "sha256" not in rec:
+        if not _well_formed(rec):  # a hand-edited or foreign line: skipped like a torn one
             continue
         key = (rec.get("sha256"), rec.get("device"))
         prev = last.get(key)
