@@ -282,3 +282,22 @@ def test_close_kills_a_runner_that_abort_could_not_reach():
     pid_file = t.pid_file
     t.close()  # no abort() got through
     assert t.killed == [pid_file] and t.run_dir not in t.dirs and t.disconnected
+
+
+def test_a_known_hosts_folder_edgekit_creates_is_private(tmp_path):
+    """The work-dir rule for the other folder bench may create: a missing ~/.ssh is made 0700, not 0755."""
+    import os
+    import stat
+
+    paramiko = pytest.importorskip("paramiko")
+    from edgekit.devices.transports.ssh import _AcceptNewPolicy
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    for folder in (tmp_path / "home" / ".ssh", shared):
+        policy = _AcceptNewPolicy(str(folder / "known_hosts"))
+        policy.missing_host_key(paramiko.SSHClient(), "pi.local", paramiko.RSAKey.generate(1024))
+        assert "pi.local ssh-rsa" in (folder / "known_hosts").read_text()
+    assert stat.S_IMODE((tmp_path / "home" / ".ssh").stat().st_mode) == 0o700
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
