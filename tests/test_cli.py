@@ -186,3 +186,12 @@ def test_malformed_history_records_are_skipped_not_an_internal_error(tmp_path):
     r = run("history", "--history", hist, "--json")
     assert r.exit_code == 0, r.output
     assert [x["p50_ms"] for x in json.loads(r.stdout)] == [2.0, 2.01]
+
+
+def test_a_config_nested_too_deeply_is_an_error_with_a_hint(tmp_path):
+    """Issue 18 (recursion depth): 5,000 nested brackets in a YAML config overflowed PyYAML's recursive composer,
+    an internal error; the CLI boundary names the cause (the loaders may bound depth earlier)."""
+    deep = tmp_path / "deep.sweep.yaml"
+    deep.write_text("grid: " + "[" * 5000 + "]" * 5000 + "\n")
+    r = run("sweep", "--config", deep, "--json")
+    assert r.exit_code == 2 and "nests its structure too deeply" in r.stderr and "hint:" in r.stderr, r.output

@@ -63,6 +63,12 @@ class _Group(click.Group):
             if ctx.meta.get(_JSON):
                 json_error(what, None, code)
             ctx.exit(code)
+        except RecursionError:  # a parser (YAML, JSON, protobuf) or a walk over a structure nested in a file
+            if debug:
+                traceback.print_exc()
+            _fail(ctx, "an input file nests its structure too deeply to be read (Python's recursion limit)",
+                  "check the files this command reads (a recipe, a config, a profile, a model's config): nothing "
+                  "edgekit writes nests that deep", 2)
         except OSError as exc:
             if debug:
                 traceback.print_exc()
