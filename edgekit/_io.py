@@ -120,7 +120,7 @@ def check_output_path(dest: str | os.PathLike, option: str = "the output path") 
 
 
 #: output options that take ``-`` for standard output (named in the hint of a refused device)
-STDOUT_OPTIONS = frozenset({"--json", "--csv"})
+STDOUT_OPTIONS = frozenset({"--json"})
 
 
 @contextlib.contextmanager
