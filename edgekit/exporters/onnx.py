@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import ExportError, MissingDependency, map_errors
 from ._float_layers import keras_layer_names, layers_in, nodes_for
-from .base import Exporter, ExportSpec, register_exporter
+from .base import FORMATS, Exporter, ExportSpec, register_exporter
 from .calibration import input_names
 
 
@@ -49,14 +49,11 @@ def _foreign_errors(message: str, hint: str | None = None):
 
 
 class OnnxExporter(Exporter):
+    # the format's data: its row of the format table (edgekit.specs.formats)
     name = "onnx"
-    suffix = ".onnx"
-    runtime = "onnxruntime"
-    precisions = ("none", "fp16", "dynamic", "int8")
-    io_types = {}
-    per_tensor = ("int8",)
-    qat = False
-    calibration_methods = ("minmax", "entropy", "percentile")
+    _row = FORMATS.get(name)
+    suffix, runtime, precisions, io_types = _row.suffix, _row.runtime, _row.precisions, _row.io_types
+    per_tensor, qat, calibration_methods = _row.per_tensor, _row.qat, _row.calibration_methods
 
     def convert(self, model, spec: ExportSpec, calib_xs, dest: Path, progress) -> dict[str, Any]:
         _require()
