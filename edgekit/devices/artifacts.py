@@ -83,7 +83,6 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
 
 
 def _precision_from_name(stem: str) -> str | None:
-
     tokens = re.split(r"[^a-z0-9]+", stem.lower())
     joined = "_".join(tokens)
     for token, prec in precision_tokens():
