@@ -4,7 +4,7 @@ real data source)."""
 from __future__ import annotations
 
 from ..specs.export import ExportOptions
-from ..specs.stages import ExportStageSpec
+from ..specs.stages import ExportStageSpec, check_export_after
 from .stages import STAGES, Context, Stage
 
 #: most held-out samples the export verifies on by default (the exporter's own default is smaller)
@@ -20,11 +20,7 @@ class Export(Stage):
     spec_class = ExportStageSpec
 
     def check(self, model, previous) -> None:
-        from ..errors import PipelineError
-
-        if any(s.name == "qat" for s in previous) and self.quantize != "int8":
-            raise PipelineError(f"qat then a {self.quantize!r} export throws the quantization-aware training away",
-                                hint="export a QAT model with quantize: int8")
+        check_export_after([s.name for s in previous], self.quantize)
 
     def export(self, model, ctx: Context):
         """The ExportResult of exporting ``model`` with the pipeline's data (``calib_data``/``verify_data`` of the
