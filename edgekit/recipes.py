@@ -159,7 +159,7 @@ def run_recipe(path: str | os.PathLike, overrides: Mapping[str, Any] | None = No
     run = {"recipe": str(path), "recipe_name": recipe.get("name"), "overrides": dict(overrides or {}) or None}
     run = {k: v for k, v in run.items() if v is not None}
     if isinstance(spec, ExportSpec):
-        from .exporters import export
+        from .doctor import export
 
         return RecipeResult(str(path), recipe, export(spec=spec, progress=progress, provenance=run))
     from .compression.api import compress

@@ -14,7 +14,7 @@ from .._jsonable import JsonMixin
 from ..errors import InvalidArgument
 from ..specs.formats import format_of, precision_tokens, suffixes
 from .transports import sha256_file
-from .verify_data import VERIFY_SUFFIX
+from .._verify_data import VERIFY_SUFFIX
 
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._jsonable import JsonMixin
-from .verify_data import VerifyData
+from .._verify_data import VerifyData
 
 
 @dataclass

@@ -11,7 +11,10 @@ from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
 from .._spec import takes_spec
 from ..errors import BudgetNotMet, DataError, InvalidArgument
+from .. import exporters
+from ..exporters import ExportResult
 from ..specs.doctor import DoctorSpec
+from ..specs.export import ExportSpec
 from ..specs.model import ModelSpec
 from .evaluate import check_resolution, load_eval
 from .ladder import Config, Rung, Search, rung_from
@@ -189,6 +192,16 @@ def export_within(spec, *, progress: Progress = no_progress):
                            result=result)
     result.export.doctor = result
     return result.export
+
+
+@takes_spec(ExportSpec, positional=("model",))
+def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: dict | None = None) -> ExportResult:
+    """``edgekit.export``: :func:`edgekit.exporters.export`, or with ``max_drop`` the int8 doctor's ladder
+    (:func:`export_within`), which exports the first rung within that budget. Arguments:
+    :class:`edgekit.specs.ExportSpec`."""
+    if spec.ladder:
+        return export_within(spec, progress=progress)
+    return exporters.export(spec=spec, progress=progress, provenance=provenance)
 
 
 def _same_classes(train_data, eval_data, inputs, mode: str) -> None:

@@ -11,8 +11,8 @@ from .._io import ensure_writable_dir
 from .._jsonable import JsonMixin
 from .._layers import wrappers
 from .._progress import Progress, no_progress
-from ..devices.verify_data import VERIFY_SUFFIX, write as write_verify_data
 from .._spec import takes_spec
+from .._verify_data import VERIFY_SUFFIX, write as write_verify_data
 from ..errors import ExportError, InvalidArgument, ModelLoadError, VerificationError
 from . import manifest
 from ._staging import Staging, check_destinations
@@ -137,15 +137,12 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
     entropy / percentile for the onnx format. ``provenance`` (from compress and recipes): what the model object
     was built from (``source``, ``options``) and the run that made it (``recipe``, ``stages``, ...), for the manifest.
 
-    ``max_drop`` (accuracy points, measured on ``eval_data``) runs the int8 doctor's ladder instead and exports the
-    first rung within it (:func:`edgekit.doctor.doctor`; ``train_data`` adds the QAT rung); the result's ``doctor``
-    holds what was tried. Budget not met: :class:`~edgekit.errors.BudgetNotMet` (nothing written unless
-    ``keep_best``).
+    ``max_drop`` (accuracy points, measured on ``eval_data``) runs the int8 doctor's ladder instead: that is
+    :func:`edgekit.export` (:func:`edgekit.doctor.export`), which composes the two; this function refuses it.
     """
     if spec.ladder:
-        from ..doctor import export_within
-
-        return export_within(spec, progress=progress)
+        raise InvalidArgument("max_drop runs the int8 doctor's ladder, which edgekit.exporters.export does not run",
+                              hint="call edgekit.export(...) (edgekit.doctor.export), which exports within the budget")
     model, prec, fmts, model_options = spec.model, spec.precision, list(spec.formats), spec.model_options()
     calib_data, calib_samples, verify_data, verify_samples = (spec.calib_data, spec.calib_samples, spec.verify_data,
                                                               spec.verify_samples)

@@ -139,7 +139,7 @@ class Store:
 
 def parity_file(artifact: Path, samples: int) -> Path:
     """Where :func:`parity_data` puts an artifact's device-parity samples."""
-    from ..devices.verify_data import VERIFY_SUFFIX
+    from .._verify_data import VERIFY_SUFFIX
 
     return artifact.with_name(f"{artifact.name}.parity-{samples}{VERIFY_SUFFIX}")
 
@@ -149,7 +149,7 @@ def parity_data(artifact: Path, samples: int) -> None:
     replayed on every device (device_parity): export wrote every test sample, too many to replay under emulation.
     Without verification data nothing is written (bench then says so in the row)."""
     from .._io import atomic_path
-    from ..devices import verify_data
+    from .. import _verify_data as verify_data
 
     dest, source = parity_file(artifact, samples), artifact.with_name(artifact.name + verify_data.VERIFY_SUFFIX)
     if dest.exists() or not source.exists():
