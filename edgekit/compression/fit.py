@@ -21,6 +21,7 @@ import numpy as np
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
 from ..errors import InvalidArgument
+from .inputs import as_source, outputs_probabilities, seed_everything
 
 STATE_FILE, BEST_FILE = "edgekit-state.json", "edgekit-best.npz"
 
@@ -57,7 +58,6 @@ def evaluate(model, data, batch_size: int = 256, *, from_logits: bool | None = N
     """
     from ..data import Dataset
     from ..data.stream import data_errors, tf_dataset
-    from .train import as_source, outputs_probabilities
 
     if data is None or len(data) == 0:
         return (None, None) if with_loss else None
@@ -176,7 +176,6 @@ def fit(model, train, val, *, epochs: int, batch_size: int, task: str, progress:
     from .._keras import keras
     from ..data.stream import DEFAULT_SHUFFLE_BUFFER, check_readable, data_errors
     from .distribute import Distribution, StrategyInfo, copy_model
-    from .train import seed_everything
 
     if epochs < 0:
         raise InvalidArgument(f"epochs must be >= 0; received {epochs}")
