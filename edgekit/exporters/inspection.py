@@ -18,6 +18,7 @@ import numpy as np
 
 from .._jsonable import JsonMixin
 from ..errors import InvalidArgument, MissingDependency, ModelLoadError, map_errors
+from ..specs.formats import format_of, suffixes
 
 #: ops that only move data between integer and float domains
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Cast"}
@@ -78,8 +79,6 @@ def inspect(path: str | os.PathLike) -> InspectReport:
     p = Path(path)
     if not p.is_file():
         raise InvalidArgument(f"{str(p)!r} is not a file", hint="give a .tflite or .onnx file")
-    from . import format_of, suffixes
-
     readers = {"tflite": _inspect_tflite, "onnx": _inspect_onnx}  # format (registry name) -> its reader
     fmt = format_of(p)
     if fmt not in readers:
