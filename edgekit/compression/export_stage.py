@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..specs.export import ExportOptions
 from ..specs.stages import ExportStageSpec, check_export_after
 from .stages import STAGES, Context, Stage
+from .. import exporters
 
 #: most held-out samples the export verifies on by default (the exporter's own default is smaller)
 MAX_VERIFY_SAMPLES = 500
@@ -25,7 +26,6 @@ class Export(Stage):
     def export(self, model, ctx: Context):
         """The ExportResult of exporting ``model`` with the pipeline's data (``calib_data``/``verify_data`` of the
         stage win over the training and held-out splits)."""
-        from .. import exporters
 
         spec = self.spec
         held = ctx.test if ctx.test is not None else ctx.val

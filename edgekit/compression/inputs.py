@@ -8,13 +8,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, InvalidArgument
+from .. import data as data_mod, models
 
 
 def preprocess_for(model: Any, preprocess: str | None = None) -> str:
     """The preprocessing the model expects (``edgekit.models.preprocess_mode``), unless given explicitly."""
     if preprocess is not None:
         return preprocess
-    from .. import models
 
     return models.preprocess_mode(model)
 
@@ -47,7 +47,6 @@ def resolve_data(data: Any, model, *, split: str = "train", limit: int | None = 
                  label_key: str | None = None, labelled: bool = True):
     """``data`` opened as a :class:`edgekit.data.Source` for ``model``'s input(s); ``limit`` keeps a seeded
     random subset (TFRecords: the first ``limit`` records)."""
-    from .. import data as data_mod
 
     if not isinstance(data, (str, os.PathLike, data_mod.Dataset, data_mod.Source, np.ndarray, tuple, list)):
         raise InvalidArgument(f"data must be a source (dataset name, folder, TFRecords, .npz), a Dataset or arrays; "

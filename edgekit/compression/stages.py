@@ -16,8 +16,9 @@ from .._progress import Progress, no_progress
 from ..errors import PipelineError, UnknownNameError
 from ..registry import Registry
 from ..specs.stages import FIRST, LAST, STAGE_SPECS, StageSpec, TrainStageSpec, stage_spec
-from .train import EpochLog
+from .train import EpochLog, set_bn_momentum
 from .weights import WeightStats
+from .distribute import Distribution, StrategyInfo
 
 class _StageRegistry(Registry):
     """A stage class registered here whose name the stage-spec table lacks adds its spec class there."""
@@ -63,8 +64,6 @@ class Context:
 
     def __post_init__(self):
         if self.dist is None:
-            from .distribute import Distribution, StrategyInfo
-
             self.dist = Distribution(None, StrategyInfo("one-device"))
 
     def fit_kwargs(self, part: str) -> dict:
@@ -260,7 +259,5 @@ class Train(Stage):
     default_lr = 1e-3
 
     def apply(self, model, ctx: Context):
-        from .train import set_bn_momentum
-
         set_bn_momentum(model, ctx.bn_momentum)
         return model

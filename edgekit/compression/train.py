@@ -24,6 +24,10 @@ from ..specs.train import TrainSpec
 from .fit import BestWeights, EpochLog, evaluate, fit  # noqa: F401 - re-exported (stages, distill, users)
 from .inputs import (as_source, input_shape_of, input_specs, outputs_probabilities, preprocess_for,  # noqa: F401
                      resolve_data, seed_everything)
+from .. import data as data_mod
+from .._io import atomic_path, ensure_writable_dir, refuse_folder
+from ..models import resolve
+from .distribute import setup
 
 
 @dataclass
@@ -57,14 +61,12 @@ class TrainReport(JsonMixin):
 def resolve_model(model: Any, **options: Any):
     """A keras.Model as given, or a zoo name / model file built by ``edgekit.models.create``; a Keras 3 model is
     translated to tf-keras (training and tfmot need it)."""
-    from ..models import resolve
 
     return resolve(model, tf_keras=True, **options)
 
 
 def test_split(data: Any, model, *, limit: int | None = None, seed: int = 0, preprocess: str | None = None):
     """The built-in dataset's ``test`` split for ``data`` when it has one, else None."""
-    from .. import data as data_mod
 
     if isinstance(data, (str, os.PathLike)) and str(data) in data_mod.DATASETS:
         if "test" in data_mod.DATASETS.entry(str(data)).meta.get("splits", ()):
@@ -171,7 +173,6 @@ def check_classes(model, ds) -> None:
 
 def check_model_output(dest: str | os.PathLike, option: str) -> None:
     """Before any training: ``dest`` must be a .keras/.h5 path whose folder can be written, not an existing folder."""
-    from .._io import ensure_writable_dir, refuse_folder
 
     if Path(dest).suffix not in (".keras", ".h5"):
         raise InvalidArgument(f"{option} {str(dest)!r} must end in .keras or .h5")
@@ -188,7 +189,6 @@ def save_model_atomic(model, dest: str | os.PathLike) -> Path:
     dest = Path(dest)
     if dest.suffix not in (".keras", ".h5"):
         raise InvalidArgument(f"model output {str(dest)!r} must end in .keras or .h5")
-    from .._io import atomic_path
 
     with atomic_path(dest, suffix=f".part{dest.suffix}") as tmp:  # created by the save: the umask's permissions
         model.save(tmp)
@@ -199,7 +199,6 @@ def backup_root(backup_dir: str | os.PathLike | None) -> Path | None:
     """Check ``backup_dir`` (--backup-dir) before training; None when not given."""
     if backup_dir is None:
         return None
-    from .._io import ensure_writable_dir
 
     return ensure_writable_dir(backup_dir, option="--backup-dir")
 
@@ -226,7 +225,6 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
     saved atomically to ``checkpoint_dir/best.keras`` when given; ``out`` saves the final model. Under multi-worker,
     only the chief writes files.
     """
-    from .distribute import setup
 
     s = spec
     data, epochs, batch_size, lr, optimizer, seed = s.data, s.epochs, s.batch_size, s.lr, s.optimizer, s.seed
@@ -243,8 +241,6 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
         check_model_output(out, "--out")
     ckpt_path = None
     if checkpoint_dir is not None:
-        from .._io import ensure_writable_dir
-
         ckpt_path = ensure_writable_dir(checkpoint_dir, option="--checkpoint-dir") / "best.keras"
         check_model_output(ckpt_path, "--checkpoint-dir's best.keras")
     root = backup_root(s.backup_dir)

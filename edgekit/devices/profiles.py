@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 from ..errors import InvalidArgument, UnknownNameError, did_you_mean
 from .device import DeviceSpec
 from .transports import TRANSPORTS
+from .runner import RunnerError, runtime_name
 
 _KEYS = {"name", "description", "transport", "host", "port", "user", "key_file", "known_hosts", "serial", "arch",
          "threads", "cpu_mask", "work_dir", "python", "benchmark_binary", "connect_timeout", "runtime", "notes"}
@@ -137,7 +138,6 @@ def load_profile(path: str | os.PathLike, name: str | None = None) -> DeviceSpec
 
 def check_runtime(name: str, what: str = "--runtime") -> str | None:
     """A runtime name as the runner understands it (aliases: ai-edge-litert, tflite-runtime, ort); None = auto."""
-    from .runner import RunnerError, runtime_name
 
     try:
         return runtime_name(str(name))

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import DataError, InvalidArgument
 from ..specs.doctor import check_max_drop  # noqa: F401 - its home is the spec; imported from here too
+from ..exporters.calibration import _load
 
 #: how many standard errors must fit in the budget
 Z = 2.0
@@ -98,7 +99,6 @@ def load_eval(eval_data, kmodel, *, inputs, preprocess: str | None, eval_samples
               batch_size: int = 64) -> EvalSet:
     """Eval samples (a built-in dataset's test split, an image folder with one sub-folder per class, an ``.npz``
     with ``x`` and optional ``y``, or Python arrays) and the float model's predictions on them."""
-    from ..exporters.calibration import _load
 
     if eval_data is None:
         raise InvalidArgument("the doctor needs --eval-data (held-out samples to measure accuracy on)",

@@ -21,6 +21,8 @@ from .calibration import CalibrationInfo, input_specs, plan
 from .inspection import inspect
 from .verify import (FAILED, Verification, classifier_outputs, compare, feed_order, keras_outputs, paired_reference,
                      run_artifact)
+from ..models import preprocess_mode, resolve, zoo_entry_for
+from ..profiling import profile
 
 
 
@@ -76,7 +78,6 @@ def wrapper_kind(model) -> tuple[bool, dict[str, int]]:
 
 def resolve_model(model, options: dict[str, Any]):
     """A zoo name, a model file or a keras.Model -> (keras.Model, manifest info)."""
-    from ..models import resolve
 
     kmodel = resolve(model, **options)
     return kmodel, {"source": "keras.Model object" if kmodel is model else str(model)}
@@ -91,7 +92,6 @@ def _preprocess_for(kmodel, preprocess: str | None, inputs) -> tuple[str | None,
         return None, "no image inputs (data is taken as given)"
     if preprocess is not None:  # checked by ExportSpec
         return preprocess, "given"
-    from ..models import preprocess_mode, zoo_entry_for
 
     if zoo_entry_for(kmodel.name.lower()) is not None:  # zoo models (also loaded from a file) keep their name
         return preprocess_mode(kmodel), "model"
@@ -110,7 +110,6 @@ def _failure_hint(prec, qat: bool) -> str:
 
 def _mult_adds(kmodel) -> dict:
     """Per-layer mult-adds for the manifest (what bench --profile-ops joins per-op times with, from any directory)."""
-    from ..profiling import profile
 
     try:
         rep = profile(kmodel)

@@ -18,6 +18,7 @@ from .results import SweepResult, SweepRow, SweepSummary, to_csv
 from .run import Runner
 from .spec import SweepSpec
 from .store import Store
+from .plots import write_plots
 
 #: seconds between redraws of the plots while the sweep runs (results.json/csv are rewritten with every row)
 PLOTS_EVERY = 60.0
@@ -104,8 +105,6 @@ class _Publisher:
                 self._cancel_timer()
                 self.last_plots = now
                 try:
-                    from .plots import write_plots
-
                     res.plots = write_plots(res, self.store.root / "plots")
                 except ImportError:
                     res.notes.append("no plots: matplotlib is not installed (pip install 'edgekit[plot]')")
