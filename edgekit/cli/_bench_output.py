@@ -5,7 +5,6 @@ import csv
 import io
 
 from ._output import err, out
-from .._io import write_text_atomic
 
 
 def _fmt(v, nd=2):
@@ -96,6 +95,8 @@ def _render_ops(r) -> None:
 
 
 def write_csv(path: str, results) -> None:
+    from .._io import write_text_atomic
+
     buf = io.StringIO()
     fields = [f for f in results[0].to_dict() if f != "raw"] if results else COLUMNS
     w = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")

@@ -11,8 +11,6 @@ import click
 from ..specs import CompressSpec, TrainSpec
 from ._options import given, spec_command, spec_options
 from ._output import emit, json_option, out, progress
-from ..compression import compress
-from ..compression.report import COLUMNS
 
 
 def _pct(v) -> str:
@@ -54,6 +52,8 @@ def _print_training(strategy: dict, resumed_from: int = 0) -> None:
 def render_compress(result) -> None:
     """The Deep Compression table of a CompressResult / RecipeResult, then the files written."""
     from rich.table import Table
+
+    from ..compression.report import COLUMNS
 
     rep = result.report
     table = Table(title=f"{rep.model}: {' -> '.join(['input', *result.stages])} on {rep.data} "
@@ -110,6 +110,7 @@ def compress_cmd(as_json: bool, **kwargs: Any) -> None:
     edgekit compress mobilenet_v1 --alpha 0.25 --resolution 32 --input-channels 1 --classes 10 --weights none \\
         --data fashion-mnist --train-epochs 3 --prune 0.5 --quantize int8 --out artifacts/pruned
     """
+    from ..compression import compress
 
     spec = CompressSpec.from_dict(given(kwargs))
     with progress(not as_json) as cb:

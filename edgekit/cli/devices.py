@@ -10,11 +10,6 @@ from ..specs import BenchSpec, CheckSpec, CompareSpec
 from ._bench_output import _fmt, render_results as _render_results, write_csv as _write_csv
 from ._options import given, spec_command, spec_options
 from ._output import emit, err, json_option, out, progress
-from .._io import ensure_writable_dir, write_text_atomic
-from ..devices import check, compare, history, parse_device, search_path
-from ..devices.history import default_path
-from ..devices.profiles import load_all
-from ..errors import InvalidArgument
 
 
 @spec_command(BenchSpec, "edgekit.devices:bench", cli_only=("json_out", "csv_out", "no_history"))
@@ -40,6 +35,7 @@ def bench_cmd(json_out, csv_out, no_history, **kwargs):
     edgekit bench artifacts/mobilenet_v1_0.25_32_1ch_10cls_int8.tflite -d rpi4 --verify  # needs the Pi
     """
     from ..devices import bench
+    from ..devices.history import default_path
 
     options = given(kwargs)
     options["history"] = None if no_history else (options.get("history") or str(default_path()))
@@ -55,6 +51,7 @@ def bench_cmd(json_out, csv_out, no_history, **kwargs):
     else:
         _render_results(results)
         if json_out:
+            from .._io import write_text_atomic
             write_text_atomic(json_out, json.dumps(data, indent=2))
     if csv_out:
         _write_csv(csv_out, results)
@@ -66,6 +63,9 @@ def bench_cmd(json_out, csv_out, no_history, **kwargs):
 
 def _check_writable(path, option: str) -> None:
     from pathlib import Path
+
+    from .._io import ensure_writable_dir
+    from ..errors import InvalidArgument
 
     p = Path(path).expanduser()
     if p.is_dir():
@@ -88,6 +88,9 @@ def devices_group():
 def list_cmd(as_json):
     """Profiles on the search path ($EDGEKIT_DEVICES_DIR, ./devices, ~/.config/edgekit/devices, repo devices/)."""
     from rich.markup import escape
+
+    from ..devices import search_path
+    from ..devices.profiles import load_all
 
     found = load_all()  # a bad profile is listed with its error; the others still show
     rows = [s for _, s, e in found if s is not None]
@@ -119,6 +122,7 @@ def list_cmd(as_json):
 @json_option
 def show_cmd(spec, as_json):
     """Show a profile (or a parsed ssh:// / adb:// spec)."""
+    from ..devices import parse_device
 
     spec = parse_device(spec)
 
@@ -136,6 +140,7 @@ def show_cmd(spec, as_json):
 @json_option
 def check_cmd(as_json, **kwargs):
     """Reach NAME and report arch, Python, numpy, interpreters, and how to install what is missing."""
+    from ..devices import check
 
     spec = CheckSpec.from_dict(given(kwargs))
     rep = check(**spec.kwargs())
@@ -175,6 +180,7 @@ def compare_cmd(as_json, **kwargs):
         artifacts/mobilenet_v1_0.25_32_1ch_10cls_int8.onnx -d local
     edgekit compare artifacts/mobilenet_v1_0.25_32_1ch_10cls_int8.tflite -d rpi4 -d rpi5  # needs both Pis
     """
+    from ..devices import compare
 
     spec = CompareSpec.from_dict(given(kwargs))
     with progress(not as_json) as cb:
@@ -215,6 +221,8 @@ def history_cmd(artifact, device, path, last, as_json):
     edgekit history --artifact artifacts/mobilenet_v1_0.25_32_1ch_10cls_int8.tflite --last 5
     edgekit history --device local --json
     """
+    from ..devices import history
+    from ..errors import InvalidArgument
 
     if last is not None and last < 1:
         raise InvalidArgument(f"--last must be >= 1, got {last}", hint="e.g. --last 20")

@@ -10,7 +10,6 @@ from rich.markup import escape
 from ..specs import DoctorSpec
 from ._options import given, spec_command, spec_options
 from ._output import emit, err, json_option, out, progress
-from ..doctor import doctor
 
 #: layers shown in the table (all of them in --json)
 TOP = 12
@@ -122,6 +121,7 @@ def doctor_cmd(ctx: click.Context, as_json: bool, top: int, **kwargs: Any) -> No
     with its manifest and a recipe that reproduces it. Budget not met: exit code 1, nothing written unless
     --keep-best.
     """
+    from ..doctor import doctor
 
     spec = DoctorSpec.from_dict(given(kwargs))
     with progress(not as_json) as cb:

@@ -8,13 +8,10 @@ import click
 from rich.markup import escape
 
 from .._units import human, kib
-from ..errors import BudgetNotMet, InvalidArgument
+from ..errors import InvalidArgument
 from ..specs import ExportSpec
 from ._options import given, spec_command, spec_options
 from ._output import emit, err, json_option, out, progress
-from ..exporters import inspect
-from .compress import render_compress
-from .doctor import render_doctor
 
 
 def _fmt_num(v: Any, spec: str) -> str:
@@ -113,11 +110,14 @@ def export_cmd(recipe: str | None, as_json: bool, **kwargs: Any) -> None:
     edgekit export mobilenet_v1 --alpha 0.25 --resolution 32 --input-channels 1 --classes 10 \\
         --weights none --quantize int8 --format tflite,onnx --calib-data fashion-mnist
     """
+    from ..errors import BudgetNotMet
+    from .doctor import render_doctor
 
     options = given(kwargs)
     try:
         if recipe:
             from ..recipes import run_recipe
+            from .compress import render_compress
 
             with progress(not as_json) as cb:
                 result = run_recipe(recipe, options or None, progress=cb)
@@ -154,6 +154,7 @@ def export_cmd(recipe: str | None, as_json: bool, **kwargs: Any) -> None:
 @json_option
 def inspect_cmd(path: str, as_json: bool) -> None:
     """Show what is inside FILE.tflite or FILE.onnx: ops, dtypes, I/O quantization, weights vs graph size."""
+    from ..exporters import inspect
 
     emit(inspect(path), as_json, render_inspect)
 

@@ -8,8 +8,6 @@ import click
 from ..specs import ModelSpec
 from ._options import given, spec_command, spec_options
 from ._output import emit, json_option, out, progress
-from ..profiling import profile
-from ..zoo import summary
 
 
 def _millions(v: int | None, digits: int = 2) -> str:
@@ -39,6 +37,7 @@ def render_zoo(rows: list) -> None:
 @json_option
 def models_cmd(pattern: str | None, stats: bool, as_json: bool) -> None:
     """The model zoo: name, family, default input, params, mult-adds. PATTERN filters (e.g. 'mobilenet*')."""
+    from ..zoo import summary
 
     with progress(not as_json) as cb:
         rows = summary(pattern, stats=stats, progress=cb)
@@ -98,6 +97,7 @@ def profile_cmd(model: str, show_layers: bool, as_json: bool, **kwargs: Any) -> 
     edgekit profile mobilenet --alpha 0.5 --rho 0.714
     edgekit profile artifacts/fmnist.keras --json   # any .keras/.h5/SavedModel (this one: edgekit doctor --help)
     """
+    from ..profiling import profile
 
     spec = ModelSpec.from_dict({"model": model, **given(kwargs)})
     rep = profile(spec.model, **spec.model_options())

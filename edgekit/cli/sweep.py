@@ -8,11 +8,9 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from ..sweep.spec import SweepSpec, from_config
+from ..sweep.spec import SweepSpec
 from ._options import given, spec_command, spec_options
 from ._output import err, json_option, out
-from ..errors import EdgekitError
-from ..sweep import BudgetNotMet, sweep
 
 def _duration(seconds: float | None) -> str:
     if seconds is None:
@@ -176,6 +174,8 @@ def sweep_cmd(config: str | None, as_json: bool, **kwargs: Any) -> None:
     edgekit sweep --config export/fashion_mnist_mobilenet.sweep.yaml --device local --budget-ms 0.05
     (the benchmark's grid: 12 trainings on 20k Fashion-MNIST images, ~20 min on 2 cores, ~400 MiB under artifacts/)
     """
+    from ..sweep import BudgetNotMet, sweep
+    from ..sweep.spec import from_config
 
     options = given(kwargs)
     spec = from_config(config, options) if config else SweepSpec.from_dict(options)
@@ -192,6 +192,8 @@ def sweep_cmd(config: str | None, as_json: bool, **kwargs: Any) -> None:
         raise click.exceptions.Exit(130)
     _emit(result, as_json)
     if result.summary.ok == 0:
+        from ..errors import EdgekitError
+
         raise EdgekitError("every point of the sweep failed", hint="see the statuses and hints above")
 
 
