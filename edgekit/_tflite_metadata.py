@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _tflite
 from ._jsonable import JsonMixin
 from .errors import MissingDependency, ModelLoadError
 
@@ -73,8 +74,7 @@ def _modules():
         import flatbuffers
     except ImportError as exc:
         raise MissingDependency("flatbuffers", "metadata", purpose="to write and read TFLite model metadata") from exc
-    from . import _tflite
-    from . import _tflite_metadata_schema as md
+    from . import _tflite_metadata_schema as md  # imports flatbuffers
 
     return flatbuffers, _tflite.schema(), md
 

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .. import __version__
+from .. import __version__, _tflite, _tflite_metadata
 from .._tflite_metadata import FEATURE, IMAGE, AppMetadata, TensorMetadata
 from ..errors import EdgekitWarning, InvalidArgument
 from .calibration import InputSpec
@@ -240,8 +240,6 @@ def _output_metadata(o: OutputPlan | None, name: str) -> TensorMetadata:
 
 def tflite_metadata(data: bytes, p: MetadataPlan) -> tuple[AppMetadata, list[str]]:
     """The metadata of converted .tflite bytes (inputs and outputs in the file's order, matched by signature name)."""
-    from .. import _tflite
-
     f = _tflite.read(data)
     g = f.main
     by_in, by_out = f.signature_names("inputs"), f.signature_names("outputs")
@@ -296,8 +294,6 @@ def write(fmt: str, path: Path, p: MetadataPlan | None) -> tuple[dict[str, Any],
     if p is None:
         return {"written": False, "reason": "app_metadata=False (--no-metadata)"}, []
     if fmt == "tflite":
-        from .. import _tflite_metadata
-
         data = path.read_bytes()
         meta, warnings = tflite_metadata(data, p)
         path.write_bytes(_tflite_metadata.attach(data, meta))

@@ -6,8 +6,11 @@ import os
 from typing import Any, Mapping
 
 from .._spec import Spec, derived, option, spec
+from .._units import MAX_THREADS, THREADS_HINT
+from ..errors import did_you_mean
 from . import _choices
 from .doctor import LadderOptions, check_export_ladder
+from .formats import FORMATS, PRECISIONS
 from .model import ModelSpec
 
 #: calibration samples when none are given (export, compress and recipes alike)
@@ -39,7 +42,8 @@ class ExportOptions(Spec):
     verify_samples: int | None = option(None, expect="positive",
                                         help=f"Verification samples (default {DEFAULT_VERIFY_SAMPLES}).", gt=0)
     opset: int | None = option(None, help=f"ONNX opset (default {DEFAULT_OPSET}; with --format onnx).")
-    threads: int | None = option(None, gt=0, help="Interpreter threads for verification.")
+    threads: int | None = option(None, gt=0, le=MAX_THREADS, hint=THREADS_HINT,
+                                 help="Interpreter threads for verification.")
     float_layers: tuple[str, ...] = option((), separator=",", metavar="LAYERS", expect="Keras layer names",
                                            hint="e.g. --float-layers conv_pw_5,conv_dw_6 (names from `edgekit "
                                                 "doctor`)",
@@ -63,9 +67,7 @@ class ExportOptions(Spec):
 
     @property
     def precision(self):
-        """The :class:`edgekit.exporters.Precision` of ``quantize``."""
-        from ..exporters.base import PRECISIONS
-
+        """The :class:`edgekit.specs.formats.Precision` of ``quantize``."""
         return PRECISIONS.get(self.quantize)
 
     def validate(self) -> None:
@@ -78,9 +80,7 @@ class ExportOptions(Spec):
             object.__setattr__(self, "float_layers", tuple(dict.fromkeys(self.float_layers)))
         prec = self.precision
         if not self.formats:
-            from ..exporters import EXPORTERS
-
-            raise self.fail("no export format given", hint=f"use one or more of: {', '.join(EXPORTERS.list())}")
+            raise self.fail("no export format given", hint=f"use one or more of: {', '.join(FORMATS.list())}")
         if self.calib_data is not None and not prec.calibrated:
             raise self.fail(f"calib_data does not apply to quantize={prec.name!r} (nothing is calibrated)",
                             hint="use quantize int8 or int16x8, or drop --calib-data (use --verify-data for "
@@ -104,10 +104,8 @@ class ExportOptions(Spec):
                 not isinstance(self.labels, (list, tuple)) or not all(isinstance(v, str) for v in self.labels)):
             raise self.fail(f"labels must be a label file or a list of class names; received {self.labels!r:.80}",
                             hint="--labels FILE with one class name per line")
-        from ..exporters import EXPORTERS
-
         for fmt in self.formats:
-            EXPORTERS.get(fmt).check(self)
+            FORMATS.get(fmt).check(self)
 
     @property
     def metadata_facts(self) -> dict[str, str]:
@@ -123,8 +121,6 @@ class ExportOptions(Spec):
         facts = {}
         for key, value in items:
             if key not in METADATA_KEYS:
-                from ..errors import did_you_mean
-
                 close = did_you_mean(str(key), METADATA_KEYS)
                 raise self.fail(f"unknown metadata key {key!r}{f' ({close})' if close else ''}",
                                 hint=f"keys: {', '.join(METADATA_KEYS)}")
