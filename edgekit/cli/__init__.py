@@ -16,7 +16,7 @@ from ..errors import EdgekitError, EdgekitWarning
 from ._output import err
 
 #: command modules; each defines ``register(main)``
-COMMAND_MODULES = ("models", "export", "compress", "devices", "sweep", "doctor")
+COMMAND_MODULES = ("models", "export", "compress", "devices", "sweep", "doctor", "package")
 
 
 class _Group(click.Group):
