@@ -1,11 +1,15 @@
 """Update packages: exact restore (sha256) of .tflite and .onnx, weights coded where they are small, deltas in
 tensor space, and every damaged/wrong input refused with nothing written. Models are built directly (flatbuffer /
-onnx.helper): no conversion, seconds."""
+onnx.helper): no conversion, seconds. On devices: bench sends the package (with edgekit's unpacker), the runner
+restores it, checks its sha256 and measures the result; rows report the bytes copied (locally, and on devlab's
+arm64 rootfs over SSH under qemu: slow)."""
 from __future__ import annotations
 
 import ast
 import gzip
 import hashlib
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from edgekit.cli import main
+from edgekit.devices import bench
 from edgekit.errors import InvalidArgument, ModelLoadError
 from edgekit.packaging import FORMAT_MODULE, header_of, package, unpack
 from edgekit.packaging import format as fmt
@@ -251,3 +256,67 @@ def test_the_restore_module_is_self_contained_and_runs_alone(tmp_path):
                           capture_output=True, text=True, cwd=lone)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "r.tflite").read_bytes() == art.read_bytes()
+
+
+# ------------------------------------------------------------------------------------------------ on devices
+@pytest.fixture()
+def tiny(devlab, tmp_path):
+    art = tmp_path / "tiny.tflite"
+    shutil.copy(devlab / "tiny.tflite", art)
+    return art
+
+
+def test_bench_restores_a_package_locally(tiny, tmp_path):
+    pkg = package(tiny, out=tmp_path / "tiny.tflite.ekpkg")
+    (row,) = bench([pkg.path], "local", runs=3, warmup=1)
+    assert row.ok, row.error
+    assert row.sha256 == pkg.sha256 and row.format == "tflite" and row.model == "tiny"
+    assert row.package["restored_sha256"] == pkg.sha256 and row.package["bytes"] == pkg.package_bytes
+    assert row.bytes_transferred == 0  # local: nothing is copied
+
+
+def test_bench_refuses_a_delta_without_its_base_before_connecting(tiny, tmp_path):
+    other = make_tflite(tmp_path / "other.tflite", weights())
+    delta = package(tiny, base=tiny, out=tmp_path / "d.ekpkg")
+    with pytest.raises(InvalidArgument, match="delta package"):
+        bench([delta.path], "ssh://nobody@192.0.2.1:1", runs=1)
+    with pytest.raises(InvalidArgument, match="another base"):
+        bench([delta.path], "ssh://nobody@192.0.2.1:1", runs=1, base=other)
+    (row,) = bench([delta.path], "local", runs=2, warmup=0, base=tiny)
+    assert row.ok and row.package["kind"] == "delta" and row.package["restored_sha256"] == delta.sha256
+
+
+@pytest.mark.device
+@pytest.mark.slow
+def test_package_restores_exactly_on_arm64_over_ssh(arm64_ssh, devlab, tiny, tmp_path):
+    """The aarch64 board (its own Python and numpy) restores byte-identical artifacts: bench of a full and of a
+    delta package, and format.py alone on a package with per-channel codebooks and zero masks."""
+    key = dict(key_file=arm64_ssh["SSHD_KEY"], known_hosts=arm64_ssh["SSHD_KNOWN_HOSTS"])
+    py = arm64_ssh["python"]["litert"]
+    full = package(tiny, out=tmp_path / "tiny.tflite.ekpkg")
+    (row,) = bench([full.path], arm64_ssh["url"], python=py, runs=3, warmup=1, threads=1, **key)
+    assert row.ok, row.error
+    assert row.machine == "aarch64" and row.package["restored_sha256"] == full.sha256
+    assert row.bytes_transferred >= full.package_bytes  # package + unpacker (+ runner) copied
+    again = tmp_path / "again.tflite"
+    shutil.copy(tiny, again)
+    delta = package(again, base=tiny, out=tmp_path / "d.ekpkg")
+    (row,) = bench([delta.path], arm64_ssh["url"], python=py, runs=2, warmup=0, threads=1, base=tiny, **key)
+    assert row.ok and row.package["kind"] == "delta" and row.package["restored_sha256"] == delta.sha256
+    assert row.bytes_transferred == delta.package_bytes  # the base, runner and unpacker are cached already
+
+    from edgekit.devices.profiles import parse_device
+    from edgekit.devices.transports import ConnectOptions, create
+
+    art = make_tflite(tmp_path / "clustered.tflite", weights())
+    pkg = package(art, out=tmp_path / "clustered.ekpkg")
+    assert any(k.startswith("codebook") for k in pkg.codings)
+    t = create(parse_device(arm64_ssh["url"]), ConnectOptions(**key))
+    t.connect()
+    try:
+        argv = [py, t.put(FORMAT_MODULE), t.put(pkg.path), t.run_file("restored.tflite")]
+        done = t.run(argv, timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout.strip().splitlines()[-1])["sha256"] == fmt.sha256(art.read_bytes())
+    finally:
+        t.close()

@@ -33,6 +33,11 @@ class ArtifactInfo(JsonMixin):
     verify_precision: str | None = None  # the precision whose thresholds apply
     output_lsb: float | None = None
     model_info: dict | None = None  # the manifest's model section (name, source, options) for --profile-ops
+    package: str | None = None  # an edgekit update package restoring to this artifact on the device
+    package_bytes: int | None = None
+    package_sha256: str | None = None
+    package_kind: str | None = None  # full | delta (needs base)
+    base: str | None = None  # the deployed artifact a delta package restores against (a host file)
 
 
 def artifact_info(path: str | Path) -> ArtifactInfo:
@@ -46,6 +51,8 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
                               hint="check the path; `edgekit export` writes artifacts under artifacts/ by default")
     from ..exporters import format_of, precision_tokens, suffixes  # the format registry (no TensorFlow)
 
+    if is_package(p):
+        return package_info(p)
     fmt = format_of(p)
     if fmt is None:
         model = p.name.removesuffix(".json").removesuffix(VERIFY_SUFFIX)
@@ -80,6 +87,41 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
         info.verify_precision, info.output_lsb = v.get("precision"), v.get("output_lsb")
     if isinstance(meta.get("model"), dict):
         info.model_info = meta["model"]
+    return info
+
+
+def is_package(path: Path) -> bool:
+    from ..packaging import SUFFIX
+    from ..packaging.format import MAGIC
+
+    if path.suffix == SUFFIX:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(5) == MAGIC[:5]
+    except OSError:
+        return False
+
+
+def package_info(path: Path, base: str | Path | None = None) -> ArtifactInfo:
+    """The artifact an update package restores to (its manifest: name, format, sha256, bytes, model, precision)."""
+    from ..packaging import header_of
+
+    header = header_of(path)  # checked: magic, version, body sha256 (InvalidArgument / ModelLoadError)
+    a = header["artifact"]
+    name = Path(str(a.get("name") or path.stem))
+    precision = a.get("precision") or _precision_from_name(name.stem) or "unknown"
+    model = a.get("model")
+    if not model:
+        from ..exporters import precision_tokens
+
+        words = "|".join(re.escape(t) for t, _ in precision_tokens())
+        model = re.sub(rf"[_.-]({words})$", "", name.stem, flags=re.I) or name.stem
+    info = ArtifactInfo(str(path), str(model), str(a.get("format") or name.suffix.lstrip(".")), str(precision),
+                        int(a["bytes"]), str(a["sha256"]), package=str(path), package_bytes=path.stat().st_size,
+                        package_sha256=sha256_file(path), package_kind=header.get("kind"))
+    if isinstance(a.get("model_info"), dict):
+        info.model_info = a["model_info"]
     return info
 
 

@@ -58,6 +58,8 @@ class BenchOptions(Spec):
                                                 "--verify).")
     profile_ops: bool = option(False, help="Per-op times where the runtime exposes them, joined with the model's "
                                            "mult-adds.")
+    base: str | None = option(None, help="The deployed artifact that delta packages (.ekpkg made with --base) "
+                                         "restore against on the device (copied there unless it already is).")
 
 
 @spec
