@@ -51,8 +51,10 @@ def weights(seed=0, head_seed=None):
     return w
 
 
-def make_tflite(path: Path, w: dict) -> Path:
-    """A .tflite flatbuffer whose tensors hold ``w`` (per-channel int8 quantization on the int8 ones)."""
+def make_tflite(path: Path, w: dict, bias_scales: str | None = None) -> Path:
+    """A .tflite flatbuffer whose tensors hold ``w`` (per-channel int8 quantization on the int8 ones). With
+    ``bias_scales`` ("product" or "other") a CONV_2D reads input -> conv -> bias, the bias quantized per channel
+    with scales = input scale x kernel scales (as the converter writes them), or with other scales."""
     import flatbuffers
 
     from edgekit import _tflite
@@ -79,10 +81,33 @@ def make_tflite(path: Path, w: dict) -> Path:
             t.quantization = q
         tensors.append(t)
     inp = s.TensorT()
-    inp.shape, inp.name, inp.buffer, inp.type = [1, 8, 8, 16], "input", 0, s.TensorType.FLOAT32
+    inp.shape, inp.name, inp.buffer, inp.type = [1, 8, 8, 32], "input", 0, s.TensorType.INT8
+    q = s.QuantizationParametersT()
+    q.scale, q.zeroPoint = [0.0371], [3]
+    inp.quantization = q
     tensors.append(inp)
+    ops, codes = [], []
+    if bias_scales:
+        names = list(w)
+        conv, bias = tensors[names.index("conv")], tensors[names.index("bias")]
+        q = s.QuantizationParametersT()
+        prod = np.float32(0.0371) * np.asarray(conv.quantization.scale, dtype=np.float32)
+        q.scale = list(prod if bias_scales == "product" else prod * np.float32(1.001))
+        q.zeroPoint = [0] * len(q.scale)
+        bias.quantization = q
+        outp = s.TensorT()
+        outp.shape, outp.name, outp.buffer, outp.type = [1, 6, 6, 64], "out", 0, s.TensorType.INT8
+        tensors.append(outp)
+        oc = s.OperatorCodeT()
+        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = s.BuiltinOperator.CONV_2D, s.BuiltinOperator.CONV_2D, 1
+        codes.append(oc)
+        op = s.OperatorT()
+        op.opcodeIndex, op.inputs, op.outputs = 0, [len(tensors) - 2, names.index("conv"), names.index("bias")], \
+            [len(tensors) - 1]
+        ops.append(op)
+    m.operatorCodes = codes
     sg = s.SubGraphT()
-    sg.tensors, sg.inputs, sg.outputs, sg.operators, sg.name = tensors, [len(tensors) - 1], [0], [], "main"
+    sg.tensors, sg.inputs, sg.outputs, sg.operators, sg.name = tensors, [len(tensors) - 1], [0], ops, "main"
     m.subgraphs = [sg]
     b = flatbuffers.Builder(1024)
     b.Finish(m.Pack(b), file_identifier=b"TFL3")
@@ -129,6 +154,17 @@ def test_per_channel_codebooks_code_per_channel_clusters(tmp_path):
     art = make_tflite(tmp_path / "m.tflite", weights())
     res = package(art)
     assert "codebook/channel" in res.codings or "codebook/channel+mask" in res.codings, res.codings
+
+
+@pytest.mark.parametrize("scales", ["product", "other"])
+def test_bias_scales_are_derived_from_input_and_kernel_scales(tmp_path, scales):
+    """A bias's per-channel scales are the input's scale x the kernel's: derived, not stored (exactly; when the
+    file holds other values they are stored)."""
+    art = make_tflite(tmp_path / "m.tflite", weights(), bias_scales=scales)
+    res = package(art, out=tmp_path / "p.ekpkg")
+    derived = res.codings.get("input scale x kernel scales", 0)
+    assert derived == (1 if scales == "product" else 0), res.codings
+    assert fmt.restore((tmp_path / "p.ekpkg").read_bytes()) == art.read_bytes()
 
 
 @pytest.mark.parametrize("codec", ["lzma", "zlib", "bz2"])

@@ -73,10 +73,18 @@ class ArtifactStats(JsonMixin):
     weights: WeightStats | None = None
     #: file size with the weight buffers replaced by their Huffman code (graph, biases, scales kept as they are)
     huffman_file_bytes: int = 0
+    #: bytes of its update package (``edgekit package``: codebook indices, zero masks, entropy-coded; exact restore)
+    package_bytes: int = 0
     test_accuracy: float | None = None
     test_samples: int = 0
     latency_ms_p50: float | None = None
     latency_note: str | None = None
+
+
+def _package_bytes(blob: bytes, path: Path) -> int:
+    from ..packaging.build import build
+
+    return len(build(blob, "onnx" if path.suffix.lower() == ".onnx" else "tflite", name=path.name)[0])
 
 
 def artifact_stats(path: str | os.PathLike, *, pruned_shapes: dict | None = None,
@@ -92,7 +100,8 @@ def artifact_stats(path: str | os.PathLike, *, pruned_shapes: dict | None = None
     ws = weight_stats([(n, a, f, ax, c) for (n, a, _, ax), f, c in zip(tensors, flags, cflags)], detail)
     st = ArtifactStats(path=str(path), precision=precision, file_bytes=len(blob),
                        gzip_bytes=len(gzip.compress(blob, 9, mtime=0)), weights=ws,
-                       huffman_file_bytes=len(blob) - ws.bytes + ws.huffman_bytes)
+                       huffman_file_bytes=len(blob) - ws.bytes + ws.huffman_bytes,
+                       package_bytes=_package_bytes(blob, path))
     if test is not None and test.labelled and len(test):
         st.test_accuracy, st.test_samples = artifact_accuracy(path, test, counted=True)
     return st

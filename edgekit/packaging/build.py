@@ -177,6 +177,11 @@ def _match(seg: Segment, i: int, base_segs: list[Segment], by_key: dict) -> Segm
     return cand
 
 
+def _product(data: bytes, product: tuple[int, int, int]) -> bytes:
+    bits, off, n = product
+    return fmt.scaled(bits, data[off:off + n])
+
+
 def _skeleton(data: bytes, segs: list[Segment]) -> bytes:
     return b"".join(data[o:o + n] for o, n in fmt.gaps(len(data), [(s.offset, s.length) for s in segs]))
 
@@ -271,7 +276,10 @@ def build(data: bytes, kind: str, *, name: str, base: bytes | None = None, base_
         a = _elements(data, seg)
         entry: dict[str, Any] = {"o": seg.offset, "n": seg.length}
         ref = _match(seg, i, base_segs, by_key) if base is not None else None
-        if ref is not None and base[ref.offset:ref.offset + ref.length] == data[seg.offset:seg.offset + seg.length]:
+        if seg.product is not None and _product(data, seg.product) == data[seg.offset:seg.offset + seg.length]:
+            entry.update(e="mul", a=seg.product[0], src=[seg.product[1], seg.product[2]])
+            label = "input scale x kernel scales"
+        elif ref is not None and base[ref.offset:ref.offset + ref.length] == data[seg.offset:seg.offset + seg.length]:
             entry.update(e="same", bo=ref.offset)
             label = "same as base"
         else:

@@ -159,6 +159,13 @@ def unshuffle(data, w):
     return np.frombuffer(data, dtype="u1").reshape(w, -1).T.tobytes()
 
 
+def scaled(bits, raw):
+    """float32(bits) * the float32 vector ``raw``, in float32 (IEEE, the same on every machine) -> bytes."""
+    np = _np()
+    a = np.frombuffer(struct.pack("<I", int(bits)), dtype="<f4")[0]
+    return (a * np.frombuffer(raw, dtype="<f4")).astype("<f4").tobytes()
+
+
 def decode_values(spec, blob):
     """Elements (numpy unsigned of width spec['w']) from a value spec; ``blob(i)`` gives blob i decoded."""
     np = _np()
@@ -276,9 +283,14 @@ def restore(data, base=None, name="package"):
             pos += length
         if pos != len(skel):
             raise ValueError("the skeleton does not fill the artifact")
-        for s in segs:
+        for s in sorted(segs, key=lambda s: s["e"] == "mul"):  # products read segments restored before them
             off, length, e = int(s["o"]), int(s["n"]), s["e"]
-            if e == "same":
+            if e == "mul":
+                src, n = int(s["src"][0]), int(s["src"][1])
+                if any(x["e"] == "mul" and int(x["o"]) < src + n and src < int(x["o"]) + int(x["n"]) for x in segs):
+                    raise ValueError("a product reads another product")
+                piece = scaled(s["a"], bytes(out[src:src + n]))
+            elif e == "same":
                 bo = int(s["bo"])
                 piece = base[bo:bo + length]
             elif e == "patch":

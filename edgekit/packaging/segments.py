@@ -6,6 +6,7 @@ onnx import). Everything else in the file (graph, names, quantization parameters
 """
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 
 from ..errors import ModelLoadError
@@ -29,6 +30,9 @@ class Segment:
     width: int  # bytes per element (1 when unknown)
     shape: list[int]
     axis: int | None = None  # per-channel quantized axis, when the file says so
+    #: float32 vector that should equal ``scalar * <the float32 vector at (offset, length)>`` (a bias's scales are
+    #: its input's scale times its kernel's): (scalar's float32 bits, offset, length)
+    product: tuple[int, int, int] | None = None
 
     @property
     def key(self) -> tuple:
@@ -84,6 +88,7 @@ def _tflite(data: bytes, name: str) -> list[Segment]:
     # segments they are coded as numbers (byte planes, codebooks) instead of with the names and offsets around them
     for si in range(model.SubgraphsLength()):
         sg = model.Subgraphs(si)
+        scale_at: dict[int, Segment] = {}
         for ti in range(sg.TensorsLength()):
             t = sg.Tensors(ti)
             q = t.Quantization()
@@ -95,6 +100,19 @@ def _tflite(data: bytes, name: str) -> list[Segment]:
                 if o and q._tab.VectorLen(o) > 1:
                     n = q._tab.VectorLen(o)
                     segs.append(Segment(q._tab.Vector(o), n * width, f"{tname}/{what}", dtype, width, [n]))
+                    if what == "scale":
+                        scale_at[ti] = segs[-1]
+        tensors = info.subgraphs[si].tensors
+        for op in info.subgraphs[si].operators:
+            if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") and len(op.inputs) > 2:
+                x, w, b = op.inputs[:3] if op.name != "TRANSPOSE_CONV" else (op.inputs[2], op.inputs[1],
+                                                                              op.inputs[3] if len(op.inputs) > 3 else -1)
+                if min(x, w, b) < 0 or b not in scale_at or w not in scale_at or len(tensors[x].scales) != 1:
+                    continue
+                src, dst = scale_at[w], scale_at[b]
+                if src.length == dst.length:
+                    bits = struct.unpack("<I", struct.pack("<f", tensors[x].scales[0]))[0]
+                    dst.product = (bits, src.offset, src.length)
     return segs
 
 
