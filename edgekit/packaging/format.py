@@ -52,7 +52,8 @@ def compress(data, codec, zdict=None):
     if codec == "raw":
         return data
     if codec == "lzma":
-        return lzma.compress(data, format=lzma.FORMAT_RAW, filters=[dict(_LZMA_FILTERS[0], preset=9 | lzma.PRESET_EXTREME)])
+        filters = [dict(_LZMA_FILTERS[0], preset=9 | lzma.PRESET_EXTREME)]
+        return lzma.compress(data, format=lzma.FORMAT_RAW, filters=filters)
     if codec == "zlib":
         if zdict:
             c = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, zdict)
@@ -111,7 +112,8 @@ def read_header(data, name="package"):
                            hint="update edgekit (and the runner on the device)")
     if len(body) != int(body_info["bytes"]):
         raise PackageError("bad_package", f"{name} is truncated or padded: its body is {len(body)} bytes, the "
-                                          f"header says {body_info['bytes']}", hint="copy or download the package again")
+                                          f"header says {body_info['bytes']}",
+                           hint="copy or download the package again")
     if sha256(body) != body_info["sha256"]:
         raise PackageError("bad_package", f"{name} is damaged or was altered: its body's sha256 differs from the "
                                           "header's", hint="copy or download the package again")

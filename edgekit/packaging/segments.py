@@ -105,8 +105,10 @@ def _tflite(data: bytes, name: str) -> list[Segment]:
         tensors = info.subgraphs[si].tensors
         for op in info.subgraphs[si].operators:
             if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") and len(op.inputs) > 2:
-                x, w, b = op.inputs[:3] if op.name != "TRANSPOSE_CONV" else (op.inputs[2], op.inputs[1],
-                                                                              op.inputs[3] if len(op.inputs) > 3 else -1)
+                if op.name == "TRANSPOSE_CONV":  # (output shape, weights, input, bias)
+                    x, w, b = op.inputs[2], op.inputs[1], op.inputs[3] if len(op.inputs) > 3 else -1
+                else:
+                    x, w, b = op.inputs[:3]
                 if min(x, w, b) < 0 or b not in scale_at or w not in scale_at or len(tensors[x].scales) != 1:
                     continue
                 src, dst = scale_at[w], scale_at[b]
