@@ -197,21 +197,35 @@ def test_delta_of_a_retrained_classifier_holds_only_the_head(tmp_path, kind):
 
 
 def test_delta_of_a_cluster_preserving_fine_tune_sends_changed_indices(tmp_path):
-    """A fine-tune that keeps the clusters moves some weights to other centroids of their channel: a patch (mask of
-    changed elements + their new values), far smaller than the tensor."""
+    """A cluster-preserving fine-tune (CQAT) moves every centroid (so every nonzero int8 value changes) and moves a
+    few weights to another cluster: the delta is the base's indices, the changed ones and the new codebooks."""
     w1 = weights()
-    w2 = {k: v.copy() for k, v in w1.items()}
+    w1["conv"] = np.clip(w1["conv"], -100, 100)
     rng = np.random.default_rng(3)
-    conv = np.moveaxis(w2["conv"], 0, 0)
-    flat = conv.reshape(64, -1)
+    flat = w1["conv"].reshape(64, -1).copy()
     for c in range(64):
         nz = np.flatnonzero(flat[c])
         pick = rng.choice(nz, max(1, len(nz) // 20), replace=False)
         flat[c, pick] = rng.choice(np.unique(flat[c][flat[c] != 0]), len(pick))  # another centroid of the channel
-    w2["conv"] = flat.reshape(w1["conv"].shape)
+    flat = flat + np.sign(flat).astype(np.int8)  # every centroid moves, in order; zeros stay
+    w2 = dict(w1, conv=flat.reshape(w1["conv"].shape))
+    v1, v2 = make_tflite(tmp_path / "v1.tflite", w1), make_tflite(tmp_path / "v2.tflite", w2)
+    full = package(v2, out=tmp_path / "full.ekpkg")
+    res = package(v2, base=v1, out=tmp_path / "d.ekpkg")
+    assert res.changed_segments == 1 and any("changed indices" in k for k in res.codings), res.codings
+    assert res.package_bytes < full.package_bytes / 2
+    assert fmt.restore((tmp_path / "d.ekpkg").read_bytes(), v1.read_bytes()) == v2.read_bytes()
+
+
+def test_delta_patch_of_a_few_changed_weights(tmp_path):
+    """Unclustered weights of which a few changed: the changed positions and their values."""
+    w1 = weights()
+    w2 = dict(w1, fc_float=w1["fc_float"].copy())
+    w2["fc_float"][3, 5] += 1
     v1, v2 = make_tflite(tmp_path / "v1.tflite", w1), make_tflite(tmp_path / "v2.tflite", w2)
     res = package(v2, base=v1, out=tmp_path / "d.ekpkg")
-    assert res.changed_segments == 1 and any(k.startswith("patch") for k in res.codings), res.codings
+    assert res.changed_segments == 1 and res.changed_elements == 1
+    assert any(k.startswith("patch") for k in res.codings), res.codings
     assert fmt.restore((tmp_path / "d.ekpkg").read_bytes(), v1.read_bytes()) == v2.read_bytes()
 
 

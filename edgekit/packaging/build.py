@@ -165,6 +165,30 @@ def _encode_values(streams: _Streams, a: np.ndarray, shape: list[int], axis: int
     return spec, label, cost, blobs
 
 
+def _recode_candidates(streams: _Streams, a: np.ndarray, old: np.ndarray, seg: Segment):
+    """Deltas in the codebook domain: the base's per-slice cluster indices, the ones that changed, and the new
+    codebooks (a cluster-preserving fine-tune moves the centroids, so every value changes but few indices do)."""
+    w, n = a.dtype.itemsize, a.size
+    axes = [None] + ([seg.axis] if seg.axis is not None and len(seg.shape) > 1 and seg.shape[seg.axis] > 1 else [])
+    for ax in axes:
+        rows = a.reshape(1, -1) if ax is None else np.moveaxis(a.reshape(seg.shape), ax, 0).reshape(seg.shape[ax], -1)
+        books = [np.unique(r) for r in rows]
+        counts = [len(b) for b in books]
+        if max(counts) > 65536 or sum(counts) * 2 > n:
+            continue
+        idx = fmt.slice_indices(a, seg.shape, ax)
+        changed = idx != fmt.slice_indices(old, seg.shape, ax)
+        it = 1 if max(counts) <= 256 else 2
+        spec = {"v": "cb", "w": w, "n": n, "it": it, "shape": list(seg.shape), "axis": ax}
+        blobs = [("k", "counts", np.asarray(counts, dtype="<u4").tobytes()),
+                 ("c", f"book{w}", _shuffle(np.concatenate(books))),
+                 ("i", f"index{it}", idx[changed].astype("u1" if it == 1 else "<u2").tobytes())]
+        mask = np.packbits(changed).tobytes()
+        cost = streams.cost([b for _, _, b in blobs] + [mask])
+        label = f"new codebook{'/channel' if ax is not None else ''} + changed indices"
+        yield cost, label, spec, blobs, mask
+
+
 def _elements(data: bytes, seg: Segment) -> np.ndarray:
     return np.frombuffer(data[seg.offset:seg.offset + seg.length], dtype=fmt._utype(seg.width))
 
@@ -284,23 +308,27 @@ def build(data: bytes, kind: str, *, name: str, base: bytes | None = None, base_
             label = "same as base"
         else:
             spec, label, cost, blobs = _encode_values(streams, a, seg.shape, seg.axis, commit=False)
-            patch = None
+            kind, mask = "code", None
             if ref is not None and ref.length == seg.length and ref.width == seg.width:
                 old = np.frombuffer(base[ref.offset:ref.offset + ref.length], dtype=a.dtype)
                 changed = old != a
-                mask = np.packbits(changed).tobytes()
+                stats["changed_elements"] += int(changed.sum())
+                pmask = np.packbits(changed).tobytes()
                 pspec, plabel, pcost, pblobs = _encode_values(streams, a[changed], [int(changed.sum())], None,
                                                               commit=False)
-                pcost += streams.cost([mask])
+                pcost += streams.cost([pmask])
                 if pcost < cost:
-                    patch = (pspec, pblobs, mask)
-                    label = f"patch ({plabel})"
-                stats["changed_elements"] += int(changed.sum())
+                    kind, mask, spec, blobs, cost, label = "patch", pmask, pspec, pblobs, pcost, f"patch ({plabel})"
+                for rcost, rlabel, rspec, rblobs, rmask in _recode_candidates(streams, a, old, seg):
+                    if rcost < cost:
+                        kind, mask, spec, blobs, cost, label = "recode", rmask, rspec, rblobs, rcost, rlabel
             elif base is not None:
                 stats["changed_elements"] += a.size
-            if patch is not None:
-                spec, blobs = dict(patch[0]), patch[1]
-                entry.update(e="patch", bo=ref.offset, w=seg.width, m=streams.add(patch[2], "patchmask"))
+            spec = dict(spec)
+            if kind == "patch":
+                entry.update(e="patch", bo=ref.offset, w=seg.width, m=streams.add(mask, "patchmask"))
+            elif kind == "recode":
+                entry.update(e="recode", bo=ref.offset, m=streams.add(mask, "patchmask"))
             else:
                 entry.update(e="code")
             for key, stream, blob in blobs:

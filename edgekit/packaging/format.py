@@ -168,6 +168,42 @@ def scaled(bits, raw):
     return (a * np.frombuffer(raw, dtype="<f4")).astype("<f4").tobytes()
 
 
+def _moved(shape, axis):
+    return [shape[axis]] + [s for i, s in enumerate(shape) if i != axis]
+
+
+def slice_indices(a, shape, axis):
+    """Per-slice codebook indices of the elements ``a`` (rank in the slice's sorted distinct values), in the
+    order of ``a`` with ``axis`` moved first (one slice per index of ``axis``; the whole tensor when None)."""
+    np = _np()
+    rows = a.reshape(1, -1) if axis is None else np.moveaxis(a.reshape(shape), axis, 0).reshape(shape[axis], -1)
+    idx = np.empty(rows.shape, dtype=np.int64)
+    for r, row in enumerate(rows):
+        idx[r] = np.unique(row, return_inverse=True)[1].reshape(-1)
+    return idx.reshape(-1)
+
+
+def from_indices(spec, counts, book, idx, mask=None):
+    """Elements from per-slice codebooks (``counts`` values each, concatenated in ``book``) and indices in moved
+    order; ``mask``: elements set to zero bits."""
+    np = _np()
+    n = int(spec["n"])
+    slices = len(counts)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    per = n // slices if slices else 0
+    if idx.size != n or per * slices != n or int(counts.sum()) != book.size:
+        raise ValueError("codebook indices do not match the segment")
+    if slices and (idx.reshape(slices, per) >= counts[:, None]).any():
+        raise ValueError("codebook index out of range")
+    vals = book[np.repeat(starts, per) + idx]
+    if mask is not None:
+        vals[mask] = 0
+    shape, axis = spec.get("shape"), spec.get("axis")
+    if axis is not None:
+        vals = np.moveaxis(vals.reshape(_moved(shape, axis)), 0, axis).reshape(-1)
+    return vals
+
+
 def decode_values(spec, blob):
     """Elements (numpy unsigned of width spec['w']) from a value spec; ``blob(i)`` gives blob i decoded."""
     np = _np()
@@ -187,21 +223,7 @@ def decode_values(spec, blob):
             idx[~mask] = np.frombuffer(blob(spec["i"]), dtype=it)
         else:
             idx = np.frombuffer(blob(spec["i"]), dtype=it).astype(np.int64)
-        slices = len(counts)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        per = n // slices if slices else 0
-        if idx.size != n or per * slices != n:
-            raise ValueError("codebook indices do not match the segment")
-        if slices and (idx.reshape(slices, per) >= counts[:, None]).any():
-            raise ValueError("codebook index out of range")
-        vals = book[np.repeat(starts, per) + idx]
-        if mask is not None:
-            vals[mask] = 0
-        shape, axis = spec.get("shape"), spec.get("axis")
-        if axis is not None:
-            moved = [shape[axis]] + [s for i, s in enumerate(shape) if i != axis]
-            vals = np.moveaxis(vals.reshape(moved), 0, axis).reshape(-1)
-        out = vals
+        out = from_indices(spec, counts, book, idx, mask)
     else:
         raise PackageError("unsupported", f"unknown value coding {kind!r}", hint="update edgekit")
     if out.size != n:
@@ -301,6 +323,14 @@ def restore(data, base=None, name="package"):
                 mask = np.unpackbits(np.frombuffer(blob(s["m"]), dtype="u1"), count=vals.size).astype(bool)
                 vals[mask] = decode_values(s["vals"], blob)
                 piece = vals.tobytes()
+            elif e == "recode":  # the base's per-slice indices, some changed, through new codebooks
+                bo, v = int(s["bo"]), s["vals"]
+                w = int(v["w"])
+                idx = slice_indices(_elements(base[bo:bo + length], w), v["shape"], v.get("axis"))
+                mask = np.unpackbits(np.frombuffer(blob(s["m"]), dtype="u1"), count=idx.size).astype(bool)
+                idx[mask] = np.frombuffer(blob(v["i"]), dtype="u1" if int(v["it"]) == 1 else "<u2")
+                counts = np.frombuffer(blob(v["k"]), dtype="<u4").astype(np.int64)
+                piece = from_indices(v, counts, _elements(unshuffle(blob(v["c"]), w), w), idx).tobytes()
             elif e == "code":
                 piece = decode_values(s["vals"], blob).tobytes()
             else:
