@@ -108,6 +108,7 @@ def test_cli_compress_json_and_table(tmp_path, fashion_mnist_available):
     assert data["stages"] == ["export"]
     art = data["report"]["artifacts"][0]
     assert art["path"].endswith("_int8.tflite") and art["weights"]["tensors"] == 28  # 15 conv + 13 depthwise
+    assert 0 < art["package_bytes"] < art["gzip_bytes"]  # the update package's bytes beside gzip and Huffman
     assert (tmp_path / (tmp_path.joinpath(art["path"]).stem + ".compression.json")).is_file()
     r = CliRunner().invoke(main, args)  # the rich table
     assert r.exit_code == 0 and "artifact: " in r.stdout and "report: " in r.stdout
