@@ -145,7 +145,8 @@ def test_full_package_restores_exactly_and_is_smaller_than_gzip(tmp_path, kind):
     assert any(k.startswith("codebook") for k in res.codings), res.codings
     back = unpack(res.path, out=tmp_path / "back")
     assert back.sha256 == res.sha256 and (tmp_path / "back").read_bytes() == art.read_bytes()
-    assert header_of(res.path)["artifact"]["sha256"] == res.sha256
+    assert header_of(res.path)["artifact"] == {"name": art.name, "format": kind, "bytes": art.stat().st_size,
+                                               "sha256": res.sha256}
 
 
 def test_per_channel_codebooks_code_per_channel_clusters(tmp_path):
@@ -323,6 +324,14 @@ def test_bench_restores_a_package_locally(tiny, tmp_path):
     assert row.sha256 == pkg.sha256 and row.format == "tflite" and row.model == "tiny"
     assert row.package["restored_sha256"] == pkg.sha256 and row.package["bytes"] == pkg.package_bytes
     assert row.bytes_transferred == 0  # local: nothing is copied
+
+
+def test_bench_restores_an_onnx_package_locally(tmp_path):
+    art = make_onnx(tmp_path / "m.onnx", weights())
+    pkg = package(art)
+    (row,) = bench([pkg.path], "local", runs=3, warmup=1)
+    assert row.ok, row.error
+    assert row.format == "onnx" and row.runtime == "onnxruntime" and row.package["restored_sha256"] == pkg.sha256
 
 
 def test_bench_refuses_a_delta_without_its_base_before_connecting(tiny, tmp_path):

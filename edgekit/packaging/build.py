@@ -308,7 +308,7 @@ def build(data: bytes, kind: str, *, name: str, base: bytes | None = None, base_
             label = "same as base"
         else:
             spec, label, cost, blobs = _encode_values(streams, a, seg.shape, seg.axis, commit=False)
-            kind, mask = "code", None
+            how, mask = "code", None
             if ref is not None and ref.length == seg.length and ref.width == seg.width:
                 old = np.frombuffer(base[ref.offset:ref.offset + ref.length], dtype=a.dtype)
                 changed = old != a
@@ -318,16 +318,16 @@ def build(data: bytes, kind: str, *, name: str, base: bytes | None = None, base_
                                                               commit=False)
                 pcost += streams.cost([pmask])
                 if pcost < cost:
-                    kind, mask, spec, blobs, cost, label = "patch", pmask, pspec, pblobs, pcost, f"patch ({plabel})"
+                    how, mask, spec, blobs, cost, label = "patch", pmask, pspec, pblobs, pcost, f"patch ({plabel})"
                 for rcost, rlabel, rspec, rblobs, rmask in _recode_candidates(streams, a, old, seg):
                     if rcost < cost:
-                        kind, mask, spec, blobs, cost, label = "recode", rmask, rspec, rblobs, rcost, rlabel
+                        how, mask, spec, blobs, cost, label = "recode", rmask, rspec, rblobs, rcost, rlabel
             elif base is not None:
                 stats["changed_elements"] += a.size
             spec = dict(spec)
-            if kind == "patch":
+            if how == "patch":
                 entry.update(e="patch", bo=ref.offset, w=seg.width, m=streams.add(mask, "patchmask"))
-            elif kind == "recode":
+            elif how == "recode":
                 entry.update(e="recode", bo=ref.offset, m=streams.add(mask, "patchmask"))
             else:
                 entry.update(e="code")
