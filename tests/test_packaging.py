@@ -345,37 +345,73 @@ def test_bench_refuses_a_delta_without_its_base_before_connecting(tiny, tmp_path
     assert row.ok and row.package["kind"] == "delta" and row.package["restored_sha256"] == delta.sha256
 
 
+@pytest.fixture(scope="module")
+def aarch64_pi(devlab, tmp_path_factory):
+    """An 'aarch64 Pi' over SSH: a loopback sshd whose device Python is devlab's aarch64 CPython under qemu
+    (arm64-sysroot.sh: tflite-runtime 2.14 + numpy 1.26, ai-edge-litert + numpy 2), as test_runner_aarch64 uses."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    try:
+        from test_devices_ssh import sshd as sshd_fixture
+        from test_runner_aarch64 import a64 as a64_fixture
+    finally:
+        sys.path.pop(0)
+    a64 = a64_fixture.__wrapped__(devlab)
+    gen = sshd_fixture.__wrapped__(devlab, tmp_path_factory)
+    info = next(gen)
+    try:
+        yield {"url": f"ssh://{info['SSHD_USER']}@{info['SSHD_HOST']}:{info['SSHD_PORT']}",
+               "key": dict(key_file=info["SSHD_KEY"], known_hosts=info["SSHD_KNOWN_HOSTS"]),
+               "python": {f: str(a64 / "bin" / f"python-{f}") for f in ("tflite", "litert")}}
+    finally:
+        next(gen, None)
+
+
 @pytest.mark.device
 @pytest.mark.slow
-def test_package_restores_exactly_on_arm64_over_ssh(arm64_ssh, devlab, tiny, tmp_path):
-    """The aarch64 board (its own Python and numpy) restores byte-identical artifacts: bench of a full and of a
-    delta package, and format.py alone on a package with per-channel codebooks and zero masks."""
-    key = dict(key_file=arm64_ssh["SSHD_KEY"], known_hosts=arm64_ssh["SSHD_KNOWN_HOSTS"])
-    py = arm64_ssh["python"]["litert"]
+@pytest.mark.parametrize("flavour", ["tflite", "litert"])
+def test_package_restores_exactly_on_aarch64_over_ssh(aarch64_pi, tiny, tmp_path, flavour):
+    """The aarch64 board (its own Python and numpy 1.x / 2.x) restores byte-identical artifacts: bench of a full
+    and of a delta package, and format.py alone on a package with per-channel codebooks, zero masks, derived
+    scales and a codebook delta."""
+    pi, py = aarch64_pi, aarch64_pi["python"][flavour]
     full = package(tiny, out=tmp_path / "tiny.tflite.ekpkg")
-    (row,) = bench([full.path], arm64_ssh["url"], python=py, runs=3, warmup=1, threads=1, **key)
+    (row,) = bench([full.path], pi["url"], python=py, runs=3, warmup=1, threads=1, **pi["key"])
     assert row.ok, row.error
     assert row.machine == "aarch64" and row.package["restored_sha256"] == full.sha256
-    assert row.bytes_transferred >= full.package_bytes  # package + unpacker (+ runner) copied
+    from edgekit.devices import RUNNER
+
+    sizes = {p.name: p.stat().st_size for p in (Path(full.path), FORMAT_MODULE, RUNNER, tiny)}
+    # what was not in the device's content-addressed cache yet is sent, and counted (an earlier run may have sent
+    # the same bytes already)
+    assert row.bytes_transferred == sum(sizes[n] for n in row.transfers), row.transfers
     again = tmp_path / "again.tflite"
     shutil.copy(tiny, again)
     delta = package(again, base=tiny, out=tmp_path / "d.ekpkg")
-    (row,) = bench([delta.path], arm64_ssh["url"], python=py, runs=2, warmup=0, threads=1, base=tiny, **key)
+    (row,) = bench([delta.path], pi["url"], python=py, runs=2, warmup=0, threads=1, base=tiny, **pi["key"])
     assert row.ok and row.package["kind"] == "delta" and row.package["restored_sha256"] == delta.sha256
-    assert row.bytes_transferred == delta.package_bytes  # the base, runner and unpacker are cached already
+    sizes["d.ekpkg"] = delta.package_bytes
+    assert row.bytes_transferred == sum(sizes[n] for n in row.transfers), row.transfers
 
     from edgekit.devices.profiles import parse_device
     from edgekit.devices.transports import ConnectOptions, create
 
-    art = make_tflite(tmp_path / "clustered.tflite", weights())
-    pkg = package(art, out=tmp_path / "clustered.ekpkg")
-    assert any(k.startswith("codebook") for k in pkg.codings)
-    t = create(parse_device(arm64_ssh["url"]), ConnectOptions(**key))
+    w1 = weights()
+    w2 = dict(w1, conv=np.clip(w1["conv"], -100, 100) + np.sign(w1["conv"]).astype(np.int8))  # centroids move
+    v1 = make_tflite(tmp_path / "v1.tflite", dict(w1, conv=np.clip(w1["conv"], -100, 100)), bias_scales="product")
+    v2 = make_tflite(tmp_path / "v2.tflite", w2, bias_scales="product")
+    pkgs = [(package(v2, out=tmp_path / "full2.ekpkg"), None), (package(v2, base=v1, out=tmp_path / "d2.ekpkg"), v1)]
+    codings = set(pkgs[0][0].codings) | set(pkgs[1][0].codings)
+    assert {"input scale x kernel scales", "codebook/channel+mask"} <= codings and any("changed indices" in c
+                                                                                       for c in codings), codings
+    t = create(parse_device(pi["url"]), ConnectOptions(**pi["key"]))
     t.connect()
     try:
-        argv = [py, t.put(FORMAT_MODULE), t.put(pkg.path), t.run_file("restored.tflite")]
-        done = t.run(argv, timeout=600)
-        assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout.strip().splitlines()[-1])["sha256"] == fmt.sha256(art.read_bytes())
+        for pkg, base in pkgs:
+            argv = [py, t.put(FORMAT_MODULE), t.put(pkg.path), t.run_file("restored.tflite")]
+            if base is not None:
+                argv += ["--base", t.put(base)]
+            done = t.run(argv, timeout=600)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert json.loads(done.stdout.strip().splitlines()[-1])["sha256"] == fmt.sha256(v2.read_bytes())
     finally:
         t.close()
