@@ -73,7 +73,7 @@ def make_tflite(path: Path, w: dict, bias_scales: str | None = None) -> Path:
         t.type = {np.int8: s.TensorType.INT8, np.int32: s.TensorType.INT32,
                   np.float32: s.TensorType.FLOAT32}[arr.dtype.type]
         if arr.dtype == np.int8:
-            axis = 3 if name == "dw" else 0
+            axis = 3 if name.endswith("dw") else 0
             q = s.QuantizationParametersT()
             q.scale = list(np.linspace(0.01, 0.02, arr.shape[axis]).astype(np.float32))
             q.zeroPoint = [0] * arr.shape[axis]
@@ -88,7 +88,7 @@ def make_tflite(path: Path, w: dict, bias_scales: str | None = None) -> Path:
     tensors.append(inp)
     ops, codes = [], []
     if bias_scales:
-        names = list(w)
+        names = [n.removeprefix("quant_") for n in w]
         conv, bias = tensors[names.index("conv")], tensors[names.index("bias")]
         q = s.QuantizationParametersT()
         prod = np.float32(0.0371) * np.asarray(conv.quantization.scale, dtype=np.float32)
@@ -215,6 +215,22 @@ def test_delta_of_a_cluster_preserving_fine_tune_sends_changed_indices(tmp_path)
     res = package(v2, base=v1, out=tmp_path / "d.ekpkg")
     assert res.changed_segments == 1 and any("changed indices" in k for k in res.codings), res.codings
     assert res.package_bytes < full.package_bytes / 2
+    assert fmt.restore((tmp_path / "d.ekpkg").read_bytes(), v1.read_bytes()) == v2.read_bytes()
+
+
+def test_delta_matches_renamed_and_reordered_tensors_by_the_operator_reading_them(tmp_path):
+    """QAT renames every layer and a converter may lay buffers out in another order: tensors are matched by the
+    operator input that reads them, so a small change stays a small delta."""
+    w1 = weights()
+    v1 = make_tflite(tmp_path / "v1.tflite", w1, bias_scales="product")
+    conv = w1["conv"].copy()
+    conv.reshape(-1)[:5] = 7
+    w2 = {"bias": w1["bias"], "fc": w1["fc"], "dw": w1["dw"], "fc_float": w1["fc_float"], "conv": conv}
+    renamed = {f"quant_{k}": v for k, v in w2.items()}
+    v2 = make_tflite(tmp_path / "v2.tflite", renamed, bias_scales="product")
+    res = package(v2, base=v1, out=tmp_path / "d.ekpkg")
+    assert any(k.startswith("patch") for k in res.codings), res.codings
+    assert res.package_bytes < package(v2, out=tmp_path / "f.ekpkg").package_bytes / 3
     assert fmt.restore((tmp_path / "d.ekpkg").read_bytes(), v1.read_bytes()) == v2.read_bytes()
 
 

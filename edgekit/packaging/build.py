@@ -193,12 +193,14 @@ def _elements(data: bytes, seg: Segment) -> np.ndarray:
     return np.frombuffer(data[seg.offset:seg.offset + seg.length], dtype=fmt._utype(seg.width))
 
 
-def _match(seg: Segment, i: int, base_segs: list[Segment], by_key: dict) -> Segment | None:
-    """The base's counterpart of ``seg``: same name, dtype and shape; else the same position and byte size."""
-    cand = by_key.get(seg.key)
-    if cand is None and i < len(base_segs) and base_segs[i].length == seg.length and base_segs[i].width == seg.width:
-        cand = base_segs[i]
-    return cand
+def _match(seg: Segment, i: int, base_segs: list[Segment], by_key: dict, by_role: dict) -> Segment | None:
+    """The base's counterpart of ``seg``: same name, dtype and shape; else read by the same operator input (names
+    change between exports, e.g. QAT's); else the same position; always of the same byte size."""
+    for cand in (by_key.get(seg.key), by_role.get(seg.role) if seg.role else None,
+                 base_segs[i] if i < len(base_segs) else None):
+        if cand is not None and cand.length == seg.length and cand.width == seg.width:
+            return cand
+    return None
 
 
 def _product(data: bytes, product: tuple[int, int, int]) -> bytes:
@@ -296,10 +298,11 @@ def build(data: bytes, kind: str, *, name: str, base: bytes | None = None, base_
     else:
         table["skeleton"] = {"e": "blob", "b": streams.add(skel, "skeleton")}
     by_key = {s.key: s for s in base_segs}
+    by_role = {s.role: s for s in base_segs if s.role}
     for i, seg in enumerate(segs):
         a = _elements(data, seg)
         entry: dict[str, Any] = {"o": seg.offset, "n": seg.length}
-        ref = _match(seg, i, base_segs, by_key) if base is not None else None
+        ref = _match(seg, i, base_segs, by_key, by_role) if base is not None else None
         if seg.product is not None and _product(data, seg.product) == data[seg.offset:seg.offset + seg.length]:
             entry.update(e="mul", a=seg.product[0], src=[seg.product[1], seg.product[2]])
             label = "input scale x kernel scales"

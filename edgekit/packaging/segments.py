@@ -33,6 +33,9 @@ class Segment:
     #: float32 vector that should equal ``scalar * <the float32 vector at (offset, length)>`` (a bias's scales are
     #: its input's scale times its kernel's): (scalar's float32 bits, offset, length)
     product: tuple[int, int, int] | None = None
+    #: where the graph reads it: (what, subgraph, operator index, input slot); names change between exports (QAT
+    #: renames every layer), the graph's structure does not
+    role: tuple | None = None
 
     @property
     def key(self) -> tuple:
@@ -70,7 +73,12 @@ def _tflite(data: bytes, name: str) -> list[Segment]:
         elif hasattr(b, "Offset") and int(b.Offset()) > 1:
             where[i] = (int(b.Offset()), int(b.Size()))
     segs, seen = [], set()
-    for sg in info.subgraphs:
+    roles: dict[tuple[int, int], tuple[int, int]] = {}  # (subgraph, tensor) -> first (operator, slot) reading it
+    for si, sg in enumerate(info.subgraphs):
+        for oi, op in enumerate(sg.operators):
+            for slot, ti in enumerate(op.inputs):
+                roles.setdefault((si, ti), (oi, slot))
+    for si, sg in enumerate(info.subgraphs):
         for t in sg.tensors:
             if t.buffer in where and t.buffer not in seen:
                 seen.add(t.buffer)
@@ -83,7 +91,9 @@ def _tflite(data: bytes, name: str) -> list[Segment]:
                 if n * width != length:
                     width, shape = 1, [length]
                 axis = t.quantized_dimension if len(t.scales) > 1 and width == 1 else None
-                segs.append(Segment(off, length, t.name, t.dtype, width, shape, axis))
+                role = roles.get((si, t.index))
+                segs.append(Segment(off, length, t.name, t.dtype, width, shape, axis,
+                                    role=("data", si, *role) if role else None))
     # per-channel quantization vectors (float32 scales, int64 zero points) live in the flatbuffer's tables: as
     # segments they are coded as numbers (byte planes, codebooks) instead of with the names and offsets around them
     for si in range(model.SubgraphsLength()):
@@ -99,7 +109,9 @@ def _tflite(data: bytes, name: str) -> list[Segment]:
                 o = flatbuffers.number_types.UOffsetTFlags.py_type(q._tab.Offset(slot))
                 if o and q._tab.VectorLen(o) > 1:
                     n = q._tab.VectorLen(o)
-                    segs.append(Segment(q._tab.Vector(o), n * width, f"{tname}/{what}", dtype, width, [n]))
+                    role = roles.get((si, ti))
+                    segs.append(Segment(q._tab.Vector(o), n * width, f"{tname}/{what}", dtype, width, [n],
+                                        role=(what, si, *role) if role else None))
                     if what == "scale":
                         scale_at[ti] = segs[-1]
         tensors = info.subgraphs[si].tensors
