@@ -5,15 +5,16 @@ and, failing that, the tensor dtypes tell the precision.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._io import json_loads
 from .._jsonable import JsonMixin
 from ..errors import InvalidArgument
+from ..specs.formats import format_of, precision_tokens, suffixes
 from .transports import sha256_file
-from .verify_data import VERIFY_SUFFIX
+from .._verify_data import VERIFY_SUFFIX
 
 
 
@@ -49,8 +50,6 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
     if not p.is_file():
         raise InvalidArgument(f"artifact {str(p)!r} does not exist",
                               hint="check the path; `edgekit export` writes artifacts under artifacts/ by default")
-    from ..exporters import format_of, precision_tokens, suffixes  # the format registry (no TensorFlow)
-
     if is_package(p):
         return package_info(p)
     fmt = format_of(p)
@@ -64,7 +63,7 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
     for cand in (p.with_name(p.name + ".json"), p.with_suffix(".json")):
         if cand.is_file():
             try:
-                data = json.loads(cand.read_text())
+                data = json_loads(cand.read_text())
             except (OSError, ValueError):
                 continue
             if isinstance(data, dict):
@@ -113,8 +112,6 @@ def package_info(path: Path, base: str | Path | None = None) -> ArtifactInfo:
     precision = a.get("precision") or _precision_from_name(name.stem) or "unknown"
     model = a.get("model")
     if not model:
-        from ..exporters import precision_tokens
-
         words = "|".join(re.escape(t) for t, _ in precision_tokens())
         model = re.sub(rf"[_.-]({words})$", "", name.stem, flags=re.I) or name.stem
     info = ArtifactInfo(str(path), str(model), str(a.get("format") or name.suffix.lstrip(".")), str(precision),
@@ -126,8 +123,6 @@ def package_info(path: Path, base: str | Path | None = None) -> ArtifactInfo:
 
 
 def _precision_from_name(stem: str) -> str | None:
-    from ..exporters import precision_tokens
-
     tokens = re.split(r"[^a-z0-9]+", stem.lower())
     joined = "_".join(tokens)
     for token, prec in precision_tokens():
