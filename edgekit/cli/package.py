@@ -6,6 +6,7 @@ from typing import Any
 import click
 from rich.markup import escape
 
+from ..packaging import package, unpack
 from ..specs.package import PackageSpec, UnpackSpec
 from ._options import given, spec_command, spec_options
 from ._output import emit, json_option, out
@@ -52,8 +53,6 @@ def package_cmd(as_json: bool, **kwargs: Any) -> None:
     delta holds, per tensor, nothing (unchanged), the changed elements (mask + values) or the new tensor. Restoring
     needs only Python + numpy (edgekit/packaging/format.py, shipped with the runner) and checks the sha256.
     """
-    from ..packaging import package
-
     emit(package(spec=PackageSpec.from_dict(given(kwargs))), as_json, render_package)
 
 
@@ -71,8 +70,6 @@ def unpack_cmd(as_json: bool, **kwargs: Any) -> None:
     A damaged, truncated or altered package, or a wrong or missing base: error, exit 2, nothing written, the base
     untouched.
     """
-    from ..packaging import unpack
-
     emit(unpack(spec=UnpackSpec.from_dict(given(kwargs))), as_json, render_unpack)
 
 

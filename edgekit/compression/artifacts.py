@@ -12,6 +12,7 @@ import numpy as np
 
 from .._jsonable import JsonMixin
 from .weights import WeightStats, weight_stats
+from ..packaging.build import build as build_package
 from ..devices.bench import local_latency  # noqa: F401 - one home (devices); the pipeline reads it here
 
 #: TFLite ops whose input #1 is a weight (filter) tensor
@@ -83,9 +84,7 @@ class ArtifactStats(JsonMixin):
 
 
 def _package_bytes(blob: bytes, path: Path) -> int:
-    from ..packaging.build import build
-
-    return len(build(blob, "onnx" if path.suffix.lower() == ".onnx" else "tflite", name=path.name)[0])
+    return len(build_package(blob, "onnx" if path.suffix.lower() == ".onnx" else "tflite", name=path.name)[0])
 
 
 def artifact_stats(path: str | os.PathLike, *, pruned_shapes: dict | None = None,

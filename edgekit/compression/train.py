@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from fnmatch import fnmatchcase
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -283,8 +284,6 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
 def freeze_except(model, patterns) -> list[str]:
     """Freeze every layer of ``model`` whose name matches none of ``patterns`` (fnmatch); returns the trainable
     ones. A frozen BatchNormalization also keeps its statistics (tf_keras runs it in inference mode)."""
-    from fnmatch import fnmatchcase
-
     names = [layer.name for layer in model.layers]
     hits = [n for n in names if any(fnmatchcase(n, p) for p in patterns)]
     if not hits:

@@ -12,6 +12,9 @@ from pathlib import Path
 from .._io import json_loads
 from .._jsonable import JsonMixin
 from ..errors import InvalidArgument
+from ..packaging import SUFFIX as PACKAGE_SUFFIX
+from ..packaging import header_of
+from ..packaging.format import MAGIC as PACKAGE_MAGIC
 from ..specs.formats import format_of, precision_tokens, suffixes
 from .transports import sha256_file
 from .._verify_data import VERIFY_SUFFIX
@@ -90,22 +93,17 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
 
 
 def is_package(path: Path) -> bool:
-    from ..packaging import SUFFIX
-    from ..packaging.format import MAGIC
-
-    if path.suffix == SUFFIX:
+    if path.suffix == PACKAGE_SUFFIX:
         return True
     try:
         with open(path, "rb") as fh:
-            return fh.read(5) == MAGIC[:5]
+            return fh.read(5) == PACKAGE_MAGIC[:5]
     except OSError:
         return False
 
 
 def package_info(path: Path, base: str | Path | None = None) -> ArtifactInfo:
     """The artifact an update package restores to (its manifest: name, format, sha256, bytes, model, precision)."""
-    from ..packaging import header_of
-
     header = header_of(path)  # checked: magic, version, body sha256 (InvalidArgument / ModelLoadError)
     a = header["artifact"]
     name = Path(str(a.get("name") or path.stem))

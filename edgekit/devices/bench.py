@@ -22,6 +22,8 @@ from .profiles import DeviceSpec, check_runtime, parse_device
 from .protocol import RUNNER, Settings, run_one
 from .transports import ConnectOptions, Transport, create
 from ..data.arrays import check_array_file
+from ..packaging import header_of
+from .transports import sha256_file
 from .opprofile import attach
 
 __all__ = ["bench", "BenchResult", "RUNNER", "status_of", "result"]
@@ -157,9 +159,6 @@ def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: Ba
 
 def _check_packages(infos: list[ArtifactInfo], base: str | Path | None) -> None:
     """A delta package needs its base, and the right one, before anything connects."""
-    from ..packaging import header_of
-    from .transports import sha256_file
-
     deltas = [a for a in infos if a.package_kind == "delta"]
     if base is not None and not deltas:
         raise InvalidArgument("--base applies to delta packages (edgekit package --base)",

@@ -16,6 +16,7 @@ from . import benchmark_model, parity
 from .artifacts import ArtifactInfo
 from .transports import Transport, sha256_file
 from .. import _tflite, _verify_data as verify_data
+from ..packaging import FORMAT_MODULE
 
 RUNNER = Path(__file__).with_name("runner.py")
 INSTALL_HINT = ("on the device: pip install numpy ai-edge-litert   (older boards / Python < 3.10: "
@@ -208,8 +209,6 @@ def run_benchmark_model(t: Transport, art: ArtifactInfo, s: Settings, model_path
 def run_package(t: Transport, art: ArtifactInfo, s: Settings) -> dict[str, Any]:
     """An update package: sent as it is (with edgekit's unpacker, and the base a delta needs), restored to the run
     dir and sha256-checked by the runner on the device, then measured like any artifact."""
-    from ..packaging import FORMAT_MODULE
-
     if not (t.spec.uses_runner or s.python):
         raise InvalidArgument(f"{t.spec.name} has no Python (benchmark_model): it cannot restore a package",
                               hint="edgekit unpack the package and bench the artifact, or set python: in the profile")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from .. import _tflite as tflite_file
 from ..errors import ModelLoadError
 
 _TFLITE_WIDTH = {"float32": 4, "float16": 2, "int32": 4, "uint8": 1, "int64": 8, "int8": 1, "int16": 2,
@@ -59,10 +60,8 @@ def find(data: bytes, fmt: str, name: str = "model") -> list[Segment]:
 def _tflite(data: bytes, name: str) -> list[Segment]:
     import flatbuffers
 
-    from .. import _tflite
-
-    info = _tflite.read(data, name)  # validates (ModelLoadError for a damaged file)
-    s = _tflite.schema()
+    info = tflite_file.read(data, name)  # validates (ModelLoadError for a damaged file)
+    s = tflite_file.schema()
     model = s.Model.GetRootAs(data, 0)
     where: dict[int, tuple[int, int]] = {}
     for i in range(model.BuffersLength()):
