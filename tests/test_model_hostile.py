@@ -1,0 +1,177 @@
+"""Hostile model files, round 3 (issue 18): op layers that call TensorFlow symbols named in the file (ClassMethod,
+TFOpLambda and kin), stored ``module``/function names, SavedModel graphs, archives and paths. Each input is built
+here from scratch; a marker file under tmp_path proves that no code ran."""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from edgekit import models
+from edgekit.cli import main
+from edgekit.models import UntrustedModelCode
+from edgekit.models._safety import find_code
+
+
+@pytest.fixture
+def cli(monkeypatch, tmp_path):
+    monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """A tiny tf-keras model (8x8x1 -> 10) saved as .h5 and as tf-keras .keras, and its config."""
+    from edgekit._keras import keras, layers
+
+    root = tmp_path_factory.mktemp("plain")
+    inp = layers.Input((8, 8, 1), name="image")
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inp)
+    out = layers.Dense(10, activation="softmax", name="fc")(layers.GlobalAveragePooling2D(name="gap")(x))
+    m = keras.Model(inp, out, name="plain_cnn")
+    m.save(str(root / "plain.h5"))
+    m.save(str(root / "plain.keras"))
+    return root
+
+
+def _with_layer(plain: Path, dest: Path, layer: dict) -> Path:
+    """A copy of the plain .h5 (or .keras, by ``dest``'s suffix) whose model config holds ``layer`` too."""
+    import h5py
+
+    if dest.suffix == ".h5":
+        dest.write_bytes((plain / "plain.h5").read_bytes())
+        with h5py.File(dest, "r+") as f:
+            cfg = json.loads(f.attrs["model_config"])
+            cfg["config"]["layers"].append(layer)
+            f.attrs["model_config"] = json.dumps(cfg)
+        return dest
+    with zipfile.ZipFile(plain / "plain.keras") as src, zipfile.ZipFile(dest, "w") as out:
+        for item in src.infolist():
+            data = src.read(item.filename)
+            if item.filename == "config.json":
+                cfg = json.loads(data)
+                cfg["config"]["layers"].append(layer)
+                data = json.dumps(cfg).encode()
+            out.writestr(item, data)
+    return dest
+
+
+def _const_node(*args) -> list:
+    """A tf-keras inbound node calling the layer with constants only (no tensor from the model)."""
+    return [[["_CONSTANT_VALUE", -1, a, {}] for a in args[:-1]] + [["_CONSTANT_VALUE", -1, args[-1], {"kwargs": {}}]]]
+
+
+def _class_method(marker: Path, symbol: str = "io.write_file", method: str = "__call__") -> dict:
+    return {"class_name": "ClassMethod", "name": "cm", "inbound_nodes": _const_node(str(marker), "data"),
+            "config": {"name": "cm", "trainable": True, "dtype": "float32", "cls_symbol": symbol,
+                       "method_name": method}}
+
+
+def _tfop(marker: Path, function: str) -> dict:
+    node = [[["_CONSTANT_VALUE", -1, "data", {"output_stream": f"file://{marker}"} if function == "print" else
+              {"contents": "data"}]]]
+    return {"class_name": "TFOpLambda", "name": "op", "inbound_nodes": node,
+            "config": {"name": "op", "trainable": True, "dtype": "float32", "function": function}}
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+def test_class_method_calling_write_file_is_refused(plain, tmp_path, cli, suffix):
+    """The issue's ClassMethod (cls_symbol io.write_file) wrote its file while the model loaded."""
+    marker = tmp_path / "MARKER"
+    path = _with_layer(plain, tmp_path / f"cm{suffix}", _class_method(marker))
+    for args in (("profile", path), ("export", "mobilenet_v1", "--alpha", "0.25", "--resolution", "32",
+                                     "--weights", path)):
+        res = cli(*args)
+        assert not marker.exists(), f"{args[0]} ran tf.io.write_file from the {suffix} file"
+        assert res.exit_code == 2, res.output
+        lines = res.stderr.splitlines()
+        assert lines[0].startswith("error:") and "ClassMethod layer 'cm'" in lines[0] and "io.write_file" in lines[0]
+        assert lines[1].startswith("hint:") and "--trust-model-code" in lines[1]
+
+
+@pytest.mark.parametrize("symbol", ["mlir.experimental.write_bytecode", "io.write_file", "io.gfile.copy",
+                                    "io.gfile.remove", "io.gfile.rmtree", "test.main", "print",
+                                    "quantization.experimental.QuantizationComponent",
+                                    "__internal__.decorator.make_decorator", "compat.v1.io.write_file",
+                                    "raw_ops.WriteFile", "strings.format", "nn.RNNCellDeviceWrapper",
+                                    "image.decode_png", "linalg.experimental.conjugate_gradient", "math..add",
+                                    "math.__class__", "nest.map_structure", "py_function"])
+def test_tfop_lambda_outside_the_allowlist_is_refused(plain, tmp_path, symbol):
+    marker = tmp_path / "MARKER"
+    path = _with_layer(plain, tmp_path / "op.h5", _tfop(marker, symbol))
+    with pytest.raises(UntrustedModelCode, match=r"TFOpLambda layer 'op'.*not on the allowlist"):
+        models.load_model_file(path)
+    assert not marker.exists()
+
+
+def test_tfop_lambda_would_write(plain, tmp_path):
+    """The hole is real: trusting the file lets a constant-only TFOpLambda (tf.print to a file) write at load."""
+    marker = tmp_path / "MARKER"
+    path = _with_layer(plain, tmp_path / "op.h5", _tfop(marker, "print"))
+    with pytest.raises(Exception):  # noqa: B017 - tf-keras fails after the op ran (constant-only node)
+        models.load_model_file(path, trust_model_code=True)
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("name", ["__operators__.add", "__operators__.getitem", "reshape", "concat", "transpose",
+                                  "math.reduce_mean", "nn.relu", "nn.relu6", "math.special.bessel_i0",
+                                  "image.resize", "linalg.matmul", "clip_by_value", "where"])
+def test_pure_ops_are_on_the_allowlist(name):
+    from edgekit.models._safety import pure_tf_function
+
+    assert pure_tf_function(name)
+
+
+@pytest.mark.parametrize("layer", [
+    {"class_name": "ClassMethod", "config": {"name": "c", "cls_symbol": "RaggedTensor", "method_name": "__init__"}},
+    {"class_name": "ClassMethod", "config": {"name": "c", "cls_symbol": "io.gfile.GFile",
+                                             "method_name": "from_row_splits"}},
+    {"class_name": "InstanceMethod", "config": {"name": "c", "attr_name": "__setattr__"}},
+    {"class_name": "InstanceProperty", "config": {"name": "c", "attr_name": "__class__"}},
+    {"class_name": "Dense", "registered_name": "TFOpLambda", "config": {"name": "c", "function": "io.write_file"}},
+    {"class_name": "SlicingOpLambda", "config": {"name": "c", "function": "io.write_file"}},
+])
+def test_op_layer_kin_outside_the_allowlist(layer):
+    found = find_code({"class_name": "Functional", "config": {"layers": [layer]}})
+    assert found and found[0].layer == "c" and "allowlist" in found[0].why
+
+
+def test_ragged_class_methods_and_attrs_pass():
+    ok = [{"class_name": "ClassMethod", "config": {"name": "c", "cls_symbol": "RaggedTensor",
+                                                    "method_name": "from_row_lengths"}},
+          {"class_name": "InstanceProperty", "config": {"name": "p", "attr_name": "flat_values"}},
+          {"class_name": "InstanceMethod", "config": {"name": "m", "attr_name": "to_tensor"}}]
+    assert find_code({"class_name": "Functional", "config": {"layers": ok}}) == []
+
+
+@pytest.mark.parametrize("obj, words", [
+    ({"module": "tensorflow.python.lib.io.file_io", "class_name": "function", "config": "write_string_to_file",
+      "registered_name": None}, "write_string_to_file"),
+    ({"module": "tf_keras.src.utils.generic_utils", "class_name": "function", "config": "func_load",
+      "registered_name": None}, "func_load"),
+    ({"module": "builtins", "class_name": "eval", "config": {}}, "builtins"),
+    ({"module": "numpy", "class_name": "load", "config": {}}, "numpy"),
+    ({"module": "tensorflow.python.platform.gfile", "class_name": "GFile", "config": {"name": "/etc/passwd"}},
+     "tensorflow.python.platform.gfile"),
+    ({"class_name": "__typespec__", "module": "tensorflow.python.lib.io.file_io", "spec_name": "FileIO",
+      "registered_name": "x", "config": {}}, "FileIO"),
+])
+def test_stored_modules_and_functions_outside_the_allowlist(obj, words, tmp_path):
+    layer = {"module": "keras.layers", "class_name": "Dense", "registered_name": None,
+             "config": {"name": "d", "units": 2, "activation": obj}}
+    found = find_code({"class_name": "Functional", "config": {"layers": [layer]}})
+    assert found and words in found[0].why
+
+
+def test_keras_activations_by_function_pass():
+    act = {"module": "keras.activations", "class_name": "function", "config": "relu", "registered_name": None}
+    spec = {"class_name": "__typespec__", "module": "tensorflow.python.framework.tensor", "spec_name": "TensorSpec",
+            "registered_name": None, "config": [[None, 4], "float32"]}
+    layer = {"module": "keras.layers", "class_name": "Dense", "config": {"name": "d", "units": 2, "activation": act,
+                                                                        "spec": spec}}
+    assert find_code({"class_name": "Functional", "config": {"layers": [layer]}}) == []
