@@ -1,4 +1,5 @@
-"""Atomic file output: write to a temporary path beside the destination, rename on success, delete on error."""
+"""Atomic file output (write to a temporary path beside the destination, rename on success, delete on error), and
+safe input: paths edgekit reads must be regular files or folders, read with a size limit."""
 from __future__ import annotations
 
 import contextlib
@@ -6,11 +7,12 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
-from .errors import InvalidArgument
+from .errors import EdgekitError, InvalidArgument
 
 
 def ensure_writable_dir(path: str | os.PathLike, create: bool = True, option: str = "--out") -> Path:
@@ -88,3 +90,119 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+# -- reading input paths -------------------------------------------------------------------------------------------
+#: what a path is when it is neither a regular file nor a folder (by its st_mode)
+_KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def path_kind(mode: int) -> str:
+    """``"a FIFO (named pipe)"``, ``"a character device"``, ... for a ``st_mode`` that is not a file or folder."""
+    return next((text for test, text in _KINDS if test(mode)), "not a regular file")
+
+
+def _not_regular(path: Path, what: str, mode: int, error: type[EdgekitError], dirs: bool) -> EdgekitError:
+    link = f" (a link to {os.path.realpath(path)!r})" if path.is_symlink() else ""
+    ok = "a regular file or a folder" if dirs else "a regular file"
+    return error(f"{what} {str(path)!r}{link} is {path_kind(mode)}, not {ok}; edgekit reads only regular files",
+                 hint=f"pass {ok} (copy the data to a file first)")
+
+
+def check_input_path(path: str | os.PathLike, what: str, *, dirs: bool = True,
+                     error: type[EdgekitError] = InvalidArgument) -> Path:
+    """``path`` as a Path after checking that it is a regular file (or, with ``dirs``, a folder), links followed.
+
+    A FIFO, a device (``/dev/zero`` or a link to it), a socket: ``error`` (an InvalidArgument subclass) saying what it
+    is, before anything reads it (a FIFO would block forever, ``/dev/zero`` never ends). A path that does not exist
+    is returned as is: the caller says what was expected there.
+    """
+    p = Path(path).expanduser()
+    try:
+        mode = os.stat(p).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return p
+    except OSError as exc:
+        raise error(f"cannot read {what} {str(p)!r}: {exc.strerror or exc}", hint="check the path and its permissions")
+    if stat.S_ISREG(mode) or (dirs and stat.S_ISDIR(mode)):
+        return p
+    raise _not_regular(p, what, mode, error, dirs)
+
+
+@contextlib.contextmanager
+def open_input(path: str | os.PathLike, what: str, *, limit: int | None = None,
+               error: type[EdgekitError] = InvalidArgument) -> Iterator[BinaryIO]:
+    """Open ``path`` for reading if it is a regular file of at most ``limit`` bytes (``error`` otherwise).
+
+    Opened without blocking and checked on the open descriptor, so a FIFO swapped in after a check cannot hang the
+    read. ``limit`` bounds the size up front (an input larger than anything edgekit expects there is refused before
+    a byte is read).
+    """
+    p = Path(path).expanduser()
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise error(f"cannot read {what} {str(p)!r}: {exc.strerror or exc}",
+                    hint="check the path and its permissions") from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(p, what, st.st_mode, error, dirs=False)
+        if limit is not None and st.st_size > limit:
+            raise error(f"{what} {str(p)!r} is {st.st_size} bytes, more than the {limit} bytes edgekit reads there",
+                        hint=f"is it the right file? {what} is expected to be at most {_size(limit)}")
+        os.set_blocking(fd, True)
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
+        yield fh
+
+
+def read_input_bytes(path: str | os.PathLike, what: str, *, limit: int,
+                     error: type[EdgekitError] = InvalidArgument) -> bytes:
+    """The bytes of regular file ``path`` (at most ``limit``; see :func:`open_input`)."""
+    with open_input(path, what, limit=limit, error=error) as fh:
+        data = fh.read(limit + 1)
+    if len(data) > limit:   # grew while we read
+        raise error(f"{what} {str(path)!r} is more than the {limit} bytes edgekit reads there",
+                    hint=f"is it the right file? {what} is expected to be at most {_size(limit)}")
+    return data
+
+
+def read_input_text(path: str | os.PathLike, what: str, *, limit: int,
+                    error: type[EdgekitError] = InvalidArgument) -> str:
+    """The UTF-8 text of regular file ``path`` (at most ``limit`` bytes); text that is not UTF-8 is ``error``."""
+    data = read_input_bytes(path, what, limit=limit, error=error)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{what} {str(path)!r} is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r})",
+                    hint=f"save {what} as UTF-8 text") from None
+
+
+def check_input_tree(root: str | os.PathLike, what: str, *, max_entries: int = 100_000,
+                     error: type[EdgekitError] = InvalidArgument) -> None:
+    """Every entry under folder ``root`` (links followed) is a regular file or a folder, and there are at most
+    ``max_entries`` of them; ``error`` naming the first that is not (a FIFO inside a SavedModel would hang its
+    loader)."""
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            count += 1
+            if count > max_entries:
+                raise error(f"{what} {str(root)!r} holds more than {max_entries} files and folders",
+                            hint="is it the right folder?")
+            p = Path(dirpath) / name
+            try:
+                mode = os.stat(p).st_mode
+            except OSError:
+                continue   # a dangling link: the loader reports the missing file
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise _not_regular(p, f"{what} entry", mode, error, dirs=True)
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 30):g} GiB" if n >= 1 << 30 else f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n} bytes"

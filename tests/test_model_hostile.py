@@ -175,3 +175,95 @@ def test_keras_activations_by_function_pass():
     layer = {"module": "keras.layers", "class_name": "Dense", "config": {"name": "d", "units": 2, "activation": act,
                                                                         "spec": spec}}
     assert find_code({"class_name": "Functional", "config": {"layers": [layer]}}) == []
+
+
+# -- SavedModel graphs -----------------------------------------------------------------------------------------------
+def _savedmodel_with_resource(dest: Path, marker: Path) -> Path:
+    """The issue's case: a tf-keras model holding a TrackableResource whose ``_initialize`` writes ``marker``."""
+    from edgekit._keras import keras, layers, tf
+
+    class Writer(tf.saved_model.experimental.TrackableResource):
+        def _create_resource(self):
+            return tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[], shared_name="w")
+
+        def _initialize(self):
+            tf.io.write_file(str(marker), "ran")
+
+    inp = layers.Input((8, 8, 1))
+    out = layers.Dense(10)(layers.Flatten()(inp))
+    m = keras.Model(inp, out, name="res_cnn")
+    m.writer = Writer()
+    m.save(str(dest), save_format="tf")
+    marker.unlink(missing_ok=True)
+    return dest
+
+
+def _savedmodel_with_writing_layer(dest: Path, marker: Path) -> Path:
+    """A custom layer whose ``call`` writes ``marker`` (the revived function runs when the model runs)."""
+    from edgekit._keras import keras, layers, tf
+
+    class Writes(layers.Layer):
+        def call(self, x):
+            tf.io.write_file(str(marker), "ran")
+            return x
+
+    inp = layers.Input((8, 8, 1))
+    out = layers.Dense(10)(layers.Flatten()(Writes(name="writes")(inp)))
+    keras.Model(inp, out, name="writes_cnn").save(str(dest), save_format="tf")
+    marker.unlink(missing_ok=True)
+    return dest
+
+
+@pytest.mark.parametrize("build, command, where", [
+    (_savedmodel_with_resource, ("profile", "MODEL"), "_initialize"),
+    (_savedmodel_with_writing_layer, ("export", "MODEL", "--quantize", "fp16"), "writes"),
+])
+def test_savedmodel_graph_ops_are_checked(tmp_path, cli, build, command, where):
+    marker = tmp_path / "MARKER"
+    path = build(tmp_path / "sm", marker)
+    res = cli(*[path if a == "MODEL" else a for a in command])
+    assert not marker.exists(), f"{command[0]} ran the SavedModel's WriteFile op"
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.splitlines()
+    assert lines[0].startswith("error:") and "op WriteFile in function" in lines[0] and where in lines[0], lines[0]
+    assert lines[1].startswith("hint:") and "--trust-model-code" in lines[1]
+    assert not list(Path.cwd().glob("artifacts/*"))
+
+
+def test_savedmodel_writes_when_trusted(tmp_path):
+    """The hole is real: the trusted file's resource initializer writes the marker while the model loads."""
+    marker = tmp_path / "MARKER"
+    models.load_model_file(_savedmodel_with_resource(tmp_path / "sm", marker), trust_model_code=True)
+    assert marker.exists()
+
+
+def test_savedmodel_saver_ops_only_in_the_saver(tmp_path):
+    """SaveV2/RestoreV2 pass where TensorFlow puts them (traced save/restore called by the main graph only); a
+    function of the model (e.g. a resource initializer) that saves a checkpoint is refused."""
+    from edgekit._keras import keras, layers, tf
+    from edgekit.models._graph_safety import find_graph_code, read_saved_model_proto
+
+    class Saver(tf.saved_model.experimental.TrackableResource):
+        def _create_resource(self):
+            return tf.raw_ops.VarHandleOp(dtype=tf.float32, shape=[], shared_name="s")
+
+        def _initialize(self):
+            tf.raw_ops.SaveV2(prefix=str(tmp_path / "ckpt"), tensor_names=["x"], shape_and_slices=[""],
+                              tensors=[tf.constant(1.0)])
+
+    inp = layers.Input((4,))
+    m = keras.Model(inp, layers.Dense(2)(inp))
+    m.save(str(tmp_path / "plain_sm"), save_format="tf")
+    assert find_graph_code(read_saved_model_proto(tmp_path / "plain_sm")) == []
+    m.saver = Saver()
+    m.save(str(tmp_path / "saver_sm"), save_format="tf")
+    found = find_graph_code(read_saved_model_proto(tmp_path / "saver_sm"))
+    assert [f.kind for f in found] == ["op SaveV2"] and "_initialize" in found[0].layer
+
+
+def test_zoo_savedmodel_passes_the_graph_check(tmp_path):
+    """edgekit's own zoo models saved as SavedModel (batch norm, dropout, depthwise convs) load untrusted."""
+    m = models.create("mobilenet_v2", alpha=0.35, resolution=32, weights="none", classes=10)
+    m.save(str(tmp_path / "zoo_sm"), save_format="tf")
+    loaded = models.load_model_file(tmp_path / "zoo_sm")
+    assert loaded.count_params() == m.count_params()
