@@ -95,7 +95,7 @@ def sha256_file(path: str | os.PathLike) -> str:
 # -- reading input paths -------------------------------------------------------------------------------------------
 #: what a path is when it is neither a regular file nor a folder (by its st_mode)
 _KINDS = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
 
 
 def path_kind(mode: int) -> str:
@@ -143,6 +143,7 @@ def open_input(path: str | os.PathLike, what: str, *, limit: int | None = None,
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:
+        check_input_path(p, what, dirs=False, error=error)   # a socket (ENXIO) or a folder (EISDIR): say what it is
         raise error(f"cannot read {what} {str(p)!r}: {exc.strerror or exc}",
                     hint="check the path and its permissions") from exc
     try:
@@ -206,3 +207,66 @@ def check_input_tree(root: str | os.PathLike, what: str, *, max_entries: int = 1
 
 def _size(n: int) -> str:
     return f"{n / (1 << 30):g} GiB" if n >= 1 << 30 else f"{n / (1 << 20):g} MiB" if n >= 1 << 20 else f"{n} bytes"
+
+
+#: bounds on the YAML files edgekit reads (recipes, sweep configs, device profiles)
+YAML_MAX_BYTES = 1 << 20
+YAML_MAX_NODES = 100_000      # after expanding aliases: a 444-byte file of nested aliases expands to billions
+YAML_MAX_DEPTH = 64
+
+
+def load_yaml_file(path: str | os.PathLike, what: str, *, error: type[EdgekitError] = InvalidArgument,
+                   limit: int = YAML_MAX_BYTES) -> object:
+    """The data of YAML file ``path`` (safe loader), read with :func:`read_input_text` (regular UTF-8 file of at most
+    ``limit`` bytes) and refused (``error``) when, with its aliases expanded, it would hold more than YAML_MAX_NODES
+    values or nest deeper than YAML_MAX_DEPTH, before anything is built from it. Syntax errors propagate as
+    ``yaml.YAMLError`` for the caller to place."""
+    return load_yaml_text(read_input_text(path, what, limit=limit, error=error), f"{what} {str(path)!r}", error=error)
+
+
+def load_yaml_text(text: str, what: str, *, error: type[EdgekitError] = InvalidArgument) -> object:
+    import yaml
+
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise error(f"{what} nests deeper than {YAML_MAX_DEPTH} levels", hint="flatten the YAML") from None
+        if node is None:
+            return None
+        _yaml_extent(node, what, error)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _yaml_extent(root, what: str, error: type[EdgekitError]) -> None:
+    """Count the values under ``root`` with aliases expanded (memoised per node, so the count itself is cheap)."""
+    import yaml
+
+    memo: dict[int, int] = {}
+    active: set[int] = set()
+
+    def count(node, depth: int) -> int:
+        key = id(node)
+        if key in memo:
+            return memo[key]
+        if depth > YAML_MAX_DEPTH:
+            raise error(f"{what} nests deeper than {YAML_MAX_DEPTH} levels", hint="flatten the YAML")
+        if key in active:
+            raise error(f"{what} holds an alias that refers to itself", hint="remove the recursive alias (*name)")
+        active.add(key)
+        n = 1
+        if isinstance(node, yaml.SequenceNode):
+            n += sum(count(child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            n += sum(count(k, depth + 1) + count(v, depth + 1) for k, v in node.value)
+        active.discard(key)
+        memo[key] = n
+        if n > YAML_MAX_NODES:
+            raise error(f"{what} expands to more than {YAML_MAX_NODES} values (its aliases repeat nested blocks)",
+                        hint="write the values out instead of nesting aliases (*name) of aliases")
+        return n
+
+    count(root, 0)

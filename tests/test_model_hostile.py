@@ -267,3 +267,77 @@ def test_zoo_savedmodel_passes_the_graph_check(tmp_path):
     m.save(str(tmp_path / "zoo_sm"), save_format="tf")
     loaded = models.load_model_file(tmp_path / "zoo_sm")
     assert loaded.count_params() == m.count_params()
+
+
+# -- archives and stored JSON ----------------------------------------------------------------------------------------
+def _rezip(plain: Path, dest: Path, *, config: bytes | None = None, extra: list[tuple[str, bytes]] = (),
+           compress: int = zipfile.ZIP_DEFLATED) -> Path:
+    """A copy of the plain tf-keras .keras with config.json replaced and ``extra`` entries added."""
+    with zipfile.ZipFile(plain / "plain.keras") as src, zipfile.ZipFile(dest, "w", compress) as out:
+        for item in src.infolist():
+            out.writestr(item.filename, config if item.filename == "config.json" and config is not None
+                         else src.read(item.filename))
+        for name, data in extra:
+            out.writestr(name, data)
+    return dest
+
+
+def _error_lines(res) -> list[str]:
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.splitlines()
+    assert lines[0].startswith("error:") and lines[1].startswith("hint:"), res.stderr
+    assert "Traceback" not in res.output and "internal error" not in res.output
+    return lines
+
+
+def test_zip_bomb_is_refused_before_extraction(plain, tmp_path, cli, monkeypatch):
+    """A 100 MiB zero entry packs to ~100 KiB: refused from the archive's directory, nothing unpacked."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    bomb = _rezip(plain, tmp_path / "bomb.keras", extra=[("assets/zeros", bytes(100 << 20))])
+    assert bomb.stat().st_size < 1 << 20
+    lines = _error_lines(cli("profile", bomb))
+    assert "zip bomb" in lines[0]
+    assert list((tmp_path / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "/abs/path.txt", "assets/../../up.txt"])
+def test_archive_entry_names_that_leave_the_folder(plain, tmp_path, cli, name):
+    path = _rezip(plain, tmp_path / "names.keras", extra=[(name, b"x")])
+    lines = _error_lines(cli("profile", path))
+    assert "unpacked outside its folder" in lines[0]
+
+
+def test_failed_tf_keras_load_leaves_no_unpacked_archive(plain, tmp_path, monkeypatch):
+    """tf-keras unpacks a .keras with assets into mkdtemp() and left it there when loading failed (the issue: 301 MiB
+    left in $TMPDIR); now every way out removes it."""
+    import tempfile
+
+    from edgekit.errors import ModelLoadError
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    cfg = json.loads(zipfile.ZipFile(plain / "plain.keras").read("config.json"))
+    for layer in cfg["config"]["layers"]:
+        if layer["class_name"] == "Dense":
+            layer["config"]["units"] = 5        # the stored weights are for 10 units: loading fails after unpacking
+    path = _rezip(plain, tmp_path / "bad.keras", config=json.dumps(cfg).encode(),
+                  extra=[("assets/blob", bytes(1 << 20))])
+    with pytest.raises(ModelLoadError):
+        models.load_model_file(path)
+    assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.parametrize("config, words", [
+    (b"[" * 100_000 + b"]" * 100_000, "nested more than"),
+    (b" " * (1 << 20), "unreadable config.json"),
+    (b'{"class_name": "Functional", "config": ' * 500 + b"{}" + b"}" * 500, "nested more than"),
+])
+def test_hostile_config_json_is_a_clean_error(plain, tmp_path, cli, config, words):
+    """100,000 nested brackets were an internal error (RecursionError); a 1 MiB config of spaces is a clean error."""
+    path = _rezip(plain, tmp_path / "cfg.keras", config=config)
+    lines = _error_lines(cli("profile", path))
+    assert words in lines[0]

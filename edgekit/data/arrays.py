@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._io import check_input_path
 from ..errors import DataError
 
 X_KEYS = ("x", "images", "inputs", "x_test", "x_train")
@@ -41,6 +42,7 @@ def check_array_file(path: str | Path, what: str = "array file") -> dict[str, tu
 
 
 def _check_size(path: Path, where: str) -> None:
+    check_input_path(path, "array file", dirs=False, error=DataError)
     try:
         size = path.stat().st_size
     except OSError as exc:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .._jsonable import JsonMixin
+from .._io import check_input_path
 from ..errors import InvalidArgument
 from .transports import sha256_file
 from .verify_data import VERIFY_SUFFIX
@@ -37,7 +38,7 @@ class ArtifactInfo(JsonMixin):
 
 def artifact_info(path: str | Path) -> ArtifactInfo:
     """Model name and precision from ``<artifact>.json`` (or ``<stem>.json``), else from the file name/tensors."""
-    p = Path(path)
+    p = check_input_path(path, "artifact")
     if p.is_dir():
         raise InvalidArgument(f"artifact {str(p)!r} is a directory",
                               hint=f"pass the .tflite/.onnx files in it, e.g. {str(p).rstrip('/')}/*.tflite")
