@@ -4,6 +4,7 @@ here from scratch; a marker file under tmp_path proves that no code ran."""
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 from pathlib import Path
 
@@ -341,3 +342,24 @@ def test_hostile_config_json_is_a_clean_error(plain, tmp_path, cli, config, word
     path = _rezip(plain, tmp_path / "cfg.keras", config=config)
     lines = _error_lines(cli("profile", path))
     assert words in lines[0]
+
+
+def test_layers_that_read_paths_named_in_the_file(plain, tmp_path):
+    """A StringLookup whose vocabulary is a path reads that file into the model when it is built (a FIFO there hangs
+    the load); Keras 3's TFSMLayer loads and runs the SavedModel at its filepath."""
+    from edgekit.errors import ModelLoadError
+
+    os.mkfifo(tmp_path / "vocab.txt")
+    lookup = {"class_name": "StringLookup", "name": "lookup", "inbound_nodes": [],
+              "config": {"name": "lookup", "vocabulary": str(tmp_path / "vocab.txt"), "num_oov_indices": 1,
+                         "mask_token": None, "oov_token": "[UNK]", "output_mode": "int", "max_tokens": None,
+                         "trainable": True, "dtype": "int64"}}
+    path = _with_layer(plain, tmp_path / "lookup.h5", lookup)
+    with pytest.raises(UntrustedModelCode, match=r"StringLookup.*reads the file .*vocab.txt"):
+        models.load_model_file(path)
+    tfsm = {"module": "keras.layers", "class_name": "TFSMLayer", "registered_name": None,
+            "config": {"name": "sm", "filepath": str(tmp_path / "some_savedmodel")}}
+    with pytest.raises(ModelLoadError, match="TFSMLayer layer 'sm'"):
+        from edgekit.models._safety import check_no_code
+
+        check_no_code([{"class_name": "Functional", "config": {"layers": [tfsm]}}], "m.keras")

@@ -5,7 +5,9 @@ Refused unless the caller trusts the file (``trust_model_code=True``, ``--trust-
 - ``Lambda`` layers: tf-keras stores the function's marshalled bytecode (or its name and module), Keras 3 a
   ``__lambda__`` object; either runs when the layer is built or called;
 - any serialized Python lambda (``__lambda__``, ``function_type: lambda``), e.g. in an activation;
-- layers that unpickle Python objects (Keras 3's ``TorchModuleWrapper``);
+- layers that unpickle Python objects (Keras 3's ``TorchModuleWrapper``) or load a SavedModel from a path
+  (``TFSMLayer``); lookup layers (``StringLookup``, ``IntegerLookup``, ``TextVectorization``) whose vocabulary is
+  a file path (read when the layer is built: any file edgekit can read would end up in the model);
 - objects whose ``module`` is not on the allowlist (Keras, tf-keras, tfmot, edgekit): deserialising them imports
   that module and calls what it names; stored functions other than Keras activations/losses/metrics; TensorFlow
   type specs other than the tensor specs;
@@ -30,7 +32,10 @@ from ..errors import ModelLoadError
 CODE_LAYERS = {
     "Lambda": "runs Python code stored in the file",
     "TorchModuleWrapper": "unpickles a Python object stored in the file",
+    "TFSMLayer": "loads and runs the SavedModel at a path named in the file",
 }
+#: preprocessing layers whose ``vocabulary`` may name a file that is read when the layer is built
+LOOKUP_LAYERS = ("StringLookup", "IntegerLookup", "TextVectorization")
 #: top-level packages a stored ``module`` may name (edgekit's own dependencies, already imported to load a model)
 SAFE_MODULES = ("keras", "tf_keras", "tensorflow_model_optimization", "edgekit")
 #: TensorFlow type specs a stored ``__typespec__`` may name (its ``module`` is a ``tensorflow.*`` module)
@@ -183,6 +188,9 @@ def _walk(node: Any, layer: str) -> Iterator[Finding]:
         why = _module_finding(class_name, node)
         if why:
             yield Finding(inner, class_name, why)
+        cfg = node.get("config") if isinstance(node.get("config"), dict) else {}
+        if names & set(LOOKUP_LAYERS) and isinstance(cfg.get("vocabulary"), str):
+            yield Finding(inner, class_name, f"it reads the file {cfg['vocabulary'][:200]!r} named as its vocabulary")
         for cls in sorted(names & set(OP_LAYERS)):
             why = _op_layer_finding(cls, node.get("config") if isinstance(node.get("config"), dict) else {})
             if why:
