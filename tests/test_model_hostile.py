@@ -363,3 +363,35 @@ def test_layers_that_read_paths_named_in_the_file(plain, tmp_path):
         from edgekit.models._safety import check_no_code
 
         check_no_code([{"class_name": "Functional", "config": {"layers": [tfsm]}}], "m.keras")
+
+
+HOSTILE_STUDENT = ("mobilenet_v1", "--alpha", "0.25", "--resolution", "32", "--input-channels", "1", "--classes", "10",
+                   "--weights", "none")
+#: every command that loads a model file; MODEL is the hostile file
+HOSTILE_ENTRY_POINTS = {
+    "profile": ("profile", "MODEL"),
+    "export": ("export", "MODEL", "--quantize", "fp16"),
+    "export --weights": ("export", "mobilenet_v1", "--alpha", "0.25", "--resolution", "32", "--input-channels", "1",
+                         "--classes", "10", "--weights", "MODEL"),
+    "train": ("train", "MODEL", "--data", "digits", "--epochs", "1"),
+    "compress": ("compress", "MODEL", "--data", "digits", "--prune", "0.5"),
+    "compress --distill-from": ("compress", *HOSTILE_STUDENT, "--data", "digits", "--distill-from", "MODEL",
+                                "--distill-epochs", "1"),
+    "doctor": ("doctor", "MODEL", "--calib-data", "digits", "--eval-data", "digits"),
+    "sweep --weights": ("sweep", "mobilenet_v1", "--weights", "MODEL", "--data", "digits", "--grid", "alpha=0.25",
+                        "--out", "sw"),
+}
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+@pytest.mark.parametrize("entry", list(HOSTILE_ENTRY_POINTS))
+def test_class_method_through_every_entry_point(plain, tmp_path, cli, entry, suffix):
+    marker = tmp_path / "MARKER"
+    path = _with_layer(plain, tmp_path / f"cm{suffix}", _class_method(marker))
+    res = cli(*[str(path) if a == "MODEL" else a for a in HOSTILE_ENTRY_POINTS[entry]])
+    assert not marker.exists(), f"{entry} ran tf.io.write_file from the {suffix} file"
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.stderr.splitlines() if not line.startswith("progress:")]
+    assert lines[0].startswith("error:") and "ClassMethod layer 'cm'" in lines[0], res.stderr
+    assert lines[1].startswith("hint:") and "--trust-model-code" in lines[1]
+    assert not list(Path.cwd().glob("artifacts/*")) and not (Path.cwd() / "sw").exists()
