@@ -43,12 +43,14 @@ def saved_model_keras_metadata(path: str) -> list[str]:
     is deserialised."""
     from tf_keras.protobuf import saved_metadata_pb2
 
+    from ._io import read_input_bytes
+    from .errors import ModelLoadError
+
     found = []
     meta_file = os.path.join(path, "keras_metadata.pb")
     if os.path.exists(meta_file):
         meta = saved_metadata_pb2.SavedMetadata()
-        with open(meta_file, "rb") as f:
-            meta.ParseFromString(f.read())
+        meta.ParseFromString(read_input_bytes(meta_file, "Keras metadata", limit=256 << 20, error=ModelLoadError))
         found.extend(n.metadata for n in meta.nodes)
     for graph in tf.__internal__.saved_model.parse_saved_model(path).meta_graphs:
         for node in graph.object_graph_def.nodes:

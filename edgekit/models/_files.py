@@ -104,8 +104,16 @@ def read_stored(path: Any) -> StoredModel:
         if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
             from .._keras import saved_model_keras_metadata
 
+            from ._graph_safety import SAVED_MODEL_MAX_BYTES
+
+            for name in ("saved_model.pb", "saved_model.pbtxt"):
+                if (p / name).is_file() and (p / name).stat().st_size > SAVED_MODEL_MAX_BYTES:
+                    raise ModelLoadError(f"SavedModel {where!r} has a {name} of {(p / name).stat().st_size} bytes "
+                                         f"(at most {SAVED_MODEL_MAX_BYTES})", hint="the SavedModel is corrupt")
             try:
                 texts = saved_model_keras_metadata(str(p))
+            except ModelLoadError:
+                raise
             except Exception as exc:  # noqa: BLE001 - protobuf/TF parse errors of a corrupt directory
                 raise ModelLoadError(f"cannot read SavedModel {where!r}: {str(exc).strip()[:200]}",
                                      hint="the SavedModel is corrupt") from exc
