@@ -231,6 +231,7 @@ def test_savedmodel_graph_ops_are_checked(tmp_path, cli, build, command, where):
     assert not list(Path.cwd().glob("artifacts/*"))
 
 
+@pytest.mark.slow
 def test_savedmodel_writes_when_trusted(tmp_path):
     """The hole is real: the trusted file's resource initializer writes the marker while the model loads."""
     marker = tmp_path / "MARKER"
@@ -238,6 +239,7 @@ def test_savedmodel_writes_when_trusted(tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.slow
 def test_savedmodel_saver_ops_only_in_the_saver(tmp_path):
     """SaveV2/RestoreV2 pass where TensorFlow puts them (traced save/restore called by the main graph only); a
     function of the model (e.g. a resource initializer) that saves a checkpoint is refused."""
@@ -262,6 +264,7 @@ def test_savedmodel_saver_ops_only_in_the_saver(tmp_path):
     assert [f.kind for f in found] == ["op SaveV2"] and "_initialize" in found[0].layer
 
 
+@pytest.mark.slow
 def test_zoo_savedmodel_passes_the_graph_check(tmp_path):
     """edgekit's own zoo models saved as SavedModel (batch norm, dropout, depthwise convs) load untrusted."""
     m = models.create("mobilenet_v2", alpha=0.35, resolution=32, weights="none", classes=10)
@@ -383,6 +386,7 @@ HOSTILE_ENTRY_POINTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".h5", ".keras"])
 @pytest.mark.parametrize("entry", list(HOSTILE_ENTRY_POINTS))
 def test_class_method_through_every_entry_point(plain, tmp_path, cli, entry, suffix):
@@ -395,3 +399,24 @@ def test_class_method_through_every_entry_point(plain, tmp_path, cli, entry, suf
     assert lines[0].startswith("error:") and "ClassMethod layer 'cm'" in lines[0], res.stderr
     assert lines[1].startswith("hint:") and "--trust-model-code" in lines[1]
     assert not list(Path.cwd().glob("artifacts/*")) and not (Path.cwd() / "sw").exists()
+
+
+@pytest.mark.slow
+def test_ordinary_layers_pass_the_graph_check(tmp_path):
+    """What tf-keras SavedModels of ordinary layers hold passes: LSTM/GRU (While loops, the cuDNN variants),
+    augmentation (stateless random ops, generator state), lookups and embeddings (hash tables, ResourceGather),
+    attention, batch norm, dropout."""
+    from edgekit._keras import keras, layers
+    from edgekit.models._graph_safety import find_graph_code, read_saved_model_proto
+
+    inp = layers.Input((5, 3))
+    seq = keras.Model(inp, layers.GRU(2)(layers.Dropout(0.2)(layers.LSTM(4, return_sequences=True)(inp))))
+    img = layers.Input((8, 8, 3))
+    x = layers.RandomRotation(0.1)(layers.RandomFlip()(img))
+    x = layers.BatchNormalization()(layers.Normalization(mean=0.0, variance=1.0)(x))
+    aug = keras.Model(img, layers.MultiHeadAttention(2, 4)(layers.Reshape((64, 3))(x), layers.Reshape((64, 3))(x)))
+    words = layers.Input((3,), dtype="string")
+    lookup = keras.Model(words, layers.Embedding(4, 2)(layers.StringLookup(vocabulary=["a", "b"])(words)))
+    for name, m in {"seq": seq, "aug": aug, "lookup": lookup}.items():
+        m.save(str(tmp_path / name), save_format="tf")
+        assert find_graph_code(read_saved_model_proto(tmp_path / name)) == [], name

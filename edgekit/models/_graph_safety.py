@@ -42,6 +42,7 @@ LookupTableFindV2 LookupTableImportV2 LookupTableInsertV2 LookupTableRemoveV2 Lo
 LookupTableExportV2
 TensorArrayV3 TensorArrayWriteV3 TensorArrayReadV3 TensorArrayGatherV3 TensorArrayScatterV3 TensorArraySizeV3
 TensorArrayCloseV3 TensorArraySplitV3 TensorArrayConcatV3 TensorArrayGradV3 TensorArrayGradWithShape
+CudnnRNN CudnnRNNV2 CudnnRNNV3 CudnnRNNBackprop CudnnRNNBackpropV2 CudnnRNNBackpropV3
 Assert NoOp Placeholder Const
 """.split())
 #: checkpoint ops: only in the main graph's saver and the traced save/restore functions it calls
