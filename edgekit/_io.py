@@ -270,3 +270,35 @@ def _yaml_extent(root, what: str, error: type[EdgekitError]) -> None:
         return n
 
     count(root, 0)
+
+
+#: a zip archive (.keras, .npz) that unpacks to more than ZIP_MAX_RATIO times its size, above ZIP_RATIO_FROM bytes,
+#: is a zip bomb (weights and data compress 1-10x; a 300 MiB zero entry packs 1000x)
+ZIP_MAX_RATIO = 200
+ZIP_RATIO_FROM = 64 << 20
+
+
+def check_zip_members(z, path: str | os.PathLike, what: str, *, max_bytes: int, max_entries: int = 10_000,
+                      error: type[EdgekitError] = InvalidArgument) -> None:
+    """Refuse (``error``) an open ``zipfile.ZipFile`` before anything is extracted or read from it: entry names that
+    would land outside the folder they are unpacked into (absolute, ``..``, drive letters, NUL), more than
+    ``max_entries`` entries, more than ``max_bytes`` uncompressed, or a zip bomb's ratio (see ZIP_MAX_RATIO)."""
+    import re
+
+    infos = z.infolist()
+    where = repr(str(path))
+    if len(infos) > max_entries:
+        raise error(f"{what} {where} holds {len(infos)} archive entries (at most {max_entries})",
+                    hint="the file is corrupt or not what edgekit expects there")
+    for info in infos:
+        name = info.filename
+        parts = name.replace("\\", "/").split("/")
+        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\0" in name:
+            raise error(f"{what} {where} holds an archive entry named {name[:200]!r}, which would be unpacked "
+                        "outside its folder", hint="the file is corrupt or tampered with")
+    total = sum(max(i.file_size, 0) for i in infos)
+    packed = os.stat(path).st_size
+    if total > max_bytes or (total > ZIP_RATIO_FROM and total > ZIP_MAX_RATIO * max(packed, 1)):
+        raise error(f"{what} {where} unpacks to {total} bytes from {packed} (at most {_size(max_bytes)}, and at most "
+                    f"{ZIP_MAX_RATIO} times its size above {_size(ZIP_RATIO_FROM)}): a zip bomb or a corrupt archive",
+                    hint="the file is corrupt or tampered with")

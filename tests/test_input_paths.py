@@ -155,3 +155,19 @@ def test_fifo_in_a_device_profile_folder(tmp_path, cli, monkeypatch):
     monkeypatch.setenv("EDGEKIT_DEVICES_DIR", str(d))
     res = cli("devices", "list")
     assert "FIFO" in res.output and "ok" in res.output, res.output
+
+
+def test_npz_zip_bomb_is_refused_before_reading(tmp_path, cli):
+    """A 100 MiB zero array packs to ~100 KiB in an .npz: refused from the archive's directory."""
+    from edgekit.data.arrays import check_array_file, read_arrays
+
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, x=np.zeros((100 << 20) // 4, np.float32))
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(DataError, match="zip bomb"):
+        check_array_file(bomb, "--input")
+    with pytest.raises(DataError, match="zip bomb"):
+        read_arrays(bomb, 1)
+    ok = tmp_path / "ok.npz"
+    np.savez_compressed(ok, x=np.zeros((4, 8, 8, 1), np.float32), y=np.arange(4))
+    assert check_array_file(ok) == {"x": (4, 8, 8, 1), "y": (4,)}

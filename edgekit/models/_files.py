@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-from .._io import check_input_path, check_input_tree, read_input_bytes
+from .._io import check_input_path, check_input_tree, check_zip_members, read_input_bytes
 from .._layers import TFMOT_WRAPPERS
 from ..errors import InvalidArgument, ModelLoadError
 from ._safety import check_no_code
@@ -28,8 +28,6 @@ METADATA_MAX_BYTES = 1 << 20        # metadata.json
 CONFIG_MAX_DEPTH = 400              # nesting of a stored config (a Functional model nests ~10 levels per model)
 ARCHIVE_MAX_BYTES = 8 << 30         # all entries of a .keras archive, uncompressed
 ARCHIVE_MAX_ENTRIES = 10_000
-ARCHIVE_MAX_RATIO = 200             # uncompressed / compressed of an archive above ARCHIVE_RATIO_FROM bytes
-ARCHIVE_RATIO_FROM = 64 << 20
 
 #: file suffixes taken as a user model file rather than a zoo name
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -163,31 +161,15 @@ def _read_zip(p: Path, where: str) -> StoredModel:
 
 
 def _check_archive(z: zipfile.ZipFile, p: Path, where: str) -> None:
-    """Refuse a .keras archive before anything is extracted: entry names that leave the folder they are unpacked
-    into, too many entries, more than ARCHIVE_MAX_BYTES uncompressed, a zip bomb's compression ratio, or a
-    config.json/metadata.json larger than a config can be."""
-    infos = z.infolist()
-    if len(infos) > ARCHIVE_MAX_ENTRIES:
-        raise ModelLoadError(f"model file {where!r} holds {len(infos)} archive entries (at most "
-                             f"{ARCHIVE_MAX_ENTRIES})", hint="the file is corrupt or not a Keras model")
-    for info in infos:
-        name = info.filename
-        parts = name.replace("\\", "/").split("/")
-        if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name) or ".." in parts or "\0" in name:
-            raise ModelLoadError(f"model file {where!r} holds an archive entry named {name[:200]!r}, which would be "
-                                 "unpacked outside its folder", hint="the file is corrupt or tampered with")
-    total = sum(max(i.file_size, 0) for i in infos)
-    packed = p.stat().st_size
+    """Refuse a .keras archive before anything is extracted (names, entries, size, ratio: _io.check_zip_members), or
+    whose config.json/metadata.json is larger than a config can be."""
+    check_zip_members(z, p, "model file", max_bytes=ARCHIVE_MAX_BYTES, max_entries=ARCHIVE_MAX_ENTRIES,
+                      error=ModelLoadError)
     limits = {"config.json": CONFIG_MAX_BYTES, "metadata.json": METADATA_MAX_BYTES}
-    for info in infos:
+    for info in z.infolist():
         if info.filename in limits and info.file_size > limits[info.filename]:
             raise ModelLoadError(f"model file {where!r} holds a {info.filename} of {info.file_size} bytes (at most "
                                  f"{limits[info.filename]})", hint="the file is corrupt or not a Keras model")
-    if total > ARCHIVE_MAX_BYTES or (total > ARCHIVE_RATIO_FROM and total > ARCHIVE_MAX_RATIO * max(packed, 1)):
-        raise ModelLoadError(f"model file {where!r} unpacks to {total} bytes from {packed} (at most "
-                             f"{ARCHIVE_MAX_BYTES} bytes, and at most {ARCHIVE_MAX_RATIO} times its size above "
-                             f"{ARCHIVE_RATIO_FROM >> 20} MiB): a zip bomb or a corrupt archive",
-                             hint="the file is corrupt or tampered with")
 
 
 def _read_h5(p: Path, where: str) -> StoredModel:
