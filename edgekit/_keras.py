@@ -10,7 +10,9 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from ._io import read_input_bytes  # noqa: E402
 from ._native import quiet_native_logs  # noqa: E402
+from .errors import ModelLoadError  # noqa: E402
 
 try:
     with quiet_native_logs():
@@ -42,9 +44,6 @@ def saved_model_keras_metadata(path: str) -> list[str]:
     ``keras_metadata.pb`` plus the metadata older SavedModels keep in ``saved_model.pb``'s object graph. Nothing
     is deserialised."""
     from tf_keras.protobuf import saved_metadata_pb2
-
-    from ._io import read_input_bytes
-    from .errors import ModelLoadError
 
     found = []
     meta_file = os.path.join(path, "keras_metadata.pb")

@@ -207,7 +207,8 @@ def test_parity_rows_of_a_two_output_tflite_show_the_signature_names(tmp_path):
     pytest.importorskip("ai_edge_litert")
     from tflite_files import build
 
-    from edgekit.devices import bench, verify_data
+    from edgekit import _verify_data as verify_data
+    from edgekit.devices import bench
 
     c1, c2 = np.arange(4, dtype=np.float32), np.full(4, -2.0, np.float32)
     tensors = [("serving_default_x:0", [1, 4], "float32", None), ("c1", [4], "float32", c1),

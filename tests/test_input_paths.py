@@ -128,7 +128,7 @@ def test_data_paths_that_are_not_files(odd, cli, tmp_path, kind):
 
 
 def test_verify_data_that_is_a_fifo(odd):
-    from edgekit.devices.verify_data import read
+    from edgekit._verify_data import read
 
     with pytest.raises(InvalidArgument, match="FIFO"):
         read(odd["fifo"])

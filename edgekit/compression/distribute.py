@@ -24,6 +24,7 @@ from .._jsonable import JsonMixin
 from ..errors import EdgekitError, InvalidArgument, did_you_mean
 
 from ..specs.train import STRATEGIES
+from ..data.stream import tf_dataset
 
 _MULTI_WORKER = None  # the process's MultiWorkerMirroredStrategy (TF allows one)
 
@@ -98,7 +99,6 @@ class Distribution:
 
     def train_data(self, source, *, batch_size: int, seed: int, augment: bool, shuffle_buffer: int):
         """The endless, shuffled training stream (per-worker shards and per-replica batches when distributed)."""
-        from ..data.stream import tf_dataset
 
         self.check_batch(batch_size)
         kw = dict(shuffle=True, seed=seed, augment=augment, repeat=True, shuffle_buffer=shuffle_buffer)

@@ -14,8 +14,9 @@ import numpy as np
 
 from ..errors import DataError
 from . import images as img
-from .dataset import Dataset
+from .dataset import Dataset, split_indices
 from .sources import Source
+from .stream import data_errors, numpy_batches
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
 DEFAULT_IMAGE_KEY = "image/encoded"
@@ -107,8 +108,6 @@ class TFRecords(Source):
         return self._count
 
     def split(self, fraction: float, seed: int = 0):
-        from .dataset import split_indices
-
         split_indices(2, fraction, seed)  # validates the fraction
         rest, held = (self._with_part((float(fraction), int(seed), h)) for h in (False, True))
         return rest, held
@@ -205,7 +204,6 @@ class TFRecords(Source):
     # -- in memory -------------------------------------------------------------------------------------------------
     def take(self, n: int | None, seed: int = 0) -> Dataset:
         from .._keras import tf
-        from .stream import data_errors
 
         ds = self.records(shuffle=n is not None, seed=seed)
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed)))
@@ -227,6 +225,4 @@ class TFRecords(Source):
                         **({"skipped": self.skips.count} if self.skips.count else {})})
 
     def batches(self, batch_size: int):
-        from .stream import numpy_batches
-
         yield from numpy_batches(self, batch_size)

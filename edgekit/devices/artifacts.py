@@ -13,8 +13,9 @@ from pathlib import Path
 from .._jsonable import JsonMixin
 from .._io import check_input_path
 from ..errors import InvalidArgument
+from ..specs.formats import format_of, precision_tokens, suffixes
 from .transports import sha256_file
-from .verify_data import VERIFY_SUFFIX
+from .._verify_data import VERIFY_SUFFIX
 
 
 
@@ -45,8 +46,6 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
     if not p.is_file():
         raise InvalidArgument(f"artifact {str(p)!r} does not exist",
                               hint="check the path; `edgekit export` writes artifacts under artifacts/ by default")
-    from ..exporters import format_of, precision_tokens, suffixes  # the format registry (no TensorFlow)
-
     fmt = format_of(p)
     if fmt is None:
         model = p.name.removesuffix(".json").removesuffix(VERIFY_SUFFIX)
@@ -85,8 +84,6 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
 
 
 def _precision_from_name(stem: str) -> str | None:
-    from ..exporters import precision_tokens
-
     tokens = re.split(r"[^a-z0-9]+", stem.lower())
     joined = "_".join(tokens)
     for token, prec in precision_tokens():

@@ -21,6 +21,8 @@ from .artifacts import ArtifactInfo, artifact_info
 from .profiles import DeviceSpec, check_runtime, parse_device
 from .protocol import RUNNER, Settings, run_one
 from .transports import ConnectOptions, Transport, create
+from ..data.arrays import check_array_file
+from .opprofile import attach
 
 __all__ = ["bench", "BenchResult", "RUNNER", "status_of", "result"]
 
@@ -181,7 +183,6 @@ def _prepare(artifacts, devices, *, threads, runs, warmup, max_seconds, delegate
         if not Path(verify_data).is_file():
             raise InvalidArgument(f"verification data {str(verify_data)!r} does not exist",
                                   hint="pass the <artifact>.verify.npz that edgekit export wrote")
-    from ..data.arrays import check_array_file  # on the host, before connecting: a bad file is not a device row
 
     if input is not None:
         check_array_file(input, "--input")
@@ -291,9 +292,20 @@ def bench(artifacts: str | Path | Iterable[str | Path],
             raise errors[0]
     out = [results[(i, j)] for i in range(len(infos)) for j in range(len(specs)) if (i, j) in results]
     if profile_ops:
-        from .opprofile import attach
-
         attach(out, infos)
     if history:
         _history.append(history, out)
     return out
+
+
+def local_latency(path: str | Path, runs: int = 50, threads: int | None = None) -> tuple[float | None, str]:
+    """``(p50 ms, note)`` of one artifact on this machine, from the on-device harness (:func:`bench` on ``local``);
+    a device error is the note, with no latency (latency is optional where this is used: reports, the ladder)."""
+    try:
+        r = bench([str(path)], ["local"], runs=runs, warmup=5, threads=threads)[0]
+    except EdgekitError as exc:  # a bug still surfaces
+        return None, f"latency not measured: {exc}"
+    if r.status != "ok":
+        return None, f"latency not measured: {r.status}: {r.error}"
+    return r.p50_ms, (f"local {r.runtime} {r.runtime_version or ''}, {r.threads or 'default'} threads, "
+                      f"{r.count} runs")

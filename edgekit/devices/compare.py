@@ -13,7 +13,7 @@ from typing import Sequence
 
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
-from ..errors import EdgekitError, InvalidArgument, ModelLoadError
+from ..errors import DeviceError, EdgekitError, InvalidArgument, ModelLoadError
 from . import stats
 from .bench import BenchResult, _prepare, bench, result
 from .protocol import RUNNER, name_every_custom_op, runner_doc
@@ -132,7 +132,5 @@ def compare(artifacts: str | Path | Sequence[str | Path], devices: str | Sequenc
 
 
 def _row_error(row: BenchResult) -> EdgekitError:
-    from ..errors import DeviceError
-
     return DeviceError(f"{row.device}: {row.status}: {row.error}", hint=row.hint)
 

@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 from .._jsonable import to_jsonable
 from ..errors import InvalidArgument
+from .transports import sha256_file
 
 
 def default_path() -> Path:
@@ -87,8 +88,6 @@ def load(path: str | os.PathLike | None = None, *, artifact: str | os.PathLike |
     if artifact is not None:
         a = Path(artifact)
         if a.is_file():
-            from .transports import sha256_file
-
             want_sha = sha256_file(a)
         elif all(ch in "0123456789abcdef" for ch in str(artifact).lower()) and len(str(artifact)) >= 8:
             want_sha = str(artifact).lower()

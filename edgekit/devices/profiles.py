@@ -22,54 +22,20 @@ A profile is a YAML mapping; every key is optional except ``transport``::
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .._io import load_yaml_file
-from .._jsonable import JsonMixin
 from ..errors import InvalidArgument, UnknownNameError, did_you_mean
+from .device import DeviceSpec
+from .transports import TRANSPORTS
+from .runner import RunnerError, runtime_name
 
 _KEYS = {"name", "description", "transport", "host", "port", "user", "key_file", "known_hosts", "serial", "arch",
          "threads", "cpu_mask", "work_dir", "python", "benchmark_binary", "connect_timeout", "runtime", "notes"}
-
-
-@dataclass
-class DeviceSpec(JsonMixin):
-    """Where and how to run: a resolved profile or URL. ``name`` is what the results call the device."""
-
-    name: str
-    transport: str = "local"
-    host: str | None = None
-    port: int | None = None
-    user: str | None = None
-    key_file: str | None = None
-    known_hosts: str | None = None
-    serial: str | None = None
-    arch: str | None = None
-    threads: int | None = None
-    cpu_mask: str | None = None
-    work_dir: str | None = None
-    python: str | None = None
-    benchmark_binary: str | None = None
-    connect_timeout: float | None = None
-    runtime: str | None = None
-    description: str = ""
-    notes: str = ""
-    source: str | None = None  # the profile file, if any
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def replace(self, **changes: Any) -> "DeviceSpec":
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-    @property
-    def uses_runner(self) -> bool:
-        """True when the device runs the Python runner; False for adb devices without Python (benchmark_model)."""
-        return self.transport != "adb" or bool(self.python)
 
 
 def search_path() -> list[Path]:
@@ -132,8 +98,6 @@ def load_profile(path: str | os.PathLike, name: str | None = None) -> DeviceSpec
         sugg = [did_you_mean(str(b), _KEYS, n=1) for b in bad]
         hint = "; ".join(f"{b!r}: {s}" for b, s in zip(bad, sugg) if s) or f"known keys: {sorted(_KEYS)}"
         raise InvalidArgument(f"device profile {path}: unknown key(s) {', '.join(bad)}", hint=hint)
-    from .transports import TRANSPORTS  # the transport registry (lazy: transports import this module)
-
     transport = str(data.get("transport", "")).lower()
     if transport not in TRANSPORTS.list():
         raise InvalidArgument(f"device profile {path}: transport must be one of {', '.join(TRANSPORTS.list())}, "
@@ -175,7 +139,6 @@ def load_profile(path: str | os.PathLike, name: str | None = None) -> DeviceSpec
 
 def check_runtime(name: str, what: str = "--runtime") -> str | None:
     """A runtime name as the runner understands it (aliases: ai-edge-litert, tflite-runtime, ort); None = auto."""
-    from .runner import RunnerError, runtime_name
 
     try:
         return runtime_name(str(name))

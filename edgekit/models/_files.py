@@ -20,7 +20,9 @@ from typing import Any, Iterator, Mapping, Sequence
 from .._io import check_input_path, check_input_tree, check_zip_members, read_input_bytes
 from .._layers import TFMOT_WRAPPERS
 from ..errors import InvalidArgument, ModelLoadError
+from ._graph_safety import SAVED_MODEL_MAX_BYTES, check_saved_model_graph
 from ._safety import check_no_code
+from .. import _keras3
 
 #: bounds on what a model file may make edgekit read before Keras sees it
 CONFIG_MAX_BYTES = 64 << 20         # config.json / model_config / Keras metadata (EfficientNet-B7's is ~1 MiB)
@@ -101,8 +103,6 @@ def read_stored(path: Any) -> StoredModel:
         check_input_tree(p, "model folder", max_entries=ARCHIVE_MAX_ENTRIES, error=ModelLoadError)
         if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
             from .._keras import saved_model_keras_metadata
-
-            from ._graph_safety import SAVED_MODEL_MAX_BYTES
 
             for name in ("saved_model.pb", "saved_model.pbtxt"):
                 if (p / name).is_file() and (p / name).stat().st_size > SAVED_MODEL_MAX_BYTES:
@@ -199,8 +199,6 @@ def check_model_file(path: Any, *, trust_model_code: bool = False) -> StoredMode
     if not trust_model_code:
         check_no_code(stored.configs, _where(path))
         if stored.format == "savedmodel":
-            from ._graph_safety import check_saved_model_graph
-
             check_saved_model_graph(stored.path, _where(path))
     return stored
 
@@ -215,8 +213,6 @@ def load_model_file(path: Any, *, trust_model_code: bool = False, input_shape: A
     """
     stored = check_model_file(path, trust_model_code=trust_model_code)
     if stored.keras3:
-        from .. import _keras3
-
         with _loadable(stored) as p, _private_tempdir():
             model = _keras3.load(p, safe_mode=not trust_model_code)
     else:

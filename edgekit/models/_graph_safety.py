@@ -23,6 +23,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterator
 
+from .._io import read_input_bytes
 from ._safety import TRUST_HINT, Finding, UntrustedModelCode
 
 #: stateful ops that only touch the model's own variables/resources (or draw random numbers), and function calls
@@ -67,7 +68,6 @@ def _op_allowed(op: str, opdef: Any) -> bool:
 
 def read_saved_model_proto(path: Path) -> Any:
     """The ``SavedModel`` protobuf of directory ``path`` (``saved_model.pb`` or ``.pbtxt``), size-checked first."""
-    from .._io import read_input_bytes
     from .._keras import tf  # noqa: F401 - tensorflow's protobuf modules come with it
     from tensorflow.core.protobuf import saved_model_pb2
 

@@ -2,14 +2,37 @@
 command/API: a model, its calibration data and those options)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .._spec import Spec, option, spec
+from ..errors import InvalidArgument
 from . import _choices
 from .model import ModelSpec
 
 #: formats the doctor diagnoses
 DOCTOR_FORMATS = ("tflite", "onnx")
+
+
+def check_max_drop(value: Any) -> float | None:
+    """``--max-drop`` as a number of accuracy points >= 0 (None: diagnosis only)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidArgument(f"max_drop must be a number of accuracy points; received {value!r}",
+                              hint="e.g. --max-drop 1 (at most 1 point below the float model)")
+    try:
+        drop = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"max_drop must be a number of accuracy points; received {value!r}",
+                              hint="e.g. --max-drop 1 (at most 1 point below the float model)") from None
+    if not math.isfinite(drop) or drop < 0:
+        raise InvalidArgument(f"max_drop must be a finite number of points >= 0; received {value!r}",
+                              hint="e.g. --max-drop 1 (at most 1 point below the float model)")
+    if drop >= 100:
+        raise InvalidArgument(f"max_drop={drop:g} points allows any model (accuracy is in percent)",
+                              hint="give the budget in accuracy points, e.g. --max-drop 1 for 1 %")
+    return drop
 
 
 @spec
@@ -33,8 +56,6 @@ class LadderOptions(Spec):
     def check_ladder(self) -> None:
         """``max_drop`` as a number of points; the options that need it."""
         if self.max_drop is not None:
-            from ..doctor.evaluate import check_max_drop
-
             object.__setattr__(self, "max_drop", check_max_drop(self.max_drop))
         elif self.train_data is not None or self.keep_best:
             raise self.fail(f"{'train_data' if self.train_data is not None else 'keep_best'} goes with max_drop "

@@ -7,6 +7,7 @@ from typing import Any
 from .._spec import Spec, derived, option, spec
 from . import _choices
 from .doctor import LadderOptions, check_export_ladder
+from .formats import FORMATS, PRECISIONS
 from .model import ModelSpec
 
 #: calibration samples when none are given (export, compress and recipes alike)
@@ -49,9 +50,7 @@ class ExportOptions(Spec):
 
     @property
     def precision(self):
-        """The :class:`edgekit.exporters.Precision` of ``quantize``."""
-        from ..exporters.base import PRECISIONS
-
+        """The :class:`edgekit.specs.formats.Precision` of ``quantize``."""
         return PRECISIONS.get(self.quantize)
 
     def validate(self) -> None:
@@ -64,9 +63,7 @@ class ExportOptions(Spec):
             object.__setattr__(self, "float_layers", tuple(dict.fromkeys(self.float_layers)))
         prec = self.precision
         if not self.formats:
-            from ..exporters import EXPORTERS
-
-            raise self.fail("no export format given", hint=f"use one or more of: {', '.join(EXPORTERS.list())}")
+            raise self.fail("no export format given", hint=f"use one or more of: {', '.join(FORMATS.list())}")
         if self.calib_data is not None and not prec.calibrated:
             raise self.fail(f"calib_data does not apply to quantize={prec.name!r} (nothing is calibrated)",
                             hint="use quantize int8 or int16x8, or drop --calib-data (use --verify-data for "
@@ -79,10 +76,8 @@ class ExportOptions(Spec):
                             hint="a positive --calib-samples goes with --quantize int8/int16x8")
         if self.opset is not None and "onnx" not in self.formats:
             raise self.fail("opset applies to the onnx format only", hint="add --format onnx or drop --opset")
-        from ..exporters import EXPORTERS
-
         for fmt in self.formats:
-            EXPORTERS.get(fmt).check(self)
+            FORMATS.get(fmt).check(self)
 
     @property
     def calib_count(self) -> int:

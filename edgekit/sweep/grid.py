@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import InvalidArgument, did_you_mean
+from .. import models as zoo
 
 #: zoo options that are not grid keys: they do not change what is measured, or a sweep cannot use them
 NOT_GRID = ("include_top", "weights")
@@ -97,7 +98,6 @@ def expand(models: Sequence[str], grid: Mapping[str, tuple], fixed: Mapping[str,
     grid, a key no family takes (did-you-mean), a key both fixed and swept, rho together with resolution, and
     model files (a sweep builds zoo models).
     """
-    from .. import models as zoo
 
     if not grid or not any(grid.values()):
         raise InvalidArgument("the grid is empty: nothing to sweep",

@@ -20,7 +20,7 @@ from pathlib import Path
 from ..._io import sha256_file
 from ...errors import DeviceError, DeviceTimeout, InvalidArgument, RemoteCommandError
 from ...registry import Registry
-from ..profiles import DeviceSpec
+from ..device import DeviceSpec
 
 TRANSPORTS: Registry[type["Transport"]] = Registry("transport")
 DEFAULT_WORK_DIR = "~/.cache/edgekit/bench"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import ConnectError, DeviceTimeout, map_errors
-from ..profiles import DeviceSpec
+from ..device import DeviceSpec
 from .base import _A_LINK, _NOT_OURS, Completed, ConnectOptions, Transport
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...errors import (AuthError, ConnectError, DeviceTimeout, HostKeyError, InvalidArgument, MissingDependency,
                        RemoteCommandError, map_errors)
-from ..profiles import DeviceSpec
+from ..device import DeviceSpec
 from .base import TRANSPORTS, Completed, ConnectOptions, Transport
 
 
