@@ -11,7 +11,7 @@ from .._units import human, kib
 from ..errors import InvalidArgument
 from ..specs import ExportSpec
 from ._options import given, spec_command, spec_options
-from ._output import emit, err, json_option, out, progress
+from ._output import emit, err, json_option, out, plain, progress
 
 
 def _fmt_num(v: Any, spec: str) -> str:
@@ -83,7 +83,7 @@ def render_inspect(rep) -> None:
     out.print(io)
     ops = Table("op", "count", title="ops", title_justify="left")
     for name, n in rep.ops.items():
-        ops.add_row(name, str(n))
+        ops.add_row(plain(name), str(n))
     out.print(ops)
     out.print("tensor dtypes: " + ", ".join(f"{k} x{v}" for k, v in rep.tensor_dtypes.items()), highlight=False)
     out.print("weight bytes by dtype: " + ", ".join(f"{k} {v}" for k, v in rep.weight_dtypes.items()), highlight=False)

@@ -16,10 +16,10 @@ way, for tfmot-wrapped models), so validation, saving and export never see distr
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from dataclasses import dataclass
+from .._io import json_loads
 from .._jsonable import JsonMixin
 from ..errors import EdgekitError, InvalidArgument, did_you_mean
 
@@ -51,7 +51,7 @@ def cluster_from_env() -> dict | None:
     if not raw:
         return None
     try:
-        cfg = json.loads(raw)
+        cfg = json_loads(raw)
         cluster, task = cfg["cluster"], cfg["task"]
         tasks = {kind: list(addrs) for kind, addrs in cluster.items()}
         kind, index = str(task["type"]), int(task["index"])

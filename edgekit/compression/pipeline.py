@@ -128,10 +128,10 @@ class Pipeline:
                                                      seed=seed, preprocess=preprocess, strict=strict_data,
                                                      image_key=image_key, label_key=label_key)
         export_stage = self.stages[-1] if self.stages and isinstance(self.stages[-1], Export) else None
-        if export_stage is not None:
-            ensure_writable_dir(export_stage.out)
+        if export_stage is not None:  # checked, not created: a failed run leaves no empty folder
+            ensure_writable_dir(export_stage.out, create=False)
         if report_dir is not None:
-            ensure_writable_dir(report_dir)
+            ensure_writable_dir(report_dir, create=False)
         dist.check_batch(batch_size)
         set_bn_momentum(model, bn_momentum)
         preprocess = full.preprocess if full.preprocess in PREPROCESS_MODES else preprocess

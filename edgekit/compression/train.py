@@ -178,7 +178,7 @@ def check_model_output(dest: str | os.PathLike, option: str) -> None:
         raise InvalidArgument(f"{option} {str(dest)!r} must end in .keras or .h5")
     refuse_folder(dest, option)
     try:
-        ensure_writable_dir(Path(dest).expanduser().parent)
+        ensure_writable_dir(Path(dest).expanduser().parent, create=False)  # made when the model is saved
     except InvalidArgument as exc:
         raise InvalidArgument(f"cannot write {option} {dest}: {exc.message}",
                               hint=f"choose another path for {option}") from exc

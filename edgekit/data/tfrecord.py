@@ -55,6 +55,7 @@ class TFRecords(Source):
         self.image_key, self.label_key = image_key, label_key
         self.part: tuple[float, int, bool] | None = None
         self.limit: int | None = None
+        self._steps: tuple = ()  # ("limit", n) and ("part", part) in the order they were applied
         self._count: int | None = None
         self.source_shapes: set = set()  # (H, W, C) of the images as stored, for every record decoded
         super().__init__(name or (self.files[0] if len(files) == 1 else f"{Path(self.files[0]).parent}/"
@@ -113,11 +114,12 @@ class TFRecords(Source):
         return rest, held
 
     def _with_part(self, part) -> "TFRecords":
-        if self.part is not None or self.limit is not None:
+        if self.part is not None:
             raise DataError(f"{self.name} is already a part of its TFRecord files", hint="split the full source")
         new = object.__new__(TFRecords)
         new.__dict__.update(self.__dict__)
         new.part, new._count = part, None
+        new._steps = self._steps + (("part", part),)  # of a limited source: a split of its first records
         new.name = f"{self.name} ({'held-out' if part[2] else 'rest'} {part[0]:g} split, seed {part[1]})"
         return new
 
@@ -126,6 +128,7 @@ class TFRecords(Source):
         new = object.__new__(TFRecords)
         new.__dict__.update(self.__dict__)
         new.limit, new._count = int(n), None
+        new._steps = self._steps + (("limit", int(n)),)
         new.name = f"{self.name} (first {int(n)} records)"
         return new
 
@@ -152,16 +155,17 @@ class TFRecords(Source):
 
         ds = files.interleave(read, cycle_length=max(1, min(4, len(self.files))), num_parallel_calls=tf.data.AUTOTUNE,
                               deterministic=not shuffle or self.limit is not None)
-        if self.part is not None:
-            fraction, pseed, held = self.part
+        for step, value in self._steps:  # in order: a split of the first n records, or the first n of a split
+            if step == "limit":
+                ds = ds.take(value)
+                continue
+            fraction, pseed, held = value
 
-            def keep(fid, i, name, rec):
+            def keep(fid, i, name, rec, fraction=fraction, pseed=pseed, held=held):
                 u = tf.random.stateless_uniform([], seed=tf.stack([fid + pseed * 1_000_003, i]))
                 return (u < fraction) if held else (u >= fraction)
 
             ds = ds.filter(keep)
-        if self.limit is not None:
-            ds = ds.take(self.limit)
         if shard is not None and shard[0] > 1 and not by_file:
             ds = ds.shard(shard[0], shard[1])
         ds = ds.map(lambda fid, i, name, rec: (name, rec))

@@ -5,11 +5,11 @@ and, failing that, the tensor dtypes tell the precision.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._io import json_loads
 from .._jsonable import JsonMixin
 from .._io import check_input_path
 from ..errors import InvalidArgument
@@ -57,7 +57,7 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
     for cand in (p.with_name(p.name + ".json"), p.with_suffix(".json")):
         if cand.is_file():
             try:
-                data = json.loads(cand.read_text())
+                data = json_loads(cand.read_text())
             except (OSError, ValueError):
                 continue
             if isinstance(data, dict):

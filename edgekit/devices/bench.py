@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
-from .._units import mib
+from .._units import MAX_THREADS, mib
 from ..errors import (AuthError, ConnectError, DeviceError, DeviceTimeout, EdgekitError, HostKeyError,
                       InvalidArgument, ModelLoadError, RemoteCommandError, RuntimeMissing)
 from . import history as _history, stats
@@ -152,6 +152,15 @@ def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: Ba
     return r
 
 
+def check_threads(threads: int | None) -> None:
+    """Refuse more interpreter threads than any device has cores (a bound, checked before connecting)."""
+    if threads is not None and int(threads) > MAX_THREADS:
+        raise InvalidArgument(f"--threads {threads} is more than edgekit runs ({MAX_THREADS}): no phone or board has "
+                              "that many cores, and oversubscribed threads measure the scheduler, not the model",
+                              hint="use the device's big-core count (e.g. --threads 4 on a Raspberry Pi 4), or "
+                                   "leave --threads out for the profile's")
+
+
 def _prepare(artifacts, devices, *, threads, runs, warmup, max_seconds, delegate, input, seed,  # noqa: A002
              timeout, python, benchmark_binary, key_file, known_hosts, accept_new_host_key, connect_timeout,
              runtime, verify, verify_data, profile_ops):
@@ -167,6 +176,7 @@ def _prepare(artifacts, devices, *, threads, runs, warmup, max_seconds, delegate
             raise InvalidArgument(f"--{name} must be >= {low}, got {value}",
                                   hint="--runs 50 is benchmark_model's default; fewer than 10 runs give wide "
                                        "intervals" if name == "runs" else f"pass --{name} {low} or more")
+    check_threads(threads)
     if max_seconds <= 0:
         raise InvalidArgument(f"--max-seconds must be > 0, got {max_seconds}", hint="e.g. --max-seconds 60")
     if delegate is not None and delegate not in ("auto", "xnnpack", "none") and not delegate.endswith(".so"):

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .._io import load_yaml_file
+from .._units import MAX_THREADS
 from ..errors import InvalidArgument, UnknownNameError, did_you_mean
 from .device import DeviceSpec
 from .transports import TRANSPORTS
@@ -104,9 +105,9 @@ def load_profile(path: str | os.PathLike, name: str | None = None) -> DeviceSpec
                               f"got {data.get('transport')!r}", hint=f"e.g. transport: ssh in {path.name}")
     data["transport"] = transport
     data.setdefault("name", name or path.stem)
-    for key, low in (("port", 1), ("threads", 1)):
+    for key, low, high in (("port", 1, None), ("threads", 1, MAX_THREADS)):
         if data.get(key) is not None:
-            data[key] = _int(data[key], key, low, path)
+            data[key] = _int(data[key], key, low, path, high)
     if data.get("port") is not None and data["port"] > 65535:
         raise InvalidArgument(f"device profile {path}: port must be 1-65535, got {data['port']}",
                               hint="e.g. port: 22")
@@ -146,15 +147,26 @@ def check_runtime(name: str, what: str = "--runtime") -> str | None:
         raise InvalidArgument(f"{what}: {exc.message}", hint=exc.hint) from exc
 
 
-def _int(value: Any, key: str, low: int, path: Path) -> int:
+def _int(value: Any, key: str, low: int, path: Path, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
-        raise InvalidArgument(f"device profile {path}: {key} must be a whole number, got {value!r}",
+        raise InvalidArgument(f"device profile {path}: {key} must be a whole number, got {_short(value)}",
+                              hint=f"e.g. {key}: {22 if key == 'port' else 4}")
+    if len(str(value).strip()) > 12:  # int() of a 100,000-digit string is slow and then refused by Python
+        raise InvalidArgument(f"device profile {path}: {key} {_short(value)} is out of range",
                               hint=f"e.g. {key}: {22 if key == 'port' else 4}")
     n = int(value)
     if n < low:
         raise InvalidArgument(f"device profile {path}: {key} must be >= {low}, got {n}",
                               hint=f"e.g. {key}: {22 if key == 'port' else 4}")
+    if high is not None and n > high:
+        raise InvalidArgument(f"device profile {path}: {key} must be <= {high}, got {n}",
+                              hint=f"e.g. {key}: {22 if key == 'port' else 4}")
     return n
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:40] + "..." + text[-10:]
 
 
 def _mask(value: Any, where: Any) -> str:

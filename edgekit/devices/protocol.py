@@ -2,7 +2,6 @@
 parsed into the same schema), plus on-device parity and per-op times when asked. Errors are edgekit errors."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -11,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._io import json_loads
 from ..errors import EdgekitError, InvalidArgument, ModelLoadError, RemoteCommandError, RuntimeMissing
 from . import benchmark_model, parity
 from .artifacts import ArtifactInfo
@@ -48,7 +48,7 @@ def runner_doc(done, device: str) -> dict[str, Any]:
     doc = None
     if lines:
         try:
-            doc = json.loads(lines[-1])
+            doc = json_loads(lines[-1])
         except ValueError:
             doc = None
     if doc is None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import ensure_writable_dir
+from .._io import created_dir, ensure_writable_dir
 from .._jsonable import JsonMixin
 from .._layers import wrappers
 from .._progress import Progress, no_progress
@@ -183,9 +183,8 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
     in_names = [s.name for s in inputs]
     warnings = list(samples.info.warnings)
 
-    out_dir = ensure_writable_dir(out)
     staged: list[Artifact] = []
-    with Staging(out_dir) as st:
+    with created_dir(out) as out_dir, Staging(out_dir) as st:  # a failure leaves neither files nor a new folder
         for f in fmts:
             exporter = EXPORTERS.get(f)
             filename = files[f]

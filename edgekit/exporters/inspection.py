@@ -126,11 +126,12 @@ def _inspect_tflite(p: Path) -> InspectReport:
         if out.scale is None and out.dtype.startswith("float"):
             near = None
             if is_input:
-                near = next((o.outputs[0] for o in consumers.get(index, []) if o.name == "QUANTIZE"), None)
+                near = next((o.outputs[0] for o in consumers.get(index, []) if o.name == "QUANTIZE" and o.outputs),
+                            None)
             else:
                 op = producers.get(index)
-                near = op.inputs[0] if op is not None and op.name == "DEQUANTIZE" else None
-            if near is not None and tensors[near].quantized:
+                near = op.inputs[0] if op is not None and op.name == "DEQUANTIZE" and op.inputs else None
+            if near is not None and near >= 0 and tensors[near].quantized:
                 nt = tensors[near]
                 out.scale, out.zero_point = nt.scales[0], nt.zero_points[0] if nt.zero_points else 0
                 out.via = "quantize" if is_input else "dequantize"
@@ -221,7 +222,8 @@ def _inspect_onnx(p: Path) -> InspectReport:
         raise MissingDependency("onnx", "onnx", purpose="to read .onnx files") from exc
     from google.protobuf.message import DecodeError
 
-    with map_errors({DecodeError: ModelLoadError, onnx.checker.ValidationError: ModelLoadError},
+    with map_errors({DecodeError: ModelLoadError, onnx.checker.ValidationError: ModelLoadError,
+                     UnicodeDecodeError: ModelLoadError},  # the checker decodes names: a damaged byte in one
                     f"cannot read {p.name} as ONNX", hint="is it an .onnx model? re-export it with edgekit export"):
         model = onnx.load(str(p))
         onnx.checker.check_model(model)

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from .._spec import Spec, option, spec
+from .._units import MAX_THREADS, THREADS_HINT
 from ..errors import InvalidArgument
 from . import _choices
 from .model import ModelSpec
@@ -84,7 +85,8 @@ class DoctorSpec(LadderOptions, ModelSpec):
     out: str = option("artifacts", help="Output folder of the chosen artifact.")
     preprocess: str | None = option(None, choices=_choices.PREPROCESS_MODES,
                                     help="Input preprocessing for user models (zoo models know theirs).")
-    threads: int | None = option(None, gt=0, help="Interpreter threads (evaluation and latency).")
+    threads: int | None = option(None, gt=0, le=MAX_THREADS, hint=THREADS_HINT,
+                                 help="Interpreter threads (evaluation and latency).")
     latency_runs: int = option(50, gt=0, help="Timed runs per rung for the local p50.")
     opset: int | None = option(None, help="ONNX opset (default 17; with --format onnx).")
     seed: int = option(0, help="Seed for sample selection.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._spec import Spec, derived, option, spec
+from .._units import MAX_THREADS, THREADS_HINT
 from . import _choices
 from .doctor import LadderOptions, check_export_ladder
 from .formats import FORMATS, PRECISIONS
@@ -37,7 +38,8 @@ class ExportOptions(Spec):
     verify_samples: int | None = option(None, expect="positive",
                                         help=f"Verification samples (default {DEFAULT_VERIFY_SAMPLES}).", gt=0)
     opset: int | None = option(None, help=f"ONNX opset (default {DEFAULT_OPSET}; with --format onnx).")
-    threads: int | None = option(None, gt=0, help="Interpreter threads for verification.")
+    threads: int | None = option(None, gt=0, le=MAX_THREADS, hint=THREADS_HINT,
+                                 help="Interpreter threads for verification.")
     float_layers: tuple[str, ...] = option((), separator=",", metavar="LAYERS", expect="Keras layer names",
                                            hint="e.g. --float-layers conv_pw_5,conv_dw_6 (names from `edgekit "
                                                 "doctor`)",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConnectError, DataError, InvalidArgument, RuntimeMissing
@@ -20,7 +21,7 @@ from .grid import Combo
 from .spec import SweepSpec
 from .store import file_fingerprint, key_of
 from .. import models as zoo
-from .._io import ensure_writable_dir
+from .._io import check_output_path, ensure_writable_dir
 from ..compression import Pipeline
 from ..data import DATASETS, open_source
 from ..devices import check, parse_device
@@ -238,6 +239,8 @@ def make_plan(spec: SweepSpec, progress=None) -> Plan:
     combos = grid_mod.expand(models, spec.grid, fixed)
     devices = _devices(spec)
     ensure_writable_dir(spec.out, create=False)
+    for name in ("results.json", "results.csv", "sweep.json"):  # not refused hours later, after the training
+        check_output_path(Path(spec.out) / name, f"the sweep's {name}")
     notes: list[str] = []
     stage_keys = _recipe(spec, notes)
     test_source = _test_source(spec)

@@ -23,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
-from .._io import atomic_path, write_text_atomic
+from .._io import atomic_path, json_loads, write_text_atomic
 from ..errors import InvalidArgument
 from .._jsonable import to_jsonable
 from .. import _verify_data as verify_data
@@ -122,7 +122,7 @@ class Store:
         """The record at ``path``, or None when missing or unreadable (a torn write cannot happen: writes are
         atomic, but a hand-edited file may be anything)."""
         try:
-            data = json.loads(Path(path).read_text())
+            data = json_loads(Path(path).read_text())
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
