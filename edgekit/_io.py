@@ -395,7 +395,8 @@ def load_yaml_text(text: str, what: str, *, error: type[EdgekitError] = InvalidA
         try:
             node = loader.get_single_node()
         except RecursionError:
-            raise error(f"{what} nests deeper than {YAML_MAX_DEPTH} levels", hint="flatten the YAML") from None
+            raise error(f"{what} nests its structure too deeply (more than {YAML_MAX_DEPTH} levels)",
+                        hint="flatten the YAML") from None
         if node is None:
             return None
         _yaml_extent(node, what, error)
@@ -416,7 +417,8 @@ def _yaml_extent(root, what: str, error: type[EdgekitError]) -> None:
         if key in memo:
             return memo[key]
         if depth > YAML_MAX_DEPTH:
-            raise error(f"{what} nests deeper than {YAML_MAX_DEPTH} levels", hint="flatten the YAML")
+            raise error(f"{what} nests its structure too deeply (more than {YAML_MAX_DEPTH} levels)",
+                        hint="flatten the YAML")
         if key in active:
             raise error(f"{what} holds an alias that refers to itself", hint="remove the recursive alias (*name)")
         active.add(key)

@@ -86,9 +86,9 @@ def test_yaml_alias_bomb_is_refused_before_it_is_built():
         load_yaml_text(ALIAS_BOMB, "recipe")
     with pytest.raises(InvalidArgument, match="refers to itself"):
         load_yaml_text("a: &a [1, *a]\n", "recipe")
-    with pytest.raises(InvalidArgument, match="nests deeper"):
+    with pytest.raises(InvalidArgument, match="nests its structure too deeply"):
         load_yaml_text("[" * 100 + "]" * 100, "recipe")
-    with pytest.raises(InvalidArgument, match="nests deeper"):
+    with pytest.raises(InvalidArgument, match="nests its structure too deeply"):
         load_yaml_text("[" * 100_000 + "]" * 100_000, "recipe")
     assert load_yaml_text("a: &x [1, 2]\nb: *x\n", "recipe") == {"a": [1, 2], "b": [1, 2]}
 
