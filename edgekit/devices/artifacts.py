@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .._io import json_loads
 from .._jsonable import JsonMixin
+from .._io import check_input_path
 from ..errors import InvalidArgument
 from ..packaging import SUFFIX as PACKAGE_SUFFIX
 from ..packaging import header_of
@@ -46,7 +47,7 @@ class ArtifactInfo(JsonMixin):
 
 def artifact_info(path: str | Path) -> ArtifactInfo:
     """Model name and precision from ``<artifact>.json`` (or ``<stem>.json``), else from the file name/tensors."""
-    p = Path(path)
+    p = check_input_path(path, "artifact")
     if p.is_dir():
         raise InvalidArgument(f"artifact {str(p)!r} is a directory",
                               hint=f"pass the .tflite/.onnx files in it, e.g. {str(p).rstrip('/')}/*.tflite")
