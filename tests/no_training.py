@@ -85,11 +85,13 @@ class _Loader(importlib.abc.Loader):
 class _Finder(importlib.abc.MetaPathFinder):
     """Wraps the loader of the TARGETS modules so that they are patched right after they execute."""
 
+    edgekit_no_training = True
+
     def find_spec(self, fullname, path, target=None):
         if fullname not in TARGETS:
             return None
         for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
+            if getattr(finder, "edgekit_no_training", False) or not hasattr(finder, "find_spec"):
                 continue
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
@@ -101,7 +103,7 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 def install() -> None:
     """Patch the TARGETS already imported and those imported later (idempotent)."""
-    if not any(isinstance(f, _Finder) for f in sys.meta_path):
+    if not any(getattr(f, "edgekit_no_training", False) for f in sys.meta_path):
         sys.meta_path.insert(0, _Finder())
     for name in TARGETS:
         if name in sys.modules:

@@ -15,6 +15,8 @@ from no_training import TrainingInFastTest
 
 def test_guard_is_on_in_a_test_not_marked_slow(request):
     assert no_training.active() == request.node.nodeid
+    # installed once, also in an xdist worker, which is a subprocess and loads it from sitecustomize too
+    assert sum(getattr(f, "edgekit_no_training", False) for f in sys.meta_path) == 1
 
 
 @pytest.mark.slow
@@ -80,6 +82,6 @@ def test_guard_reaches_python_subprocesses():
     assert "TrainingInFastTest" in done.stderr and "test_guard_reaches_python_subprocesses trains a Keras model" \
         in done.stderr, done.stderr[-2000:]
     env = {k: v for k, v in os.environ.items() if k != no_training.ENV}   # without the variable: no guard
-    check = "import sys; print(sum(type(f).__name__ == '_Finder' for f in sys.meta_path))"
+    check = "import sys; print(sum(getattr(f, 'edgekit_no_training', False) for f in sys.meta_path))"
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60, env=env)
     assert done.stdout.strip() == "1", done.stderr

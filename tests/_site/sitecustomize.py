@@ -8,14 +8,14 @@ import sys
 
 _here = os.path.dirname(os.path.abspath(__file__))
 try:
-    _spec = importlib.util.spec_from_file_location("edgekit_test_no_training",
-                                                   os.path.join(os.path.dirname(_here), "no_training.py"))
+    # under its own name: the pytest process (an xdist worker) imports it from tests/ and gets this very module
+    _spec = importlib.util.spec_from_file_location("no_training", os.path.join(os.path.dirname(_here), "no_training.py"))
     _guard = importlib.util.module_from_spec(_spec)
+    sys.modules["no_training"] = _guard
     _spec.loader.exec_module(_guard)
-    sys.modules["edgekit_test_no_training"] = _guard
     _guard.install()
 except OSError:   # the tests folder is not visible here (e.g. a chroot): no guard, as in any other process
-    pass
+    sys.modules.pop("no_training", None)
 
 _rest = [p for p in sys.path if os.path.abspath(p or os.curdir) != _here]
 _other = importlib.machinery.PathFinder.find_spec("sitecustomize", _rest)
