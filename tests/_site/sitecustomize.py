@@ -9,7 +9,8 @@ import sys
 _here = os.path.dirname(os.path.abspath(__file__))
 try:
     # under its own name: the pytest process (an xdist worker) imports it from tests/ and gets this very module
-    _spec = importlib.util.spec_from_file_location("no_training", os.path.join(os.path.dirname(_here), "no_training.py"))
+    _file = os.path.join(os.path.dirname(_here), "no_training.py")
+    _spec = importlib.util.spec_from_file_location("no_training", _file)
     _guard = importlib.util.module_from_spec(_spec)
     sys.modules["no_training"] = _guard
     _spec.loader.exec_module(_guard)
