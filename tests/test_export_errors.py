@@ -384,6 +384,7 @@ def _big():
     return keras.Model(inp, layers.Dense(200, name="d")(x), name="bignet")
 
 
+@pytest.mark.slow
 def test_full_disk_during_export_leaves_nothing(tiny_disk):
     """Issue 18: a full disk was an `internal error:` and the empty --out folder stayed."""
     from edgekit.exporters import export
@@ -394,6 +395,7 @@ def test_full_disk_during_export_leaves_nothing(tiny_disk):
     assert info.value.errno == 28 and list(tiny_disk.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_failed_write_removes_the_out_folders_it_created_and_the_cli_says_disk_full(model, tmp_path, monkeypatch):
     import errno
     from pathlib import Path
