@@ -85,3 +85,15 @@ def test_guard_reaches_python_subprocesses():
     check = "import sys; print(sum(getattr(f, 'edgekit_no_training', False) for f in sys.meta_path))"
     done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60, env=env)
     assert done.stdout.strip() == "1", done.stderr
+
+
+def test_cli_help_and_listings_import_no_tensorflow():
+    """The commands' help, ``models list`` and the specs stay fast: they never import TensorFlow or Keras."""
+    code = ("import sys\nfrom edgekit.cli import main\n"
+            "for args in (['--help'], ['export', '--help'], ['bench', '--help'], ['sweep', '--help'], "
+            "['doctor', '--help'], ['compress', '--help'], ['models', 'list']):\n"
+            "    try:\n        main(args)\n    except SystemExit as exc:\n        assert not exc.code, (args, exc.code)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'tf_keras', 'keras')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
