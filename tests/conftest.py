@@ -4,8 +4,10 @@ loop's guard.
 The rule for every test: ``pytest -m "not slow"`` is the fast loop (<= 3 min on 2 cores), so a test that trains a
 model (Keras ``fit``, edgekit's train/compress stages) or converts one (TFLite or ONNX converter), itself, through a
 fixture, or through a CLI subprocess, is marked ``@pytest.mark.slow``. This is enforced: while a test not marked
-slow runs (its fixtures' setup included), tests/no_training.py makes those calls raise ``TrainingInFastTest``, in
-this process and in its Python subprocesses (tests/_site/sitecustomize.py on PYTHONPATH). A test about something
+slow runs (the fixtures it sets up included), tests/no_training.py makes those calls raise ``TrainingInFastTest``,
+in this process and in its Python subprocesses (tests/_site/sitecustomize.py on PYTHONPATH). (In the whole suite a
+module fixture an earlier slow test built is reused unguarded; under ``-m "not slow"`` it is built guarded.) A test
+about something
 else (CLI wiring, errors, file handling) builds what it needs without training: a .tflite from tests/tflite_files.py,
 an ONNX graph from ``onnx.helper``, an untrained zoo model. Slow tests share trained models (``trained_mnv1``) and
 module-scoped exports instead of training their own.
