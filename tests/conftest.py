@@ -1,4 +1,17 @@
-"""Shared test fixtures: markers, the device stand-ins from ../shared/devlab, and real data availability."""
+"""Shared test fixtures: markers, the device stand-ins from ../shared/devlab, real data availability, and the fast
+loop's guard.
+
+The rule for every test: ``pytest -m "not slow"`` is the fast loop (<= 3 min on 2 cores), so a test that trains a
+model (Keras ``fit``, edgekit's train/compress stages) or converts one (TFLite or ONNX converter), itself, through a
+fixture, or through a CLI subprocess, is marked ``@pytest.mark.slow``. This is enforced: while a test not marked
+slow runs (the fixtures it sets up included), tests/no_training.py makes those calls raise ``TrainingInFastTest``,
+in this process and in its Python subprocesses (tests/_site/sitecustomize.py on PYTHONPATH). (In the whole suite a
+module fixture an earlier slow test built is reused unguarded; under ``-m "not slow"`` it is built guarded.) A test
+about something
+else (CLI wiring, errors, file handling) builds what it needs without training: a .tflite from tests/tflite_files.py,
+an ONNX graph from ``onnx.helper``, an untrained zoo model. Slow tests share trained models (``trained_mnv1``) and
+module-scoped exports instead of training their own.
+"""
 from __future__ import annotations
 
 import os
@@ -7,7 +20,11 @@ from pathlib import Path
 
 import pytest
 
+import no_training
+
 REPO = Path(__file__).resolve().parents[1]
+#: the folder whose sitecustomize.py installs the no-training guard in subprocesses
+_SITE = Path(__file__).resolve().parent / "_site"
 #: ../shared/devlab beside the checkout (EDGEKIT_DEVLAB overrides)
 DEVLAB = Path(os.environ.get("EDGEKIT_DEVLAB", REPO.parent / "shared" / "devlab"))
 
@@ -23,6 +40,23 @@ def pytest_configure(config):
         signal.signal(signal.SIGINT, signal.default_int_handler)
     if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    no_training.install()
+    path = os.environ.get("PYTHONPATH")
+    if str(_SITE) not in (path or "").split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join([str(_SITE), *([path] if path else [])])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test not marked slow runs (setup, call, teardown) with the no-training guard on (tests/no_training.py)."""
+    guard = item.get_closest_marker("slow") is None
+    if guard:
+        os.environ[no_training.ENV] = item.nodeid
+    try:
+        yield
+    finally:
+        if guard:
+            os.environ.pop(no_training.ENV, None)
 
 
 #: test files that take minutes (a module fixture trains and interrupts a sweep; Keras 3 and compression chains):

@@ -52,6 +52,7 @@ def _float_weight_ops(path):
     return names
 
 
+@pytest.mark.slow
 def test_tflite_float_layers_keep_those_ops_float(model, data, tmp_path):
     from edgekit.exporters import export
 
@@ -75,6 +76,7 @@ def test_tflite_float_layers_keep_those_ops_float(model, data, tmp_path):
     assert np.abs(out - model.predict(data[:8], verbose=0)).max() < 0.05
 
 
+@pytest.mark.slow
 def test_onnx_float_layers_and_entropy_calibration(model, data, tmp_path, capfd):
     pytest.importorskip("tf2onnx")
     import onnx
@@ -100,7 +102,7 @@ def test_onnx_float_layers_and_entropy_calibration(model, data, tmp_path, capfd)
 
 @pytest.mark.parametrize("kwargs,match", [
     (dict(quantize="fp16", float_layers="dw"), "float_layers .* apply to post-training int8"),
-    (dict(quantize="int8", float_layers="dww"), "did you mean 'dw'"),
+    pytest.param(dict(quantize="int8", float_layers="dww"), "did you mean 'dw'", marks=pytest.mark.slow),  # converts
     (dict(quantize="int8", float_layers=[3]), "must be Keras layer names"),
     (dict(quantize="int8", calibration_method="entropy"), "'tflite' has no 'entropy' calibration"),
     (dict(quantize="int8", calibration_method="kl"), "unknown calibration_method"),
@@ -116,6 +118,7 @@ def test_bad_float_layers_or_calibration_method(model, data, tmp_path, kwargs, m
     assert not out.exists() or not any(out.iterdir())
 
 
+@pytest.mark.slow
 def test_onnx_entropy_and_percentile_set_other_ranges_than_minmax(model, data, tmp_path):
     """onnxruntime's Entropy default (128 bins for 128 levels) is MinMax in disguise: the exporter's is not."""
     pytest.importorskip("tf2onnx")

@@ -203,6 +203,7 @@ def test_qat_model_exports_int8_and_is_recorded(tmp_path, fashion_mnist_availabl
     assert art.computes_in == "int8" and art.verification.passed
 
 
+@pytest.mark.slow
 def test_synthetic_calibration_warns_loudly_and_is_recorded(tmp_path):
     from edgekit.errors import EdgekitWarning
     from edgekit.exporters import export
@@ -214,6 +215,7 @@ def test_synthetic_calibration_warns_loudly_and_is_recorded(tmp_path):
     assert "synthetic" in man["verification_data"]
 
 
+@pytest.mark.slow
 def test_few_calibration_samples_warn(tmp_path, fashion_mnist_available):
     from edgekit.errors import EdgekitWarning
     from edgekit.exporters import export
@@ -224,6 +226,7 @@ def test_few_calibration_samples_warn(tmp_path, fashion_mnist_available):
     assert res.calibration.count == 30 and Path(res["tflite"].path).is_file()
 
 
+@pytest.mark.slow
 def test_onnx_folds_batchnorm_on_1x1_feature_maps():
     """tf2onnx leaves BN after a 1x1-spatial Conv unfused (Reshape in between); to_onnx folds it into the Conv."""
     import onnxruntime as ort
@@ -250,6 +253,7 @@ def test_onnx_folds_batchnorm_on_1x1_feature_maps():
     np.testing.assert_allclose(got, m.predict(x, verbose=0), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_calibration_from_an_image_folder(tmp_path, fashion_mnist_available):
     from PIL import Image
 
@@ -270,6 +274,7 @@ def test_calibration_from_an_image_folder(tmp_path, fashion_mnist_available):
     assert "held-out" in man["verification_data"]
 
 
+@pytest.mark.slow
 def test_calibration_from_in_memory_arrays_and_datasets(tmp_path, fashion_mnist_available):
     """From Python, calib_data/verify_data also take a numpy array, (x, y) or an edgekit.data Dataset."""
     from edgekit.data import load

@@ -114,6 +114,7 @@ def test_empty_calibration_dir(model, tmp_path):
     assert leftovers(tmp_path / "out") == []
 
 
+@pytest.mark.slow
 def test_undecodable_images(model, tmp_path):
     from PIL import Image
 
@@ -178,6 +179,7 @@ def test_unwritable_output_dir(model, tmp_path):
         export(model, out=blocker / "sub")
 
 
+@pytest.mark.slow
 def test_failed_verification_raises_and_leaves_nothing(model, tmp_path, monkeypatch):
     from edgekit.exporters import THRESHOLDS, export
 
@@ -194,6 +196,7 @@ def test_failed_verification_raises_and_leaves_nothing(model, tmp_path, monkeypa
     assert leftovers(out) == sorted([art.path.name, art.manifest.name, art.path.name + ".verify.npz"])
 
 
+@pytest.mark.slow
 def test_failure_in_a_later_format_removes_earlier_artifacts(model, tmp_path, monkeypatch):
     from edgekit.exporters import EXPORTERS, export
 
@@ -207,6 +210,7 @@ def test_failure_in_a_later_format_removes_earlier_artifacts(model, tmp_path, mo
     assert leftovers(out) == []
 
 
+@pytest.mark.slow
 def test_converted_artifact_that_does_not_load_is_an_export_error(model, tmp_path, monkeypatch):
     """e.g. int16x8 of an untrained MobileNet: LiteRT refuses the converter's output. That is not the caller's
     file being corrupt (ModelLoadError, 'is it a .tflite flatbuffer?') but a failed conversion."""
@@ -224,6 +228,7 @@ def test_converted_artifact_that_does_not_load_is_an_export_error(model, tmp_pat
     assert leftovers(out) == []
 
 
+@pytest.mark.slow
 def test_failed_export_does_not_create_the_out_dir(model, tmp_path):
     """A typo must not leave an empty ./artifacts behind: the folder appears only when files are written."""
     from edgekit.exporters import export
@@ -273,6 +278,7 @@ def test_folder_where_a_later_artifact_goes_is_refused_before_converting(model, 
         (out / blocker).rmdir()
 
 
+@pytest.mark.slow
 def test_failed_commit_restores_what_was_there(model, tmp_path, monkeypatch):
     """The last renames of an export fail: none of its files stays and the previous artifacts come back."""
     import os
@@ -301,6 +307,7 @@ def test_failed_commit_restores_what_was_there(model, tmp_path, monkeypatch):
     assert first.artifacts
 
 
+@pytest.mark.slow
 def test_samples_the_machine_cannot_hold_are_refused_before_allocating(tmp_path, monkeypatch):
     """--alpha 1.5 --resolution 4096 wanted 112 GiB of synthetic calibration: estimated and refused up front."""
     from edgekit._keras import keras, layers
@@ -329,6 +336,7 @@ def test_zoo_model_at_a_huge_resolution_is_refused_quickly(tmp_path):
     assert time.perf_counter() - t < 60 and not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_calibrating_on_smaller_grayscale_images_warns_and_is_recorded(tmp_path, fashion_mnist_available):
     """28x28x1 Fashion-MNIST into a 32x32x3 model: resized and channel-replicated silently before."""
     from edgekit._keras import keras, layers
@@ -376,6 +384,7 @@ def _big():
     return keras.Model(inp, layers.Dense(200, name="d")(x), name="bignet")
 
 
+@pytest.mark.slow
 def test_full_disk_during_export_leaves_nothing(tiny_disk):
     """Issue 18: a full disk was an `internal error:` and the empty --out folder stayed."""
     from edgekit.exporters import export
@@ -386,6 +395,7 @@ def test_full_disk_during_export_leaves_nothing(tiny_disk):
     assert info.value.errno == 28 and list(tiny_disk.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_failed_write_removes_the_out_folders_it_created_and_the_cli_says_disk_full(model, tmp_path, monkeypatch):
     import errno
     from pathlib import Path

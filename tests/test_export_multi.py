@@ -95,6 +95,7 @@ def test_verify_data_file_pairs_reference_with_artifact_outputs(onet, tmp_path):
     assert [o["name"] for o in row.parity["outputs"]] == ["conv6-1", "conv6-2", "conv6-3"], row.parity["outputs"]
 
 
+@pytest.mark.slow
 def test_fp16_failure_does_not_blame_calibration(tmp_path, monkeypatch):
     from edgekit.exporters import THRESHOLDS, export
 
@@ -207,6 +208,7 @@ def test_non_image_input_refuses_image_sources_and_preprocessing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_free_dimensions_take_the_input_shape_option(tmp_path):
     """A model file with a free H/W: the error names --input-shape (it used to say --resolution, which model files
     refuse), and input_shape fixes it."""
@@ -227,6 +229,7 @@ def test_free_dimensions_take_the_input_shape_option(tmp_path):
     assert man["model"]["input_shape"] == [24, 24, 3] and man["inputs"][0]["shape"][1:] == [24, 24, 3]
 
 
+@pytest.mark.slow
 def test_constant_outputs_are_inconclusive_not_failed(tmp_path):
     """An untrained model whose output is the same for every input: kept, status inconclusive, in the manifest."""
     from edgekit._keras import keras, layers

@@ -180,6 +180,7 @@ def test_profile_keras3_equals_tf_keras(k3_files):
         assert (a.total_mult_adds, a.total_params) == (b.total_mult_adds, b.total_params) and a.total_mult_adds > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(BUILDERS))
 def test_export_verify_inspect_bench(k3_files, tmp_path, cli, name):
     """tflite int8 + fp16 and onnx, verified against the Keras 3 model; then inspect and bench each artifact."""

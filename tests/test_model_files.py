@@ -77,6 +77,7 @@ def test_free_dims_fixed_by_input_shape(free_cnn, cli):
     assert tuple(models.resolve(model, input_shape={"image": (32, 32, 3)}).input_shape) == (None, 32, 32, 3)
 
 
+@pytest.mark.slow
 def test_free_dims_export_with_input_shape(free_cnn, tmp_path):
     from edgekit.exporters import export
 

@@ -257,12 +257,18 @@ def test_bench_of_an_onnx_model_leaves_no_onnxruntime_telemetry_in_home(onnx_mod
     assert not (home / ".cache" / "Microsoft").exists(), sorted(str(p) for p in home.rglob("*"))
 
 
-def test_runner_refuses_absurd_thread_counts(tflite_models):
+def test_runner_refuses_absurd_thread_counts(tmp_path):
     """Issue 18: --threads 100000 segfaulted the runner or ran for minutes; the runner (used alone on a device)
     bounds it by the device's cores too."""
     import time
 
+    from tflite_files import build
+
+    model = tmp_path / "add.tflite"   # a valid float model built without the converter (the fast loop converts none)
+    model.write_bytes(build([("ADD", [0, 1], [2])], [("x", [1, 4], "float32", None),
+                                                       ("c", [4], "float32", np.ones(4, np.float32)),
+                                                       ("y", [1, 4], "float32", None)], [0], [2]))
     t0 = time.monotonic()
-    code, doc = run_runner(tflite_models["float32"], "--runs", 2, "--threads", 100000)
+    code, doc = run_runner(model, "--runs", 2, "--threads", 100000)
     assert code == 2 and doc["error"]["kind"] == "bad_argument" and "--threads 100000" in doc["error"]["message"]
     assert time.monotonic() - t0 < 60

@@ -174,6 +174,7 @@ def image_folder(tmp_path):
     return root
 
 
+@pytest.mark.slow
 def test_train_streams_a_folder_and_reports_skipped_images(image_folder, tmp_path):
     from edgekit.compression import train
     from edgekit.errors import EdgekitWarning
@@ -190,6 +191,7 @@ def test_train_streams_a_folder_and_reports_skipped_images(image_folder, tmp_pat
         train(_tiny(), str(image_folder), epochs=1, batch_size=8, strict_data=True)
 
 
+@pytest.mark.slow
 def test_train_a_model_with_several_non_image_inputs(tmp_path):
     import numpy as np
 
@@ -208,6 +210,7 @@ def test_train_a_model_with_several_non_image_inputs(tmp_path):
         train(model, str(tmp_path / "d.npz"), epochs=1, augment=True)
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_last_epoch(image_folder, tmp_path):
     from edgekit._keras import keras
     from edgekit.compression import train
@@ -259,6 +262,7 @@ def test_cli_train_strategy_and_data_options(image_folder, tmp_path):
     assert r.exit_code == 2 and "multi-worker" in r.output
 
 
+@pytest.mark.slow
 def test_a_killed_pipeline_resumes_in_the_stage_it_was_in(image_folder, tmp_path):
     """compress with --backup-dir: the finished train stage is restored (not retrained), prune resumes mid-way."""
     from edgekit._keras import keras
