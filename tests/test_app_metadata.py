@@ -93,6 +93,7 @@ def test_metadata_option_errors(model_file, tmp_path, args, match):
     assert r.exit_code == 2 and match in r.output, r.output
 
 
+@pytest.mark.slow   # converts to TFLite/ONNX
 def test_export_writes_metadata_and_fixed_batch(model_file, tmp_path):
     """float32 .tflite + .onnx: labels from the .npz's class_names, normalization of 'unit' preprocessing, facts
     from --metadata; batch 1 (no SHAPE/STRIDED_SLICE/PACK); the manifest's sha256 is the final file's;
@@ -127,6 +128,7 @@ def test_export_writes_metadata_and_fixed_batch(model_file, tmp_path):
     assert "3 labels (labels.txt): cat, dog, bird" in r.output and "dynamic" not in r.output
 
 
+@pytest.mark.slow   # converts to TFLite/ONNX
 def test_no_metadata_and_batch(model_file, tmp_path):
     """--no-metadata: no TFLITE_METADATA and inspect says so; --batch 4: a batch-4 file verified in batches of 4."""
     out = tmp_path / "out"
@@ -152,6 +154,7 @@ def test_no_metadata_and_batch(model_file, tmp_path):
     assert row["parity"]["status"] == "passed" and row["parity"]["samples"] == 10, row["parity"]
 
 
+@pytest.mark.slow   # converts to TFLite/ONNX
 def test_uint8_io_and_grayscale_warnings(tmp_path):
     """Client warnings at export: a grayscale model (MediaPipe wants 3/4 channels), int8 I/O (clients feed float32
     or uint8 images); labels given from Python; a wrong count from Python names both numbers."""
@@ -185,6 +188,7 @@ def test_recipe_keys():
     assert recipe_spec({"model": "m.keras", "app_metadata": False}).app_metadata is False
 
 
+@pytest.mark.slow   # converts to TFLite/ONNX
 def test_int8_head_has_no_batch_ops(tmp_path):
     """An int8 MobileNet-style head (pooling, Reshape, 1x1 conv, Reshape, softmax): with a free batch the converter
     computes the Reshape targets at run time (SHAPE, STRIDED_SLICE, PACK); the fixed batch leaves them out."""
