@@ -11,7 +11,7 @@ def _fmt(v, nd=2):
     return "-" if v is None else f"{v:.{nd}f}"
 
 
-COLUMNS = ["model", "format", "precision", "size_mb", "device", "runtime", "threads", "p50_ms", "p90_ms", "mean_ms",
+COLUMNS = ["model", "format", "precision", "size_mb", "device", "cpu", "runtime", "threads", "p50_ms", "p90_ms", "mean_ms",
            "std_ms", "fps", "peak_memory_mb", "status"]
 
 
@@ -20,7 +20,7 @@ def render_results(results) -> None:
     from rich.table import Table
 
     table = Table(title="edgekit bench", show_lines=False)
-    for col in ("model", "format", "precision", "size MiB", "device", "runtime", "threads", "p50 ms", "p50 95% CI",
+    for col in ("model", "format", "precision", "size MiB", "device", "cpu", "runtime", "threads", "p50 ms", "p50 95% CI",
                 "p90 ms", "mean±std ms", "FPS", "peak MiB", "parity", "status"):
         table.add_column(col, justify="right" if col.endswith(("MiB", "ms", "FPS", "threads")) else "left")
     for r in results:
@@ -29,7 +29,7 @@ def render_results(results) -> None:
         mean = "-" if r.mean_ms is None else f"{r.mean_ms:.3f}±{_fmt(r.std_ms, 3)}"
         peak = r.peak_memory_mb if r.peak_memory_mb is not None else r.memory_delta_mb
         ci = "-" if not r.p50_ci_ms else f"{r.p50_ci_ms[0]:.3f}-{r.p50_ci_ms[1]:.3f}"
-        table.add_row(r.model, r.format, r.precision, _fmt(r.size_mb, 3), r.device, runtime,
+        table.add_row(r.model, r.format, r.precision, _fmt(r.size_mb, 3), r.device, r.cpu or "-", runtime,
                       "-" if r.threads is None else str(r.threads), _fmt(r.p50_ms, 3), ci, _fmt(r.p90_ms, 3), mean,
                       _fmt(r.fps, 1), _fmt(peak, 1), _parity_cell(r.parity), status)
     out.print(table)

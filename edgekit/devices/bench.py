@@ -47,6 +47,7 @@ class BenchResult(JsonMixin):
     threads: int | None = None
     delegate: str | None = None
     machine: str | None = None
+    cpu: str | None = None  # the core that ran it (runner: /proc/cpuinfo ARM part or x86 model name)
     cpu_model: str | None = None
     python: str | None = None
     numpy: str | None = None
@@ -115,7 +116,7 @@ def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: Ba
     r.tool, r.raw = doc.get("tool"), doc
     r.runtime, r.runtime_version = doc["runtime"].get("name"), doc["runtime"].get("version")
     r.threads, r.delegate = cfg.get("threads"), cfg.get("delegate")
-    r.machine, r.cpu_model = mach.get("machine"), mach.get("cpu_model")
+    r.machine, r.cpu, r.cpu_model = mach.get("machine"), mach.get("cpu"), mach.get("cpu_model")
     r.python, r.numpy = mach.get("python"), mach.get("numpy")
     r.init_ms, r.first_inference_ms = doc.get("init_ms"), doc.get("first_inference_ms")
     r.warmup_count, r.warmup_mean_ms = warm.get("count"), warm.get("mean_ms")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument, ModelLoadError, RemoteCommandError, RuntimeMissing
-from . import benchmark_model
+from . import benchmark_model, runner
 from .artifacts import ArtifactInfo
 from .transports import Transport, sha256_file
 
@@ -199,7 +199,10 @@ def run_benchmark_model(t: Transport, art: ArtifactInfo, s: Settings, model_path
     doc["command"] = argv
     doc["config"] = {"threads": threads, "delegate": s.delegate or "auto", "warmup": s.warmup, "runs": s.runs}
     probe = t.run(["uname", "-m"], timeout=30, taskset=False)
-    doc["machine"] = {"machine": probe.stdout.strip() or None}
+    cpuinfo = t.run(["cat", "/proc/cpuinfo"], timeout=30, taskset=False)
+    text = cpuinfo.stdout if cpuinfo.returncode == 0 else ""  # the runner's table reads it as on a Python board
+    doc["machine"] = {"machine": probe.stdout.strip() or None, "cpu": runner.cpu_name(text) if text else None,
+                      "cpu_model": runner._cpu_model(text) if text else None}
     if s.verify:
         doc["parity_data"] = {"status": "not_checked", "reason": "benchmark_model cannot return outputs: parity "
                                                                  "not checked"}
