@@ -179,9 +179,9 @@ def test_unwritable_output_dir(model, tmp_path):
 
 
 def test_failed_verification_raises_and_leaves_nothing(model, tmp_path, monkeypatch):
-    from edgekit.exporters import THRESHOLDS, export
+    from edgekit.exporters import TOLERANCES, Tolerance, export
 
-    monkeypatch.setitem(THRESHOLDS, "float32", {"max_abs_err": -1.0})  # nothing can pass
+    monkeypatch.setitem(TOLERANCES, "float32", Tolerance(max_abs_err=-1.0))  # nothing can pass
     out = tmp_path / "out"
     with pytest.raises(VerificationError, match="does not match the Keras model"):
         export(model, formats="tflite,onnx", out=out, verify_samples=8)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgument, ModelLoadError, RemoteCommandError, RuntimeMissing
-from . import benchmark_model, runner
+from . import benchmark_model, parity, runner
 from .artifacts import ArtifactInfo
 from .transports import Transport, sha256_file
 
@@ -147,7 +147,7 @@ def _parity(t: Transport, art: ArtifactInfo, s: Settings, vfile: str, doc: dict)
     """Bring the device's outputs back (a host temp file, always removed) and compare them with the reference."""
     import numpy as np
 
-    from . import parity, verify_data
+    from . import verify_data
 
     fd, tmp = tempfile.mkstemp(prefix=".edgekit-outputs-", suffix=".npz")
     os.close(fd)
@@ -204,8 +204,7 @@ def run_benchmark_model(t: Transport, art: ArtifactInfo, s: Settings, model_path
     doc["machine"] = {"machine": probe.stdout.strip() or None, "cpu": runner.cpu_name(text) if text else None,
                       "cpu_model": runner._cpu_model(text) if text else None}
     if s.verify:
-        doc["parity_data"] = {"status": "not_checked", "reason": "benchmark_model cannot return outputs: parity "
-                                                                 "not checked"}
+        doc["parity_data"] = parity.not_checked("benchmark_model cannot return outputs: parity not checked").to_dict()
     return doc
 
 
