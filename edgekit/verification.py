@@ -438,8 +438,9 @@ def _summarise(checks: list[OutputCheck], tol: Tolerance, precision: str, runtim
             notes.append(f"{c.name}: {c.note}" if multi else c.note)
     const = [c.name for c in checks if c.constant]
     if const:
+        many = len(const) > 1
         notes.append(("the Keras model gives the same output for every input" if not multi else
-                      f"Keras output{'s' if len(const) > 1 else ''} {', '.join(const)} {'are' if len(const) > 1 else 'is'}"
+                      f"Keras output{'s' if many else ''} {', '.join(const)} {'are' if many else 'is'}"
                       " the same for every input") + " (untrained weights?): the comparison cannot show that the "
                      "artifact computes the model's function, so verification is inconclusive")
     status = FAILED if failures else (INCONCLUSIVE if any(c.status == INCONCLUSIVE for c in checks) else PASSED)

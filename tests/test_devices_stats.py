@@ -136,7 +136,7 @@ def test_compare_a_tflite_with_an_onnx_labels_each_row_with_its_own_runtime(nets
                                                     ("b", [3], "float32", np.ones(3, np.float32)),
                                                     ("y", [1, 32, 32, 3], "float32", None)], [0], [2]))
     r = CliRunner().invoke(main, ["compare", str(tfl), str(nets["small"]), "-d", "local", "--runs", "12",
-                                  "--rounds", "2", "--warmup", "1", "--threads", "1", "--json"])
+                                  "--rounds", "3", "--warmup", "1", "--threads", "1", "--json"])
     assert r.exit_code == 0, r.output
     a, b = json.loads(r.output)["rows"]
     assert (a["format"], a["runtime"]) == ("tflite", "ai_edge_litert")

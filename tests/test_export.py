@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edgekit.exporters import EXPORTERS, PRECISIONS, TOLERANCES
-from edgekit.exporters.verify import compare
+from edgekit.verification import compare
 
 PAIRS = [(fmt, prec) for fmt in EXPORTERS.list() for prec in EXPORTERS.get(fmt).precisions]
 CALIB = 200

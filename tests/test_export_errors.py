@@ -160,7 +160,7 @@ def test_calibration_arrays_with_nan_or_inf(model, tmp_path, bad):
 
 
 def test_non_finite_outputs_fail_verification():
-    from edgekit.exporters.verify import compare
+    from edgekit.verification import compare
 
     ref = [np.full((4, 3), 1 / 3, np.float32)]
     nan = [np.full((4, 3), np.nan, np.float32)]
@@ -241,7 +241,7 @@ def test_failed_export_does_not_create_the_out_dir(model, tmp_path):
 def test_constant_keras_outputs_are_inconclusive():
     """Untrained zoo models (--weights none) often output the same softmax for every input: the comparison cannot
     show the artifact computes the model's function. Not 'passed' (it used to pass with a note), not 'failed'."""
-    from edgekit.exporters.verify import compare
+    from edgekit.verification import compare
 
     ref = [np.full((5, 10), 0.1, np.float32)]
     v = compare(ref, [np.full((5, 10), 26 / 256, np.float32)], precision="int8", output_lsb=1 / 256)

@@ -259,8 +259,8 @@ def test_bench_of_an_onnx_model_leaves_no_onnxruntime_telemetry_in_home(onnx_mod
     assert not (home / ".cache" / "Microsoft").exists(), sorted(str(p) for p in home.rglob("*"))
 
 
-PI4 = "".join(f"processor\t: {i}\nBogoMIPS\t: 108.00\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\n"
-              f"CPU part\t: 0xd08\nCPU revision\t: 3\n\n" for i in range(4)) + \
+PI4 = "".join(f"processor\t: {i}\nBogoMIPS\t: 108.00\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+              f"CPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n" for i in range(4)) + \
     "Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.1\n"
 
 

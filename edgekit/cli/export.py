@@ -28,7 +28,8 @@ def render_export(result) -> None:
     labelled = any(a.verification is not None and a.verification.keras_accuracy is not None for a in result.artifacts)
     table = Table(title=f"{result.model} -> {result.out_dir}", title_justify="left", box=box.SIMPLE_HEAD,
                   pad_edge=False)
-    cols = ["format", "precision", "KiB", "max|err|", "SQNR dB", "top-1"] + (["acc keras/art"] if labelled else [])
+    cols = ["format", "precision", "KiB", "max|err|", "SQNR dB", "top-1 sure (n)"] + (
+        ["acc keras/art", "drop 95% CI"] if labelled else [])
     for col in cols + ["ok"]:
         table.add_column(col, justify="left" if col in ("format", "precision", "ok") else "right")
     for a in result.artifacts:
@@ -39,10 +40,13 @@ def render_export(result) -> None:
         if a.computes_in != a.precision:
             prec += f" (runs {a.computes_in})"
         row = [a.format, prec, f"{kib(a.size_bytes):.1f}", _fmt_num(v and v.max_abs_err, ".1e"),
-               _fmt_num(v and v.sqnr_db, ".1f"), _fmt_num(v and v.top1_agreement, ".3f")]
+               _fmt_num(v and v.sqnr_db, ".1f"),
+               "-" if v is None or v.top1_agreement is None else f"{v.top1_agreement:.3f} ({v.confident_samples})"]
         if labelled:
             row.append("-" if v is None or v.keras_accuracy is None
                        else f"{v.keras_accuracy:.3f}/{v.artifact_accuracy:.3f}")
+            row.append("-" if v is None or not v.accuracy_drop_ci else
+                       f"{100 * v.accuracy_drop_ci[0]:+.1f}..{100 * v.accuracy_drop_ci[1]:+.1f} pt")
         table.add_row(*row, status)
     out.print(table)
     out.print(f"calibration: {cal_text}; verified on {escape(str(result.verify_data))}", highlight=False,

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
 from .._units import mib
@@ -128,10 +130,15 @@ def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: Ba
     r.memory_delta_mb = mem.get("overall_delta_mb")
     samples = doc.get("samples_ms") or []
     if samples:
-        ci = stats.bootstrap_ci(samples, "median")
+        sizes = doc.get("block_runs") or []
+        if len(sizes) >= 3 and sum(sizes) == len(samples):  # compare's rounds: resample whole blocks
+            edges = np.cumsum(sizes)[:-1]
+            blocks = np.split(np.asarray(samples, np.float64), edges)
+            ci, mci = stats.block_bootstrap_ci(blocks, "median"), stats.block_bootstrap_ci(blocks, "mean")
+        else:
+            ci, mci = stats.bootstrap_ci(samples, "median"), stats.bootstrap_ci(samples, "mean")
         r.p50_ci_ms = list(ci) if ci else None
-        ci = stats.bootstrap_ci(samples, "mean")
-        r.mean_ci_ms = list(ci) if ci else None
+        r.mean_ci_ms = list(mci) if mci else None
         r.drift = stats.drift(samples)
         if r.drift and r.drift["flagged"]:
             r.warnings.append(f"latency drifted {r.drift['last_vs_first']:.2f}x from the first to the last third of "

@@ -719,12 +719,14 @@ def interleaved(args):
         timed_loop(inv, max(args.warmup, 1), max_ns)
     rounds = max(1, min(args.rounds, args.runs))
     block = -(-args.runs // rounds)
-    lat = [[], []]
+    lat, blocks = [[], []], [[], []]  # blocks: per round, each model's runs in that round (paired by round)
     before = system_state()
     deadline = time.perf_counter_ns() + max_ns
     for r in range(rounds):
         for k in ((0, 1) if r % 2 == 0 else (1, 0)):
-            lat[k] += timed_loop(invokes[k], block, max_ns)
+            runs = timed_loop(invokes[k], block, max_ns)
+            lat[k] += runs
+            blocks[k].append(runs)
         if time.perf_counter_ns() > deadline:
             break
     after = system_state()
@@ -738,7 +740,9 @@ def interleaved(args):
         m = models[k]
         out["models"].append({"path": path, "sha256": sha, "runtime": {"name": m.runtime, "version": m.version},
                               "delegate": m.delegate, "init_ms": inits[k], "latency_ms": summarize(np, lat[k]),
-                              "samples_ms": [v / 1e6 for v in lat[k][:MAX_SAMPLES]]})
+                              "samples_ms": [v / 1e6 for v in lat[k][:MAX_SAMPLES]],
+                              "block_runs": [len(b) for b in blocks[k]],
+                              "block_p50_ms": [float(np.median(b)) / 1e6 for b in blocks[k]]})
     return out
 
 

@@ -21,7 +21,7 @@ IO_TYPES = io_types()
 CALIBRATION_METHODS = calibration_methods()
 
 __all__ = ["export", "ExportResult", "Artifact", "inspect", "InspectReport", "IOTensor", "EXPORTERS", "PRECISIONS",
-           "IO_TYPES", "Exporter", "ExportSpec", "Precision", "CalibrationInfo", "Verification", "OutputCheck", "TOLERANCES",
-           "Tolerance",
+           "IO_TYPES", "Exporter", "ExportSpec", "Precision", "CalibrationInfo", "Verification", "OutputCheck",
+           "TOLERANCES", "Tolerance",
            "CALIBRATION_METHODS", "format_of", "suffixes", "precision_tokens", "io_types",
            "calibration_methods"]
