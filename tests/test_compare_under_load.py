@@ -82,6 +82,8 @@ def test_compare_under_load_byte_identical_no_difference_and_float_vs_int8_still
         c = compare([float_and_int8["float32"], float_and_int8["int8"]], "local", runs=100, rounds=10, warmup=5,
                     threads=1)
         independent = _interleaved_ratio(float_and_int8["float32"], float_and_int8["int8"])
+    print(f"under load: {same}/20 'no significant difference' for byte-identical int8 copies; float32/int8 ratio "
+          f"{c.ratio:.3f} (95% CI {c.ci[0]:.3f}-{c.ci[1]:.3f}) vs independent interleaved {independent:.3f}")
     assert not c.verdict.startswith("no significant difference"), (c.verdict, c.ci)
     assert not (c.ci[0] <= 1 <= c.ci[1])
     assert abs(c.ratio / independent - 1) <= 0.15, (c.ratio, c.ci, independent)
