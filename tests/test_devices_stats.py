@@ -114,6 +114,8 @@ def nets(tmp_path_factory):
 def test_compare_two_artifacts_whose_speed_differs(nets):
     c = compare([nets["big"], nets["small"]], "local", runs=60, rounds=6, warmup=3, threads=1)
     assert c.kind == "artifacts" and c.rounds == 6 and len(c.rows) == 2
+    for row in c.rows:  # the rounds the interval is paired over, and the row's interval resampled by round
+        assert row.raw["block_runs"] == [10] * 6 and row.p50_ci_ms[0] <= row.p50_ms <= row.p50_ci_ms[1]
     assert c.ratio > 1.5 and c.ci[0] > 1.2, (c.ratio, c.ci)
     assert c.verdict.startswith("small_float32.onnx is") and "faster than big_float32.onnx" in c.verdict
 
