@@ -1,5 +1,5 @@
-"""The issue-20 quick sweep, scaled down: an under-trained MobileNet (1 epoch on 6,000 Fashion-MNIST images, as in the issue) whose
-int8 artifact agrees with Keras on few top-1 labels but is as accurate. The verdict judges what matters: every int8
+"""The issue-20 quick sweep, scaled down: an under-trained MobileNet (1 epoch on 6,000 Fashion-MNIST images, as in the
+issue) whose int8 artifact agrees with Keras on few top-1 labels but is as accurate. The verdict judges what matters: every int8
 row gets a latency; an artifact of another model (same input and output shapes, similar accuracy) still fails."""
 from __future__ import annotations
 
