@@ -12,9 +12,11 @@ by a unique shape, else by position (converters reorder outputs); shapes are che
    capped at 200 = exact) against the precision's limits (:data:`TOLERANCES`); an int8/int16x8 output within
    ``max_err_lsb`` quantization steps of Keras is as close as its tensor type allows and passes the numbers.
 2. **Top-1 where it means something** (classifier outputs): agreement with the float model's top-1 is counted only
-   over the *confident* samples, whose float top-1 margin (top-1 minus top-2, relative to the output's largest
-   value) exceeds the precision's noise (``margin``); flips among near-ties say nothing about the artifact. It fails
-   when the flip rate among confident samples is measurably (95 %, exact binomial) above ``max_flip_rate``.
+   over the *confident* samples, whose float top-1 margin (top-1 minus top-2) exceeds the precision's noise: the
+   noise amplitude the precision may add (the sample's RMS value at ``noise_db`` below it, its SQNR floor) times
+   ``SURE_SIGMAS`` x sqrt 2 (two entries' noise), and at least two output quantization steps; flips among near-ties
+   say nothing about the artifact. It fails when the flip rate among confident samples is measurably (95 %, exact
+   binomial) above ``max_flip_rate``.
 3. **Accuracy** (classifier outputs with labels): Keras accuracy minus artifact accuracy as a paired difference with
    an exact 95 % interval (Clopper-Pearson on the discordant split, as McNemar's exact test, and on the discordance
    rate, each at 97.5 %). It fails when the drop is measurably above ``max_drop`` (lower bound > ``max_drop``).
@@ -43,6 +45,8 @@ PASSED, FAILED, INCONCLUSIVE, NOT_CHECKED = "passed", "failed", "inconclusive", 
 CONF = 0.95
 #: without labels, a low overall top-1 agreement passes only on at least this many confident samples
 MIN_CONFIDENT = 30
+#: a float top-1 margin is "sure" beyond this many standard deviations of the precision's noise on the difference
+SURE_SIGMAS = 4.0
 #: a result of this schema (manifest "verification", bench row "parity"); 2: accuracy interval, confident top-1
 SCHEMA = 2
 
@@ -54,7 +58,7 @@ class Tolerance:
     min_sqnr_db: float | None = None  # every output
     max_abs_err: float | None = None  # every output, relative to max(1, max |keras output|)
     max_err_lsb: float | None = None  # within this many output quantization steps: the numbers pass
-    margin: float = 0.0  # float top-1 margin, relative to the output's max |value|, below which a flip is noise
+    noise_db: float = 80.0  # the noise the precision may add, dB below each sample's RMS value (sure margins: above)
     max_flip_rate: float = 0.0  # share of confident samples whose top-1 may flip
     agreement: float = 1.0  # overall top-1 agreement from which the outputs vouch for the accuracy
     max_drop: float = 0.0  # accuracy (fraction) the precision may lose
@@ -65,15 +69,15 @@ class Tolerance:
 
 #: the one table of per-precision tolerances. float32: same math, other kernels. float16: weights lose ~3 decimal
 #: digits (typical SQNR 45-70 dB). dynamic: int8 weights, activations quantized per batch at run time (20-35 dB).
-#: int8: everything 8-bit (15-25 dB on trained models; a margin under 10 % of the top score is within its noise).
+#: int8: everything 8-bit (15-25 dB on trained models, ~11 dB on an under-trained one).
 #: int16x8: 16-bit activations (typical > 40 dB).
 TOLERANCES: dict[str, Tolerance] = {
-    "float32": Tolerance(max_abs_err=1e-4, margin=1e-3, max_flip_rate=0.0, agreement=0.99, max_drop=0.002),
-    "float16": Tolerance(min_sqnr_db=30.0, margin=0.01, max_flip_rate=0.005, agreement=0.99, max_drop=0.005),
-    "dynamic": Tolerance(min_sqnr_db=15.0, margin=0.05, max_flip_rate=0.02, agreement=0.95, max_drop=0.01),
-    "int8": Tolerance(min_sqnr_db=10.0, max_err_lsb=3.0, margin=0.10, max_flip_rate=0.05, agreement=0.90,
+    "float32": Tolerance(max_abs_err=1e-4, noise_db=80.0, max_flip_rate=0.0, agreement=0.99, max_drop=0.002),
+    "float16": Tolerance(min_sqnr_db=30.0, noise_db=30.0, max_flip_rate=0.005, agreement=0.99, max_drop=0.005),
+    "dynamic": Tolerance(min_sqnr_db=15.0, noise_db=15.0, max_flip_rate=0.02, agreement=0.95, max_drop=0.01),
+    "int8": Tolerance(min_sqnr_db=10.0, max_err_lsb=3.0, noise_db=10.0, max_flip_rate=0.05, agreement=0.90,
                       max_drop=0.02),
-    "int16x8": Tolerance(min_sqnr_db=25.0, max_err_lsb=3.0, margin=0.02, max_flip_rate=0.01, agreement=0.97,
+    "int16x8": Tolerance(min_sqnr_db=25.0, max_err_lsb=3.0, noise_db=25.0, max_flip_rate=0.01, agreement=0.97,
                          max_drop=0.005),
 }
 
@@ -372,8 +376,10 @@ def _check_output(r: np.ndarray, o: np.ndarray, name: str, art_name: str, how: s
         agree = kt == at
         c.top1_agreement_all = float(np.mean(agree))
         # 2. top-1 where the float model is sure: margin above the precision's noise (and above 2 output steps)
-        noise = max(tol.margin * max(float(np.abs(r).max()), 1e-12), 2 * lsb if lsb else 0.0)
-        sure = _margins(r) > noise
+        amp = np.sqrt(np.mean(r * r, axis=1)) * 10 ** (-tol.noise_db / 20) * SURE_SIGMAS * math.sqrt(2)
+        noise_rows = np.maximum(amp, 2 * lsb if lsb else 0.0)
+        sure = _margins(r) > noise_rows
+        noise = float(np.median(noise_rows)) if len(noise_rows) else 0.0
         c.confident_samples = int(sure.sum())
         flips = int(np.sum(~agree & sure))
         if c.confident_samples:
@@ -381,7 +387,8 @@ def _check_output(r: np.ndarray, o: np.ndarray, name: str, art_name: str, how: s
             flip_lo, _ = binom_interval(flips, c.confident_samples)
             if flip_lo > tol.max_flip_rate:
                 fails.append(f"top-1 differs on {flips} of {c.confident_samples} samples where the float model is "
-                             f"sure (top-1 margin > {noise:.3g}): measurably more than {tol.max_flip_rate:.1%}")
+                             f"sure (top-1 margin above the precision's noise, median {noise:.3g}): measurably more "
+                             f"than {tol.max_flip_rate:.1%}")
         vouched = c.top1_agreement_all >= tol.agreement or within_lsb
         # 3. accuracy, paired, when the labels are this output's classes (not Fashion-MNIST into 1000 ways)
         if labelled:
@@ -409,7 +416,7 @@ def _check_output(r: np.ndarray, o: np.ndarray, name: str, art_name: str, how: s
                 c.samples_needed = int(math.ceil(MIN_CONFIDENT * len(r) / max(c.confident_samples, 1)))
                 inconclusive.append(f"top-1 agreement {c.top1_agreement_all:.3f} is low and only "
                                     f"{c.confident_samples} samples have a float top-1 margin above the noise "
-                                    f"({noise:.3g}), {MIN_CONFIDENT} needed: verify on about {c.samples_needed} "
+                                    f"(median {noise:.3g}), {MIN_CONFIDENT} needed: verify on about {c.samples_needed} "
                                     "samples, or with labels")
             else:
                 c.note = _join(c.note, f"top-1 agreement {c.top1_agreement_all:.3f} over all samples, "
