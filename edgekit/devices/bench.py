@@ -155,6 +155,8 @@ def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: Ba
             r.error = "outputs differ from the host reference: " + "; ".join(r.parity.get("failures") or [])
             r.hint = ("the device's runtime/kernels compute something else than the host's: compare runtime "
                       "versions (bench --json shows both), try --delegate none, or re-export")
+        elif r.parity.get("status") == "inconclusive" and r.parity.get("note"):
+            r.warnings.append(f"parity inconclusive: {r.parity['note']}")
     return r
 
 
