@@ -56,7 +56,9 @@ def render_export(result) -> None:
         if v is not None and len(v.outputs) > 1:
             out.print(f"{a.path.name}: " + "; ".join(
                 f"{escape(c.name)} SQNR {c.sqnr_db:.1f} dB, max|err| {c.max_abs_err:.1e}"
-                + (f", top-1 {c.top1_agreement:.3f}" if c.top1_agreement is not None else "") + f" {c.status}"
+                + (f", top-1 {c.top1_agreement_all:.3f}" if c.top1_agreement_all is not None else "")
+                + (f" ({c.top1_agreement:.3f} on {c.confident_samples} sure)" if c.top1_agreement is not None else "")
+                + f" {c.status}"
                 for c in v.outputs), highlight=False, soft_wrap=True)
     for a in result.artifacts:
         for w in a.warnings:
