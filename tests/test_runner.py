@@ -303,3 +303,14 @@ def test_runner_reports_the_cpu_in_every_row_json_csv_and_table(onnx_model, tmp_
     rows = doc if isinstance(doc, list) else doc.get("results") or doc.get("rows")
     assert rows[0]["cpu"] == cpu
     assert "cpu" in res.output
+
+
+def test_runner_refuses_absurd_thread_counts(tflite_models):
+    """Issue 18: --threads 100000 segfaulted the runner or ran for minutes; the runner (used alone on a device)
+    bounds it by the device's cores too."""
+    import time
+
+    t0 = time.monotonic()
+    code, doc = run_runner(tflite_models["float32"], "--runs", 2, "--threads", 100000)
+    assert code == 2 and doc["error"]["kind"] == "bad_argument" and "--threads 100000" in doc["error"]["message"]
+    assert time.monotonic() - t0 < 60

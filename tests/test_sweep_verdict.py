@@ -48,7 +48,7 @@ def test_an_artifact_of_another_model_still_fails(quick_sweep):
     """The alpha 0.5 int8 artifact judged against the alpha 0.25 Keras model (both 32x32x1 -> 10 classes, both
     under-trained) on the sweep's own verification data (the test images as the sweep fed them, the Keras reference,
     the labels): a different function, so the verdict fails."""
-    from edgekit.devices.verify_data import read
+    from edgekit._verify_data import read
     from edgekit.exporters.verify import run_artifact
     from edgekit.runtimes import load
     from edgekit.verification import compare

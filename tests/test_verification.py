@@ -90,7 +90,7 @@ def test_measurably_worse_accuracy_fails_even_when_top1_mostly_agrees():
 
 def test_one_sqnr_one_result_type_for_parity_and_the_doctor(tmp_path):
     from edgekit.devices import parity
-    from edgekit.devices.verify_data import read, write
+    from edgekit._verify_data import read, write
     from edgekit.doctor import stats
     from edgekit.exporters import verify
 

@@ -21,6 +21,11 @@ import numpy as np
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
 from ..errors import InvalidArgument
+from .inputs import as_source, outputs_probabilities, seed_everything
+from .._io import write_text_atomic
+from ..data import Dataset
+from ..data.stream import DEFAULT_SHUFFLE_BUFFER, check_readable, data_errors, tf_dataset
+from .distribute import Distribution, StrategyInfo, copy_model
 
 STATE_FILE, BEST_FILE = "edgekit-state.json", "edgekit-best.npz"
 
@@ -55,9 +60,6 @@ def evaluate(model, data, batch_size: int = 256, *, from_logits: bool | None = N
 
     ``with_loss`` returns ``(cross-entropy, accuracy)``; ``from_logits`` defaults to the model's last activation.
     """
-    from ..data import Dataset
-    from ..data.stream import data_errors, tf_dataset
-    from .train import as_source, outputs_probabilities
 
     if data is None or len(data) == 0:
         return (None, None) if with_loss else None
@@ -137,8 +139,6 @@ class BestWeights:
                 progress(task, epoch + 1, epochs)
 
             def _save(self):
-                from .._io import write_text_atomic
-
                 state_dir.mkdir(parents=True, exist_ok=True)
                 if self.best_weights is not None and self.best_epoch == log[-1].epoch:
                     tmp = state_dir / f".{BEST_FILE}.part.npz"
@@ -174,9 +174,6 @@ def fit(model, train, val, *, epochs: int, batch_size: int, task: str, progress:
     trained weights copied in every epoch (inference inside the strategy's scope can hang, e.g. with QAT).
     """
     from .._keras import keras
-    from ..data.stream import DEFAULT_SHUFFLE_BUFFER, check_readable, data_errors
-    from .distribute import Distribution, StrategyInfo, copy_model
-    from .train import seed_everything
 
     if epochs < 0:
         raise InvalidArgument(f"epochs must be >= 0; received {epochs}")

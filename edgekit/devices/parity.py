@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._verify_data import VerifyData
 from ..verification import FAILED, Verification, compare, not_checked
-from .verify_data import VerifyData
 
 #: parity's result is the verification result (status passed | failed | inconclusive | not_checked)
 Parity = Verification

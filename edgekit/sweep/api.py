@@ -11,27 +11,25 @@ from typing import Any, Callable, Optional
 
 from .._io import write_text_atomic
 from .._progress import Progress, no_progress
-from ..errors import EdgekitError
+from ..errors import BudgetNotMet
 from . import analysis
 from .plan import Plan, make_plan
 from .results import SweepResult, SweepRow, SweepSummary, to_csv
 from .run import Runner
 from .spec import SweepSpec
 from .store import Store
+from .plots import write_plots
 
 #: seconds between redraws of the plots while the sweep runs (results.json/csv are rewritten with every row)
 PLOTS_EVERY = 60.0
 
 
-class BudgetNotMet(EdgekitError):
+def budget_not_met(result: SweepResult) -> BudgetNotMet:
     """``require_budget``: some device has no point within the latency budget. ``result`` holds everything."""
-
-    def __init__(self, result: SweepResult):
-        missing = [p.device for p in result.picks if not p.fits]
-        super().__init__(f"no point fits within {result.budget_ms:g} ms {result.metric} on {', '.join(missing)}",
-                         hint="raise --budget-ms, add smaller points (lower alpha/resolution, int8), or drop "
-                              "--require-budget")
-        self.result = result
+    missing = [p.device for p in result.picks if not p.fits]
+    return BudgetNotMet(f"no point fits within {result.budget_ms:g} ms {result.metric} on {', '.join(missing)}",
+                        hint="raise --budget-ms, add smaller points (lower alpha/resolution, int8), or drop "
+                             "--require-budget", result=result)
 
 
 @dataclass
@@ -107,8 +105,6 @@ class _Publisher:
                 self._cancel_timer()
                 self.last_plots = now
                 try:
-                    from .plots import write_plots
-
                     res.plots = write_plots(res, self.store.root / "plots")
                 except ImportError:
                     res.notes.append("no plots: matplotlib is not installed (pip install 'edgekit[plot]')")
@@ -218,5 +214,5 @@ def run_sweep(spec: SweepSpec, *, progress: Progress = no_progress,
         result = pub.close()
     assert result is not None
     if spec.require_budget and result.budget_met is False:
-        raise BudgetNotMet(result)
+        raise budget_not_met(result)
     return result
