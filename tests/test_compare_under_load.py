@@ -75,7 +75,7 @@ def test_compare_under_load_byte_identical_no_difference_and_float_vs_int8_still
     verdicts = []
     with busy_cores():
         for i in range(20):
-            c = compare([float_and_int8["int8"], float_and_int8["twin"]], "local", runs=40, rounds=10, warmup=3,
+            c = compare([float_and_int8["int8"], float_and_int8["twin"]], "local", runs=200, rounds=20, warmup=3,
                         threads=1, seed=i)
             verdicts.append((c.verdict, c.ci))
         same = sum(v.startswith("no significant difference") for v, _ in verdicts)
