@@ -35,6 +35,10 @@ _LAZY = {
     # the package is callable: edgekit.doctor(model, calib_data=..., eval_data=..., max_drop=1) runs the int8 doctor
     "doctor": ("edgekit.doctor", None),
     "DoctorResult": ("edgekit.doctor", "DoctorResult"),
+    # shipping: update packages and deltas
+    "package": ("edgekit.packaging", "package"),
+    "unpack": ("edgekit.packaging", "unpack"),
+    "PackageResult": ("edgekit.packaging", "PackageResult"),
     # errors
     "EdgekitError": ("edgekit.errors", "EdgekitError"),
 }

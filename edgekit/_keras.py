@@ -10,7 +10,9 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from ._io import read_input_bytes  # noqa: E402
 from ._native import quiet_native_logs  # noqa: E402
+from .errors import ModelLoadError  # noqa: E402
 
 try:
     with quiet_native_logs():
@@ -47,8 +49,7 @@ def saved_model_keras_metadata(path: str) -> list[str]:
     meta_file = os.path.join(path, "keras_metadata.pb")
     if os.path.exists(meta_file):
         meta = saved_metadata_pb2.SavedMetadata()
-        with open(meta_file, "rb") as f:
-            meta.ParseFromString(f.read())
+        meta.ParseFromString(read_input_bytes(meta_file, "Keras metadata", limit=256 << 20, error=ModelLoadError))
         found.extend(n.metadata for n in meta.nodes)
     for graph in tf.__internal__.saved_model.parse_saved_model(path).meta_graphs:
         for node in graph.object_graph_def.nodes:

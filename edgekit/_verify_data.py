@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ._io import sha256_file
+from ._io import check_input_path, sha256_file
 from .errors import InvalidArgument
 
 VERIFY_SUFFIX = ".verify.npz"
@@ -87,7 +87,7 @@ class VerifyData:
 
 def read(path: str | os.PathLike) -> VerifyData:
     """Load a ``.verify.npz`` (as written by :func:`write`); a damaged or foreign file is an InvalidArgument."""
-    path = Path(path)
+    path = check_input_path(path, "verification data", dirs=False)
     try:
         with np.load(path, allow_pickle=False) as z:
             files = set(z.files)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from ._io import check_input_path, load_yaml_file
 from ._progress import Progress, no_progress
 from .errors import InvalidArgument, PipelineError, did_you_mean
 from ._jsonable import to_jsonable
@@ -39,11 +40,11 @@ def load_recipe(path: str | os.PathLike) -> dict[str, Any]:
     """Read a recipe file (YAML mapping) and validate it; returns the validated mapping."""
     import yaml
 
-    p = Path(path)
+    p = check_input_path(path, "recipe", dirs=False)
     if not p.is_file():
         raise InvalidArgument(f"recipe {str(p)!r} does not exist", hint="recipes live in export/*.yaml")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = load_yaml_file(p, "recipe", error=PipelineError)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(p)

@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models, data, runtimes", ("edgekit.models", "edgekit.data", "edgekit.runtimes", "edgekit.profiling",
                                 "edgekit.zoo")),
     ("exporters", ("edgekit.exporters",)),
+    ("packaging", ("edgekit.packaging",)),  # update packages; packaging.format restores them (shipped to devices)
     ("devices", ("edgekit.devices",)),
     ("compression", ("edgekit.compression",)),
     ("doctor", ("edgekit.doctor",)),

@@ -108,6 +108,7 @@ def test_cli_compress_json_and_table(tmp_path, fashion_mnist_available):
     assert data["stages"] == ["export"]
     art = data["report"]["artifacts"][0]
     assert art["path"].endswith("_int8.tflite") and art["weights"]["tensors"] == 28  # 15 conv + 13 depthwise
+    assert 0 < art["package_bytes"] < art["gzip_bytes"]  # the update package's bytes beside gzip and Huffman
     assert (tmp_path / (tmp_path.joinpath(art["path"]).stem + ".compression.json")).is_file()
     r = CliRunner().invoke(main, args)  # the rich table
     assert r.exit_code == 0 and "artifact: " in r.stdout and "report: " in r.stdout
@@ -369,3 +370,25 @@ def test_evaluation_data_with_other_classes_or_order_is_refused(image_folder, tm
         split_data(str(image_folder), model, val_data=str(other))
     *_, test = split_data(str(image_folder), model, eval_data=str(image_folder))  # the same classes: accepted
     assert test.class_names == ["a", "b", "c"]
+
+
+def test_trainable_freezes_every_other_layer(image_folder, tmp_path):
+    """--trainable PATTERN trains only the matching layers (an update package then holds only them); the saved
+    model trains whole again; a pattern matching nothing fails before any data is read."""
+    import numpy as np
+
+    from edgekit._keras import keras
+    from edgekit.compression import train
+
+    model = _tiny()
+    before = [w.copy() for w in model.get_weights()]
+    trained, rep = train(model, str(image_folder), epochs=2, batch_size=8, lr=1e-2, trainable=("dense*",),
+                         out=tmp_path / "m.keras")
+    assert rep.trainable_layers == [trained.layers[-1].name]
+    after = trained.get_weights()
+    assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])  # the conv: frozen
+    assert not np.array_equal(before[2], after[2])  # the classifier trained
+    assert all(layer.trainable for layer in keras.models.load_model(tmp_path / "m.keras").layers)
+    with pytest.raises(InvalidArgument, match="matches no layer") as ei:
+        train(_tiny(), "/nonexistent/folder", epochs=1, trainable=("head*",))
+    assert "dense" in ei.value.hint

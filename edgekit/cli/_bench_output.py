@@ -35,6 +35,12 @@ def render_results(results) -> None:
                       _fmt(r.fps, 1), _fmt(peak, 1), _parity_cell(r.parity), status)
     out.print(table)
     for r in results:
+        if r.package:
+            p = r.package
+            out.print(f"{escape(r.device)}: package {escape(str(p.get('path')))} ({p.get('bytes'):,} B, "
+                      f"{p.get('kind')}) restored in {_fmt(p.get('restore_ms'), 1)} ms to {p.get('restored_bytes'):,} "
+                      f"B, sha256 checked; {r.bytes_transferred or 0:,} B copied to the device for this row",
+                      highlight=False, soft_wrap=True)
         if r.parity and r.parity.get("outputs"):
             _render_parity(r)
         if r.op_profile:
@@ -111,5 +117,6 @@ def write_csv(path: str, results) -> None:
         row["drift"] = f"{row['drift']['last_vs_first']:.4g}" if row.get("drift") else ""
         row["parity"] = (row["parity"] or {}).get("status", "") if row.get("parity") else ""
         row["op_profile"] = "yes" if row.get("op_profile") else ""
+        row["package"] = (row["package"] or {}).get("bytes", "") if row.get("package") else ""
         w.writerow(row)
     write_text_atomic(path, buf.getvalue(), option="--csv")

@@ -20,7 +20,9 @@ from ._output import emit, err, json_option, out, plain, progress
 @click.option("--csv", "csv_out", default=None, type=click.Path(dir_okay=False), help="Write the results as CSV.")
 @click.option("--no-history", is_flag=True, help="Do not record the results.")
 def bench_cmd(json_out, csv_out, no_history, **kwargs):
-    """Measure ARTIFACT(s) (.tflite/.onnx) on one or more devices; one row per artifact x device.
+    """Measure ARTIFACT(s) (.tflite/.onnx, or .ekpkg update packages) on one or more devices; one row per artifact x
+    device. A package is sent as it is, restored and sha256-checked on the device (--base: the deployed file a delta
+    needs); the row reports the bytes transferred.
 
     Exits 1 when any row failed (device unreachable, model not loadable, parity failed).
 

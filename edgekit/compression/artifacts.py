@@ -12,6 +12,7 @@ import numpy as np
 
 from .._jsonable import JsonMixin
 from .weights import WeightStats, weight_stats
+from ..packaging.build import build as build_package
 from ..devices.bench import local_latency  # noqa: F401 - one home (devices); the pipeline reads it here
 
 #: TFLite ops whose input #1 is a weight (filter) tensor
@@ -74,10 +75,16 @@ class ArtifactStats(JsonMixin):
     weights: WeightStats | None = None
     #: file size with the weight buffers replaced by their Huffman code (graph, biases, scales kept as they are)
     huffman_file_bytes: int = 0
+    #: bytes of its update package (``edgekit package``: codebook indices, zero masks, entropy-coded; exact restore)
+    package_bytes: int = 0
     test_accuracy: float | None = None
     test_samples: int = 0
     latency_ms_p50: float | None = None
     latency_note: str | None = None
+
+
+def _package_bytes(blob: bytes, path: Path) -> int:
+    return len(build_package(blob, "onnx" if path.suffix.lower() == ".onnx" else "tflite", name=path.name)[0])
 
 
 def artifact_stats(path: str | os.PathLike, *, pruned_shapes: dict | None = None,
@@ -93,7 +100,8 @@ def artifact_stats(path: str | os.PathLike, *, pruned_shapes: dict | None = None
     ws = weight_stats([(n, a, f, ax, c) for (n, a, _, ax), f, c in zip(tensors, flags, cflags)], detail)
     st = ArtifactStats(path=str(path), precision=precision, file_bytes=len(blob),
                        gzip_bytes=len(gzip.compress(blob, 9, mtime=0)), weights=ws,
-                       huffman_file_bytes=len(blob) - ws.bytes + ws.huffman_bytes)
+                       huffman_file_bytes=len(blob) - ws.bytes + ws.huffman_bytes,
+                       package_bytes=_package_bytes(blob, path))
     if test is not None and test.labelled and len(test):
         st.test_accuracy, st.test_samples = artifact_accuracy(path, test, counted=True)
     return st

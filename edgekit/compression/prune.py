@@ -30,7 +30,12 @@ class Prune(Stage):
     ``end_fraction`` of the fine-tuning steps; usually the better accuracy) or ``constant`` (``sparsity`` from the
     first step). ``structure="2:4"``: N:M structured sparsity (tfmot ``sparsity_m_by_n``; sparsity is then m/n).
     ``block_size=(1, 4)``: block sparsity. ``policy="xnnpack"``: tfmot's ``PruneForLatencyOnXNNPack`` (only 1x1
-    convolutions, and only in a model XNNPACK's sparse inference can run: checked before training).
+    convolutions, and only in a model XNNPACK's sparse inference can run: checked before training). With the
+    shipped runtimes (ai-edge-litert 2.3, tflite-runtime 2.14, benchmark_model) pruning buys size, not latency: the
+    XNNPACK delegate turns its sparse-inference hint on by itself for files with sparse (Densify) weights, but
+    XNNPACK's NCHW rewrite (``xnn_check_nchw_compatibility``) takes float nodes only, needs a 3x3 stride-2 stem over
+    3 input channels with explicit padding 1, and refuses depthwise convolutions with TensorFlow SAME padding,
+    which is how every Keras/TFLite MobileNet's are written (README, "Pruning and latency").
     ``layers``/``skip``: fnmatch patterns over layer names; by default the first and last prunable layers (the
     stem convolution and the classifier, the most sensitive ones) are skipped.
     """

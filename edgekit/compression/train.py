@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from fnmatch import fnmatchcase
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -53,6 +54,7 @@ class TrainReport(JsonMixin):
     seconds: float = 0.0
     augment: bool = False
     strategy: dict = field(default_factory=dict)  # distribute.StrategyInfo: strategy, replicas, workers, chief
+    trainable_layers: list[str] | None = None  # --trainable: the layers trained (the others were frozen)
     sources: dict = field(default_factory=dict)  # train/val/test: source, kind, samples; unreadable images
     skipped_images: int = 0
     resumed_from_epoch: int = 0
@@ -233,6 +235,7 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
     dist = setup(s.strategy)  # first: multi-worker must start before TensorFlow runs anything
     seed_everything(seed)
     model = resolve_model(s.model, **s.model_options())
+    hits = freeze_except(model, s.trainable) if s.trainable else None  # before the data: a bad pattern fails fast
     full, ds_train, ds_val, ds_test = split_data(data, model, val_fraction=s.val_fraction, val_data=s.val_data,
                                                  eval_data=s.eval_data, limit=s.limit, test_limit=s.test_limit,
                                                  seed=seed, preprocess=s.preprocess, strict=s.strict_data,
@@ -254,6 +257,9 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
                     dist=dist, backup_dir=None if root is None else root / "train", shuffle_buffer=s.shuffle_buffer,
                     shadow=model)
     model = dist.copy_back(model, trained)
+    if hits is not None:  # freezing was for this run: the saved model trains whole again in a later stage
+        for layer in model.layers:
+            layer.trainable = True
     if dist.chief and ckpt_path is not None and epochs:
         save_model_atomic(model if restore_best else _with_weights(model, best), ckpt_path)
     if dist.chief and out is not None:
@@ -269,9 +275,23 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
         checkpoint=str(ckpt_path) if ckpt_path and epochs and dist.chief else None,
         saved=str(out) if out and dist.chief else None, augment=bool(s.augment), strategy=dist.info.to_dict(),
         sources=sources_report(train=ds_train, val=ds_val, test=ds_test), skipped_images=skipped,
-        resumed_from_epoch=best.resumed_from if best else 0, seconds=round(time.perf_counter() - t0, 2))
+        resumed_from_epoch=best.resumed_from if best else 0, trainable_layers=hits,
+        seconds=round(time.perf_counter() - t0, 2))
     clean_backup(root, ["train"], dist.chief)
     return model, report
+
+
+def freeze_except(model, patterns) -> list[str]:
+    """Freeze every layer of ``model`` whose name matches none of ``patterns`` (fnmatch); returns the trainable
+    ones. A frozen BatchNormalization also keeps its statistics (tf_keras runs it in inference mode)."""
+    names = [layer.name for layer in model.layers]
+    hits = [n for n in names if any(fnmatchcase(n, p) for p in patterns)]
+    if not hits:
+        raise InvalidArgument(f"--trainable {' '.join(patterns)} matches no layer of {model.name}",
+                              hint=f"its layers: {', '.join(names[:6])}, ..., {', '.join(names[-3:])}")
+    for layer in model.layers:
+        layer.trainable = layer.name in hits
+    return hits
 
 
 def _with_weights(model, best):

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._io import check_input_path
 from ..errors import DataError
 from .arrays import read_arrays
 from .builtin import DATASETS, FASHION_MNIST_CLASSES, FASHION_MNIST_DIRS, builtin_split, fashion_mnist_dir
@@ -66,7 +67,7 @@ def open_source(source, *, input_shape, input_names: Sequence[str] | None = None
         images, labels, names, canonical = builtin_split(text, split)
         return BuiltinImages(f"{canonical}:{split}", images, labels, names, _image_shape(shapes, canonical),
                              preprocess_mode, canonical)
-    path = Path(text).expanduser()
+    path = check_input_path(text, "data source", error=DataError)   # a FIFO or device: said so, never read
     if path.is_file() and path.suffix.lower() in (".npy", ".npz"):
         xs, y = read_arrays(path, len(shapes), input_names)
         xs, y = check_arrays(xs, y, repr(str(path)), shapes)

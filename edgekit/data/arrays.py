@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .._io import check_input_path, check_zip_members
 from ..errors import DataError
 
 X_KEYS = ("x", "images", "inputs", "x_test", "x_train")
@@ -41,6 +42,7 @@ def check_array_file(path: str | Path, what: str = "array file") -> dict[str, tu
 
 
 def _check_size(path: Path, where: str) -> None:
+    check_input_path(path, "array file", dirs=False, error=DataError)
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -49,9 +51,17 @@ def _check_size(path: Path, where: str) -> None:
         raise DataError(f"{where} is empty (0 bytes)", hint=f"the file was not written completely; {_REWRITE}")
 
 
+#: all arrays of an .npz, uncompressed (checked from the archive's directory before any is read)
+NPZ_MAX_BYTES = 64 << 30
+
+
 def _open_npz(path: Path, where: str):
     try:
+        with zipfile.ZipFile(path) as z:
+            check_zip_members(z, path, "array file", max_bytes=NPZ_MAX_BYTES, error=DataError)
         return np.load(path, allow_pickle=False)
+    except DataError:
+        raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise DataError(f"{where} is truncated or corrupt (not a readable .npz archive: {_detail(exc)})",
                         hint=_REWRITE) from exc

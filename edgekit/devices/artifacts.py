@@ -11,7 +11,11 @@ from pathlib import Path
 
 from .._io import json_loads
 from .._jsonable import JsonMixin
+from .._io import check_input_path
 from ..errors import InvalidArgument
+from ..packaging import SUFFIX as PACKAGE_SUFFIX
+from ..packaging import header_of
+from ..packaging.format import MAGIC as PACKAGE_MAGIC
 from ..specs.formats import format_of, precision_tokens, suffixes
 from .transports import sha256_file
 from .._verify_data import VERIFY_SUFFIX
@@ -34,17 +38,24 @@ class ArtifactInfo(JsonMixin):
     verify_precision: str | None = None  # the precision whose thresholds apply
     output_lsb: float | None = None
     model_info: dict | None = None  # the manifest's model section (name, source, options) for --profile-ops
+    package: str | None = None  # an edgekit update package restoring to this artifact on the device
+    package_bytes: int | None = None
+    package_sha256: str | None = None
+    package_kind: str | None = None  # full | delta (needs base)
+    base: str | None = None  # the deployed artifact a delta package restores against (a host file)
 
 
 def artifact_info(path: str | Path) -> ArtifactInfo:
     """Model name and precision from ``<artifact>.json`` (or ``<stem>.json``), else from the file name/tensors."""
-    p = Path(path)
+    p = check_input_path(path, "artifact")
     if p.is_dir():
         raise InvalidArgument(f"artifact {str(p)!r} is a directory",
                               hint=f"pass the .tflite/.onnx files in it, e.g. {str(p).rstrip('/')}/*.tflite")
     if not p.is_file():
         raise InvalidArgument(f"artifact {str(p)!r} does not exist",
                               hint="check the path; `edgekit export` writes artifacts under artifacts/ by default")
+    if is_package(p):
+        return package_info(p)
     fmt = format_of(p)
     if fmt is None:
         model = p.name.removesuffix(".json").removesuffix(VERIFY_SUFFIX)
@@ -79,6 +90,34 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
         info.verify_precision, info.output_lsb = v.get("precision"), v.get("output_lsb")
     if isinstance(meta.get("model"), dict):
         info.model_info = meta["model"]
+    return info
+
+
+def is_package(path: Path) -> bool:
+    if path.suffix == PACKAGE_SUFFIX:
+        return True
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(5) == PACKAGE_MAGIC[:5]
+    except OSError:
+        return False
+
+
+def package_info(path: Path, base: str | Path | None = None) -> ArtifactInfo:
+    """The artifact an update package restores to (its manifest: name, format, sha256, bytes, model, precision)."""
+    header = header_of(path)  # checked: magic, version, body sha256 (InvalidArgument / ModelLoadError)
+    a = header["artifact"]
+    name = Path(str(a.get("name") or path.stem))
+    precision = a.get("precision") or _precision_from_name(name.stem) or "unknown"
+    model = a.get("model")
+    if not model:
+        words = "|".join(re.escape(t) for t, _ in precision_tokens())
+        model = re.sub(rf"[_.-]({words})$", "", name.stem, flags=re.I) or name.stem
+    info = ArtifactInfo(str(path), str(model), str(a.get("format") or name.suffix.lstrip(".")), str(precision),
+                        int(a["bytes"]), str(a["sha256"]), package=str(path), package_bytes=path.stat().st_size,
+                        package_sha256=sha256_file(path), package_kind=header.get("kind"))
+    if isinstance(a.get("model_info"), dict):
+        info.model_info = a["model_info"]
     return info
 
 

@@ -24,6 +24,8 @@ from .profiles import DeviceSpec, check_runtime, parse_device
 from .protocol import RUNNER, Settings, run_one
 from .transports import ConnectOptions, Transport, create
 from ..data.arrays import check_array_file
+from ..packaging import header_of
+from .transports import sha256_file
 from .opprofile import attach
 
 __all__ = ["bench", "BenchResult", "RUNNER", "status_of", "result"]
@@ -80,6 +82,8 @@ class BenchResult(JsonMixin):
     op_profile: dict[str, Any] | None = None  # --profile-ops
     warnings: list[str] = field(default_factory=list)
     transfers: list[str] = field(default_factory=list)
+    bytes_transferred: int | None = None  # bytes copied to the device for this row (0: all cached, or local)
+    package: dict[str, Any] | None = None  # an update package restored on the device: bytes, kind, restore_ms
     timestamp: str = ""
     raw: dict[str, Any] | None = None
 
@@ -103,11 +107,11 @@ def status_of(exc: BaseException) -> str:
 
 
 def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: BaseException | None = None,
-           transfers: Sequence[str] = ()) -> BenchResult:
+           transfers: Sequence[str] = (), transfer_bytes: int | None = None) -> BenchResult:
     """A row from the device's document (or from the error that stopped it)."""
     r = BenchResult(artifact=art.path, model=art.model, format=art.format, precision=art.precision,
                     size_mb=mib(art.size_bytes), sha256=art.sha256, device=spec.name, transport=spec.transport,
-                    transfers=list(transfers),
+                    transfers=list(transfers), bytes_transferred=transfer_bytes,
                     timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     if exc is not None:
         r.status = status_of(exc)
@@ -150,6 +154,7 @@ def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: Ba
     r.pinned = before.get("pinned")
     r.warnings += stats.system_warnings(before, system.get("after"), before.get("affinity"))
     r.op_profile = doc.get("op_profile")
+    r.package = doc.get("package")
     if "parity_data" in doc:
         r.parity = doc["parity_data"]
         if r.parity.get("status") == "failed":
@@ -160,6 +165,29 @@ def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: Ba
         elif r.parity.get("status") == "inconclusive" and r.parity.get("note"):
             r.warnings.append(f"parity inconclusive: {r.parity['note']}")
     return r
+
+
+def _check_packages(infos: list[ArtifactInfo], base: str | Path | None) -> None:
+    """A delta package needs its base, and the right one, before anything connects."""
+    deltas = [a for a in infos if a.package_kind == "delta"]
+    if base is not None and not deltas:
+        raise InvalidArgument("--base applies to delta packages (edgekit package --base)",
+                              hint="drop --base, or bench the delta package")
+    if not deltas:
+        return
+    if base is None:
+        raise InvalidArgument(f"{Path(deltas[0].path).name} is a delta package: it restores only against the "
+                              "deployed artifact", hint="pass that file with --base")
+    if not Path(base).is_file():
+        raise InvalidArgument(f"base {str(base)!r} does not exist", hint="pass the deployed artifact")
+    sha = sha256_file(base)
+    for a in deltas:
+        need = header_of(a.path)["base"]["sha256"]
+        if need != sha:
+            raise InvalidArgument(f"{Path(a.path).name} was made against another base (sha256 {need[:12]}...) than "
+                                  f"{Path(base).name} ({sha[:12]}...)", hint="pass the deployed artifact it was "
+                                                                             "made from")
+        a.base = str(base)
 
 
 def check_threads(threads: int | None) -> None:
@@ -173,7 +201,7 @@ def check_threads(threads: int | None) -> None:
 
 def _prepare(artifacts, devices, *, threads, runs, warmup, max_seconds, delegate, input, seed,  # noqa: A002
              timeout, python, benchmark_binary, key_file, known_hosts, accept_new_host_key, connect_timeout,
-             runtime, verify, verify_data, profile_ops):
+             runtime, verify, verify_data, profile_ops, base=None):
     """Check every input before anything runs; -> (artifact infos, device specs, settings, connect options)."""
     arts = [artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts)
     devs = [devices] if isinstance(devices, (str, DeviceSpec)) else list(devices)
@@ -211,6 +239,7 @@ def _prepare(artifacts, devices, *, threads, runs, warmup, max_seconds, delegate
     options = ConnectOptions(key_file=key_file, known_hosts=known_hosts, accept_new_host_key=accept_new_host_key,
                              connect_timeout=connect_timeout)
     infos = [artifact_info(a) for a in arts]
+    _check_packages(infos, base)
     specs = [parse_device(d) for d in devs]
     names = [s.name for s in specs]
     dup = {n for n in names if names.count(n) > 1}
@@ -231,7 +260,7 @@ def bench(artifacts: str | Path | Iterable[str | Path],
           key_file: str | None = None, known_hosts: str | None = None, accept_new_host_key: bool = False,
           connect_timeout: float | None = None, history: str | Path | None = None, runtime: str | None = None,
           verify: bool = False, verify_data: str | Path | None = None, profile_ops: bool = False,
-          progress: Progress = no_progress) -> list[BenchResult]:
+          base: str | Path | None = None, progress: Progress = no_progress) -> list[BenchResult]:
     """Benchmark every artifact on every device; returns one :class:`BenchResult` per (artifact, device).
 
     ``devices``: ``local``, ``ssh://user@host[:port]``, ``adb://SERIAL`` or profile names (see
@@ -240,12 +269,15 @@ def bench(artifacts: str | Path | Iterable[str | Path],
     ``verify``: replay the artifact's verification inputs on the device and compare the outputs with the host
     reference (a mismatch is the row status ``parity_failed``). ``profile_ops``: per-op times where the runtime
     exposes them, joined with the model's per-layer mult-adds. ``runtime`` overrides the profile's ``runtime:``.
+    An update package (``.ekpkg``, :func:`edgekit.package`) is sent as it is, restored and sha256-checked on the
+    device, then measured (``base``: the deployed artifact a delta package needs); ``bytes_transferred`` in each
+    row counts what was copied.
     """
     infos, specs, settings, options = _prepare(
         artifacts, devices, threads=threads, runs=runs, warmup=warmup, max_seconds=max_seconds, delegate=delegate,
         input=input, seed=seed, timeout=timeout, python=python, benchmark_binary=benchmark_binary, key_file=key_file,
         known_hosts=known_hosts, accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout,
-        runtime=runtime, verify=verify, verify_data=verify_data, profile_ops=profile_ops)
+        runtime=runtime, verify=verify, verify_data=verify_data, profile_ops=profile_ops, base=base)
     results: dict[tuple[int, int], BenchResult] = {}
     transports: dict[int, Transport] = {}
     cancel = threading.Event()
@@ -268,11 +300,13 @@ def bench(artifacts: str | Path | Iterable[str | Path],
             for i, art in enumerate(infos):
                 if cancel.is_set():
                     break
-                t.transfers = []
+                t.transfers, t.transfer_bytes = [], 0
                 try:
-                    results[(i, j)] = result(art, spec, run_one(t, art, settings), transfers=t.transfers)
+                    results[(i, j)] = result(art, spec, run_one(t, art, settings), transfers=t.transfers,
+                                             transfer_bytes=t.transfer_bytes)
                 except EdgekitError as exc:
-                    results[(i, j)] = result(art, spec, exc=exc, transfers=t.transfers)
+                    results[(i, j)] = result(art, spec, exc=exc, transfers=t.transfers,
+                                             transfer_bytes=t.transfer_bytes)
                 progress(task, i + 1, len(infos))
         except BaseException:
             t.abort()

@@ -103,6 +103,9 @@ def compare(artifacts: str | Path | Sequence[str | Path], devices: str | Sequenc
     infos, specs, settings, options = _prepare([a, b], [device], input=None, benchmark_binary=None,
                                                runtime=runtime, verify=False, verify_data=None, profile_ops=False,
                                                **common)
+    if any(i.package for i in infos):
+        raise InvalidArgument("compare times two artifacts interleaved; update packages are restored by bench",
+                              hint="edgekit unpack PACKAGE --out FILE, then compare the restored file")
     spec = specs[0]
     if not (spec.uses_runner or python):
         raise InvalidArgument(f"{spec.name} runs benchmark_model (no Python): interleaved runs need the runner",

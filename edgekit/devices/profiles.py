@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .._io import load_yaml_file
 from .._units import MAX_THREADS
 from ..errors import InvalidArgument, UnknownNameError, did_you_mean
 from .device import DeviceSpec
@@ -81,7 +82,7 @@ def load_profile(path: str | os.PathLike, name: str | None = None) -> DeviceSpec
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml_file(path, "device profile") or {}
     except OSError as exc:
         raise InvalidArgument(f"cannot read device profile {path}: {exc.strerror or exc}",
                               hint="check the file's permissions") from exc

@@ -16,6 +16,7 @@ from . import benchmark_model, parity, runner
 from .artifacts import ArtifactInfo
 from .transports import Transport, sha256_file
 from .. import _tflite, _verify_data as verify_data
+from ..packaging import FORMAT_MODULE
 
 RUNNER = Path(__file__).with_name("runner.py")
 INSTALL_HINT = ("on the device: pip install numpy ai-edge-litert   (older boards / Python < 3.10: "
@@ -84,7 +85,8 @@ def verify_file(art: ArtifactInfo, s: Settings) -> str:
     return str(path)
 
 
-def run_runner(t: Transport, art: ArtifactInfo, s: Settings, model_path: str) -> dict[str, Any]:
+def run_runner(t: Transport, art: ArtifactInfo, s: Settings, model_path: str,
+               extra: list[str] | None = None) -> dict[str, Any]:
     spec = t.spec
     threads = s.threads or spec.threads
     python = t.expand(s.python or spec.python or ("python3" if t.kind != "local" else sys.executable))
@@ -105,6 +107,7 @@ def run_runner(t: Transport, art: ArtifactInfo, s: Settings, model_path: str) ->
         argv += ["--verify-inputs", t.put(vfile), "--outputs", t.run_file("outputs.npz")]
     if s.profile_ops:
         argv += ["--profile-ops"]
+    argv += extra or []
     try:
         doc = runner_doc(t.run(argv, timeout=s.timeout), spec.name)
     except ModelLoadError as exc:
@@ -205,8 +208,29 @@ def run_benchmark_model(t: Transport, art: ArtifactInfo, s: Settings, model_path
     return doc
 
 
+def run_package(t: Transport, art: ArtifactInfo, s: Settings) -> dict[str, Any]:
+    """An update package: sent as it is (with edgekit's unpacker, and the base a delta needs), restored to the run
+    dir and sha256-checked by the runner on the device, then measured like any artifact."""
+    if not (t.spec.uses_runner or s.python):
+        raise InvalidArgument(f"{t.spec.name} has no Python (benchmark_model): it cannot restore a package",
+                              hint="edgekit unpack the package and bench the artifact, or set python: in the profile")
+    pkg = t.put(art.package, art.package_sha256)
+    extra = ["--package", pkg, "--unpacker", t.put(FORMAT_MODULE)]
+    if art.base:
+        extra += ["--base", t.put(art.base)]
+    model_path = t.run_file(f"restored.{art.format}")
+    doc = run_runner(t, art, s, model_path, extra)
+    got = (doc.get("package") or {}).get("restored_sha256")
+    if got != art.sha256:
+        raise RemoteCommandError(f"the package restored on {t.spec.name} is not the artifact it names (sha256 "
+                                 f"{str(got)[:12]}... vs {art.sha256[:12]}...)", hint="check the device's storage")
+    return doc
+
+
 def run_one(t: Transport, art: ArtifactInfo, s: Settings) -> dict[str, Any]:
     """Run ``art`` on the connected device ``t`` (runner where there is Python, else benchmark_model)."""
+    if art.package:
+        return run_package(t, art, s)
     model_path = t.put(art.path, art.sha256)
     if t.spec.uses_runner or s.python:  # --python on an adb device: a Linux board with Python
         return run_runner(t, art, s, model_path)

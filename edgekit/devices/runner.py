@@ -8,6 +8,7 @@ TensorFlow only when that is the only TFLite interpreter present.
     python runner.py MODEL [--threads N] [--delegate auto|xnnpack|none|PATH.so] [--warmup N] [--runs N]
                            [--max-seconds S] [--input FILE.npy|FILE.npz] [--seed N] [--runtime NAME]
                            [--verify-inputs FILE.npz --outputs FILE.npz] [--profile-ops]
+                           [--package FILE.ekpkg [--base DEPLOYED] [--unpacker format.py]]
     python runner.py --probe          # what this device has: machine, python, numpy, interpreters
 
 ``--verify-inputs`` replays float inputs (``input_i`` + ``input_names``, edgekit's ``.verify.npz``) one sample at a
@@ -16,8 +17,10 @@ float outputs to ``--outputs`` (``output_k`` + ``output_names``). The system sta
 core, thermal zones, load average, CPU affinity) is read before and after the timed runs on Linux.
 
 Only ``invoke()`` (onnxruntime: ``run_with_iobinding``) is timed, with ``time.perf_counter_ns``; inputs are set
-once, as benchmark_model does. On error the JSON has an ``error`` object {kind, message, hint} and the exit code
-is non-zero (2 bad arguments, 3 runtime missing, 4 model cannot load, 5 inference failed, 1 anything else).
+once, as benchmark_model does. ``--package`` first restores MODEL from an edgekit update package with edgekit's
+self-contained unpacker (``format.py``, sent beside the runner) and checks its sha256. On error the JSON has an
+``error`` object {kind, message, hint} and the exit code is non-zero (2 bad arguments, 3 runtime missing, 4 model
+cannot load, 5 inference failed, 1 anything else).
 """
 import argparse
 import hashlib
@@ -636,8 +639,43 @@ def _load(np, path, args, profile_dir=None):
     return TFLiteModel(np, path, args.threads, args.delegate, prefer)
 
 
+def restore_package(args):
+    """--package: restore the artifact to MODEL with edgekit's unpacker (format.py, sent beside the runner) and
+    check its sha256; returns what the row reports about the package."""
+    import importlib.util
+
+    path = args.unpacker or os.path.join(os.path.dirname(os.path.abspath(__file__)), "format.py")
+    if not os.path.isfile(path):
+        raise RunnerError("bad_argument", "the package unpacker %r is not on the device" % path,
+                          "edgekit sends it beside the runner: rerun bench")
+    spec = importlib.util.spec_from_file_location("edgekit_package_format", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    with open(args.package, "rb") as fh:
+        data = fh.read()
+    base = None
+    if args.base:
+        with open(args.base, "rb") as fh:
+            base = fh.read()
+    t0 = time.perf_counter_ns()
+    try:
+        header, _ = mod.read_header(data, os.path.basename(args.package))
+        out = mod.restore(data, base, os.path.basename(args.package))
+    except mod.PackageError as exc:
+        raise RunnerError("model_load_error" if exc.kind == "bad_package" else "bad_argument", exc.message, exc.hint)
+    restore_ms = (time.perf_counter_ns() - t0) / 1e6
+    tmp = "%s.part-%d" % (args.model, os.getpid())
+    with open(tmp, "wb") as fh:
+        fh.write(out)
+    os.replace(tmp, args.model)
+    return {"path": args.package, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+            "kind": header.get("kind"), "base": args.base, "restore_ms": restore_ms,
+            "restored_sha256": mod.sha256(out), "restored_bytes": len(out)}
+
+
 def benchmark(args):
     np = _import_numpy()
+    package = restore_package(args) if args.package else None
     path = args.model
     if not os.path.isfile(path):
         raise RunnerError("bad_argument", "model file %r does not exist on the device" % path)
@@ -691,6 +729,8 @@ def benchmark(args):
         "system": {"before": before, "after": after},
         "machine": machine_info(),
     }
+    if package is not None:
+        doc["package"] = package
     if args.verify_inputs:
         doc["parity"] = replay(np, model, args.verify_inputs, args.outputs)
     if args.profile_ops:
@@ -784,7 +824,13 @@ def parse_args(argv):
     p.add_argument("--profile-ops", action="store_true", help="per-op times where the runtime exposes them")
     p.add_argument("--compare", default=None, help="a second model timed interleaved with MODEL (A B B A ...)")
     p.add_argument("--rounds", type=int, default=10, help="alternations for --compare")
+    p.add_argument("--package", default=None, help="an edgekit update package: restored to MODEL (sha256-checked) "
+                   "before the timing")
+    p.add_argument("--base", default=None, help="the deployed artifact a delta --package was made against")
+    p.add_argument("--unpacker", default=None, help="edgekit's package format.py (default: beside this runner)")
     args = p.parse_args(argv)
+    if args.package and args.compare:
+        raise RunnerError("bad_argument", "--package restores one model: it does not combine with --compare")
     if bool(args.verify_inputs) != bool(args.outputs):
         raise RunnerError("bad_argument", "--verify-inputs and --outputs go together")
     if not args.probe and not args.model:

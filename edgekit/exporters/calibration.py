@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._io import check_input_path
 from .._jsonable import JsonMixin
 from .._units import human
 from ..data import DATASETS, Dataset, load, preprocess as prep
@@ -246,7 +247,7 @@ def _load_multi(source, inputs: Sequence[InputSpec], limit: int | None, seed: in
     elif isinstance(source, dict):
         arrays, label = dict(source), "arrays"
     elif isinstance(source, (str, os.PathLike)) and Path(str(source)).suffix.lower() == ".npz":
-        path = Path(str(source)).expanduser()
+        path = check_input_path(str(source), "data source", dirs=False, error=DataError)
         if not path.is_file():
             raise DataError(f"data source {str(source)!r} does not exist")
         try:

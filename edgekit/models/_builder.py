@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from .._io import check_input_path
 from ..errors import InvalidArgument, ModelLoadError, WeightsUnavailable
 from ..registry import Registry
 from ._files import load_model_file
@@ -200,7 +201,8 @@ def _resolve_weights(model: str, meta: dict[str, Any], weights: Any, cfg: BuildC
             raise InvalidArgument(f"ImageNet weights for {model} do not fit {'; '.join(problems)}",
                                   hint="use --weights none for random initialisation, or change the options")
         return "imagenet"
-    path = Path(weights).expanduser()
+    path = check_input_path(weights, "weights file", error=ModelLoadError)   # a FIFO would hang the loader
+    check_input_path(str(path) + ".index", "weights index", dirs=False, error=ModelLoadError)
     if not path.exists() and not Path(str(path) + ".index").exists():
         raise InvalidArgument(f"weights file {weights!r} does not exist",
                               hint="pass imagenet, none, or the path of a .h5/.weights.h5 weights file")

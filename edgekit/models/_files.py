@@ -17,10 +17,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from .._io import check_input_path, check_input_tree, check_zip_members, read_input_bytes
 from .._layers import TFMOT_WRAPPERS
 from ..errors import InvalidArgument, ModelLoadError
+from ._graph_safety import SAVED_MODEL_MAX_BYTES, check_saved_model_graph
 from ._safety import check_no_code
 from .. import _keras3
+
+#: bounds on what a model file may make edgekit read before Keras sees it
+CONFIG_MAX_BYTES = 64 << 20         # config.json / model_config / Keras metadata (EfficientNet-B7's is ~1 MiB)
+METADATA_MAX_BYTES = 1 << 20        # metadata.json
+CONFIG_MAX_DEPTH = 400              # nesting of a stored config (a Functional model nests ~10 levels per model)
+ARCHIVE_MAX_BYTES = 8 << 30         # all entries of a .keras archive, uncompressed
+ARCHIVE_MAX_ENTRIES = 10_000
 
 #: file suffixes taken as a user model file rather than a zoo name
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -50,28 +59,59 @@ def _where(path: Any) -> str:
 
 
 def _json(text: Any, what: str, where: str) -> Any:
+    """Parse a stored JSON config: at most CONFIG_MAX_BYTES, nested at most CONFIG_MAX_DEPTH deep."""
+    if len(text) > CONFIG_MAX_BYTES:
+        raise ModelLoadError(f"model file {where!r} has a {what} of {len(text)} bytes (at most {CONFIG_MAX_BYTES})",
+                             hint="the file is corrupt or not a Keras model")
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
+    too_deep = ModelLoadError(f"model file {where!r} has a {what} nested more than {CONFIG_MAX_DEPTH} levels deep",
+                              hint="the file is corrupt or not a Keras model")
+    if _bracket_depth(text) > CONFIG_MAX_DEPTH:
+        raise too_deep
     try:
         return json.loads(text)
+    except RecursionError:
+        raise too_deep from None
     except (TypeError, ValueError) as exc:
-        raise ModelLoadError(f"model file {where!r} has an unreadable {what}: {exc}",
-                             hint="the file is corrupt or not a Keras model") from exc
+        detail = str(exc)[:200]
+        raise ModelLoadError(f"model file {where!r} has an unreadable {what}: {detail}",
+                             hint="the file is corrupt or not a Keras model") from None
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of JSON brackets in ``text`` (strings skipped), without parsing it."""
+    depth = deepest = 0
+    for m in re.finditer(r'"(?:[^"\\]|\\.)*"|[\[{]|[\]}]', text):
+        tok = m.group()
+        if tok in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif tok in "]}":
+            depth -= 1
+    return deepest
 
 
 def read_stored(path: Any) -> StoredModel:
     """Identify ``path`` by content and read its stored configs (no Keras, no code)."""
-    p = Path(path).expanduser()
     where = _where(path)
+    p = check_input_path(path, "model file", error=ModelLoadError)
     if not p.exists():
         raise ModelLoadError(f"model file {where!r} does not exist",
                              hint="pass a .keras/.h5 file or SavedModel directory, or a zoo name (edgekit models)")
     if p.is_dir():
+        check_input_tree(p, "model folder", max_entries=ARCHIVE_MAX_ENTRIES, error=ModelLoadError)
         if (p / "saved_model.pb").is_file() or (p / "saved_model.pbtxt").is_file():
             from .._keras import saved_model_keras_metadata
 
+            for name in ("saved_model.pb", "saved_model.pbtxt"):
+                if (p / name).is_file() and (p / name).stat().st_size > SAVED_MODEL_MAX_BYTES:
+                    raise ModelLoadError(f"SavedModel {where!r} has a {name} of {(p / name).stat().st_size} bytes "
+                                         f"(at most {SAVED_MODEL_MAX_BYTES})", hint="the SavedModel is corrupt")
             try:
                 texts = saved_model_keras_metadata(str(p))
+            except ModelLoadError:
+                raise
             except Exception as exc:  # noqa: BLE001 - protobuf/TF parse errors of a corrupt directory
                 raise ModelLoadError(f"cannot read SavedModel {where!r}: {str(exc).strip()[:200]}",
                                      hint="the SavedModel is corrupt") from exc
@@ -81,10 +121,12 @@ def read_stored(path: Any) -> StoredModel:
                                      hint="pass the Keras model file (.keras/.h5) it was exported from")
             return StoredModel(p, "savedmodel", "", [_json(t, "Keras metadata", where) for t in texts])
         if (p / "config.json").is_file():
-            meta = _json((p / "metadata.json").read_bytes(), "metadata.json", where) \
+            meta = _json(read_input_bytes(p / "metadata.json", "metadata.json", limit=METADATA_MAX_BYTES,
+                                          error=ModelLoadError), "metadata.json", where) \
                 if (p / "metadata.json").is_file() else {}
-            return StoredModel(p, "keras-dir", str(meta.get("keras_version", "")),
-                               [_json((p / "config.json").read_bytes(), "config.json", where)])
+            config = read_input_bytes(p / "config.json", "config.json", limit=CONFIG_MAX_BYTES, error=ModelLoadError)
+            return StoredModel(p, "keras-dir", str(meta.get("keras_version", "")) if isinstance(meta, dict) else "",
+                               [_json(config, "config.json", where)])
         raise ModelLoadError(f"{where!r} is a directory without saved_model.pb",
                              hint="pass a .keras/.h5 file or a SavedModel directory")
     if zipfile.is_zipfile(p):
@@ -108,6 +150,7 @@ def _read_zip(p: Path, where: str) -> StoredModel:
             if names.count("config.json") != 1:
                 raise ModelLoadError(f"model file {where!r} holds {names.count('config.json')} config.json entries "
                                      "(a .keras archive has exactly one)", hint="the file is corrupt or tampered with")
+            _check_archive(z, p, where)
             config = _json(z.read("config.json"), "config.json", where)
             meta = _json(z.read("metadata.json"), "metadata.json", where) if "metadata.json" in names else {}
     except (zipfile.BadZipFile, OSError, KeyError) as exc:
@@ -115,6 +158,18 @@ def _read_zip(p: Path, where: str) -> StoredModel:
                              hint="the file is corrupt or not a Keras model") from exc
     version = str(meta.get("keras_version", "")) if isinstance(meta, dict) else ""
     return StoredModel(p, "keras", version, [config])
+
+
+def _check_archive(z: zipfile.ZipFile, p: Path, where: str) -> None:
+    """Refuse a .keras archive before anything is extracted (names, entries, size, ratio: _io.check_zip_members), or
+    whose config.json/metadata.json is larger than a config can be."""
+    check_zip_members(z, p, "model file", max_bytes=ARCHIVE_MAX_BYTES, max_entries=ARCHIVE_MAX_ENTRIES,
+                      error=ModelLoadError)
+    limits = {"config.json": CONFIG_MAX_BYTES, "metadata.json": METADATA_MAX_BYTES}
+    for info in z.infolist():
+        if info.filename in limits and info.file_size > limits[info.filename]:
+            raise ModelLoadError(f"model file {where!r} holds a {info.filename} of {info.file_size} bytes (at most "
+                                 f"{limits[info.filename]})", hint="the file is corrupt or not a Keras model")
 
 
 def _read_h5(p: Path, where: str) -> StoredModel:
@@ -143,6 +198,8 @@ def check_model_file(path: Any, *, trust_model_code: bool = False) -> StoredMode
     stored = read_stored(path)
     if not trust_model_code:
         check_no_code(stored.configs, _where(path))
+        if stored.format == "savedmodel":
+            check_saved_model_graph(stored.path, _where(path))
     return stored
 
 
@@ -156,10 +213,10 @@ def load_model_file(path: Any, *, trust_model_code: bool = False, input_shape: A
     """
     stored = check_model_file(path, trust_model_code=trust_model_code)
     if stored.keras3:
-        with _loadable(stored) as p:
+        with _loadable(stored) as p, _private_tempdir():
             model = _keras3.load(p, safe_mode=not trust_model_code)
     else:
-        with _loadable(stored) as p:
+        with _loadable(stored) as p, _private_tempdir():
             model = _load_tf_keras(p, _where(path), safe_mode=not trust_model_code,
                                    tfmot_scopes=_uses_tfmot(stored.configs))
     if input_shape is not None:
@@ -184,6 +241,22 @@ def _loadable(stored: StoredModel) -> Iterator[str]:
         link = Path(tmp) / f"model{need}"
         link.symlink_to(stored.path.resolve())
         yield str(link)
+
+
+@contextlib.contextmanager
+def _private_tempdir() -> Iterator[None]:
+    """Temporary files the Keras loaders make (tf-keras unpacks a .keras archive's assets into ``mkdtemp()`` and
+    leaves them when loading fails) go into a folder of ours, removed on every way out."""
+    import shutil
+
+    old = tempfile.tempdir
+    tmp = tempfile.mkdtemp(prefix="edgekit-load-")
+    tempfile.tempdir = tmp
+    try:
+        yield
+    finally:
+        tempfile.tempdir = old
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _uses_tfmot(configs: list[Any]) -> bool:

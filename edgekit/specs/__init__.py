@@ -9,9 +9,10 @@ from .compress import CompressSpec
 from .doctor import DoctorSpec, LadderOptions
 from .export import ExportOptions, ExportSpec
 from .model import ModelSpec
+from .package import PackageSpec, UnpackSpec
 from .stages import (ClusterSpec, DistillSpec, ExportStageSpec, PruneSpec, QATSpec, StageSpec, TrainStageSpec)
 from .train import FitSpec, TrainSpec
 
 __all__ = ["ModelSpec", "ExportOptions", "ExportSpec", "FitSpec", "TrainSpec", "StageSpec", "TrainStageSpec",
            "PruneSpec", "ClusterSpec", "QATSpec", "DistillSpec", "ExportStageSpec", "CompressSpec", "BenchSpec",
-           "ConnectSpec", "CheckSpec", "CompareSpec", "DoctorSpec", "LadderOptions"]
+           "ConnectSpec", "CheckSpec", "CompareSpec", "DoctorSpec", "LadderOptions", "PackageSpec", "UnpackSpec"]

@@ -33,8 +33,9 @@ class BenchOptions(Spec):
     """What to measure, where and how (BenchSpec without the connection overrides). Value ranges and the rules
     across options are checked by ``edgekit.devices.bench`` itself (with its hints)."""
 
-    artifacts: tuple[str, ...] = option(help="Artifacts (.tflite/.onnx) to measure.", argument=True,
-                                        metavar="ARTIFACT...")
+    artifacts: tuple[str, ...] = option(help="Artifacts (.tflite/.onnx) to measure, or update packages (.ekpkg, "
+                                             "edgekit package): sent as they are, restored and sha256-checked on "
+                                             "the device.", argument=True, metavar="ARTIFACT...")
     devices: tuple[Any, ...] = option(("local",), flag="--device", short="-d",
                                       help="local, ssh://user@host[:port], adb://SERIAL or a profile name "
                                            "(repeatable; devices run in parallel).")
@@ -58,6 +59,8 @@ class BenchOptions(Spec):
                                                 "--verify).")
     profile_ops: bool = option(False, help="Per-op times where the runtime exposes them, joined with the model's "
                                            "mult-adds.")
+    base: str | None = option(None, help="The deployed artifact that delta packages (.ekpkg made with --base) "
+                                         "restore against on the device (copied there unless it already is).")
 
 
 @spec

@@ -64,7 +64,9 @@ class CompressSpec(ExportOptions, FitSpec):
     temperature: float | None = mirror(DistillSpec, "temperature")
     distill_alpha: float | None = mirror(DistillSpec, "alpha")
     distill_epochs: int | None = mirror(DistillSpec, "epochs")
-    prune: float | None = mirror(PruneSpec, "sparsity", enables=True, help="Prune to this sparsity (e.g. 0.5).")
+    prune: float | None = mirror(PruneSpec, "sparsity", enables=True,
+                                 help="Prune to this sparsity (e.g. 0.5). Buys size (gzip, edgekit package), not "
+                                      "latency: see --prune-policy.")
     prune_schedule: str | None = mirror(PruneSpec, "schedule")
     prune_structure: str | None = mirror(PruneSpec, "structure")
     prune_policy: str | None = mirror(PruneSpec, "policy")

@@ -75,7 +75,9 @@ class PruneSpec(StageSpec):
     structure: str | tuple[int, ...] | None = option(None, help="N:M structured sparsity, e.g. 2:4.")
     block_size: tuple[int, ...] | None = option(None, gt=0, help="Block sparsity, e.g. 1,4.", separator=",")
     policy: str | None = option(None, choices=POLICIES,
-                                help="Prune for latency on XNNPACK (tfmot PruneForLatencyOnXNNPack).")
+                                help="tfmot PruneForLatencyOnXNNPack (1x1 convs only). The shipped runtimes run "
+                                     "such files dense: XNNPACK's sparse path needs float, a 3x3 stride-2 stem "
+                                     "over 3 channels and explicit padding (README: pruning buys size only).")
     layers: tuple[str, ...] | None = option(None, help="Only layers matching this pattern (repeatable).")
     skip: tuple[str, ...] | None = option((FIRST, LAST), help="Skip layers matching this pattern (@first, @last: "
                                                               "the first/last prunable layer).")

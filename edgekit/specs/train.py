@@ -58,6 +58,10 @@ class TrainSpec(FitSpec):
     checkpoint_dir: str | None = option(None, help="Save the best epoch to DIR/best.keras (atomic).")
     out: str | None = option(None, help="Save the trained model to PATH.keras (or .h5).")
     restore_best: bool = option(True, help="Restore the best epoch's weights (by validation accuracy) at the end.")
+    trainable: tuple[str, ...] | None = option(None, help="Train only the layers whose names match this pattern "
+                                                          "(fnmatch, repeatable); the others are frozen, BatchNorm "
+                                                          "statistics included (e.g. conv_preds: retrain the "
+                                                          "classifier, so an update package holds only it).")
 
     def validate(self) -> None:
         if self.out is not None and Path(self.out).suffix not in (".keras", ".h5"):

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._io import check_input_path, load_yaml_file
 from .._spec import Spec, option, spec
 from ..errors import InvalidArgument
 from ..specs import _choices
@@ -145,12 +146,12 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
     ``device``/``format`` are accepted for ``devices``/``formats``). Keys and values are checked by SweepSpec."""
     import yaml
 
-    p = Path(path)
+    p = check_input_path(path, "sweep config", dirs=False)
     if not p.is_file():
         raise InvalidArgument(f"sweep config {str(p)!r} does not exist",
                               hint="sweep configs live in export/*.sweep.yaml")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = load_yaml_file(p, "sweep config")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""

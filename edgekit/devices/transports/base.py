@@ -85,6 +85,7 @@ class Transport:
         self.work_dir = (spec.work_dir or self.default_work_dir).rstrip("/") or "/"
         self.run_dir = f"{self.work_dir}/run-{uuid.uuid4().hex[:12]}"
         self.transfers: list[str] = []  # names of files copied by put() since the last reset
+        self.transfer_bytes = 0  # their bytes
         self.connect_timeout = float(self.options.connect_timeout or spec.connect_timeout or 10.0)
         self._connected = False
         self._count = 0
@@ -194,6 +195,7 @@ class Transport:
             raise RemoteCommandError(f"{local.name} arrived corrupted on {self.spec.name} (sha256 differs after the "
                                      "copy)", hint="check the device's free space and storage")
         self.transfers.append(local.name)
+        self.transfer_bytes += local.stat().st_size
         return dest
 
     def remote_sha256(self, path: str) -> str | None:
