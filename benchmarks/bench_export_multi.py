@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 def positional_sqnr(ref, outs) -> float:
     """SQNR of every output joined in each side's own order (what verification did before pairing by name)."""
-    from edgekit.exporters.verify import sqnr_db
+    from edgekit.verification import sqnr_db
 
     r = np.concatenate([a.reshape(len(a), -1) for a in ref], axis=1)
     o = np.concatenate([a.reshape(len(a), -1) for a in outs], axis=1)

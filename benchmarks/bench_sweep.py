@@ -1,6 +1,8 @@
 """Sweep benchmark: MobileNet v1, alpha {0.25, 0.5, 0.75, 1.0} x resolution {32, 48, 64} x {int8, float32} on
 Fashion-MNIST, measured on `local` and over SSH on the devlab's arm64 rootfs (aarch64 under qemu: its latencies are
-EMULATED, labelled so everywhere).
+EMULATED, labelled so everywhere). qemu emulates the CPU model given by --qemu-cpu (default cortex-a72, a Pi 4's;
+cortex-a76 for a Pi 5), set explicitly as QEMU_CPU for the rootfs's sshd and every session, recorded in the report
+and in the device's name (arm64-qemu-cortex-a72), so rows measured under another CPU model are never reused.
 
 1. The sweep (training shared: each alpha trained at 32 px, fine-tuned at 48 and 64 px): table, Pareto front per
    device, the log-linear accuracy fit and its R², the latency model per device; wall time.
@@ -10,7 +12,7 @@ EMULATED, labelled so everywhere).
    and are reused); accuracy and training time at 48 and 64 px, shared vs independent.
 
     .venv/bin/python benchmarks/bench_sweep.py [--out artifacts/bench_sweep] [--limit 20000] [--epochs 4]
-        [--rootfs /tmp/edgekit-rootfs-XXXX | --no-ssh]
+        [--rootfs /tmp/edgekit-rootfs-XXXX | --no-ssh] [--qemu-cpu cortex-a72]
 
 The rootfs is devlab's arm64-rootfs.sh build (tests/conftest.py caches it under /tmp/edgekit-rootfs-<sha>); its
 own arm64 sshd is started here the same way as the tests' arm64_ssh fixture. Writes OUT/bench_sweep.json; every
@@ -57,17 +59,19 @@ class RootfsSSHD:
         subprocess.run([*self.args, "stop"], capture_output=True, timeout=120)
 
 
-def profile(folder: Path, sshd: dict) -> str:
-    """A device profile for the qemu guest (tflite-runtime 2.14: ai-edge-litert's XNNPACK int8 is wrong under this
-    qemu, see NOTES); returns its name."""
+def profile(folder: Path, sshd: dict, qemu_cpu: str) -> str:
+    """A device profile for the qemu guest emulating ``qemu_cpu`` (tflite-runtime 2.14, what older Pi images ship);
+    returns its name."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "arm64-qemu.yaml").write_text(
-        "description: devlab arm64 rootfs (Debian, aarch64 under qemu-user), its own sshd; EMULATED latencies\n"
+    name = f"arm64-qemu-{qemu_cpu}"
+    (folder / f"{name}.yaml").write_text(
+        f"description: devlab arm64 rootfs (Debian, aarch64 under qemu-user, QEMU_CPU={qemu_cpu}), its own sshd; "
+        "EMULATED latencies\n"
         f"transport: ssh\nhost: {sshd['host']}\nport: {sshd['port']}\nuser: {sshd['user']}\n"
         f"key_file: {sshd['key_file']}\nknown_hosts: {sshd['known_hosts']}\narch: aarch64\n"
         "python: /opt/tflite/bin/python\nruntime: tflite-runtime\n")
     os.environ["EDGEKIT_DEVICES_DIR"] = str(folder)
-    return "arm64-qemu"
+    return name
 
 
 def budgets(rows, device: str, metric: str = "p50") -> list[float]:
@@ -114,6 +118,10 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=30, help="timed runs per measurement")
     ap.add_argument("--rootfs", default=None, help="the arm64 rootfs (default: the newest /tmp/edgekit-rootfs-*)")
     ap.add_argument("--no-ssh", action="store_true", help="measure on local only")
+    ap.add_argument("--qemu-cpu", default="cortex-a72",
+                    help="the CPU qemu emulates for the arm64 board (cortex-a72: Pi 4, cortex-a76: Pi 5); qemu's "
+                         "default `max` has no Pi's features and Debian 12's qemu 7.2 computes XNNPACK int8 wrongly "
+                         "on it")
     ap.add_argument("--skip-independent", action="store_true", help="skip part 3")
     ap.add_argument("--independent-alphas", default="0.25,1.0",
                     help="alphas of part 3 (each of their resolutions above the smallest is trained from scratch)")
@@ -185,10 +193,12 @@ def main() -> None:
         res = edgekit.sweep("mobilenet_v1", **{**common, **kw})
         return res, round(time.monotonic() - t0, 1)
 
+    os.environ["QEMU_CPU"] = args.qemu_cpu  # devroot.sh and the sshd's sessions (SetEnv) take it from here
+    report["qemu_cpu"] = args.qemu_cpu if rootfs else None
     sshd_ctx = RootfsSSHD(rootfs) if rootfs else None
     sshd = sshd_ctx.__enter__() if sshd_ctx else None
     try:
-        devices = ["local"] + ([profile(out / "devices", sshd)] if sshd else [])
+        devices = ["local"] + ([profile(out / "devices", sshd, args.qemu_cpu)] if sshd else [])
         emulated = devices[1:]
         # 1. the sweep
         res, wall = run(devices=devices, emulated=emulated)

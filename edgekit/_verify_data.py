@@ -26,7 +26,8 @@ def write(path: str | os.PathLike, *, inputs: Sequence[np.ndarray], reference: S
           host: Sequence[np.ndarray] | None = None, labels: np.ndarray | None = None,
           input_names: Sequence[str], output_names: Sequence[str], output_keys: Sequence[str | None] | None = None,
           host_runtime: str | None = None, precision: str | None = None,
-          output_lsb: float | None = None) -> dict[str, Any]:
+          output_lsb: float | None = None, num_classes: int | None = None,
+          classifier: Sequence[bool] | None = None) -> dict[str, Any]:
     """Write the file; returns its manifest entry (file name, sha256, samples, tensor names, precision)."""
     path = Path(path)
     if len(inputs) != len(input_names) or len(reference) != len(output_names):
@@ -46,6 +47,10 @@ def write(path: str | os.PathLike, *, inputs: Sequence[np.ndarray], reference: S
         arrays[f"host_{k}"] = np.asarray(h, np.float32)
     if labels is not None:
         arrays["labels"] = np.asarray(labels).astype(np.int64)
+        if num_classes:  # the labels' class count: accuracy only on the output with that many classes
+            arrays["num_classes"] = np.asarray(int(num_classes), np.int64)
+    if classifier is not None:  # per output (artifact order): a softmax in the Keras graph
+        arrays["classifier"] = np.asarray(list(classifier), bool)
     with open(path, "wb") as fh:
         np.savez_compressed(fh, **arrays)
     h = sha256_file(path)
@@ -66,6 +71,8 @@ class VerifyData:
     host: list[np.ndarray] | None
     labels: np.ndarray | None
     output_keys: list[str | None] | None = None  # signature keys (None: the file has none, or predates them)
+    num_classes: int | None = None  # the labels' class count (None: no labels, or a file that predates it)
+    classifier: list[bool] | None = None  # per output: a classifier in the Keras graph (None: not recorded)
 
     @property
     def output_labels(self) -> list[str]:
@@ -91,10 +98,14 @@ def read(path: str | os.PathLike) -> VerifyData:
             host = [z[f"host_{k}"] for k in range(len(out_names))] if "host_0" in files else None
             labels = z["labels"] if "labels" in files else None
             keys = [str(k) or None for k in z["output_keys"]] if "output_keys" in files else None
+            num_classes = int(z["num_classes"]) if "num_classes" in files else None
+            classifier = [bool(c) for c in z["classifier"]] if "classifier" in files else None
+            if classifier is not None and len(classifier) != len(out_names):
+                raise ValueError(f"{len(classifier)} classifier flags for {len(out_names)} outputs")
             if keys is not None and len(keys) != len(out_names):
                 raise ValueError(f"{len(keys)} output keys for {len(out_names)} outputs")
     except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise InvalidArgument(f"cannot read the verification data {path}: {exc}",
                               hint="re-export the artifact with edgekit export (it writes <artifact>.verify.npz)") \
             from exc
-    return VerifyData(path, in_names, out_names, inputs, reference, host, labels, keys)
+    return VerifyData(path, in_names, out_names, inputs, reference, host, labels, keys, num_classes, classifier)

@@ -21,7 +21,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("edgekit.__init__", "edgekit.errors", "edgekit._io", "edgekit.registry", "edgekit._spec",
               "edgekit._spec_fields", "edgekit._units", "edgekit._jsonable", "edgekit._progress", "edgekit._signals",
               "edgekit._native", "edgekit._layers", "edgekit._keras", "edgekit._keras3", "edgekit._tflite",
-              "edgekit._tflite_metadata", "edgekit._tflite_metadata_schema", "edgekit._verify_data")),
+              "edgekit._tflite_metadata", "edgekit._tflite_metadata_schema", "edgekit._verify_data",
+              "edgekit.verification")),  # verification: the verdict, no TensorFlow
     ("specs", ("edgekit.specs",)),  # plain data + the format/precision table (edgekit.specs.formats): no TensorFlow
     ("models, data, runtimes", ("edgekit.models", "edgekit.data", "edgekit.runtimes", "edgekit.profiling",
                                 "edgekit.zoo")),
@@ -225,6 +226,23 @@ def test_one_format_table():
         assert (e.obj.suffix, e.obj.runtime, e.obj.precisions, e.obj.io_types, e.obj.per_tensor, e.obj.qat,
                 e.obj.calibration_methods) == (row.suffix, row.runtime, row.precisions, row.io_types,
                                                row.per_tensor, row.qat, row.calibration_methods)
+
+
+def test_one_sqnr_one_verification():
+    """SQNR, its cap, the per-precision tolerances and the verification result type have one home
+    (edgekit.verification): no other module defines them (doctor/stats and exporters/verify each had a SQNR and a
+    cap; devices/parity had its own result types)."""
+    owners = {}
+    for mod, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([t.id for t in node.targets if isinstance(t, ast.Name)] if isinstance(node, ast.Assign) else
+                     [node.name] if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and node.col_offset == 0
+                     else [])
+            for n in names:
+                if n in ("SQNR_CAP_DB", "sqnr", "sqnr_db", "THRESHOLDS", "TOLERANCES", "Verification", "OutputCheck",
+                         "OutputParity"):
+                    owners.setdefault(n, set()).add(mod)
+    assert all(mods == {"edgekit.verification"} for mods in owners.values()), owners
 
 
 if __name__ == "__main__":

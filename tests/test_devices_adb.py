@@ -198,7 +198,7 @@ def test_benchmark_model_rows_say_parity_not_checked_and_profile_ops(adb_env, mo
     (tmp_path / "tiny_float32.tflite.json").write_text(json.dumps({"verification_inputs": {
         "file": "tiny_float32.tflite.verify.npz"}}))
     (row,) = bench([a], phone(), benchmark_binary=str(FAKE_BM), runs=3, verify=True, profile_ops=True)
-    assert row.ok and row.parity["status"] == "not_checked" and "parity not checked" in row.parity["reason"]
+    assert row.ok and row.parity["status"] == "not_checked" and "parity not checked" in row.parity["note"]
     assert "--enable_op_profiling=true" in row.raw["command"]
     ops = row.op_profile
     assert ops["available"] and [o["op"] for o in ops["ops"]] == ["TfLiteXNNPackDelegate", "AVERAGE_POOL_2D",

@@ -74,7 +74,8 @@ def test_parity_locally_per_precision(exported):
     for r in rows:
         assert r.ok and r.parity["status"] == "passed", (r.artifact, r.error, r.parity)
         (out,) = r.parity["outputs"]
-        assert r.parity["samples"] == 12 and out["top1_agreement"] is not None
+        assert r.parity["samples"] == 12 and out["top1_agreement_all"] is not None  # sure samples: maybe none
+        assert out["confident_samples"] is not None
         assert out["host_max_abs_err"] <= 1e-6  # same machine, same runtime: the host's own outputs, exactly
     assert rows[0].parity["outputs"][0]["max_abs_err"] <= 1e-4 and rows[0].parity["thresholds"]["max_abs_err"]
     assert rows[1].parity["outputs"][0]["sqnr_db"] >= 10 and rows[1].parity["precision"] == "int8"
@@ -105,14 +106,12 @@ def test_verify_without_verification_data_is_a_clear_row_error(exported, tmp_pat
 
 
 @pytest.mark.device
-@pytest.mark.parametrize("flavour,int8_delegate", [("tflite", "auto"), ("litert", "none")])
+@pytest.mark.parametrize("flavour,int8_delegate", [("tflite", "auto"), ("litert", "auto"), ("litert", "none")])
 def test_parity_on_aarch64_over_ssh(arm64_ssh, exported, flavour, int8_delegate):
-    """The same artifacts on an emulated Raspberry Pi 4 (arm64 kernels of tflite-runtime 2.14 / ai-edge-litert 2.3).
-
-    ai-edge-litert 2.3's XNNPACK int8 path gives different outputs under this qemu (7.2) than on x86 (SQNR ~0 dB on
-    this model) while its reference kernels (--delegate none) and tflite-runtime 2.14's XNNPACK agree with the host:
-    exactly what --verify is for; whether qemu or the kernels are at fault needs a real board. The int8 row of the
-    litert flavour therefore runs the reference kernels."""
+    """The same artifacts on an emulated Raspberry Pi 4 (arm64 kernels of tflite-runtime 2.14 / ai-edge-litert 2.3),
+    qemu emulating the Pi 4's Cortex-A72 (the devlab's default QEMU_CPU). ai-edge-litert's XNNPACK int8 agrees with
+    the host there; under qemu's default `max` CPU, Debian 12's qemu 7.2 computed it wrongly (qemu's error, not
+    LiteRT's)."""
     kw = dict(key_file=arm64_ssh["SSHD_KEY"], known_hosts=arm64_ssh["SSHD_KNOWN_HOSTS"],
               python=arm64_ssh["python"][flavour], runs=3, warmup=1, verify=True)
     (f32,) = bench([exported["tflite-float32"]], arm64_ssh["url"], **kw)
@@ -121,7 +120,7 @@ def test_parity_on_aarch64_over_ssh(arm64_ssh, exported, flavour, int8_delegate)
         assert r.ok and r.machine == "aarch64", (r.artifact, r.error)
         assert r.parity["status"] == "passed", r.parity
         (out,) = r.parity["outputs"]
-        assert out["top1_agreement"] == 1.0 and out["host_sqnr_db"] is not None
+        assert out["top1_agreement_all"] == 1.0 and out["host_sqnr_db"] is not None
     assert f32.parity["outputs"][0]["max_abs_err"] <= 1e-4
 
 

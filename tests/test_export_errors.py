@@ -161,7 +161,7 @@ def test_calibration_arrays_with_nan_or_inf(model, tmp_path, bad):
 
 
 def test_non_finite_outputs_fail_verification():
-    from edgekit.exporters.verify import compare
+    from edgekit.verification import compare
 
     ref = [np.full((4, 3), 1 / 3, np.float32)]
     nan = [np.full((4, 3), np.nan, np.float32)]
@@ -181,9 +181,9 @@ def test_unwritable_output_dir(model, tmp_path):
 
 @pytest.mark.slow
 def test_failed_verification_raises_and_leaves_nothing(model, tmp_path, monkeypatch):
-    from edgekit.exporters import THRESHOLDS, export
+    from edgekit.exporters import TOLERANCES, Tolerance, export
 
-    monkeypatch.setitem(THRESHOLDS, "float32", {"max_abs_err": -1.0})  # nothing can pass
+    monkeypatch.setitem(TOLERANCES, "float32", Tolerance(max_abs_err=-1.0))  # nothing can pass
     out = tmp_path / "out"
     with pytest.raises(VerificationError, match="does not match the Keras model"):
         export(model, formats="tflite,onnx", out=out, verify_samples=8)
@@ -246,7 +246,7 @@ def test_failed_export_does_not_create_the_out_dir(model, tmp_path):
 def test_constant_keras_outputs_are_inconclusive():
     """Untrained zoo models (--weights none) often output the same softmax for every input: the comparison cannot
     show the artifact computes the model's function. Not 'passed' (it used to pass with a note), not 'failed'."""
-    from edgekit.exporters.verify import compare
+    from edgekit.verification import compare
 
     ref = [np.full((5, 10), 0.1, np.float32)]
     v = compare(ref, [np.full((5, 10), 26 / 256, np.float32)], precision="int8", output_lsb=1 / 256)

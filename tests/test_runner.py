@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 import subprocess
 import sys
 import time
@@ -158,6 +159,7 @@ def test_bench_local_rows_and_statuses(onnx_model, tmp_path):
     assert ok.model == "tiny" and ok.precision == "float32" and ok.format == "onnx" and ok.tool == "runner"
     assert ok.count == 10 and ok.p50_ms > 0 and ok.fps == pytest.approx(1000 / ok.mean_ms)
     assert ok.runtime == "onnxruntime" and ok.machine and ok.peak_memory_mb > 0
+    assert ok.cpu and ok.cpu == runpy.run_path(str(RUNNER))["cpu_name"]()  # the core that measured it
     assert "broken.onnx" in rows[1].error and rows[1].p50_ms is None
     assert [json.loads(x)["status"] for x in hist.read_text().splitlines()] == ["ok", "model_load_error"]
 
@@ -255,6 +257,52 @@ def test_bench_of_an_onnx_model_leaves_no_onnxruntime_telemetry_in_home(onnx_mod
                           timeout=300, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (home / ".cache" / "Microsoft").exists(), sorted(str(p) for p in home.rglob("*"))
+
+
+PI4 = "".join(f"processor\t: {i}\nBogoMIPS\t: 108.00\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+              f"CPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n" for i in range(4)) + \
+    "Hardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.1\n"
+
+
+def _cores(*parts: str, implementer: str = "0x41") -> str:
+    return "".join(f"processor\t: {i}\nCPU implementer\t: {implementer}\nCPU part\t: {p}\n\n"
+                   for i, p in enumerate(parts))
+
+
+@pytest.mark.parametrize("text,cpu", [
+    (PI4, "Cortex-A72"),
+    (_cores("0xd0b", "0xd0b", "0xd0b", "0xd0b"), "Cortex-A76"),  # Pi 5
+    (_cores("0xd03"), "Cortex-A53"), (_cores("0xd05"), "Cortex-A55"), (_cores("0xd0c"), "Neoverse-N1"),
+    (_cores(*["0xd05"] * 4, *["0xd0b"] * 2, *["0xd0b"] * 2), "4x Cortex-A55 + 4x Cortex-A76"),  # big.LITTLE
+    (_cores("0x001", implementer="0x46"), "A64FX"),
+    (_cores("0x123", implementer="0x99"), "implementer 0x99 part 0x123"),  # unknown: the numbers, not a guess
+    ("processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) CPU @ 2.20GHz\n\n",
+     "Intel(R) Xeon(R) CPU @ 2.20GHz"),
+    ("processor\t: 0\n", None),  # another machine's cpuinfo with nothing to name: never this host's CPU
+])
+def test_runner_names_the_cpu_from_cpuinfo(text, cpu):
+    ns = runpy.run_path(str(RUNNER))
+    assert ns["cpu_name"](text) == cpu
+
+
+def test_runner_reports_the_cpu_in_every_row_json_csv_and_table(onnx_model, tmp_path):
+    from click.testing import CliRunner
+
+    from edgekit.cli import main
+
+    csv_file, json_file = tmp_path / "rows.csv", tmp_path / "rows.json"
+    res = CliRunner().invoke(main, ["bench", str(onnx_model), "-d", "local", "--runs", "5", "--warmup", "1",
+                                    "--csv", str(csv_file), "--json", str(json_file), "--no-history"])
+    assert res.exit_code == 0, res.output
+    cpu = runpy.run_path(str(RUNNER))["cpu_name"]()
+    import csv
+
+    (row,) = list(csv.DictReader(csv_file.open()))
+    assert row["cpu"] == cpu
+    doc = json.loads(json_file.read_text())
+    rows = doc if isinstance(doc, list) else doc.get("results") or doc.get("rows")
+    assert rows[0]["cpu"] == cpu
+    assert "cpu" in res.output
 
 
 def test_runner_refuses_absurd_thread_counts(tmp_path):

@@ -64,6 +64,7 @@ def test_runner_on_aarch64(a64, devlab, flavour):
     assert doc["runtime"]["version"]
     m = doc["machine"]
     assert m["machine"] == "aarch64" and "Raspberry Pi 4" in m["cpu_model"] and m["numpy"].startswith(numpy_major)
+    assert m["cpu"] == "Cortex-A72"  # from the board's cpuinfo (implementer 0x41, part 0xd08)
     lat = doc["latency_ms"]
     assert lat["count"] == 8 and 0 < lat["min"] <= lat["p50"] <= lat["p99"] <= lat["max"]
     assert doc["first_inference_ms"] > 0 and doc["memory"]["peak_rss_mb"] > 5

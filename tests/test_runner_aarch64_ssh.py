@@ -18,4 +18,4 @@ def test_bench_on_arm64_rootfs_over_ssh(arm64_ssh, devlab, flavour, runtime, ver
     assert row.ok, row.error
     assert row.machine == "aarch64" and row.runtime == runtime and (version is None or row.runtime_version == version)
     assert row.count == 5 and row.p50_ci_ms and row.p50_ci_ms[0] <= row.p50_ms <= row.p50_ci_ms[1]
-    assert "Raspberry Pi 4" in row.cpu_model
+    assert "Raspberry Pi 4" in row.cpu_model and row.cpu == "Cortex-A72"

@@ -11,8 +11,8 @@ def _fmt(v, nd=2):
     return "-" if v is None else f"{v:.{nd}f}"
 
 
-COLUMNS = ["model", "format", "precision", "size_mb", "device", "runtime", "threads", "p50_ms", "p90_ms", "mean_ms",
-           "std_ms", "fps", "peak_memory_mb", "status"]
+COLUMNS = ["model", "format", "precision", "size_mb", "device", "cpu", "runtime", "threads", "p50_ms", "p90_ms",
+           "mean_ms", "std_ms", "fps", "peak_memory_mb", "status"]
 
 
 def render_results(results) -> None:
@@ -20,8 +20,8 @@ def render_results(results) -> None:
     from rich.table import Table
 
     table = Table(title="edgekit bench", show_lines=False)
-    for col in ("model", "format", "precision", "size MiB", "device", "runtime", "threads", "p50 ms", "p50 95% CI",
-                "p90 ms", "mean±std ms", "FPS", "peak MiB", "parity", "status"):
+    for col in ("model", "format", "precision", "size MiB", "device", "cpu", "runtime", "threads", "p50 ms",
+                "p50 95% CI", "p90 ms", "mean±std ms", "FPS", "peak MiB", "parity", "status"):
         table.add_column(col, justify="right" if col.endswith(("MiB", "ms", "FPS", "threads")) else "left")
     for r in results:
         runtime = f"{r.runtime} {r.runtime_version}" if r.runtime and r.runtime_version else (r.runtime or "-")
@@ -30,7 +30,7 @@ def render_results(results) -> None:
         peak = r.peak_memory_mb if r.peak_memory_mb is not None else r.memory_delta_mb
         ci = "-" if not r.p50_ci_ms else f"{r.p50_ci_ms[0]:.3f}-{r.p50_ci_ms[1]:.3f}"
         table.add_row(plain(r.model), r.format, plain(r.precision), _fmt(r.size_mb, 3), plain(r.device),
-                      plain(runtime),
+                      plain(r.cpu or "-"), plain(runtime),
                       "-" if r.threads is None else str(r.threads), _fmt(r.p50_ms, 3), ci, _fmt(r.p90_ms, 3), mean,
                       _fmt(r.fps, 1), _fmt(peak, 1), _parity_cell(r.parity), status)
     out.print(table)
@@ -72,10 +72,10 @@ def _render_parity(r) -> None:
     p = r.parity
     t = Table(title=f"parity on {r.device}: {r.model} {r.precision} vs Keras ({p.get('samples')} samples, "
                     f"{p.get('status')})")
-    for col in ("output", "max abs err", "SQNR dB", "top-1 agree", "vs host: max abs err", "vs host: SQNR dB"):
+    for col in ("output", "max abs err", "SQNR dB", "top-1 sure (n)", "vs host: max abs err", "vs host: SQNR dB"):
         t.add_column(col, justify="left" if col == "output" else "right")
     for o in p["outputs"]:
-        top1 = "-" if o.get("top1_agreement") is None else f"{o['top1_agreement']:.3f}"
+        top1 = "-" if o.get("top1_agreement") is None else f"{o['top1_agreement']:.3f} ({o.get('confident_samples')})"
         t.add_row(plain(o["name"]), f"{o['max_abs_err']:.3g}", f"{o['sqnr_db']:.1f}", top1,
                   "-" if o.get("host_max_abs_err") is None else f"{o['host_max_abs_err']:.3g}",
                   "-" if o.get("host_sqnr_db") is None else f"{o['host_sqnr_db']:.1f}")

@@ -151,7 +151,7 @@ def check_cmd(as_json, **kwargs):
         out.print(f"[bold]{r.device}[/] ({r.transport}): {mark}", highlight=False)
         if r.error:
             out.print(f"  error: {r.error}", highlight=False)
-        for k in ("machine", "cpu_model", "python", "numpy", "benchmark_binary"):
+        for k in ("machine", "cpu", "cpu_model", "python", "numpy", "benchmark_binary"):
             if getattr(r, k):
                 out.print(f"  {k}: {getattr(r, k)}", highlight=False)
         for rt, v in r.runtimes.items():

@@ -29,7 +29,8 @@ def render_export(result) -> None:
     labelled = any(a.verification is not None and a.verification.keras_accuracy is not None for a in result.artifacts)
     table = Table(title=f"{result.model} -> {result.out_dir}", title_justify="left", box=box.SIMPLE_HEAD,
                   pad_edge=False)
-    cols = ["format", "precision", "KiB", "max|err|", "SQNR dB", "top-1"] + (["acc keras/art"] if labelled else [])
+    cols = ["format", "precision", "KiB", "max|err|", "SQNR dB", "top-1 sure (n)"] + (
+        ["acc keras/art", "drop 95% CI"] if labelled else [])
     for col in cols + ["ok"]:
         table.add_column(col, justify="left" if col in ("format", "precision", "ok") else "right")
     for a in result.artifacts:
@@ -40,10 +41,13 @@ def render_export(result) -> None:
         if a.computes_in != a.precision:
             prec += f" (runs {a.computes_in})"
         row = [a.format, prec, f"{kib(a.size_bytes):.1f}", _fmt_num(v and v.max_abs_err, ".1e"),
-               _fmt_num(v and v.sqnr_db, ".1f"), _fmt_num(v and v.top1_agreement, ".3f")]
+               _fmt_num(v and v.sqnr_db, ".1f"),
+               "-" if v is None or v.top1_agreement is None else f"{v.top1_agreement:.3f} ({v.confident_samples})"]
         if labelled:
             row.append("-" if v is None or v.keras_accuracy is None
                        else f"{v.keras_accuracy:.3f}/{v.artifact_accuracy:.3f}")
+            row.append("-" if v is None or not v.accuracy_drop_ci else
+                       f"{100 * v.accuracy_drop_ci[0]:+.1f}..{100 * v.accuracy_drop_ci[1]:+.1f} pt")
         table.add_row(*row, status)
     out.print(table)
     out.print(f"calibration: {cal_text}; verified on {escape(str(result.verify_data))}", highlight=False,
@@ -53,7 +57,9 @@ def render_export(result) -> None:
         if v is not None and len(v.outputs) > 1:
             out.print(f"{a.path.name}: " + "; ".join(
                 f"{escape(c.name)} SQNR {c.sqnr_db:.1f} dB, max|err| {c.max_abs_err:.1e}"
-                + (f", top-1 {c.top1_agreement:.3f}" if c.top1_agreement is not None else "") + f" {c.status}"
+                + (f", top-1 {c.top1_agreement_all:.3f}" if c.top1_agreement_all is not None else "")
+                + (f" ({c.top1_agreement:.3f} on {c.confident_samples} sure)" if c.top1_agreement is not None else "")
+                + f" {c.status}"
                 for c in v.outputs), highlight=False, soft_wrap=True)
     for a in result.artifacts:
         for w in a.warnings:

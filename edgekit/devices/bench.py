@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
+
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
 from .._units import MAX_THREADS, mib
@@ -51,6 +53,7 @@ class BenchResult(JsonMixin):
     threads: int | None = None
     delegate: str | None = None
     machine: str | None = None
+    cpu: str | None = None  # the core that ran it (runner: /proc/cpuinfo ARM part or x86 model name)
     cpu_model: str | None = None
     python: str | None = None
     numpy: str | None = None
@@ -121,7 +124,7 @@ def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: Ba
     r.tool, r.raw = doc.get("tool"), doc
     r.runtime, r.runtime_version = doc["runtime"].get("name"), doc["runtime"].get("version")
     r.threads, r.delegate = cfg.get("threads"), cfg.get("delegate")
-    r.machine, r.cpu_model = mach.get("machine"), mach.get("cpu_model")
+    r.machine, r.cpu, r.cpu_model = mach.get("machine"), mach.get("cpu"), mach.get("cpu_model")
     r.python, r.numpy = mach.get("python"), mach.get("numpy")
     r.init_ms, r.first_inference_ms = doc.get("init_ms"), doc.get("first_inference_ms")
     r.warmup_count, r.warmup_mean_ms = warm.get("count"), warm.get("mean_ms")
@@ -133,10 +136,15 @@ def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: Ba
     r.memory_delta_mb = mem.get("overall_delta_mb")
     samples = doc.get("samples_ms") or []
     if samples:
-        ci = stats.bootstrap_ci(samples, "median")
+        sizes = doc.get("block_runs") or []
+        if len(sizes) >= 3 and sum(sizes) == len(samples):  # compare's rounds: resample whole blocks
+            edges = np.cumsum(sizes)[:-1]
+            blocks = np.split(np.asarray(samples, np.float64), edges)
+            ci, mci = stats.block_bootstrap_ci(blocks, "median"), stats.block_bootstrap_ci(blocks, "mean")
+        else:
+            ci, mci = stats.bootstrap_ci(samples, "median"), stats.bootstrap_ci(samples, "mean")
         r.p50_ci_ms = list(ci) if ci else None
-        ci = stats.bootstrap_ci(samples, "mean")
-        r.mean_ci_ms = list(ci) if ci else None
+        r.mean_ci_ms = list(mci) if mci else None
         r.drift = stats.drift(samples)
         if r.drift and r.drift["flagged"]:
             r.warnings.append(f"latency drifted {r.drift['last_vs_first']:.2f}x from the first to the last third of "
@@ -154,6 +162,8 @@ def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: Ba
             r.error = "outputs differ from the host reference: " + "; ".join(r.parity.get("failures") or [])
             r.hint = ("the device's runtime/kernels compute something else than the host's: compare runtime "
                       "versions (bench --json shows both), try --delegate none, or re-export")
+        elif r.parity.get("status") == "inconclusive" and r.parity.get("note"):
+            r.warnings.append(f"parity inconclusive: {r.parity['note']}")
     return r
 
 

@@ -26,6 +26,7 @@ class CheckReport(JsonMixin):
     status: str = "ok"
     error: str | None = None
     machine: str | None = None
+    cpu: str | None = None
     cpu_model: str | None = None
     python: str | None = None
     numpy: str | None = None
@@ -64,6 +65,7 @@ def check(device: str | DeviceSpec, *, python: str | None = None, benchmark_bina
                 rep.fixes.append("install python3 (>= 3.9) on the device, or set python: in the profile / --python")
                 return rep
             m = doc.get("machine", {})
+            rep.cpu = m.get("cpu")
             rep.machine, rep.cpu_model, rep.python, rep.numpy = m.get("machine"), m.get("cpu_model"), \
                 m.get("python"), m.get("numpy")
             rep.runtimes = doc.get("runtimes", {})

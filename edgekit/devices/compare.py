@@ -1,8 +1,11 @@
-"""``compare``: is the difference between two builds (or two devices) real? Ratio of p50 times with a bootstrap
-95% interval and a verdict in words.
+"""``compare``: is the difference between two builds (or two devices) real? A time ratio with a 95% interval and a
+verdict in words.
 
 Two artifacts on one device run interleaved in ONE runner process (A B, B A, A B, ... blocks of runs), so that
-drift, heat and background load hit both alike. One artifact on two devices runs on each device in turn.
+drift, heat and background load hit both alike; the ratio and its interval come from the paired rounds (per-round
+ratios of block medians, :func:`stats.paired_ratio_ci`), so load shared by a round cancels and load that hits one
+block widens the interval rather than faking a difference. One artifact on two devices runs on each device in turn
+(independent series: :func:`stats.ratio_ci`).
 """
 from __future__ import annotations
 
@@ -43,8 +46,14 @@ def _label(path: str) -> str:
     return Path(path).name
 
 
-def _finish(c: Comparison, sa: list[float], sb: list[float]) -> Comparison:
-    r = stats.ratio_ci(sa, sb)
+def _finish(c: Comparison, sa: list[float], sb: list[float], blocks: tuple[list, list] | None = None) -> Comparison:
+    if blocks is not None:
+        r = stats.paired_ratio_ci(*blocks)
+        if r is None:
+            raise InvalidArgument("too few rounds to compare (the interval needs at least 3 paired rounds with runs)",
+                                  hint="raise --rounds (and --runs, at least one run per round)")
+    else:
+        r = stats.ratio_ci(sa, sb)
     if r is None:
         raise InvalidArgument("too few runs to compare (need at least 3 per side)", hint="raise --runs")
     c.ratio, lo, hi = r
@@ -88,8 +97,9 @@ def compare(artifacts: str | Path | Sequence[str | Path], devices: str | Sequenc
         c.warnings = [f"{r.device}: {w}" for r in rows for w in r.warnings]
         return _finish(c, rows[0].samples_ms, rows[1].samples_ms)
     (a, b), device = arts, devs[0]
-    if rounds < 1:
-        raise InvalidArgument(f"--rounds must be >= 1, got {rounds}", hint="e.g. --rounds 10")
+    if rounds < 3:
+        raise InvalidArgument(f"--rounds must be >= 3, got {rounds} (the interval comes from the paired rounds)",
+                              hint="e.g. --rounds 10")
     infos, specs, settings, options = _prepare([a, b], [device], input=None, benchmark_binary=None,
                                                runtime=runtime, verify=False, verify_data=None, profile_ops=False,
                                                **common)
@@ -127,12 +137,15 @@ def compare(artifacts: str | Path | Sequence[str | Path], devices: str | Sequenc
     c.rounds = doc.get("rounds")
     for info, m in zip(infos, doc["models"]):
         sub = {**doc, "latency_ms": m["latency_ms"], "samples_ms": m["samples_ms"], "init_ms": m["init_ms"],
+               "block_runs": m.get("block_runs"),
                "runtime": m["runtime"], "config": {**doc["config"], "delegate": m["delegate"]}}
         sub.pop("models", None)
         c.rows.append(result(info, spec, sub))
     c.a_p50_ms, c.b_p50_ms = c.rows[0].p50_ms, c.rows[1].p50_ms
     c.warnings = list(c.rows[0].warnings)
-    return _finish(c, doc["models"][0]["samples_ms"], doc["models"][1]["samples_ms"])
+    ma, mb = doc["models"]
+    blocks = (ma["block_p50_ms"], mb["block_p50_ms"]) if "block_p50_ms" in ma and "block_p50_ms" in mb else None
+    return _finish(c, ma["samples_ms"], mb["samples_ms"], blocks)
 
 
 def _row_error(row: BenchResult) -> EdgekitError:

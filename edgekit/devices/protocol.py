@@ -12,7 +12,7 @@ from typing import Any
 
 from .._io import json_loads
 from ..errors import EdgekitError, InvalidArgument, ModelLoadError, RemoteCommandError, RuntimeMissing
-from . import benchmark_model, parity
+from . import benchmark_model, parity, runner
 from .artifacts import ArtifactInfo
 from .transports import Transport, sha256_file
 from .. import _tflite, _verify_data as verify_data
@@ -199,10 +199,12 @@ def run_benchmark_model(t: Transport, art: ArtifactInfo, s: Settings, model_path
     doc["command"] = argv
     doc["config"] = {"threads": threads, "delegate": s.delegate or "auto", "warmup": s.warmup, "runs": s.runs}
     probe = t.run(["uname", "-m"], timeout=30, taskset=False)
-    doc["machine"] = {"machine": probe.stdout.strip() or None}
+    cpuinfo = t.run(["cat", "/proc/cpuinfo"], timeout=30, taskset=False)
+    text = cpuinfo.stdout if cpuinfo.returncode == 0 else ""  # the runner's table reads it as on a Python board
+    doc["machine"] = {"machine": probe.stdout.strip() or None, "cpu": runner.cpu_name(text) if text else None,
+                      "cpu_model": runner._cpu_model(text) if text else None}
     if s.verify:
-        doc["parity_data"] = {"status": "not_checked", "reason": "benchmark_model cannot return outputs: parity "
-                                                                 "not checked"}
+        doc["parity_data"] = parity.not_checked("benchmark_model cannot return outputs: parity not checked").to_dict()
     return doc
 
 

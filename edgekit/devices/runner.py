@@ -58,24 +58,98 @@ def _dist_version(dist):
         return None
 
 
-def _cpu_model():
+#: ARM "CPU implementer" -> {"CPU part": core name} (the Linux kernel's and util-linux lscpu's MIDR tables)
+ARM_CORES = {
+    0x41: {0xd02: "Cortex-A34", 0xd03: "Cortex-A53", 0xd04: "Cortex-A35", 0xd05: "Cortex-A55",
+           0xd06: "Cortex-A65", 0xd07: "Cortex-A57", 0xd08: "Cortex-A72", 0xd09: "Cortex-A73",
+           0xd0a: "Cortex-A75", 0xd0b: "Cortex-A76", 0xd0c: "Neoverse-N1", 0xd0d: "Cortex-A77",
+           0xd0e: "Cortex-A76AE", 0xd40: "Neoverse-V1", 0xd41: "Cortex-A78", 0xd42: "Cortex-A78AE",
+           0xd43: "Cortex-A65AE", 0xd44: "Cortex-X1", 0xd46: "Cortex-A510", 0xd47: "Cortex-A710",
+           0xd48: "Cortex-X2", 0xd49: "Neoverse-N2", 0xd4a: "Neoverse-E1", 0xd4b: "Cortex-A78C",
+           0xd4c: "Cortex-X1C", 0xd4d: "Cortex-A715", 0xd4e: "Cortex-X3", 0xd4f: "Neoverse-V2",
+           0xd80: "Cortex-A520", 0xd81: "Cortex-A720", 0xd82: "Cortex-X4", 0xd84: "Neoverse-V3",
+           0xd85: "Cortex-X925", 0xd87: "Cortex-A725", 0xd8e: "Neoverse-N3",
+           0xc05: "Cortex-A5", 0xc07: "Cortex-A7", 0xc08: "Cortex-A8", 0xc09: "Cortex-A9", 0xc0d: "Cortex-A12",
+           0xc0e: "Cortex-A17", 0xc0f: "Cortex-A15", 0xb76: "ARM1176"},
+    0x42: {0x516: "ThunderX2", 0xf16: "Vulcan"},
+    0x43: {0x0a1: "ThunderX", 0x0af: "ThunderX2", 0x0b8: "ThunderX3"},
+    0x46: {0x001: "A64FX"},
+    0x48: {0xd01: "Kunpeng-920"},
+    0x4e: {0x004: "Carmel"},
+    0x51: {0x800: "Kryo-2xx-Gold", 0x801: "Kryo-2xx-Silver", 0x802: "Kryo-3xx-Gold", 0x803: "Kryo-3xx-Silver",
+           0x804: "Kryo-4xx-Gold", 0x805: "Kryo-4xx-Silver", 0xc00: "Falkor", 0xc01: "Saphira"},
+    0x61: {0x022: "Apple-M1-Icestorm", 0x023: "Apple-M1-Firestorm", 0x032: "Apple-M2-Blizzard",
+           0x033: "Apple-M2-Avalanche"},
+    0xc0: {0xac3: "Ampere-1", 0xac4: "Ampere-1a"},
+}
+ARM_IMPLEMENTERS = {0x41: "ARM", 0x42: "Broadcom", 0x43: "Cavium", 0x46: "Fujitsu", 0x48: "HiSilicon",
+                    0x4e: "NVIDIA", 0x51: "Qualcomm", 0x61: "Apple", 0xc0: "Ampere"}
+
+
+def _cpuinfo():
     try:
         with open("/proc/cpuinfo") as fh:
-            text = fh.read()
+            return fh.read()
     except OSError:
+        return ""
+
+
+def _field(text, key):
+    """Every value of ``key:`` in /proc/cpuinfo, in order."""
+    return [line.split(":", 1)[1].strip() for line in text.splitlines()
+            if ":" in line and line.split(":", 1)[0].strip() == key]
+
+
+def _int(value):
+    try:
+        return int(value, 0)
+    except (TypeError, ValueError):
         return None
+
+
+def arm_core(implementer, part):
+    """The core's name for a MIDR implementer/part pair, e.g. (0x41, 0xd08) -> "Cortex-A72"."""
+    name = ARM_CORES.get(implementer, {}).get(part)
+    if name:
+        return name
+    return "%s part 0x%03x" % (ARM_IMPLEMENTERS.get(implementer, "implementer 0x%02x" % implementer), part)
+
+
+def cpu_name(text=None):
+    """The CPU this runs on, from /proc/cpuinfo: ARM cores by "CPU implementer"/"CPU part" (a big.LITTLE SoC:
+    "4x Cortex-A76 + 4x Cortex-A55", biggest count first), else the x86 "model name"; None when unknown."""
+    here, text = text is None, _cpuinfo() if text is None else text
+    impls, parts = _field(text, "CPU implementer"), _field(text, "CPU part")
+    if parts:
+        counts = {}
+        for k, part in enumerate(parts):
+            impl = _int(impls[k] if k < len(impls) else (impls[-1] if impls else None))
+            p = _int(part)
+            name = arm_core(impl, p) if impl is not None and p is not None else "CPU part " + part
+            counts[name] = counts.get(name, 0) + 1
+        if len(counts) == 1:
+            return next(iter(counts))
+        return " + ".join("%dx %s" % (n, c) for c, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    for key in ("model name", "cpu model", "cpu"):
+        values = _field(text, key)
+        if values:
+            return values[0]
+    return (platform.processor() or None) if here else None  # another machine's text: never this host's CPU
+
+
+def _cpu_model(text=None):
+    """The board or CPU model line (a Pi's "Model", x86 "model name", "Hardware"), as the kernel names it."""
+    text = _cpuinfo() if text is None else text
     for key in ("model name", "Model", "Hardware", "cpu model"):
-        for line in text.splitlines():
-            if line.split(":")[0].strip() == key and ":" in line:
-                return line.split(":", 1)[1].strip()
-    parts = sorted({line.split(":", 1)[1].strip() for line in text.splitlines()
-                    if line.startswith("CPU part") and ":" in line})
-    return ("CPU part " + ",".join(parts)) if parts else None
+        values = _field(text, key)
+        if values:
+            return values[0]
+    return None
 
 
 def machine_info():
     info = {"machine": platform.machine(), "system": platform.system(), "release": platform.release(),
-            "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
+            "cpu": cpu_name(), "cpu_model": _cpu_model(), "cpu_count": os.cpu_count(),
             "python": platform.python_version(), "python_executable": sys.executable}
     if hasattr(os, "sched_getaffinity"):
         try:
@@ -692,12 +766,14 @@ def interleaved(args):
         timed_loop(inv, max(args.warmup, 1), max_ns)
     rounds = max(1, min(args.rounds, args.runs))
     block = -(-args.runs // rounds)
-    lat = [[], []]
+    lat, blocks = [[], []], [[], []]  # blocks: per round, each model's runs in that round (paired by round)
     before = system_state()
     deadline = time.perf_counter_ns() + max_ns
     for r in range(rounds):
         for k in ((0, 1) if r % 2 == 0 else (1, 0)):
-            lat[k] += timed_loop(invokes[k], block, max_ns)
+            runs = timed_loop(invokes[k], block, max_ns)
+            lat[k] += runs
+            blocks[k].append(runs)
         if time.perf_counter_ns() > deadline:
             break
     after = system_state()
@@ -711,7 +787,9 @@ def interleaved(args):
         m = models[k]
         out["models"].append({"path": path, "sha256": sha, "runtime": {"name": m.runtime, "version": m.version},
                               "delegate": m.delegate, "init_ms": inits[k], "latency_ms": summarize(np, lat[k]),
-                              "samples_ms": [v / 1e6 for v in lat[k][:MAX_SAMPLES]]})
+                              "samples_ms": [v / 1e6 for v in lat[k][:MAX_SAMPLES]],
+                              "block_runs": [len(b) for b in blocks[k]],
+                              "block_p50_ms": [float(np.median(b)) / 1e6 for b in blocks[k]]})
     return out
 
 

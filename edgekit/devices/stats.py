@@ -1,9 +1,14 @@
 """Statistics you can act on: bootstrap 95% intervals, drift, A/B ratios with a verdict in words, system state.
 
 Bootstrap: percentile intervals over ``n_boot`` resamples of the runs (seeded: the same runs give the same
-interval). A ratio's interval resamples both series independently. A difference is reported only when the
-interval excludes 1 AND the ratio is at least ``min_effect`` away from 1 (smaller gaps are below what run-to-run
-noise on a real device lets one trust).
+interval). Runs that come in blocks (``compare``'s interleaved rounds) are resampled a block at a time: runs of one
+block share the load of their moment, so they are not independent draws. A ratio of two interleaved series comes
+from the paired blocks (:func:`paired_ratio_ci`: the per-round ratios of block medians, a t interval on their
+logs): load that slows a round slows its A and its B block alike and cancels in the ratio, while load that hits
+one block and not the other widens the interval instead of faking a difference. Two series that were not timed
+together (one artifact on two devices) fall back to :func:`ratio_ci`, which resamples both independently.
+A difference is reported only when the interval excludes 1 AND the ratio is at least ``min_effect`` away from 1
+(smaller gaps are below what run-to-run noise on a real device lets one trust).
 """
 from __future__ import annotations
 
@@ -53,6 +58,59 @@ def ratio_ci(a: Sequence[float], b: Sequence[float], *, stat: str = "median", n_
     al = (1 - conf) / 2
     lo, hi = np.quantile(ra, [al, 1 - al])
     return float(fn(xa) / fn(xb)), float(lo), float(hi)
+
+
+def block_bootstrap_ci(blocks: Sequence[Sequence[float]], stat: str = "median", *, n_boot: int = N_BOOT,
+                       conf: float = CONF, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the median or mean of runs that come in ``blocks`` (whole blocks are
+    resampled; None for fewer than 3 blocks)."""
+    bl = [np.asarray(b, np.float64) for b in blocks if len(b)]
+    if len(bl) < 3:
+        return None
+    fn = np.median if stat == "median" else np.mean
+    rng = np.random.default_rng(seed)
+    boots = np.empty(n_boot)
+    for i in range(n_boot):
+        boots[i] = fn(np.concatenate([bl[j] for j in rng.integers(0, len(bl), len(bl))]))
+    a = (1 - conf) / 2
+    lo, hi = np.quantile(boots, [a, 1 - a])
+    return float(lo), float(hi)
+
+
+def t_quantile(p: float, df: int) -> float:
+    """Student's t quantile (bisection on the CDF, integrated numerically: no scipy on this path)."""
+    import math
+
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
+
+    def cdf(x: float) -> float:  # symmetric: 0.5 + integral of the density over [0, x] (Simpson, 4001 points)
+        t = np.linspace(0.0, abs(x), 4001)
+        f = c * (1 + t * t / df) ** (-(df + 1) / 2)
+        h = t[1] - t[0]
+        area = h / 3 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+        return 0.5 + math.copysign(area, x)
+
+    lo, hi = -1e3, 1e3
+    for _ in range(80):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
+    return (lo + hi) / 2
+
+
+def paired_ratio_ci(a_blocks: Sequence[float], b_blocks: Sequence[float], *, conf: float = CONF
+                    ) -> tuple[float, float, float] | None:
+    """A/B time ratio from paired blocks (``a_blocks[i]``, ``b_blocks[i]``: each model's block median in round i):
+    the geometric mean of the per-round ratios and a t interval on their logs (None for fewer than 3 rounds)."""
+    a, b = np.asarray(a_blocks, np.float64), np.asarray(b_blocks, np.float64)
+    ok = (a > 0) & (b > 0) & np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok], b[ok]
+    k = min(len(a), len(b))
+    if k < 3:
+        return None
+    lr = np.log(a[:k] / b[:k])
+    m, s = float(lr.mean()), float(lr.std(ddof=1))
+    h = t_quantile(1 - (1 - conf) / 2, k - 1) * s / np.sqrt(k)
+    return float(np.exp(m)), float(np.exp(m - h)), float(np.exp(m + h))
 
 
 def drift(samples: Sequence[float], *, seed: int = 0) -> dict[str, Any] | None:

@@ -27,8 +27,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from .._jsonable import JsonMixin
-
-SQNR_CAP_DB = 200.0
+from ..verification import SQNR_CAP_DB, sqnr
 #: the percentiles that delimit "the bulk of the values"
 BULK = (0.1, 99.9)
 
@@ -77,14 +76,6 @@ class LayerStat(JsonMixin):
             out.append(f"weights at {self.weight_sqnr_db:.0f} dB")
         self.findings = out
         return self
-
-
-def sqnr(signal: float, noise: float) -> float:
-    if noise <= 0.0:
-        return SQNR_CAP_DB
-    if signal <= 0.0:
-        return -SQNR_CAP_DB
-    return float(min(SQNR_CAP_DB, 10.0 * math.log10(signal / noise)))
 
 
 def worst_first(stats: Iterable[LayerStat]) -> list[LayerStat]:

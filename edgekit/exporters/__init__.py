@@ -13,7 +13,7 @@ from .base import (EXPORTERS, PRECISIONS, Exporter, ExportSpec, Precision, calib
                    io_types, precision_tokens, suffixes)
 from .calibration import CalibrationInfo
 from .inspection import InspectReport, IOTensor, inspect
-from .verify import THRESHOLDS, OutputCheck, Verification
+from ..verification import TOLERANCES, OutputCheck, Tolerance, Verification
 
 #: derived from the formats registered here (spec choices call io_types()/calibration_methods(), which follow
 #: later registrations too)
@@ -21,6 +21,7 @@ IO_TYPES = io_types()
 CALIBRATION_METHODS = calibration_methods()
 
 __all__ = ["export", "ExportResult", "Artifact", "inspect", "InspectReport", "IOTensor", "EXPORTERS", "PRECISIONS",
-           "IO_TYPES", "Exporter", "ExportSpec", "Precision", "CalibrationInfo", "Verification", "OutputCheck", "THRESHOLDS",
+           "IO_TYPES", "Exporter", "ExportSpec", "Precision", "CalibrationInfo", "Verification", "OutputCheck",
+           "TOLERANCES", "Tolerance",
            "CALIBRATION_METHODS", "format_of", "suffixes", "precision_tokens", "io_types",
            "calibration_methods"]

@@ -19,8 +19,8 @@ from ._staging import Staging, check_destinations
 from .base import EXPORTERS, ExportSpec
 from .calibration import CalibrationInfo, input_specs, plan
 from .inspection import inspect
-from .verify import (FAILED, Verification, classifier_outputs, compare, feed_order, keras_outputs, paired_reference,
-                     run_artifact)
+from ..verification import FAILED, Verification, compare
+from .verify import classifier_outputs, feed_order, keras_outputs, paired_reference, run_artifact
 from ..models import preprocess_mode, resolve, zoo_entry_for
 from ..profiling import profile
 
@@ -230,7 +230,8 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
                 input_names=[t.name for t in session.inputs], output_names=[t.name for t in session.outputs],
                 output_keys=[o.key for o in session.outputs],
                 host_runtime=f"{session.name} {session.version}", precision=prec.label,
-                output_lsb=lsbs[0] if len(lsbs) == 1 else lsbs)
+                output_lsb=lsbs[0] if len(lsbs) == 1 else lsbs, num_classes=samples.verify.num_classes,
+                classifier=_artifact_order_flags(v, session.outputs))
             (st.dir / (filename + ".json")).write_text(json.dumps(man, indent=2) + "\n")
             staged.append(art)
             warnings.extend(f"{filename}: {w}" for w in art_warnings)
@@ -239,3 +240,10 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
     return ExportResult(kmodel.name, prec.name, out_dir, samples.info, staged, model_options,
                         samples.verify_source, warnings)
 
+
+def _artifact_order_flags(v: Verification, outputs) -> list[bool] | None:
+    """Per artifact output: did verification judge it a classifier (None when it could not pair the outputs)."""
+    by_art = {c.artifact_name: c.classifier for c in v.outputs}
+    if any(o.name not in by_art for o in outputs):
+        return None
+    return [by_art[o.name] for o in outputs]

@@ -10,7 +10,10 @@ from .._io import sha256_file
 from .._jsonable import to_jsonable
 from ..runtimes import package_version
 
-SCHEMA = "edgekit.export/1"
+#: 2: "verification" is edgekit.verification's result (schema 2): the paired accuracy drop with its 95 % interval,
+#: top-1 agreement over the samples whose float margin exceeds the precision's noise (with their count, and over
+#: all samples as top1_agreement_all), samples_needed when inconclusive, per-precision limits under "thresholds"
+SCHEMA = "edgekit.export/2"
 TOOLS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "tf2onnx", "onnx",
          "onnxruntime", "numpy")
 

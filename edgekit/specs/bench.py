@@ -80,7 +80,8 @@ class CompareSpec(ConnectSpec):
                                            "artifact.")
     runs: int = option(50, help="Timed runs per artifact (or per device).")
     warmup: int = option(5, help="Warm-up runs.")
-    rounds: int = option(10, help="A B / B A alternations (two artifacts).")
+    rounds: int = option(10, help="A B / B A alternations (two artifacts); the ratio's interval comes from these "
+                                  "paired rounds (at least 3).")
     threads: int | None = option(None, help="Interpreter threads (default: the profile's).")
     max_seconds: float = option(150.0, help="Time cap.")
     delegate: str | None = option(None, help="auto (XNNPACK), xnnpack, none, or PATH.so.")

@@ -328,7 +328,7 @@ class Runner:
             if v is None or v.artifact_accuracy is None:
                 entry.update(status="export_failed", error="no accuracy: the test labels do not match the model's "
                                                            "outputs", hint="check --classes and --test-data")
-            elif v.status == "failed":  # "inconclusive" (constant Keras outputs) is not a failure: a note
+            elif v.status == "failed":  # "inconclusive" (too few samples to tell, or constant Keras outputs): a note
                 failed = f"{a.path.name} does not match the Keras model: {'; '.join(v.failures)}"
                 if s.verify:
                     entry.update(status="verification_failed", error=failed,

@@ -159,4 +159,5 @@ def parity_data(artifact: Path, samples: int) -> None:
                           reference=[r[:samples] for r in vd.reference],
                           host=[h[:samples] for h in vd.host] if vd.host is not None else None,
                           labels=vd.labels[:samples] if vd.labels is not None else None,
-                          input_names=vd.input_names, output_names=vd.output_names, output_keys=vd.output_keys)
+                          input_names=vd.input_names, output_names=vd.output_names, output_keys=vd.output_keys,
+                          num_classes=vd.num_classes, classifier=vd.classifier)
