@@ -18,7 +18,10 @@ import numpy as np
 
 N_BOOT = 2000
 CONF = 0.95
-MIN_EFFECT = 0.02
+#: a ratio closer to 1 than this is 'no significant difference' even when its interval excludes 1: two interpreters
+#: of one byte-identical file in one process differ by a stable 2-3 % (buffer placement; 20 compares under load,
+#: tests/test_compare_under_load.py), so a smaller gap says nothing about the models
+MIN_EFFECT = 0.05
 #: drift: last third vs first third of the runs, flagged beyond this relative change (and outside the CI)
 DRIFT_LIMIT = 0.05
 
