@@ -32,6 +32,9 @@ def render_train(report) -> None:
     line = f"best epoch {report.best_epoch} (val acc {_pct(report.best_val_accuracy)})"
     if report.test_accuracy is not None:
         line += f"; test acc {_pct(report.test_accuracy)} on {report.test_samples} samples"
+        if report.chance:
+            line += (f" (chance {_pct(report.chance['chance'])}: "
+                     f"{'above' if report.chance['above_chance'] else 'NOT above'})")
     out.print(line)
     _print_training(report.strategy or {}, report.resumed_from_epoch)
     for label, path in (("checkpoint", report.checkpoint), ("model", report.saved)):

@@ -55,29 +55,46 @@ def evaluate(model, data, batch_size: int = 256, *, from_logits: bool | None = N
 
     ``with_loss`` returns ``(cross-entropy, accuracy)``; ``from_logits`` defaults to the model's last activation.
     """
+    correct, total, nll, _ = _score(model, data, batch_size, from_logits, with_loss)
+    acc = correct / total if total else None
+    return ((nll / total if total else None), acc) if with_loss else acc
+
+
+def evaluate_vs_chance(model, data, batch_size: int = 256):
+    """``edgekit._chance.check`` of ``model``'s top-1 accuracy on a labelled source or Dataset: the accuracy, the
+    chance accuracy of the labels scored, and whether it is significantly above it (None without data)."""
+    from .._chance import check
+
+    correct, total, _, labels = _score(model, data, batch_size, None, False)
+    return check(correct / total, labels) if total else None
+
+
+def _score(model, data, batch_size: int, from_logits: bool | None, with_loss: bool):
+    """(correct, total, summed cross-entropy, labels scored) of ``model`` on ``data``."""
     from ..data import Dataset
     from ..data.stream import data_errors, tf_dataset
     from .train import as_source, outputs_probabilities
 
     if data is None or len(data) == 0:
-        return (None, None) if with_loss else None
+        return 0, 0, 0.0, np.zeros(0, np.int64)
     source = as_source(data, model) if isinstance(data, Dataset) else data
     if from_logits is None:
         from_logits = not outputs_probabilities(model)
     step = _predict_fn(model)
     correct = total = 0
     nll = 0.0
+    labels = []
     with data_errors(source):
         for x, y in tf_dataset(source, batch_size=batch_size):
             out = np.asarray(step(x))
             y = np.asarray(y)
+            labels.append(y.reshape(-1))
             correct += int(np.sum(np.argmax(out, axis=-1) == y))
             total += len(y)
             if with_loss:
                 logp = _log_softmax(out) if from_logits else np.log(np.clip(out, 1e-7, 1.0))
                 nll += float(-np.sum(logp[np.arange(len(y)), y]))
-    acc = correct / total if total else None
-    return ((nll / total if total else None), acc) if with_loss else acc
+    return correct, total, nll, (np.concatenate(labels) if labels else np.zeros(0, np.int64))
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:

@@ -23,7 +23,8 @@ from ..data import same_class_order
 from ..errors import DataError, InvalidArgument
 from ..registry import Registry
 from ..specs.train import TrainSpec
-from .fit import BestWeights, EpochLog, evaluate, fit  # noqa: F401 - re-exported (stages, distill, users)
+from .._chance import warn_if_at_chance
+from .fit import BestWeights, EpochLog, evaluate, evaluate_vs_chance, fit  # noqa: F401 - re-exported
 
 
 @dataclass
@@ -44,6 +45,8 @@ class TrainReport(JsonMixin):
     best_val_accuracy: float | None = None
     test_accuracy: float | None = None
     test_samples: int = 0
+    #: the test accuracy against the chance accuracy of the test labels (edgekit._chance.ChanceCheck as a dict)
+    chance: dict | None = None
     checkpoint: str | None = None
     saved: str | None = None
     seconds: float = 0.0
@@ -346,18 +349,20 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
     if dist.chief and out is not None:
         save_model_atomic(model, out)
     skipped = warn_skipped(ds_train, ds_val, ds_test)
+    vs_chance = evaluate_vs_chance(model, ds_test) if dist.chief else None
     report = TrainReport(
         model=model.name, data=full.source, train_samples=len(ds_train), val_samples=len(ds_val or ()),
         epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, bn_momentum=bn_momentum, history=log,
         best_epoch=best.best_epoch if best else None,
         best_val_accuracy=(max((e.val_accuracy for e in log if e.val_accuracy is not None), default=None)),
-        test_accuracy=evaluate(model, ds_test) if dist.chief else None,
-        test_samples=len(ds_test) if ds_test is not None else 0,
+        test_accuracy=vs_chance.accuracy if vs_chance else None,
+        test_samples=len(ds_test) if ds_test is not None else 0, chance=vs_chance.to_dict() if vs_chance else None,
         checkpoint=str(ckpt_path) if ckpt_path and epochs and dist.chief else None,
         saved=str(out) if out and dist.chief else None, augment=bool(s.augment), strategy=dist.info.to_dict(),
         sources=sources_report(train=ds_train, val=ds_val, test=ds_test), skipped_images=skipped,
         resumed_from_epoch=best.resumed_from if best else 0, seconds=round(time.perf_counter() - t0, 2))
     clean_backup(root, ["train"], dist.chief)
+    warn_if_at_chance(vs_chance, f"the test accuracy of {model.name}")
     return model, report
 
 

@@ -19,7 +19,7 @@ from .._progress import Progress, no_progress
 from ..errors import EdgekitError
 from .plan import Plan, Point, Unit
 from .results import SweepRow
-from .store import Store, parity_data, parity_file
+from .store import Store, parity_data, parity_file, test_labels
 
 #: seconds an interrupted sweep waits for measurements already running (they finish and are recorded)
 INTERRUPT_GRACE = 20.0
@@ -301,6 +301,7 @@ class Runner:
                 self._update(p, status=rec["status"], error=rec.get("error"), hint=rec.get("hint"))
                 continue
             values = {k: art.get(k) for k in ("accuracy", "keras_accuracy", "test_samples", "size_bytes", "note")}
+            values.update(self._chance(art))
             self._update(p, artifact=art["path"], **values)
             if art["status"] != "ok":
                 self._update(p, status=art["status"], error=art.get("error"), hint=art.get("hint"))
@@ -309,6 +310,17 @@ class Runner:
                 parity_data(self.store.root / art["path"], s.parity_samples)
             for d in self.plan.devices:
                 self._bench_or_reuse(p, d, key, folder)
+
+    def _chance(self, art: dict[str, Any]) -> dict[str, Any]:
+        """The artifact's accuracy against the chance accuracy of the test labels it was scored on."""
+        from .._chance import check
+
+        labels = test_labels(self.store.root / art["path"]) if art.get("accuracy") is not None else None
+        if labels is None or not len(labels):
+            return {}
+        c = check(art["accuracy"], labels)
+        return {"chance": c.chance, "chance_p_value": c.p_value, "above_chance": c.above_chance,
+                "min_accuracy": c.min_accuracy}
 
     def _export_now(self, unit: Unit, quantize: str, model_path: str, folder) -> dict[str, Any]:
         from ..exporters import export
