@@ -109,9 +109,11 @@ def check(accuracy: float, labels: Sequence[int] | np.ndarray | None = None, *, 
                        bool(samples and p_value <= alpha), need / samples if samples and need <= samples else None)
 
 
-def warn_if_at_chance(result: ChanceCheck | None, what: str, *, advice: str = ADVICE, stacklevel: int = 3) -> None:
-    """An :class:`~edgekit.errors.EdgekitWarning` when ``result`` is not above chance (nothing otherwise)."""
-    if result is None or result.above_chance:
+def warn_if_at_chance(result: ChanceCheck | None, what: str, *, advice: str = ADVICE, stacklevel: int = 3,
+                      undecidable: bool = True) -> None:
+    """An :class:`~edgekit.errors.EdgekitWarning` when ``result`` is not above chance (nothing otherwise);
+    ``undecidable=False``: not when the samples are too few for any accuracy to be significant."""
+    if result is None or result.above_chance or (result.min_accuracy is None and not undecidable):
         return
     from .errors import EdgekitWarning
 

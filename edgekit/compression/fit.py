@@ -97,6 +97,38 @@ def _score(model, data, batch_size: int, from_logits: bool | None, with_loss: bo
     return correct, total, nll, (np.concatenate(labels) if labels else np.zeros(0, np.int64))
 
 
+def recompute_bn_statistics(model, source, samples: int, batch_size: int = 64, seed: int = 0) -> int:
+    """Precise BatchNorm: replace every BatchNormalization layer's moving mean and variance by their average over
+    ``samples`` training samples run through ``model`` as it is now (training mode, weights untouched). Returns the
+    samples used (0: no BatchNorm layer or no data).
+
+    The running averages that training keeps lag behind the weights: in a short run (a few dozen steps, weights
+    still moving fast) they describe earlier weights, and a model whose training accuracy is well off chance scores
+    at chance in inference mode (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021, PreciseBN).
+    """
+    from .._keras import layers
+    from .._layers import unwrapped, walk_layers
+    from ..data.stream import tf_dataset
+
+    bns = [c for c in (unwrapped(layer) for layer in walk_layers(model)) if isinstance(c, layers.BatchNormalization)]
+    if not bns or samples <= 0 or source is None or len(source) == 0:
+        return 0
+    saved = [b.momentum for b in bns]
+    used = 0
+    try:
+        for i, (x, _) in enumerate(tf_dataset(source, batch_size=batch_size, shuffle=True, seed=seed + 1)):
+            for b in bns:   # a cumulative average: batch i weighs 1/(i+1)
+                b.momentum = 1.0 - 1.0 / (i + 1)
+            model(x, training=True)
+            used += int(x.shape[0]) if not isinstance(x, (tuple, list)) else int(x[0].shape[0])
+            if used >= samples:
+                break
+    finally:
+        for b, m in zip(bns, saved):
+            b.momentum = m
+    return used
+
+
 def _log_softmax(z: np.ndarray) -> np.ndarray:
     z = z.astype(np.float64) - z.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
@@ -108,7 +140,7 @@ class BestWeights:
 
     def __new__(cls, task: str, epochs: int, progress: Progress, log: list, val=None, *, monitor: bool = True,
                 from_logits: bool | None = None, eval_batch: int = 256, state_dir: Path | None = None,
-                chief: bool = True, target=None, shadow=None):
+                chief: bool = True, target=None, shadow=None, before_validation=None):
         from .._keras import keras
 
         class _Cb(keras.callbacks.Callback):
@@ -136,6 +168,8 @@ class BestWeights:
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
+                if before_validation is not None:
+                    before_validation(self.model)
                 val_loss = val_acc = None
                 if val is not None:
                     judged = target if target is not None else self.model
@@ -180,7 +214,7 @@ class BestWeights:
 def fit(model, train, val, *, epochs: int, batch_size: int, task: str, progress: Progress = no_progress,
         callbacks: Sequence = (), restore_best: bool = True, seed: int = 0, augment: bool = False, dist=None,
         backup_dir: str | os.PathLike | None = None, shuffle_buffer: int | None = None,
-        from_logits: bool | None = None, eval_model=None, shadow=None):
+        from_logits: bool | None = None, eval_model=None, shadow=None, precise_bn: int = 0):
     """``model.fit`` on the streamed ``train`` source (shuffled every epoch, seeded), validating on ``val`` after
     every epoch and restoring the best epoch's weights (``restore_best``); returns ``(epoch log, best callback)``.
 
@@ -189,6 +223,8 @@ def fit(model, train, val, *, epochs: int, batch_size: int, task: str, progress:
     ``eval_model`` is the model validated (default ``model``; e.g. the student inside a distiller); under a
     distribution strategy a plain model built like it (``shadow``, default a clone) is validated instead, with the
     trained weights copied in every epoch (inference inside the strategy's scope can hang, e.g. with QAT).
+    ``precise_bn`` (samples; plain models on one device) recomputes the BatchNorm statistics at the end of every
+    epoch, before validation (:func:`recompute_bn_statistics`).
     """
     from .._keras import keras
     from ..data.stream import DEFAULT_SHUFFLE_BUFFER, check_readable, data_errors
@@ -210,8 +246,13 @@ def fit(model, train, val, *, epochs: int, batch_size: int, task: str, progress:
         shadow = None
     elif shadow is None:
         shadow = copy_model(target)
+    recompute = None
+    if precise_bn and not dist.distributed:
+        def recompute(m):
+            recompute_bn_statistics(m, train, precise_bn, batch_size, seed)
     best = BestWeights(task, epochs, progress, log, val, monitor=val is not None, from_logits=from_logits,
-                       state_dir=state_dir, chief=dist.chief, target=target, shadow=shadow)
+                       state_dir=state_dir, chief=dist.chief, target=target, shadow=shadow,
+                       before_validation=recompute)
     cbs = [best]
     if state_dir is not None:
         cbs.append(keras.callbacks.BackupAndRestore(str(state_dir), delete_checkpoint=False))

@@ -10,6 +10,8 @@ from .model import ModelSpec
 
 #: BatchNorm momentum set on every BatchNormalization layer before training (None keeps the model's own)
 DEFAULT_BN_MOMENTUM = 0.9
+#: training samples the BatchNorm statistics are recomputed on after every epoch (PreciseBN)
+DEFAULT_PRECISE_BN = 1024
 #: tf.distribute strategies every training stage runs under (edgekit.compression.distribute)
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 
@@ -58,6 +60,10 @@ class TrainSpec(FitSpec):
     checkpoint_dir: str | None = option(None, help="Save the best epoch to DIR/best.keras (atomic).")
     out: str | None = option(None, help="Save the trained model to PATH.keras (or .h5).")
     restore_best: bool = option(True, help="Restore the best epoch's weights (by validation accuracy) at the end.")
+    precise_bn: int = option(DEFAULT_PRECISE_BN, ge=0,
+                             help="After every epoch, recompute the BatchNorm moving statistics on this many "
+                                  "training samples with the epoch's final weights, before validation (0: keep the "
+                                  "running averages, which lag behind the weights in short runs).")
 
     def validate(self) -> None:
         if self.out is not None and Path(self.out).suffix not in (".keras", ".h5"):
