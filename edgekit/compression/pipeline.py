@@ -163,7 +163,7 @@ class Pipeline:
         final = report.stages[-1] if report.stages else report.input
         if final.chance:
             warn_if_at_chance(ChanceCheck(**final.chance), f"the {'test' if ds_test is not None else 'validation'} "
-                              f"accuracy of {model.name} after {final.stage}")
+                              f"accuracy of {model.name} after {final.stage}", undecidable=False)
         if before_export is not None:
             before_export(model)
         if export_stage is not None:
