@@ -37,9 +37,12 @@ def test_readme_quick_sweep_as_written_picks_a_point_above_chance(tmp_path, monk
     res = _results(tmp_path / out)
     assert res["summary"]["ok"] == res["summary"]["rows"]
     (pick,) = res["picks"]
-    assert pick["fits"] and pick["point"], pick
-    row = next(x for x in res["rows"] if x["pick"])
-    assert row["above_chance"] is True and row["accuracy"] > row["min_accuracy"]
+    # within the budget on an idle machine; a loaded one (CI's two test workers) may measure every point slower,
+    # and then the pick is the fastest point: either way it must be a model that learned something
+    assert pick["point"], pick
+    row = next(x for x in res["rows"] if x["point"] == pick["point"])
+    assert row["pick"] == pick["fits"]
+    assert row["above_chance"] is True and row["accuracy"] > row["min_accuracy"] + 0.2, row
     # every point learned something, so no fit and no front is over chance-level rows
     assert res["chance"]["above"] == res["chance"]["points"], res["chance"]
     assert all(x["above_chance"] for x in res["rows"])

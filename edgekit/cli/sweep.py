@@ -174,8 +174,8 @@ def sweep_cmd(config: str | None, as_json: bool, **kwargs: Any) -> None:
 
     \b
     edgekit sweep mobilenet_v1 --grid alpha=0.25,0.5 --grid resolution=32,48 --quantize none,int8 \\
-        --input-channels 1 --weights none --data fashion-mnist --epochs 1 --limit 2000 --test-limit 1000 \\
-        --device local --budget-ms 0.05 --out artifacts/sweep
+        --input-channels 1 --weights none --data fashion-mnist --epochs 2 --limit 4000 --lr 0.003 \\
+        --test-limit 1000 --device local --budget-ms 0.05 --out artifacts/sweep
     \b
     edgekit sweep --config export/fashion_mnist_mobilenet.sweep.yaml --device local --budget-ms 0.05
     (the benchmark's grid: 12 trainings on 20k Fashion-MNIST images, ~20 min on 2 cores, ~400 MiB under artifacts/)

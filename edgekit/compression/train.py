@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .._chance import warn_if_at_chance
 from .._jsonable import JsonMixin
 from .._layers import unwrapped, walk_layers
 from .._progress import Progress, no_progress
@@ -23,7 +24,6 @@ from ..data import same_class_order
 from ..errors import DataError, InvalidArgument
 from ..registry import Registry
 from ..specs.train import TrainSpec
-from .._chance import warn_if_at_chance
 from .fit import BestWeights, EpochLog, evaluate, evaluate_vs_chance, fit  # noqa: F401 - re-exported
 
 
@@ -40,6 +40,7 @@ class TrainReport(JsonMixin):
     lr: float
     seed: int
     bn_momentum: float | None
+    precise_bn: int = 0          # training samples the BatchNorm statistics were recomputed on after every epoch
     history: list[EpochLog] = field(default_factory=list)
     best_epoch: int | None = None
     best_val_accuracy: float | None = None
@@ -352,7 +353,8 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
     vs_chance = evaluate_vs_chance(model, ds_test) if dist.chief else None
     report = TrainReport(
         model=model.name, data=full.source, train_samples=len(ds_train), val_samples=len(ds_val or ()),
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, bn_momentum=bn_momentum, history=log,
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, bn_momentum=bn_momentum,
+        precise_bn=s.precise_bn if not dist.distributed else 0, history=log,
         best_epoch=best.best_epoch if best else None,
         best_val_accuracy=(max((e.val_accuracy for e in log if e.val_accuracy is not None), default=None)),
         test_accuracy=vs_chance.accuracy if vs_chance else None,

@@ -62,8 +62,9 @@ class TrainSpec(FitSpec):
     restore_best: bool = option(True, help="Restore the best epoch's weights (by validation accuracy) at the end.")
     precise_bn: int = option(DEFAULT_PRECISE_BN, ge=0,
                              help="After every epoch, recompute the BatchNorm moving statistics on this many "
-                                  "training samples with the epoch's final weights, before validation (0: keep the "
-                                  "running averages, which lag behind the weights in short runs).")
+                                  "training samples with the epoch's final weights, before validation (0, and under "
+                                  "a distribution strategy: the running averages, which lag behind the weights in "
+                                  "short runs).")
 
     def validate(self) -> None:
         if self.out is not None and Path(self.out).suffix not in (".keras", ".h5"):
