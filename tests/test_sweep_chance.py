@@ -52,7 +52,7 @@ def test_readme_quick_sweep_as_written_picks_a_point_above_chance(tmp_path, monk
 def test_a_sweep_forced_to_chance_says_so_and_picks_nothing(tmp_path, fashion_mnist_available):
     """One training of 3 steps (200 images, 1 epoch): nothing learned; --require-budget fails with exit 1."""
     out = tmp_path / "sweep"
-    argv = ["sweep", "mobilenet_v1", "--alpha", "0.25", "--resolution", "32", "--quantize", "none",
+    argv = ["sweep", "mobilenet_v1", "--grid", "alpha=0.25", "--resolution", "32", "--quantize", "none",
             "--input-channels", "1", "--weights", "none", "--data", "fashion-mnist", "--epochs", "1", "--limit", "200",
             "--test-limit", "500", "-d", "local", "--runs", "5", "--warmup", "1", "--budget-ms", "1000",
             "--require-budget", "--out", str(out)]
