@@ -20,7 +20,8 @@ pytestmark = pytest.mark.slow
 
 ARGS = ["sweep", "mobilenet_v1", "--grid", "alpha=0.25", "--grid", "resolution=32,40", "--quantize", "int8,none",
         "--input-channels", "1", "--weights", "none", "--data", "fashion-mnist", "--epochs", "1", "--limit", "256",
-        "--test-limit", "100", "--calib-samples", "100", "--runs", "5", "--warmup", "1", "--device", "local"]
+        "--test-limit", "100", "--calib-samples", "100", "--runs", "5", "--warmup", "1", "--device", "local",
+        "--no-verify"]   # 4 fine-tuning steps leave int8 predictions without margin: verification is not tested here
 
 
 def _records(out: Path, pattern: str) -> dict[Path, dict]:
@@ -149,6 +150,7 @@ test_limit: 100
 calib_samples: 100
 runs: 5
 warmup: 1
+verify: false
 device: [local]
 budget_ms: 1000
 out: {out}
