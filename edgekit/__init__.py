@@ -18,7 +18,7 @@ _LAZY = {
     # data
     "load_data": ("edgekit.data", "load"),
     # export
-    "export": ("edgekit.exporters", "export"),
+    "export": ("edgekit.doctor", "export"),  # exporters.export, or with max_drop the int8 doctor's ladder
     "ExportResult": ("edgekit.exporters", "ExportResult"),
     "inspect": ("edgekit.exporters", "inspect"),
     # compression

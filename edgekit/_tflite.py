@@ -118,7 +118,7 @@ def read(data: bytes, name: str = "model") -> TFLiteFile:
                              hint="give a .tflite file written by a TFLite converter")
     try:
         return _read(s, data)
-    except (struct.error, IndexError, ValueError, UnicodeDecodeError, OverflowError, MemoryError) as exc:
+    except (struct.error, IndexError, ValueError, TypeError, UnicodeDecodeError, OverflowError, MemoryError) as exc:
         raise ModelLoadError(f"{name} is a damaged TFLite flatbuffer ({type(exc).__name__}: {exc})",
                              hint="the file is truncated or corrupt: copy or export it again") from exc
 
@@ -176,6 +176,13 @@ def _read(s, data: bytes) -> TFLiteFile:
             ops.append(Operator(name, custom, ins, outs))
         ins = [int(v) for v in sg.InputsAsNumpy()] if sg.InputsLength() else []
         outs = [int(v) for v in sg.OutputsAsNumpy()] if sg.OutputsLength() else []
+        n = len(tensors)  # every tensor index must name a tensor (-1: an omitted optional operator input)
+        for where, idx, low in ((f"subgraph {si} input", ins, 0), (f"subgraph {si} output", outs, 0),
+                                *((f"operator {oi} ({op.name}) input", op.inputs, -1) for oi, op in enumerate(ops)),
+                                *((f"operator {oi} ({op.name}) output", op.outputs, 0) for oi, op in enumerate(ops))):
+            bad = next((i for i in idx if not low <= i < n), None)
+            if bad is not None:
+                raise ValueError(f"{where} names tensor {bad}, but subgraph {si} has {n} tensors")
         subgraphs.append(Subgraph(_str(sg.Name()), tensors, ops, ins, outs))
     if not subgraphs:
         raise ValueError("the model has no subgraph")
@@ -187,6 +194,13 @@ def _read(s, data: bytes) -> TFLiteFile:
                                for j in range(sd.InputsLength())},
                               {_str(sd.Outputs(j).Name()): int(sd.Outputs(j).TensorIndex())
                                for j in range(sd.OutputsLength())}))
+    for sig in sigs:
+        if not 0 <= sig.subgraph < len(subgraphs):
+            raise ValueError(f"signature {sig.key!r} names subgraph {sig.subgraph} of {len(subgraphs)}")
+        n = len(subgraphs[sig.subgraph].tensors)
+        bad = next((i for i in (*sig.inputs.values(), *sig.outputs.values()) if not 0 <= i < n), None)
+        if bad is not None:
+            raise ValueError(f"signature {sig.key!r} names tensor {bad}, but its subgraph has {n} tensors")
     meta = [_str(model.Metadata(i).Name()) for i in range(_bounded(model.MetadataLength(), data, "metadata"))]
     return TFLiteFile(int(model.Version()), _str(model.Description()), subgraphs, sigs, used, meta)
 
@@ -223,33 +237,48 @@ def missing_custom_ops(names) -> list[str]:
     """The custom ops among ``names`` that the installed LiteRT interpreter cannot resolve.
 
     Each op is probed in a one-op model: LiteRT resolves custom ops by name and fails an unresolved one with
-    'Encountered unresolved custom op'. The probe runs in a child process because a *registered* custom op
-    (e.g. TFLite_Detection_PostProcess) crashes on the probe's empty options: a crash means it was resolved.
+    'Encountered unresolved custom op'. The probes run in a child process because a *registered* custom op
+    (e.g. TFLite_Detection_PostProcess) crashes on the probe's empty options: a crash means it was resolved, and a
+    new child goes on with the next name. One child for all names (not one per name: a file can name thousands);
+    the names travel as JSON on stdin (a name from a file may hold NUL bytes or start with ``-``). A child that
+    does not finish in time leaves the names it did not probe counted as missing (the cautious answer).
     """
+    import json
     import subprocess
     import sys
 
-    missing = []
-    for name in names:
-        proc = subprocess.run([sys.executable, "-c", "import sys; from edgekit._tflite import _probe; _probe(sys.argv[1])",
-                               name], capture_output=True, text=True, timeout=120)
-        if proc.returncode == 3:
-            missing.append(name)
+    names = list(dict.fromkeys(names))
+    missing = [n for n in names if "\0" in n]  # LiteRT looks ops up by C string: such a name is never registered
+    todo = [n for n in names if "\0" not in n]
+    while todo:
+        try:
+            proc = subprocess.run([sys.executable, "-c", "from edgekit._tflite import _probe_all; _probe_all()"],
+                                  input=json.dumps(todo), capture_output=True, text=True, timeout=120 + len(todo))
+            verdicts = [line for line in proc.stdout.splitlines() if line in ("missing", "resolved")]
+        except subprocess.TimeoutExpired:
+            return missing + todo
+        missing += [n for n, v in zip(todo, verdicts) if v == "missing"]
+        todo = todo[len(verdicts) + 1:]  # the name after the last verdict crashed the child: resolved
     return missing
 
 
-def _probe(name: str) -> None:
-    """Child process of :func:`missing_custom_ops`: exit 3 when LiteRT cannot resolve custom op ``name``."""
+def _probe_all() -> None:
+    """Child process of :func:`missing_custom_ops`: for each name of the JSON list on stdin, a line ``missing``
+    (LiteRT cannot resolve that custom op) or ``resolved``."""
+    import json
     import sys
 
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    try:
-        it = Interpreter(model_content=_probe_model(schema(), name),
-                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-        it.allocate_tensors()
-    except (RuntimeError, ValueError) as exc:
-        sys.exit(3 if name in _UNRESOLVED.findall(str(exc)) else 0)
+    for name in json.load(sys.stdin):
+        verdict = "resolved"
+        try:
+            it = Interpreter(model_content=_probe_model(schema(), name),
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            it.allocate_tensors()
+        except (RuntimeError, ValueError) as exc:
+            verdict = "missing" if name in _UNRESOLVED.findall(str(exc)) else "resolved"
+        print(verdict, flush=True)
 
 
 def unresolved_in(message: str) -> list[str]:

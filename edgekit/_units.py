@@ -5,6 +5,10 @@ from __future__ import annotations
 KIB = 1024
 MIB = 1024 ** 2
 GIB = 1024 ** 3
+#: the most interpreter threads edgekit asks for (bench, compare, export and doctor verification, device profiles):
+#: more cores than phones and boards have; beyond it runners crashed (100,000 segfaulted) or ran for minutes
+MAX_THREADS = 64
+THREADS_HINT = "use the machine's core count or fewer (e.g. --threads 4), or leave --threads out"
 
 
 def kib(n: float) -> float:

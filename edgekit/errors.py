@@ -89,7 +89,8 @@ class InferenceError(EdgekitError):
 
 
 class BudgetNotMet(EdgekitError):
-    """No rung of the int8 doctor's ladder is within ``max_drop``; ``result`` is the DoctorResult (what was tried)."""
+    """A budget is not met: no rung of the int8 doctor's ladder is within ``max_drop`` (``result``: the DoctorResult,
+    what was tried), or no sweep point within the latency budget on some device (``result``: the SweepResult)."""
 
     def __init__(self, message: str, *, hint: str | None = None, result=None):
         super().__init__(message, hint=hint)

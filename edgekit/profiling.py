@@ -21,6 +21,7 @@ from typing import Any
 
 from ._jsonable import JsonMixin
 from .errors import InvalidArgument
+from . import _keras3, models
 
 #: layer types whose mult-adds are counted (everything else counts 0)
 MULT_ADD_LAYERS = ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
@@ -94,7 +95,6 @@ class ProfileReport(JsonMixin):
 def profile(model_or_name: Any, **options: Any) -> ProfileReport:
     """Profile a model (tf-keras or Keras 3), a zoo name (built with ``options``, random weights) or a model file
     (``options``: ``input_shape``, ``trust_model_code``), taken through ``edgekit.models.resolve``."""
-    from . import models
 
     options = {k: v for k, v in options.items() if v is not None}
     if isinstance(model_or_name, (str, os.PathLike)) and not models.is_model_file(model_or_name):
@@ -125,7 +125,6 @@ def _inner(layer: Any) -> Any:
 
 
 def _is_model(layer: Any) -> bool:
-    from . import _keras3
     from ._keras import keras
 
     return isinstance(layer, keras.Model) or _keras3.is_model(layer)

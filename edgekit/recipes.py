@@ -20,6 +20,9 @@ from typing import Any, Mapping
 
 from ._progress import Progress, no_progress
 from .errors import InvalidArgument, PipelineError, did_you_mean
+from ._jsonable import to_jsonable
+from .compression.api import compress
+from .specs import ExportSpec
 
 META_KEYS = ("name", "description")
 
@@ -136,8 +139,6 @@ class RecipeResult:
         return self.result.artifacts if self.compressed else [str(p) for p in self.result.paths]
 
     def to_dict(self) -> dict:
-        from ._jsonable import to_jsonable
-
         return {"recipe": self.recipe, "keys": to_jsonable(self.keys), **self.result.to_dict()}
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -150,7 +151,6 @@ def run_recipe(path: str | os.PathLike, overrides: Mapping[str, Any] | None = No
                progress: Progress = no_progress) -> RecipeResult:
     """Load, override (CLI options win over recipe keys), validate, then ``compress`` + export in one go (or only
     ``export`` for a plain export recipe)."""
-    from .specs import ExportSpec
 
     recipe = load_recipe(path)
     if overrides:
@@ -159,9 +159,8 @@ def run_recipe(path: str | os.PathLike, overrides: Mapping[str, Any] | None = No
     run = {"recipe": str(path), "recipe_name": recipe.get("name"), "overrides": dict(overrides or {}) or None}
     run = {k: v for k, v in run.items() if v is not None}
     if isinstance(spec, ExportSpec):
-        from .exporters import export
+        from .doctor import export
 
         return RecipeResult(str(path), recipe, export(spec=spec, progress=progress, provenance=run))
-    from .compression.api import compress
 
     return RecipeResult(str(path), recipe, compress(spec=spec, progress=progress, provenance=run))

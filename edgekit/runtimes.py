@@ -23,6 +23,7 @@ from ._jsonable import JsonMixin
 from ._native import quiet_native_logs
 from .errors import InferenceError, InvalidArgument, MissingDependency, ModelLoadError, map_errors
 from .registry import Registry
+from . import _tflite
 
 #: name -> Session class; meta: suffix (file type it runs), package (distribution name), extra (edgekit extra)
 RUNTIMES: Registry[type["Session"]] = Registry("runtime")
@@ -129,7 +130,6 @@ class LiteRTSession(Session):
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as exc:
             raise MissingDependency("ai-edge-litert", "tf", purpose="to run .tflite files on this machine") from exc
-        from . import _tflite
 
         data = self.path.read_bytes()
         fb = _tflite.read(data, self.path.name)  # ModelLoadError for anything that is not a TFLite flatbuffer
@@ -146,8 +146,6 @@ class LiteRTSession(Session):
         self.outputs = [self._info(d, out_keys.get(int(d["index"]))) for d in self._out]
 
     def _load_error(self, fb, exc: Exception) -> ModelLoadError:
-        from . import _tflite
-
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
         if _tflite.unresolved_in(str(exc)):
             missing = _tflite.missing_custom_ops(sorted(fb.custom_ops)) or _tflite.unresolved_in(str(exc))

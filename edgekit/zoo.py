@@ -14,6 +14,9 @@ from typing import Any
 
 from ._progress import Progress, no_progress
 from .models import ModelInfo, info, list as list_models
+from . import __version__
+from ._io import write_text_atomic
+from .profiling import profile
 
 
 def stats_cache_path() -> Path:
@@ -25,8 +28,6 @@ def stats_cache_path() -> Path:
 
 def _cache_key() -> str:
     from importlib.metadata import PackageNotFoundError, version
-
-    from . import __version__
 
     def v(dist: str) -> str:
         try:
@@ -46,8 +47,6 @@ def _read_cache(path: Path, key: str) -> dict[str, Any]:
 
 
 def _write_cache(path: Path, key: str, models: dict[str, Any]) -> None:
-    from ._io import write_text_atomic
-
     try:
         write_text_atomic(path, json.dumps({"key": key, "models": models}, indent=1, sort_keys=True))
     except OSError:  # a cache: never fail the command for it
@@ -61,8 +60,6 @@ PACKAGED_STATS = Path(__file__).with_name("zoo_stats.json")
 
 
 def _packaged() -> dict[str, Any]:
-    from . import __version__
-
     try:
         data = json.loads(PACKAGED_STATS.read_text())
     except (OSError, ValueError):
@@ -73,8 +70,6 @@ def _packaged() -> dict[str, Any]:
 def compute_stats(name: str) -> dict[str, int]:
     """Exact params and mult-adds of zoo model ``name`` at its default input (builds it with random weights)."""
     import gc
-
-    from .profiling import profile
 
     rep = profile(name)
     stats = {"params": rep.total_params, "mult_adds": rep.total_mult_adds}
@@ -109,8 +104,6 @@ def summary(pattern: str | None = None, *, stats: bool = True, progress: Progres
 
 
 def _write_packaged() -> None:  # pragma: no cover - maintenance script
-    from . import __version__
-    from ._io import write_text_atomic
 
     table = {n: compute_stats(n) for n in list_models()}
     write_text_atomic(PACKAGED_STATS, json.dumps({"edgekit": __version__, "models": table}, indent=1,

@@ -98,3 +98,100 @@ def test_bare_commands_still_show_their_help():
     for args in ([], ["devices"]):
         r = run(*args)
         assert r.exit_code == 2 and "Usage:" in r.output and "error:" not in r.output, r.output
+
+
+# ------------------------------------------------------------------------------ issue 18: --json failures, escaping
+@pytest.mark.parametrize("args", [
+    ["bench", "{missing}", "--json", "-"], ["bench", "{missing}", "--json", "{tmp}/out.json"],
+    ["compare", "{missing}", "{missing}", "--json"], ["compress", "{missing}", "--json"],
+    ["doctor", "{missing}", "--json"], ["export", "{missing}", "--json"], ["history", "--json", "--history", "{tmp}"],
+    ["inspect", "{missing}", "--json"], ["inspect", "--json", "--no-such-option"],
+    ["models", "--json", "--stats=maybe"],
+    ["profile", "{missing}", "--json"], ["sweep", "{missing}", "--json"], ["train", "{missing}", "--json"],
+])
+def test_json_commands_print_a_json_error_object_on_failure(tmp_path, args):
+    """Issue 18: with --json a failing command printed nothing on stdout; scripts parse one object now."""
+    import json
+
+    missing = tmp_path / "missing.tflite"
+    r = run(*[a.format(missing=missing, tmp=tmp_path) for a in args])
+    assert r.exit_code == 2, r.output
+    doc = json.loads(r.stdout)
+    assert set(doc) == {"error", "hint", "exit_code"} and doc["exit_code"] == 2 and doc["error"] and doc["hint"]
+    assert "error:" in r.stderr  # people still read it on stderr
+
+
+def test_internal_error_with_json_is_a_json_object_too(monkeypatch, tmp_path):
+    import json
+
+    import edgekit.exporters as exporters
+
+    monkeypatch.setattr(exporters, "inspect", lambda *a, **k: 1 / 0)
+    (tmp_path / "m.tflite").write_bytes(b"x")
+    r = run("inspect", tmp_path / "m.tflite", "--json")
+    doc = json.loads(r.stdout)
+    assert r.exit_code == 1 == doc["exit_code"] and "ZeroDivisionError" in doc["error"]
+
+
+def test_control_characters_from_files_are_escaped_on_the_terminal():
+    """Issue 18: a custom-op name with escape sequences reached the terminal (retitle, recolour, hide lines)."""
+    from edgekit.cli._output import _SafeConsole, escape_controls
+
+    evil = "Op\x1b]0;pwned\x07\x1b[2J\r\u202egnp.exe\x9b31m"
+    assert escape_controls(evil) == "Op\\x1b]0;pwned\\x07\\x1b[2J\\r\\u202egnp.exe\\x9b31m"
+    assert escape_controls("a\tb\nc é 中") == "a\tb\nc é 中"
+    import io
+
+    from rich.table import Table
+
+    buf = io.StringIO()
+    con = _SafeConsole(file=buf, force_terminal=True, width=200)
+    t = Table()
+    t.add_column("op")
+    t.add_row(evil)
+    con.print(t)
+    con.print(f"[bold red]error:[/] {evil}", markup=False)
+    text = buf.getvalue()
+    assert "\x1b]0" not in text and "\x07" not in text and "\x1b[2J" not in text and "\r" not in text
+    assert "\\x1b]0;pwned" in text and "\x1b[" in text  # rich's own colours still pass
+
+
+def test_names_that_look_like_markup_are_shown_literally(tmp_path):
+    """A history line (or a custom op) named '[/]' was a rich MarkupError, an internal error; '[bold red]' styled."""
+    import json
+
+    hist = tmp_path / "h.jsonl"
+    hist.write_text(json.dumps({"sha256": "ab" * 32, "device": "[bold red]dev", "status": "ok", "p50_ms": 2.0,
+                                "model": "[/]"}) + "\n")
+    r = run("history", "--history", hist)
+    assert r.exit_code == 0, r.output
+    assert "│ [/]" in r.stdout and "[bold red]dev" in r.stdout
+    import io
+
+    from edgekit.cli._output import _SafeConsole
+
+    buf = io.StringIO()
+    _SafeConsole(file=buf, width=80).print("a [/] title")  # the safety net for text not marked as data
+    assert buf.getvalue().strip() == "a [/] title"
+
+
+def test_malformed_history_records_are_skipped_not_an_internal_error(tmp_path):
+    import json
+
+    good = {"sha256": "ab" * 32, "device": "local", "status": "ok", "p50_ms": 2.0, "model": "m"}
+    lines = [dict(good, p50_ms="fast"), dict(good, p50_ci_ms="x"), dict(good, p50_ci_ms=[1]),
+             dict(good, sha256=["x"]), dict(good, device={"a": 1}), [1, 2], "str", good, dict(good, p50_ms=2.01)]
+    hist = tmp_path / "h.jsonl"
+    hist.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    r = run("history", "--history", hist, "--json")
+    assert r.exit_code == 0, r.output
+    assert [x["p50_ms"] for x in json.loads(r.stdout)] == [2.0, 2.01]
+
+
+def test_a_config_nested_too_deeply_is_an_error_with_a_hint(tmp_path):
+    """Issue 18 (recursion depth): 5,000 nested brackets in a YAML config overflowed PyYAML's recursive composer,
+    an internal error; the CLI boundary names the cause (the loaders may bound depth earlier)."""
+    deep = tmp_path / "deep.sweep.yaml"
+    deep.write_text("grid: " + "[" * 5000 + "]" * 5000 + "\n")
+    r = run("sweep", "--config", deep, "--json")
+    assert r.exit_code == 2 and "nests its structure too deeply" in r.stderr and "hint:" in r.stderr, r.output

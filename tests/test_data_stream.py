@@ -205,3 +205,51 @@ def test_check_readable_names_the_folder(tmp_path):
     with pytest.raises(DataError, match="no samples to train on") as info:
         check_readable(src.subset([]))
     assert info.value.hint
+
+
+# ------------------------------------------------------------------------------ issue 18: --limit, a bad CRC
+def _train_args(data, out, *extra):
+    return ["train", "mobilenet_v1", "--alpha", "0.25", "--resolution", "32", "--input-channels", "1", "--classes",
+            "3", "--weights", "none", "--data", str(data), "--epochs", "1", "--batch-size", "8", "--out", str(out),
+            *extra]
+
+
+def test_limit_works_with_tfrecords(tmp_path):
+    """Issue 18: `--limit` with TFRecord data always failed (a limited source refused its validation split)."""
+    _write_tfrecords(tmp_path / "a.tfrecord", [(_png_bytes(i), i % 3) for i in range(30)])
+    src = open_source(tmp_path / "a.tfrecord", input_shape=(8, 8, 1))
+    rest, held = src.limited(20).split(0.25, seed=0)  # a split of the first 20 records
+    names = [{r[0] for r in part.records().as_numpy_iterator()} for part in (rest, held)]
+    assert not names[0] & names[1] and len(names[0] | names[1]) == 20 and len(held) > 0
+    assert names[0] | names[1] == {f"a.tfrecord record {i}".encode() for i in range(20)}
+    assert len(rest.limited(5)) == 5  # and the first 5 of a split
+
+
+@pytest.mark.slow
+def test_train_with_limit_on_tfrecords(tmp_path):
+    from click.testing import CliRunner
+
+    from edgekit.cli import main
+
+    _write_tfrecords(tmp_path / "a.tfrecord", [(_png_bytes(i), i % 3) for i in range(30)])
+    r = CliRunner().invoke(main, _train_args(tmp_path / "a.tfrecord", tmp_path / "m.keras", "--limit", "12",
+                                             "--json"))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "m.keras").is_file()
+
+
+def test_a_tfrecord_with_a_bad_crc_is_a_data_error_mid_training(tmp_path):
+    """Issue 18: a record whose checksum does not match (bit rot, a bad copy) was an internal error mid-training."""
+    from click.testing import CliRunner
+
+    from edgekit.cli import main
+
+    f = tmp_path / "a.tfrecord"
+    _write_tfrecords(f, [(_png_bytes(i), i % 3) for i in range(40)])
+    data = bytearray(f.read_bytes())
+    data[len(data) * 3 // 4] ^= 0xFF  # a payload byte of a late record: the first records read fine
+    f.write_bytes(bytes(data))
+    r = CliRunner().invoke(main, _train_args(f, tmp_path / "m.keras", "--val-fraction", "0"))
+    assert r.exit_code == 2 and "a TFRecord file of" in r.stderr and "is damaged: corrupted record at" in r.stderr
+    assert "hint:" in r.stderr and "{{" not in r.stderr, r.output
+    assert not (tmp_path / "m.keras").exists()

@@ -26,7 +26,61 @@ def test_work_dir_defaults_to_a_private_home_folder_created_0700():
     assert t.work_dir == "/home/me/.cache/edgekit/bench" and t.run_dir.startswith(t.work_dir + "/run-")
     assert t.dirs[t.work_dir] == 0o700
     prep = next(s for s in t.log if s.startswith("umask 077"))
-    assert "[ ! -O /home/me/.cache/edgekit/bench ]" in prep and "chmod 700 /home/me/.cache/edgekit/bench" in prep
+    assert "[ ! -O /home/me/.cache/edgekit/bench ]" in prep and "chmod" not in prep
+
+
+@pytest.mark.parametrize("mode", [0o1777, 0o755, 0o700])
+def test_an_existing_work_dir_keeps_its_mode(mode):
+    """Issue 18: a profile's work_dir pointing at a shared 1777 folder (/tmp) was chmod'ed 0700, locking others out."""
+    t = MockTransport(spec=spec(work_dir="/tmp"))
+    t.dirs["/tmp"] = mode
+    t.connect()
+    assert t.dirs["/tmp"] == mode and t.dirs[t.run_dir] == 0o700
+
+
+@pytest.mark.parametrize("where", ["/srv/open", "/srv/open/cache"])
+def test_a_work_dir_others_can_write_without_sticky_bit_is_refused(where):
+    t = MockTransport(spec=spec(work_dir="/srv/open"))
+    t.dirs["/srv/open"] = 0o700
+    t.dirs[where] = 0o777
+    with pytest.raises(InvalidArgument, match="writable by other users and has no sticky bit") as info:
+        t.connect()
+    assert where in str(info.value) and f"chmod go-w {where}" in info.value.hint
+    assert t.dirs[where] == 0o777 and not any("/run-" in d for d in t.dirs)
+
+
+def test_the_work_dir_script_never_chmods_a_real_folder(tmp_path):
+    """The device script run by a real /bin/sh: a 1777 folder keeps its mode, a 0777 one (and a 0777 cache in a
+    private one) is refused unchanged, a missing one (and its parents) is created 0700."""
+    import os
+    import stat
+    from pathlib import Path
+
+    from edgekit.devices.transports.local import LocalTransport
+
+    def mode(p):
+        return stat.S_IMODE(p.stat().st_mode)
+
+    shared, opened, fresh = tmp_path / "shared", tmp_path / "open", tmp_path / "new" / "work"
+    for d, m in ((shared, 0o1777), (opened, 0o777)):
+        d.mkdir()
+        os.chmod(d, m)
+    t = LocalTransport(DeviceSpec(name="box", transport="local", work_dir=str(shared)))
+    t.connect()
+    assert mode(shared) == 0o1777 and mode(Path(t.run_dir)) == 0o700
+    t.close()
+    t = LocalTransport(DeviceSpec(name="box", transport="local", work_dir=str(opened)))
+    with pytest.raises(InvalidArgument, match="writable by other users"):
+        t.connect()
+    assert mode(opened) == 0o777 and list(opened.iterdir()) == []
+    t = LocalTransport(DeviceSpec(name="box", transport="local", work_dir=str(fresh)))
+    t.connect()
+    assert mode(fresh) == 0o700 and mode(fresh.parent) == 0o700
+    t.close()
+    (fresh / "cache").mkdir()
+    os.chmod(fresh / "cache", 0o777)
+    with pytest.raises(InvalidArgument, match="cache on box is writable by other users"):
+        LocalTransport(DeviceSpec(name="box", transport="local", work_dir=str(fresh))).connect()
 
 
 def test_work_dir_owned_by_another_user_is_refused():
@@ -228,3 +282,22 @@ def test_close_kills_a_runner_that_abort_could_not_reach():
     pid_file = t.pid_file
     t.close()  # no abort() got through
     assert t.killed == [pid_file] and t.run_dir not in t.dirs and t.disconnected
+
+
+def test_a_known_hosts_folder_edgekit_creates_is_private(tmp_path):
+    """The work-dir rule for the other folder bench may create: a missing ~/.ssh is made 0700, not 0755."""
+    import os
+    import stat
+
+    paramiko = pytest.importorskip("paramiko")
+    from edgekit.devices.transports.ssh import _AcceptNewPolicy
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    for folder in (tmp_path / "home" / ".ssh", shared):
+        policy = _AcceptNewPolicy(str(folder / "known_hosts"))
+        policy.missing_host_key(paramiko.SSHClient(), "pi.local", paramiko.RSAKey.generate(1024))
+        assert "pi.local ssh-rsa" in (folder / "known_hosts").read_text()
+    assert stat.S_IMODE((tmp_path / "home" / ".ssh").stat().st_mode) == 0o700
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777

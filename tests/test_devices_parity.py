@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekit.devices import bench, verify_data
+from edgekit import _verify_data as verify_data
+from edgekit.devices import bench
 
 pytestmark = pytest.mark.slow  # exports real (tiny) models
 
@@ -127,7 +128,7 @@ def test_parity_on_aarch64_over_ssh(arm64_ssh, exported, flavour, int8_delegate)
 def test_constant_reference_is_inconclusive_not_a_parity_failure(tmp_path):
     """Verification's third outcome reaches parity: an untrained model's constant outputs prove nothing either way."""
     from edgekit.devices.parity import evaluate
-    from edgekit.devices.verify_data import VerifyData
+    from edgekit._verify_data import VerifyData
 
     ref = np.full((6, 4), 0.25, np.float32)
     vd = VerifyData(tmp_path / "m.tflite.verify.npz", ["x"], ["y"], [np.zeros((6, 2), np.float32)], [ref], None, None)

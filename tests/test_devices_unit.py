@@ -207,7 +207,8 @@ def test_parity_rows_of_a_two_output_tflite_show_the_signature_names(tmp_path):
     pytest.importorskip("ai_edge_litert")
     from tflite_files import build
 
-    from edgekit.devices import bench, verify_data
+    from edgekit import _verify_data as verify_data
+    from edgekit.devices import bench
 
     c1, c2 = np.arange(4, dtype=np.float32), np.full(4, -2.0, np.float32)
     tensors = [("serving_default_x:0", [1, 4], "float32", None), ("c1", [4], "float32", c1),
@@ -339,6 +340,114 @@ def test_cli_bench_checks_output_paths_before_running(tmp_path, monkeypatch, opt
     blocker.write_text("")  # a regular file where a directory is needed: unwritable, even for root
     r = CliRunner().invoke(main, ["bench", str(a), option, str(blocker / "out")])
     assert r.exit_code == 2 and f"cannot write {option}" in r.output, r.output
+
+
+@pytest.mark.parametrize("kind", ["chardev", "fifo", "symlink", "dangling"])
+@pytest.mark.parametrize("option", ["--json", "--csv", "--history"])
+def test_cli_bench_refuses_a_device_fifo_or_link_as_output(tmp_path, monkeypatch, option, kind):
+    """Issue 18: the temp-file rename turned a character device into a regular file and replaced a symlink (as
+    root, ``--csv /dev/null`` would replace /dev/null). Now refused before the run; the target is untouched."""
+    import os
+    import stat
+
+    import edgekit.devices
+
+    monkeypatch.setattr(edgekit.devices, "bench", lambda *a, **k: pytest.fail("ran although the output is refused"))
+    a = tmp_path / "a.tflite"
+    a.write_bytes(b"x")
+    target, kept = tmp_path / "target", tmp_path / "kept.csv"
+    kept.write_text("old\n")
+    if kind == "chardev":
+        if os.geteuid() != 0:
+            pytest.skip("mknod needs root")
+        os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of our own
+    elif kind == "fifo":
+        os.mkfifo(target)
+    else:
+        target.symlink_to(kept if kind == "symlink" else tmp_path / "missing")
+    before = os.lstat(target)
+    r = CliRunner().invoke(main, ["bench", str(a), option, str(target)])
+    words = {"chardev": "is a character device", "fifo": "is a FIFO"}.get(kind, "is a symbolic link")
+    assert r.exit_code == 2 and words in r.output and "hint:" in r.output, r.output
+    after = os.lstat(target)
+    assert (after.st_mode, after.st_ino) == (before.st_mode, before.st_ino) and kept.read_text() == "old\n"
+
+
+@pytest.mark.parametrize("kind", ["chardev", "fifo", "symlink"])
+def test_atomic_outputs_never_replace_a_device_fifo_or_link(tmp_path, kind):
+    """The one mechanism (edgekit._io.atomic_path) refuses, also when the thing appears while the file is written."""
+    import os
+    import stat
+
+    from edgekit._io import write_text_atomic
+
+    target = tmp_path / "t"
+
+    def make():
+        if kind == "chardev":
+            os.mknod(target, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+        elif kind == "fifo":
+            os.mkfifo(target)
+        else:
+            target.symlink_to(tmp_path / "elsewhere")
+    if kind == "chardev" and os.geteuid() != 0:
+        pytest.skip("mknod needs root")
+    make()
+    with pytest.raises(InvalidArgument, match="regular files or new names|symbolic link"):
+        write_text_atomic(target, "x")
+    target.unlink()
+    from edgekit._io import atomic_path
+
+    with pytest.raises(InvalidArgument):
+        with atomic_path(target) as tmp:
+            tmp.write_text("x")
+            make()  # appeared meanwhile
+    assert not target.is_file() and [p.name for p in tmp_path.iterdir()] == ["t"]
+    target.unlink()
+    assert write_text_atomic(target, "ok").read_text() == "ok"
+    assert write_text_atomic(target, "again").read_text() == "again"  # a regular file is replaced
+
+
+def test_history_torn_line_does_not_eat_the_next_record(tmp_path):
+    """Issue 18: a torn last line (a full disk, a kill) glued the next record onto it and `history` never showed
+    it; bytes that are not UTF-8 made `history` an internal error."""
+    path = tmp_path / "hist.jsonl"
+    rec = {"sha256": "ab" * 32, "device": "local", "artifact": "m.tflite", "status": "ok", "p50_ms": 1.0}
+    history.append(path, [rec])
+    with open(path, "ab") as fh:
+        fh.write(b'{"sha256": "torn", "p5')  # the torn write
+    history.append(path, [dict(rec, p50_ms=2.0)])
+    assert [r["p50_ms"] for r in history.read(path)] == [1.0, 2.0]
+    assert path.read_bytes().count(b"\n") == 3  # the torn line was ended before the append
+    # a file glued by an older edgekit: the record is recovered from the end of the line
+    glued = tmp_path / "old.jsonl"
+    glued.write_bytes(b'{"sha256": "torn", "p5' + json.dumps(dict(rec, p50_ms=3.0)).encode() + b"\n"
+                      + b"\xff\xfe not utf-8\n" + b"[" * 100000 + b"\n" + json.dumps(rec).encode() + b"\n")
+    assert [r["p50_ms"] for r in history.read(glued)] == [3.0, 1.0]
+    r = CliRunner().invoke(main, ["history", "--history", str(glued), "--json"])
+    assert r.exit_code == 0, r.output
+    assert [x["p50_ms"] for x in json.loads(r.output)] == [3.0, 1.0]
+
+
+@pytest.mark.parametrize("where", ["bench", "compare", "profile", "export", "doctor"])
+def test_absurd_thread_counts_are_refused_up_front(tmp_path, monkeypatch, where):
+    """Issue 18: `bench --threads 100000` segfaulted the runner (no hint) or ran for minutes."""
+    a = tmp_path / "a.tflite"
+    a.write_bytes(b"x")  # not a model: the bound is checked before the file is read
+    args = {"bench": ["bench", str(a), "--threads", "100000", "--no-history"],
+            "compare": ["compare", str(a), str(a), "--threads", "100000"],
+            "export": ["export", "mobilenet_v1", "--threads", "100000", "--out", str(tmp_path / "o")],
+            "doctor": ["doctor", "mobilenet_v1", "--threads", "100000"]}.get(where)
+    if where == "profile":
+        (tmp_path / "big.yaml").write_text("transport: local\nthreads: 100000\n")
+        (tmp_path / "huge.yaml").write_text("transport: local\nthreads: '" + "9" * 100000 + "'\n")
+        for name in ("big", "huge"):
+            with pytest.raises(InvalidArgument, match="threads (must be <= 64|.* is out of range)"):
+                load_profile(tmp_path / f"{name}.yaml")
+        return
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and "100000" in r.stderr and "hint:" in r.stderr and "internal" not in r.stderr, r.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_device_spec_roundtrip():
@@ -545,3 +654,52 @@ def test_bad_input_and_verify_data_files_are_checked_on_the_host_before_connecti
             assert r.exit_code == 2, (name, r.output)
             assert lines[0].startswith("error: ") and what in lines[0] and name in lines[0], lines
             assert lines[1].startswith("hint: ") and len(lines) == 2, lines
+
+
+@pytest.mark.parametrize("depth", [150, 100_000])
+def test_deeply_nested_json_from_files_and_devices_is_bad_json(tmp_path, depth):
+    """Issue 18: a manifest beside an artifact (or a device's answer) nesting 100,000 brackets was a RecursionError
+    (`internal error:`); 150 levels parsed but broke the walks after it. Both are now just unusable JSON."""
+    from edgekit._io import json_loads
+    from edgekit.devices.protocol import runner_doc
+    from edgekit.devices.transports import Completed
+    from edgekit.errors import RemoteCommandError
+
+    deep = "[" * depth + "]" * depth
+    with pytest.raises(ValueError, match="nest"):
+        json_loads(deep)
+    a = tmp_path / "net_int8.tflite"
+    a.write_bytes(b"x" * 10)
+    (tmp_path / "net_int8.tflite.json").write_text('{"model": ' + deep + ', "precision": "float16"}')
+    info = artifact_info(a)  # the unusable manifest is ignored, as a broken one is
+    assert info.precision == "int8" and info.manifest is None
+    with pytest.raises(RemoteCommandError, match="without a result"):
+        runner_doc(Completed(0, '{"x": ' + deep + "}\n", ""), "pi")
+
+
+def test_temporaries_of_killed_writes_are_cleaned(tmp_path):
+    """Issue 18 (the staging-folder class, for single files): a SIGKILLed write left `.out.csv.*.part` for ever."""
+    import signal
+    import subprocess
+    import sys
+
+    from edgekit._io import write_text_atomic
+
+    dest = tmp_path / "out.csv"
+    child = ("import sys, time; from edgekit._io import atomic_path\n"
+             "with atomic_path(sys.argv[1]) as tmp:\n"
+             "    tmp.write_text('half'); print(tmp, flush=True); time.sleep(60)\n")
+    killed = subprocess.Popen([sys.executable, "-c", child, str(dest)], stdout=subprocess.PIPE, text=True)
+    live = subprocess.Popen([sys.executable, "-c", child, str(dest)], stdout=subprocess.PIPE, text=True)
+    try:
+        dead_tmp, live_tmp = killed.stdout.readline().strip(), live.stdout.readline().strip()
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        other = tmp_path / ".out.csv.someone-elses.part"  # not edgekit's naming: never touched
+        other.write_text("x")
+        write_text_atomic(dest, "a,b\n")
+        names = sorted(p.name for p in tmp_path.iterdir())
+        assert names == sorted(["out.csv", other.name, Path(live_tmp).name]) and Path(dead_tmp).name not in names
+    finally:
+        live.kill()
+        live.wait()

@@ -346,3 +346,127 @@ def test_calibrating_on_smaller_grayscale_images_warns_and_is_recorded(tmp_path,
                                              "resized": True, "channels": "replicated"}
     assert any("28x28x1" in w for w in man["calibration"]["warnings"])
     assert "28x28x1 images adapted to 32x32x3" in man["verification_data"]
+
+
+# ------------------------------------------------------------------------------ issue 18: a full disk
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 96 KiB tmpfs (as root where mounting is allowed): a real full disk. Skips elsewhere (the patched-write
+    variant below runs everywhere)."""
+    import os
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("mounting a tmpfs needs root (and a kernel that lets us)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _big():
+    """Weights of ~200 KiB: more than the tiny disk holds."""
+    from edgekit._keras import keras, layers
+
+    inp = keras.Input((16, 16, 1))
+    x = layers.Flatten()(inp)
+    return keras.Model(inp, layers.Dense(200, name="d")(x), name="bignet")
+
+
+def test_full_disk_during_export_leaves_nothing(tiny_disk):
+    """Issue 18: a full disk was an `internal error:` and the empty --out folder stayed."""
+    from edgekit.exporters import export
+
+    out = tiny_disk / "new" / "out"
+    with pytest.raises(OSError) as info:
+        export(_big(), formats="tflite", out=out, verify_samples=4)
+    assert info.value.errno == 28 and list(tiny_disk.iterdir()) == []
+
+
+def test_failed_write_removes_the_out_folders_it_created_and_the_cli_says_disk_full(model, tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+
+    from click.testing import CliRunner
+
+    import edgekit.exporters as exporters
+    from edgekit.cli import main
+    from edgekit.exporters import export
+
+    real = Path.write_bytes
+
+    def full(self, data):
+        if self.suffix == ".tflite":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    (tmp_path / "kept").mkdir()
+    for out in (tmp_path / "a" / "b" / "out", tmp_path / "kept"):
+        with pytest.raises(OSError, match="No space left"):
+            export(model, formats="tflite", out=out, verify_samples=4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and leftovers(tmp_path / "kept") == []
+
+    def no_space(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x.tflite"))
+
+    monkeypatch.setattr(exporters, "export", no_space)
+    r = CliRunner().invoke(main, ["export", "mobilenet_v1", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "error: No space left on device" in r.stderr and "hint: the disk is full" in r.stderr
+
+
+@pytest.mark.parametrize("cmd", ["inspect {long}.tflite", "profile {long}.keras", "bench {long}.tflite --no-history",
+                                 "train {model} --data {tmp} --out {long}.keras", "export {model} --out {long}",
+                                 "bench {tmp} --json {long}.json"])
+def test_a_300_byte_file_name_is_an_error_with_a_hint(model, tmp_path, cmd):
+    """Issue 18: `File name too long` was an internal error (exit 1, no hint)."""
+    from click.testing import CliRunner
+
+    from edgekit.cli import main
+
+    saved = tmp_path / "m.keras"
+    model.save(saved)
+    np.savez(tmp_path / "d.npz", x=np.zeros((8, 16, 16, 1), np.float32), y=np.arange(8) % 3)
+    args = cmd.format(long=tmp_path / ("n" * 300), model=saved, tmp=tmp_path / "d.npz").split()
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 2 and "error:" in r.stderr and "hint:" in r.stderr and "internal" not in r.stderr, r.output
+    assert "255" in r.stderr or "too long" in r.stderr, r.stderr
+
+
+def test_staging_folders_of_killed_exports_are_cleaned(tmp_path):
+    """Issue 18: a SIGKILLed export left a hidden .edgekit-export-* folder that reruns never cleaned. Only edgekit's
+    own folders whose owner process is gone are removed; a live export's, another host's and a foreign one stay."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from edgekit.exporters._staging import OWNER_FILE, STAGING_PREFIX, Staging
+
+    out = tmp_path / "out"
+    out.mkdir()
+    child = ("import sys, time; from pathlib import Path; from edgekit.exporters._staging import Staging\n"
+             "st = Staging(Path(sys.argv[1])).__enter__(); (st.dir / 'half.tflite').write_bytes(b'x' * 1000)\n"
+             "print(st.dir, flush=True); time.sleep(60)\n")
+    killed = subprocess.Popen([sys.executable, "-c", child, str(out)], stdout=subprocess.PIPE, text=True)
+    live = subprocess.Popen([sys.executable, "-c", child, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        dead_dir, live_dir = killed.stdout.readline().strip(), live.stdout.readline().strip()
+        os.kill(killed.pid, signal.SIGKILL)
+        killed.wait()
+        other_host = out / (STAGING_PREFIX + "otherhost")
+        other_host.mkdir()
+        (other_host / OWNER_FILE).write_text(json.dumps({"pid": killed.pid, "host": "elsewhere", "started": "1"}))
+        not_ours = out / (STAGING_PREFIX + "no-owner-record")
+        not_ours.mkdir()
+        with Staging(out) as st:
+            names = sorted(p.name for p in out.iterdir())
+        assert os.path.basename(dead_dir) not in names and st.dir.name in names
+        assert {os.path.basename(live_dir), other_host.name, not_ours.name} <= set(names)
+    finally:
+        live.kill()
+        live.wait()

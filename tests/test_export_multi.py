@@ -75,7 +75,7 @@ def _profile_inspect_bench(model, res, th, inputs: set, outputs: set) -> None:
 @pytest.mark.slow
 def test_verify_data_file_pairs_reference_with_artifact_outputs(onet, tmp_path):
     """<artifact>.verify.npz (replayed on devices) holds the Keras reference in the artifact's output order."""
-    from edgekit.devices.verify_data import read
+    from edgekit._verify_data import read
 
     from edgekit.exporters import export
 
@@ -118,7 +118,7 @@ def two_input(fashion_mnist_available):
 def test_two_inputs_from_an_npz_by_input_name(two_input, tmp_path):
     """Calibration data for several inputs is an .npz keyed by input name; the converted .tflite takes the inputs in
     another order (ameta, zimage): calibration, verification and the replay file all go by name."""
-    from edgekit.devices.verify_data import read
+    from edgekit._verify_data import read
     from edgekit.exporters import THRESHOLDS, export
     from edgekit.runtimes import load
 

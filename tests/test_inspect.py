@@ -238,3 +238,106 @@ def test_float16_weights_are_labelled_float32_compute(tmp_path):
     head = " ".join(res.stdout.split("inputs / outputs")[0].split())
     assert "tflite, float16 weights, computes in float32 on CPU," in head, head
     assert head.count("computes in") == 1
+
+
+# ------------------------------------------------------------------------------ issue 18: hostile flatbuffers
+def _add_model(inputs=(0,), outputs=(2,), op_inputs=(0, 1), sig_input=0, op="ADD"):
+    from tflite_files import build
+
+    tensors = [("image", [1, 4, 4, 3], "float32", None), ("bias", [3], "float32", np.arange(3, dtype=np.float32)),
+               ("out", [1, 4, 4, 3], "float32", None)]
+    return build([(op, list(op_inputs), [2])], tensors, list(inputs), list(outputs),
+                 signature=({"image": sig_input}, {"out": 2}))
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"inputs": [99]}, "subgraph 0 input names tensor 99"), ({"outputs": [-5]}, "subgraph 0 output names tensor -5"),
+    ({"op_inputs": [0, 7]}, r"operator 0 \(ADD\) input names tensor 7"),
+    ({"sig_input": 42}, "signature 'serving_default' names tensor 42"),
+])
+def test_tensor_index_out_of_range_is_a_model_load_error(tmp_path, kw, match):
+    """Issue 18: a subgraph input index out of range was an IndexError (`internal error:`, exit 1)."""
+    from click.testing import CliRunner
+
+    from edgekit.cli import main
+
+    f = tmp_path / "bad.tflite"
+    f.write_bytes(_add_model(**kw))
+    r = CliRunner().invoke(main, ["inspect", str(f)])
+    assert r.exit_code == 2 and "damaged TFLite flatbuffer" in r.stderr and "hint:" in r.stderr, r.output
+    from edgekit.exporters import inspect
+
+    with pytest.raises(ModelLoadError, match=match):
+        inspect(f)
+
+
+def test_mutated_flatbuffers_never_crash_inspect(tmp_path, monkeypatch):
+    """A few hundred random byte mutations of a valid file: each is read, or refused as a ModelLoadError (the
+    custom-op probe, a child process per file, is not what this tests)."""
+    import random
+
+    from edgekit import _tflite
+
+    monkeypatch.setattr(_tflite, "missing_custom_ops", lambda names: list(names))
+
+    from tflite_files import mediapipe_like
+
+    from edgekit.errors import EdgekitError
+    from edgekit.exporters import inspect
+
+    base, rng, f = mediapipe_like(), random.Random(18), tmp_path / "m.tflite"
+    for _ in range(300):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 4)):
+            data[rng.randrange(8, len(data))] = rng.randrange(256)
+        f.write_bytes(bytes(data))
+        try:
+            inspect(f)
+        except EdgekitError as exc:
+            assert isinstance(exc, ModelLoadError), exc
+
+
+def test_custom_op_names_with_control_bytes_are_probed_and_escaped(tmp_path):
+    """Names are data: one with NUL (it crashed the probe's argv) or a leading dash is probed, and one with escape
+    sequences reaches the terminal escaped."""
+    from click.testing import CliRunner
+
+    from edgekit._tflite import missing_custom_ops
+    from edgekit.cli import main
+
+    assert missing_custom_ops(["Nul\x00Op", "--help", "Esc\x1b[2J"]) == ["Nul\x00Op", "--help", "Esc\x1b[2J"]
+    f = tmp_path / "esc.tflite"
+    f.write_bytes(_add_model(op="custom:Op\x1b]0;pwned\x07\x1b[2J"))
+    r = CliRunner().invoke(main, ["inspect", str(f)])
+    assert r.exit_code == 0, r.output
+    assert "\x1b]0" not in r.output and "\x07" not in r.output and "Op\\x1b]0;pwned\\x07\\x1b[2J" in r.output
+    table = [line for line in r.output.splitlines() if "pwned" in line][0]
+    assert table.startswith("│ Op") and table.endswith("│ 1     │")
+
+
+def test_mutated_onnx_files_never_crash_inspect(tmp_path):
+    """The same for .onnx: a damaged byte inside a name made the checker raise UnicodeDecodeError (internal)."""
+    import random
+
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekit.errors import EdgekitError
+    from edgekit.exporters import inspect
+
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph([helper.make_node("Add", ["x", "b"], ["y"]), helper.make_node("Relu", ["y"], ["z"])], "g",
+                          [vi("x", TensorProto.FLOAT, [1, 3])], [vi("z", TensorProto.FLOAT, [1, 3])],
+                          [numpy_helper.from_array(np.arange(3, dtype=np.float32), "b")])
+    base = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    rng, f = random.Random(1), tmp_path / "m.onnx"
+    for _ in range(300):
+        data = bytearray(base)
+        for _ in range(rng.randint(1, 3)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        f.write_bytes(bytes(data))
+        try:
+            inspect(f)
+        except EdgekitError as exc:
+            assert isinstance(exc, ModelLoadError), exc
+    assert onnx.load_from_string(base).graph.name == "g"

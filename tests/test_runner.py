@@ -255,3 +255,14 @@ def test_bench_of_an_onnx_model_leaves_no_onnxruntime_telemetry_in_home(onnx_mod
                           timeout=300, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert not (home / ".cache" / "Microsoft").exists(), sorted(str(p) for p in home.rglob("*"))
+
+
+def test_runner_refuses_absurd_thread_counts(tflite_models):
+    """Issue 18: --threads 100000 segfaulted the runner or ran for minutes; the runner (used alone on a device)
+    bounds it by the device's cores too."""
+    import time
+
+    t0 = time.monotonic()
+    code, doc = run_runner(tflite_models["float32"], "--runs", 2, "--threads", 100000)
+    assert code == 2 and doc["error"]["kind"] == "bad_argument" and "--threads 100000" in doc["error"]["message"]
+    assert time.monotonic() - t0 < 60

@@ -316,7 +316,10 @@ def test_tables_follow_the_exporter_registry(tmp_path, monkeypatch):
         precisions = ("none", "int8")
         io_types = {"int8": ("float", "int4")}
 
-    monkeypatch.setattr(EXPORTERS, "_entries", dict(EXPORTERS._entries))
+    from edgekit.specs.formats import FORMATS
+
+    for table in (EXPORTERS, FORMATS):
+        monkeypatch.setattr(table, "_entries", dict(table._entries))
     register_exporter(Fake)
     assert ExportSpec(model="m", formats="fake", quantize="int8", io="int4").formats == ("fake",)
     with pytest.raises(InvalidArgument, match="does not support quantize='fp16'"):

@@ -230,11 +230,11 @@ def test_a_sweep_with_no_point_above_chance_picks_nothing_and_says_what_to_chang
     s = analysis.chance_summary(rows)
     assert s.above == 0 and "NO point is significantly above chance" in s.statement and "--lr" in s.statement
     # the result says the budget is not met, and require_budget's error says why
-    from edgekit.sweep.api import BudgetNotMet
+    from edgekit.sweep.api import budget_not_met
 
     res = SweepResult(out="x", metric="p50", budget_ms=0.05, rows=rows, picks=picks)
     assert res.budget_met is False
-    exc = BudgetNotMet(res)
+    exc = budget_not_met(res)
     assert "above chance" in exc.message and "--epochs" in exc.hint
 
 

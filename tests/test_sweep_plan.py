@@ -187,3 +187,33 @@ def test_host_gate_skips_a_waiter_that_gave_up():
         later.start()
     later.join(5)
     assert got == ["gave up", "later"]
+
+
+def test_a_huge_grid_is_refused_before_any_model_is_built(tmp_path, monkeypatch):
+    """Issue 18: a 1000 x 1000 grid built models silently; now refused up front, saying how many."""
+    import edgekit.sweep.plan
+    from edgekit.errors import InvalidArgument
+
+    monkeypatch.setattr(edgekit.sweep.plan, "_build_units", lambda *a, **k: pytest.fail("built models"))
+    grid = [f"alpha={','.join(str(0.1 + i / 1000) for i in range(1000))}",
+            f"resolution={','.join(str(32 + i) for i in range(1000))}"]
+    t0 = time.monotonic()
+    with pytest.raises(InvalidArgument, match=r"the grid has 1,000,000 models to train \(1000 alpha x 1000 "
+                                              r"resolution\); a sweep trains at most 200") as info:
+        make_plan(spec(tmp_path, grid=grid))
+    assert "coarse grid" in info.value.hint and time.monotonic() - t0 < 5
+    with pytest.raises(InvalidArgument, match="100,000 values"):
+        make_plan(spec(tmp_path, grid=[f"dropout={','.join(str(i / 1e6) for i in range(100_000))}"]))
+
+
+def test_a_link_or_device_where_the_results_go_is_refused_before_any_work(tmp_path, monkeypatch):
+    """Issue 18's output rule, checked up front: a sweep refused it only when writing results.csv, after training."""
+    import edgekit.sweep.plan
+    from edgekit.errors import InvalidArgument
+
+    monkeypatch.setattr(edgekit.sweep.plan, "_build_units", lambda *a, **k: pytest.fail("built models"))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.csv").symlink_to(tmp_path / "elsewhere.csv")
+    with pytest.raises(InvalidArgument, match="results.csv.*is a symbolic link"):
+        make_plan(spec(tmp_path))

@@ -1,6 +1,7 @@
 """The ``edgekit`` command. Thin: each command builds its arguments, makes one API call and renders the result."""
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -13,7 +14,9 @@ from rich.markup import escape
 from .. import __version__
 from .._signals import Terminated, clear, handle_termination, pending
 from ..errors import EdgekitError, EdgekitWarning
-from ._output import err
+from ._output import err, json_error, json_requested
+
+_JSON = "edgekit.json_errors"  # ctx.meta key: the command line has --json, so failures go to stdout as JSON too
 
 #: command modules; each defines ``register(main)``
 COMMAND_MODULES = ("models", "export", "compress", "devices", "sweep", "doctor")
@@ -27,6 +30,7 @@ class _Group(click.Group):
         end = args.index("--") if "--" in args else len(args)  # after "--" every word is an argument
         if "--debug" in args[:end]:
             args = ["--debug", *[a for i, a in enumerate(args) if not (i < end and a == "--debug")]]
+        ctx.meta[_JSON] = json_requested(args)
         try:
             return super().parse_args(ctx, args)
         except click.UsageError as exc:  # e.g. edgekit --bogus
@@ -48,23 +52,68 @@ class _Group(click.Group):
         except EdgekitError as exc:
             if debug:
                 traceback.print_exc()
-            err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, markup=True, soft_wrap=True)
-            if exc.hint:
-                err.print(f"[bold]hint:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
-            ctx.exit(exc.exit_code)
+            _fail(ctx, exc.message, exc.hint, exc.exit_code)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM/SIGHUP (edgekit._signals): cleanup already ran
-            err.print(f"[bold red]interrupted[/]{f' ({exc})' if isinstance(exc, Terminated) else ''}")
+            what = f"interrupted{f' ({exc})' if isinstance(exc, Terminated) else ''}"
+            err.print(f"[bold red]{escape(what)}[/]")
             clear()
-            ctx.exit(getattr(exc, "exit_code", 130))
+            code = getattr(exc, "exit_code", 130)
+            if ctx.meta.get(_JSON):
+                json_error(what, None, code)
+            ctx.exit(code)
+        except RecursionError:  # a parser (YAML, JSON, protobuf) or a walk over a structure nested in a file
+            if debug:
+                traceback.print_exc()
+            _fail(ctx, "an input file nests its structure too deeply to be read (Python's recursion limit)",
+                  "check the files this command reads (a recipe, a config, a profile, a model's config): nothing "
+                  "edgekit writes nests that deep", 2)
+        except OSError as exc:
+            if debug:
+                traceback.print_exc()
+            if exc.errno in _OS_HINTS:  # the machine's state, not a bug: a full disk, a name too long, ...
+                where = f": {exc.filename}" if exc.filename else ""
+                _fail(ctx, f"{exc.strerror or exc}{where}", _OS_HINTS[exc.errno], 2)
+            _internal(ctx, exc)
         except Exception as exc:  # noqa: BLE001 - last resort: still one line unless --debug
             if debug:
                 traceback.print_exc()
-            err.print(f"[bold red]internal error:[/] {type(exc).__name__}: {escape(str(exc))}", highlight=False,
-                      soft_wrap=True)
-            err.print("rerun with --debug for the traceback, and please report it")
-            ctx.exit(1)
+            _internal(ctx, exc)
+
+
+#: OSErrors that reach the CLI boundary and are the machine's state rather than edgekit's bug -> their hint
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space (or choose another --out / $TMPDIR) and run again; nothing "
+                  "partial was kept",
+    errno.EDQUOT: "your disk quota is exhausted: free some space or choose another --out, and run again",
+    errno.ENAMETOOLONG: "a file name is longer than the file system takes (255 bytes per name): use a shorter one",
+    errno.EROFS: "that file system is read-only: choose a writable folder",
+    errno.EACCES: "you lack the permission for that path: choose another one or fix its permissions",
+    errno.EPERM: "the operation is not permitted on that path: choose another one",
+    errno.ELOOP: "that path has too many levels of symbolic links (a loop?): give the real path",
+    errno.EFBIG: "the file is larger than the file system takes: choose another folder",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n) and run again",
+}
+
+
+def _internal(ctx: click.Context, exc: BaseException):
+    message = f"{type(exc).__name__}: {exc}"
+    err.print(f"[bold red]internal error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err.print("rerun with --debug for the traceback, and please report it")
+    if ctx.meta.get(_JSON):
+        json_error(f"internal error: {message}", "rerun with --debug for the traceback, and please report it", 1)
+    ctx.exit(1)
+
+
+def _fail(ctx: click.Context, message: str, hint: str | None, code: int):
+    """``error:`` + ``hint:`` on stderr, and with --json the same as a JSON object on stdout; exit ``code``."""
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
+    if hint:
+        err.print(f"[bold]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
+    if ctx.find_root().meta.get(_JSON):
+        json_error(message, hint, code)
+    ctx.exit(code)
 
 
 def _usage_error(ctx: click.Context, exc: click.UsageError):
@@ -72,9 +121,7 @@ def _usage_error(ctx: click.Context, exc: click.UsageError):
     if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):  # bare ``edgekit``: click's help
         raise exc
     where = (exc.ctx or ctx).command_path
-    err.print(f"[bold red]error:[/] {escape(exc.format_message())}", highlight=False, markup=True, soft_wrap=True)
-    err.print(f"[bold]hint:[/] see '{escape(where)} --help'", highlight=False, soft_wrap=True)
-    ctx.exit(2)
+    _fail(ctx, exc.format_message(), f"see '{where} --help'", 2)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):

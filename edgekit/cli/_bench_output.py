@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 
-from ._output import err, out
+from ._output import err, out, plain
 
 
 def _fmt(v, nd=2):
@@ -29,7 +29,8 @@ def render_results(results) -> None:
         mean = "-" if r.mean_ms is None else f"{r.mean_ms:.3f}±{_fmt(r.std_ms, 3)}"
         peak = r.peak_memory_mb if r.peak_memory_mb is not None else r.memory_delta_mb
         ci = "-" if not r.p50_ci_ms else f"{r.p50_ci_ms[0]:.3f}-{r.p50_ci_ms[1]:.3f}"
-        table.add_row(r.model, r.format, r.precision, _fmt(r.size_mb, 3), r.device, runtime,
+        table.add_row(plain(r.model), r.format, plain(r.precision), _fmt(r.size_mb, 3), plain(r.device),
+                      plain(runtime),
                       "-" if r.threads is None else str(r.threads), _fmt(r.p50_ms, 3), ci, _fmt(r.p90_ms, 3), mean,
                       _fmt(r.fps, 1), _fmt(peak, 1), _parity_cell(r.parity), status)
     out.print(table)
@@ -69,7 +70,7 @@ def _render_parity(r) -> None:
         t.add_column(col, justify="left" if col == "output" else "right")
     for o in p["outputs"]:
         top1 = "-" if o.get("top1_agreement") is None else f"{o['top1_agreement']:.3f}"
-        t.add_row(o["name"], f"{o['max_abs_err']:.3g}", f"{o['sqnr_db']:.1f}", top1,
+        t.add_row(plain(o["name"]), f"{o['max_abs_err']:.3g}", f"{o['sqnr_db']:.1f}", top1,
                   "-" if o.get("host_max_abs_err") is None else f"{o['host_max_abs_err']:.3g}",
                   "-" if o.get("host_sqnr_db") is None else f"{o['host_sqnr_db']:.1f}")
     out.print(t)
@@ -86,7 +87,7 @@ def _render_ops(r) -> None:
     for col in ("op", "type", "layer", "ms", "share", "MMAC", "ms/MMAC", "flags"):
         t.add_column(col, justify="right" if col in ("ms", "share", "MMAC", "ms/MMAC") else "left")
     for o in prof["ops"]:
-        t.add_row(o["name"][-60:], str(o.get("op")), o.get("layer") or "-", f"{o['avg_ms']:.4f}",
+        t.add_row(plain(o["name"][-60:]), plain(o.get("op")), plain(o.get("layer") or "-"), f"{o['avg_ms']:.4f}",
                   f"{o['share']:.1%}", "-" if not o.get("mult_adds") else f"{o['mult_adds'] / 1e6:.2f}",
                   "-" if o.get("ms_per_mmac") is None else f"{o['ms_per_mmac']:.4f}", "; ".join(o["flags"]))
     out.print(t)
@@ -111,4 +112,4 @@ def write_csv(path: str, results) -> None:
         row["parity"] = (row["parity"] or {}).get("status", "") if row.get("parity") else ""
         row["op_profile"] = "yes" if row.get("op_profile") else ""
         w.writerow(row)
-    write_text_atomic(path, buf.getvalue())
+    write_text_atomic(path, buf.getvalue(), option="--csv")

@@ -9,7 +9,7 @@ import click
 from ..specs import BenchSpec, CheckSpec, CompareSpec
 from ._bench_output import _fmt, render_results as _render_results, write_csv as _write_csv
 from ._options import given, spec_command, spec_options
-from ._output import emit, err, json_option, out, progress
+from ._output import emit, err, json_option, out, plain, progress
 
 
 @spec_command(BenchSpec, "edgekit.devices:bench", cli_only=("json_out", "csv_out", "no_history"))
@@ -52,7 +52,7 @@ def bench_cmd(json_out, csv_out, no_history, **kwargs):
         _render_results(results)
         if json_out:
             from .._io import write_text_atomic
-            write_text_atomic(json_out, json.dumps(data, indent=2))
+            write_text_atomic(json_out, json.dumps(data, indent=2), option="--json")
     if csv_out:
         _write_csv(csv_out, results)
     failed = sum(1 for r in results if not r.ok)
@@ -64,12 +64,11 @@ def bench_cmd(json_out, csv_out, no_history, **kwargs):
 def _check_writable(path, option: str) -> None:
     from pathlib import Path
 
-    from .._io import ensure_writable_dir
+    from .._io import check_output_path, ensure_writable_dir
     from ..errors import InvalidArgument
 
     p = Path(path).expanduser()
-    if p.is_dir():
-        raise InvalidArgument(f"{option} {str(path)!r} is a directory", hint=f"give {option} a file path")
+    check_output_path(p, option)  # a folder, a link, a device, a FIFO: refused before the run
     try:
         ensure_writable_dir(p.parent)
     except InvalidArgument as exc:
@@ -234,7 +233,6 @@ def history_cmd(artifact, device, path, last, as_json):
         recs = recs[-last:]
 
     def render(recs):
-        from rich.markup import escape
         from rich.table import Table
 
         t = Table(title=f"edgekit history ({hist})")
@@ -246,9 +244,9 @@ def history_cmd(artifact, device, path, last, as_json):
             change = "-" if r.get("change") is None else f"{r['change']:.3f}x"
             if r.get("regression"):
                 change = f"[red]{change} REGRESSION[/]"
-            t.add_row(str(r.get("timestamp", "")), str(r.get("model")), str(r.get("precision")),
-                      escape(str(r.get("device"))), str(r.get("sha256", ""))[:10], _fmt(r.get("p50_ms"), 3), ci,
-                      change, str(r.get("status")))
+            t.add_row(plain(r.get("timestamp", "")), plain(r.get("model")), plain(r.get("precision")),
+                      plain(r.get("device")), plain(str(r.get("sha256", ""))[:10]), _fmt(r.get("p50_ms"), 3), ci,
+                      change, plain(r.get("status")))
         out.print(t)
         if not recs:
             err.print("no recorded results match", highlight=False)

@@ -9,7 +9,7 @@ from rich.markup import escape
 
 from ..specs import DoctorSpec
 from ._options import given, spec_command, spec_options
-from ._output import emit, err, json_option, out, progress
+from ._output import emit, err, json_option, out, plain, progress
 
 #: layers shown in the table (all of them in --json)
 TOP = 12
@@ -69,7 +69,7 @@ def render_ladder(res, metric: str = "acc") -> None:
             status += " [bold]<- best[/]"
         layers = ", ".join(r.float_layers) if len(r.float_layers) <= 4 else \
             f"{', '.join(r.float_layers[:3])} +{len(r.float_layers) - 3}"
-        t.add_row(r.name, _f(r.calib_samples, "d") if r.calib_samples else ("QAT" if r.qat_epochs else "-"),
+        t.add_row(plain(r.name), _f(r.calib_samples, "d") if r.calib_samples else ("QAT" if r.qat_epochs else "-"),
                   r.calibration_method or "-", escape(layers) or "-", _f(r.accuracy, ".2f"), _f(r.drop, "+.2f"),
                   _f(r.size_bytes and r.size_bytes / 1024, ".1f"), _f(r.p50_ms, ".4f"), status)
     out.print(t)

@@ -1,4 +1,5 @@
-"""``edgekit export`` and ``edgekit inspect``: thin wrappers over :func:`edgekit.exporters.export`/``inspect``."""
+"""``edgekit export`` and ``edgekit inspect``: thin wrappers over :func:`edgekit.export` (``edgekit.doctor.export``)
+and ``inspect``."""
 from __future__ import annotations
 
 from typing import Any
@@ -10,7 +11,7 @@ from .._units import human, kib
 from ..errors import InvalidArgument
 from ..specs import ExportSpec
 from ._options import given, spec_command, spec_options
-from ._output import emit, err, json_option, out, progress
+from ._output import emit, err, json_option, out, plain, progress
 
 
 def _fmt_num(v: Any, spec: str) -> str:
@@ -82,7 +83,7 @@ def render_inspect(rep) -> None:
     out.print(io)
     ops = Table("op", "count", title="ops", title_justify="left")
     for name, n in rep.ops.items():
-        ops.add_row(name, str(n))
+        ops.add_row(plain(name), str(n))
     out.print(ops)
     out.print("tensor dtypes: " + ", ".join(f"{k} x{v}" for k, v in rep.tensor_dtypes.items()), highlight=False)
     out.print("weight bytes by dtype: " + ", ".join(f"{k} {v}" for k, v in rep.weight_dtypes.items()), highlight=False)
@@ -96,7 +97,7 @@ def render_inspect(rep) -> None:
         err.print(f"[bold yellow]warning:[/] {escape(w)}", highlight=False, soft_wrap=True)
 
 
-@spec_command(ExportSpec, "edgekit.exporters:export", cli_only=("recipe", "as_json"), api_only=("provenance",))
+@spec_command(ExportSpec, "edgekit.doctor:export", cli_only=("recipe", "as_json"), api_only=("provenance",))
 @click.command("export")
 @spec_options(ExportSpec, argument_required=False)
 @click.option("--recipe", default=None, type=click.Path(), help="Run a recipe (export/NAME.yaml); options override keys.")
@@ -133,7 +134,7 @@ def export_cmd(recipe: str | None, as_json: bool, **kwargs: Any) -> None:
         if options.get("model") is None:
             raise InvalidArgument("missing MODEL", hint="give a zoo name (see edgekit models), a model file, or "
                                                         "--recipe")
-        from ..exporters import export
+        from ..doctor import export
 
         spec = ExportSpec.from_dict(options)
         with progress(not as_json) as cb:

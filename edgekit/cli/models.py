@@ -7,7 +7,7 @@ import click
 
 from ..specs import ModelSpec
 from ._options import given, spec_command, spec_options
-from ._output import emit, json_option, out, progress
+from ._output import emit, json_option, out, plain, progress
 
 
 def _millions(v: int | None, digits: int = 2) -> str:
@@ -53,7 +53,7 @@ def render_profile(rep: Any, *, layers: bool = True) -> None:
                           ("mult-adds", "right")):
             table.add_column(col, justify=just, no_wrap=True)
         for r in rep.layers:
-            table.add_row(r.name, r.type, str(r.output_shape).replace("None", "-"), f"{r.params:,}",
+            table.add_row(plain(r.name), plain(r.type), str(r.output_shape).replace("None", "-"), f"{r.params:,}",
                           f"{r.mult_adds:,}" if r.mult_adds else "")
         out.print(table)
     if rep.separable:

@@ -15,6 +15,7 @@ from .export_stage import Export
 from .ordering import validate_chain
 from .pipeline import Pipeline, PipelineReport
 from .stages import Stage, make_stage
+from .train import check_model_output, save_model_atomic
 
 
 def build_stages(spec: CompressSpec) -> list[Stage]:
@@ -68,14 +69,11 @@ def compress(spec: CompressSpec, *, progress: Progress = no_progress, callbacks:
     if isinstance(spec.model, (str, os.PathLike)):
         run.update(source=str(spec.model), options=spec.model_options())
     if spec.save_model is not None:
-        from .train import check_model_output
-
         check_model_output(spec.save_model, "save_model")
     saved = None
 
     def save(final_model: Any) -> None:
         nonlocal saved
-        from .train import save_model_atomic
 
         saved = str(save_model_atomic(final_model, spec.save_model))
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from .._jsonable import JsonMixin
 from .weights import WeightStats, weight_stats
+from ..devices.bench import local_latency  # noqa: F401 - one home (devices); the pipeline reads it here
 
 #: TFLite ops whose input #1 is a weight (filter) tensor
 WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D")
@@ -116,18 +117,3 @@ def artifact_accuracy(path: str | os.PathLike, ds, batch: int = 256, counted: bo
             total += 1
     acc = correct / total if total else float("nan")
     return (acc, total) if counted else acc
-
-
-def local_latency(path: str | os.PathLike, runs: int = 50):
-    """(p50 ms, note) from the on-device harness (``edgekit.devices.bench`` on ``local``)."""
-    from ..devices import bench
-    from ..errors import EdgekitError
-
-    try:
-        r = bench([str(path)], ["local"], runs=runs, warmup=5)[0]
-    except EdgekitError as exc:  # latency is optional in the report; a bug still surfaces
-        return None, f"latency not measured: {exc}"
-    if r.status != "ok":
-        return None, f"latency not measured: {r.status}: {r.error}"
-    return r.p50_ms, (f"local {r.runtime} {r.runtime_version or ''}, {r.threads or 'default'} threads, "
-                      f"{r.count} runs")

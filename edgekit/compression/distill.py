@@ -17,7 +17,8 @@ from typing import Callable
 
 from ..errors import EdgekitError, PipelineError
 from ..specs.stages import DistillSpec
-from .stages import STAGES, Context, Stage
+from .stages import Context, STAGES, Stage, StageReport
+from .. import models
 
 
 def _distiller_class():
@@ -150,12 +151,9 @@ class Distill(Stage):
                                     hint="put distill first: distill, then prune/cluster, then qat/export")
         kind = self._teacher_kind()
         if kind == "file":   # before any training: a teacher file that would run code is refused now
-            from .. import models
 
             models.check_model_file(self.teacher, trust_model_code=self.trust_model_code)
         if kind == "zoo":
-            from .. import models
-
             name = str(self.teacher)
             if any(sep in name for sep in ("/", "\\")) or Path(name).suffix in (".keras", ".h5"):
                 raise PipelineError(f"distill: teacher file {name!r} does not exist")
@@ -178,7 +176,6 @@ class Distill(Stage):
 
     def build_teacher(self, student, ctx: Context):
         """The trained teacher: loaded, given, or built from the zoo and trained for ``teacher_epochs``."""
-        from .. import models
         from .train import compile_for_training, evaluate, fit, input_shape_of, set_bn_momentum
 
         kind = self._teacher_kind()
@@ -238,7 +235,6 @@ class Distill(Stage):
                         from_logits=not outputs_probabilities(model), eval_model=distiller.student, shadow=model,
                         **ctx.fit_kwargs(ctx.part("distill")))
         student = ctx.dist.copy_back(model, distiller.student)
-        from .stages import StageReport
 
         report = StageReport(stage=self.name, params=self.config(), history=log)
         if best is not None and best.resumed_from:

@@ -16,14 +16,15 @@ way, for tfmot-wrapped models), so validation, saving and export never see distr
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 from dataclasses import dataclass
+from .._io import json_loads
 from .._jsonable import JsonMixin
 from ..errors import EdgekitError, InvalidArgument, did_you_mean
 
 from ..specs.train import STRATEGIES
+from ..data.stream import tf_dataset
 
 _MULTI_WORKER = None  # the process's MultiWorkerMirroredStrategy (TF allows one)
 
@@ -50,7 +51,7 @@ def cluster_from_env() -> dict | None:
     if not raw:
         return None
     try:
-        cfg = json.loads(raw)
+        cfg = json_loads(raw)
         cluster, task = cfg["cluster"], cfg["task"]
         tasks = {kind: list(addrs) for kind, addrs in cluster.items()}
         kind, index = str(task["type"]), int(task["index"])
@@ -98,7 +99,6 @@ class Distribution:
 
     def train_data(self, source, *, batch_size: int, seed: int, augment: bool, shuffle_buffer: int):
         """The endless, shuffled training stream (per-worker shards and per-replica batches when distributed)."""
-        from ..data.stream import tf_dataset
 
         self.check_batch(batch_size)
         kw = dict(shuffle=True, seed=seed, augment=augment, repeat=True, shuffle_buffer=shuffle_buffer)

@@ -4,8 +4,9 @@ real data source)."""
 from __future__ import annotations
 
 from ..specs.export import ExportOptions
-from ..specs.stages import ExportStageSpec
+from ..specs.stages import ExportStageSpec, check_export_after
 from .stages import STAGES, Context, Stage
+from .. import exporters
 
 #: most held-out samples the export verifies on by default (the exporter's own default is smaller)
 MAX_VERIFY_SAMPLES = 500
@@ -20,16 +21,11 @@ class Export(Stage):
     spec_class = ExportStageSpec
 
     def check(self, model, previous) -> None:
-        from ..errors import PipelineError
-
-        if any(s.name == "qat" for s in previous) and self.quantize != "int8":
-            raise PipelineError(f"qat then a {self.quantize!r} export throws the quantization-aware training away",
-                                hint="export a QAT model with quantize: int8")
+        check_export_after([s.name for s in previous], self.quantize)
 
     def export(self, model, ctx: Context):
         """The ExportResult of exporting ``model`` with the pipeline's data (``calib_data``/``verify_data`` of the
         stage win over the training and held-out splits)."""
-        from .. import exporters
 
         spec = self.spec
         held = ctx.test if ctx.test is not None else ctx.val

@@ -18,9 +18,15 @@ from typing import Sequence
 
 import numpy as np
 
+from .._chance import check
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
 from ..errors import InvalidArgument
+from .inputs import as_source, outputs_probabilities, seed_everything
+from .._io import write_text_atomic
+from ..data import Dataset
+from ..data.stream import DEFAULT_SHUFFLE_BUFFER, check_readable, data_errors, tf_dataset
+from .distribute import Distribution, StrategyInfo, copy_model
 
 STATE_FILE, BEST_FILE = "edgekit-state.json", "edgekit-best.npz"
 
@@ -63,17 +69,12 @@ def evaluate(model, data, batch_size: int = 256, *, from_logits: bool | None = N
 def evaluate_vs_chance(model, data, batch_size: int = 256):
     """``edgekit._chance.check`` of ``model``'s top-1 accuracy on a labelled source or Dataset: the accuracy, the
     chance accuracy of the labels scored, and whether it is significantly above it (None without data)."""
-    from .._chance import check
-
     correct, total, _, labels = _score(model, data, batch_size, None, False)
     return check(correct / total, labels) if total else None
 
 
 def _score(model, data, batch_size: int, from_logits: bool | None, with_loss: bool):
     """(correct, total, summed cross-entropy, labels scored) of ``model`` on ``data``."""
-    from ..data import Dataset
-    from ..data.stream import data_errors, tf_dataset
-    from .train import as_source, outputs_probabilities
 
     if data is None or len(data) == 0:
         return 0, 0, 0.0, np.zeros(0, np.int64)
@@ -108,7 +109,6 @@ def recompute_bn_statistics(model, source, samples: int, batch_size: int = 64, s
     """
     from .._keras import layers
     from .._layers import unwrapped, walk_layers
-    from ..data.stream import tf_dataset
 
     bns = [c for c in (unwrapped(layer) for layer in walk_layers(model)) if isinstance(c, layers.BatchNormalization)]
     if not bns or samples <= 0 or source is None or len(source) == 0:
@@ -188,8 +188,6 @@ class BestWeights:
                 progress(task, epoch + 1, epochs)
 
             def _save(self):
-                from .._io import write_text_atomic
-
                 state_dir.mkdir(parents=True, exist_ok=True)
                 if self.best_weights is not None and self.best_epoch == log[-1].epoch:
                     tmp = state_dir / f".{BEST_FILE}.part.npz"
@@ -227,9 +225,6 @@ def fit(model, train, val, *, epochs: int, batch_size: int, task: str, progress:
     epoch, before validation (:func:`recompute_bn_statistics`).
     """
     from .._keras import keras
-    from ..data.stream import DEFAULT_SHUFFLE_BUFFER, check_readable, data_errors
-    from .distribute import Distribution, StrategyInfo, copy_model
-    from .train import seed_everything
 
     if epochs < 0:
         raise InvalidArgument(f"epochs must be >= 0; received {epochs}")

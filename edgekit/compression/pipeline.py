@@ -23,6 +23,9 @@ from .weights import count_params, keras_kernels, keras_weight_stats
 from .export_stage import Export
 from .ordering import assert_plain, validate_chain
 from .stages import Context, Stage, StageReport, make_stage
+from .distribute import setup
+from .train import (backup_root, clean_backup, evaluate, resolve_model, seed_everything, set_bn_momentum,
+                    sources_report, split_data, warn_skipped)
 
 @dataclass
 class PipelineReport(JsonMixin):
@@ -111,9 +114,6 @@ class Pipeline:
         ``backup_dir`` a killed run resumes from its last completed epoch. Under multi-worker only the chief
         measures, exports and writes the report (the other workers return a report without measurements).
         """
-        from .distribute import setup
-        from .train import (backup_root, clean_backup, resolve_model, seed_everything, set_bn_momentum,
-                            sources_report, split_data, warn_skipped)
 
         t0 = time.perf_counter()
         dist = setup(strategy)  # first: multi-worker must start before TensorFlow runs anything
@@ -129,10 +129,10 @@ class Pipeline:
                                                      seed=seed, preprocess=preprocess, strict=strict_data,
                                                      image_key=image_key, label_key=label_key)
         export_stage = self.stages[-1] if self.stages and isinstance(self.stages[-1], Export) else None
-        if export_stage is not None:
-            ensure_writable_dir(export_stage.out)
+        if export_stage is not None:  # checked, not created: a failed run leaves no empty folder
+            ensure_writable_dir(export_stage.out, create=False)
         if report_dir is not None:
-            ensure_writable_dir(report_dir)
+            ensure_writable_dir(report_dir, create=False)
         dist.check_batch(batch_size)
         set_bn_momentum(model, bn_momentum)
         preprocess = full.preprocess if full.preprocess in PREPROCESS_MODES else preprocess
@@ -196,8 +196,6 @@ class Pipeline:
 
     @staticmethod
     def _measure(srep: StageReport, model, ctx: Context) -> StageReport:
-        from .train import evaluate
-
         if not ctx.dist.chief:  # measurements are for the report, which only the chief writes
             return srep
         from .train import evaluate_vs_chance

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..specs.stages import QATSpec
 from .stages import STAGES, Context, Stage
+from ..errors import CompressionError
 
 
 @STAGES.register("qat", aliases=("quantize-aware", "quantization-aware"))
@@ -52,8 +53,6 @@ class QAT(Stage):
             with q.quantize_scope():
                 return q.quantize_apply(annotated, scheme) if scheme is not None else q.quantize_apply(annotated)
         except (ValueError, RuntimeError, TypeError) as exc:
-            from ..errors import CompressionError
-
             raise CompressionError(f"qat: tfmot cannot quantize model {model.name!r}: {str(exc).splitlines()[0]}",
                                    hint="QAT supports the common Conv/Dense/BN/ReLU layers; export with post-training "
                                         "int8 instead") from exc

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._units import kib
 from .weights import WeightStats
+from .._io import atomic_path
 
 
 COLUMNS = ("stage", "val acc", "test acc", "params", "nonzero", "sparsity", "pruned sp.", "clust. uniq/ch",
@@ -48,8 +49,6 @@ def plot(report, dest: str | os.PathLike) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .._io import atomic_path
 
     labels, raw, gz, hf, acc = [], [], [], [], []
     rows_ = [report.input, *report.stages]

@@ -15,12 +15,22 @@ from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
 from ..errors import PipelineError, UnknownNameError
 from ..registry import Registry
-from ..specs.stages import FIRST, LAST, StageSpec, TrainStageSpec
-from .train import EpochLog
+from ..specs.stages import FIRST, LAST, STAGE_SPECS, StageSpec, TrainStageSpec, stage_spec
+from .train import EpochLog, set_bn_momentum
 from .weights import WeightStats
+from .distribute import Distribution, StrategyInfo
+
+class _StageRegistry(Registry):
+    """A stage class registered here whose name the stage-spec table lacks adds its spec class there."""
+
+    def add(self, name: str, obj, *, aliases=(), **meta):
+        if name not in STAGE_SPECS:
+            STAGE_SPECS.add(name, obj.spec_class, aliases=aliases)
+        return super().add(name, obj, aliases=aliases, **meta)
+
 
 #: name -> Stage subclass
-STAGES: Registry[type["Stage"]] = Registry("compression stage")
+STAGES: Registry[type["Stage"]] = _StageRegistry("compression stage")
 
 __all__ = ["STAGES", "Stage", "StageReport", "Context", "make_stage", "stage_class", "select_layers", "Train",
            "FIRST", "LAST"]
@@ -54,8 +64,6 @@ class Context:
 
     def __post_init__(self):
         if self.dist is None:
-            from .distribute import Distribution, StrategyInfo
-
             self.dist = Distribution(None, StrategyInfo("one-device"))
 
     def fit_kwargs(self, part: str) -> dict:
@@ -200,26 +208,8 @@ def make_stage(entry: Any) -> Stage:
         if cls is None:
             raise PipelineError(f"no stage takes a {type(entry).__name__}")
         return cls(spec=entry)
-    if isinstance(entry, str):
-        name, params = entry, {}
-    elif isinstance(entry, tuple) and len(entry) == 2:
-        name, params = entry
-    elif isinstance(entry, dict) and len(entry) == 1:
-        (name, params), = entry.items()
-    else:
-        raise PipelineError(f"cannot read stage {entry!r}", hint="write a stage as {name: {param: value}}, e.g. "
-                                                                "{prune: {sparsity: 0.5}}")
-    cls = stage_class(str(name))
-    if params is None or params is True:
-        params = {}
-    if params is False:
-        raise PipelineError(f"stage {name!r} is set to false", hint="remove the stage instead of disabling it")
-    if not isinstance(params, dict):
-        primary = cls.spec_class.primary
-        if primary is None:
-            raise PipelineError(f"stage {cls.name!r} takes a mapping of parameters; received {params!r}")
-        params = {primary: params}
-    return cls(spec=cls.spec_class.from_dict(params))
+    name, spec = stage_spec(entry)
+    return stage_class(name)(spec=spec)
 
 
 def stage_class(name: str) -> type[Stage]:
@@ -271,7 +261,5 @@ class Train(Stage):
     default_lr = 1e-3
 
     def apply(self, model, ctx: Context):
-        from .train import set_bn_momentum
-
         set_bn_momentum(model, ctx.bn_momentum)
         return model

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
-
 from .._chance import warn_if_at_chance
 from .._jsonable import JsonMixin
 from .._layers import unwrapped, walk_layers
@@ -25,6 +23,12 @@ from ..errors import DataError, InvalidArgument
 from ..registry import Registry
 from ..specs.train import TrainSpec
 from .fit import BestWeights, EpochLog, evaluate, evaluate_vs_chance, fit  # noqa: F401 - re-exported
+from .inputs import (as_source, input_shape_of, input_specs, outputs_probabilities, preprocess_for,  # noqa: F401
+                     resolve_data, seed_everything)
+from .. import data as data_mod
+from .._io import atomic_path, ensure_writable_dir, refuse_folder
+from ..models import resolve
+from .distribute import setup
 
 
 @dataclass
@@ -61,82 +65,12 @@ class TrainReport(JsonMixin):
 def resolve_model(model: Any, **options: Any):
     """A keras.Model as given, or a zoo name / model file built by ``edgekit.models.create``; a Keras 3 model is
     translated to tf-keras (training and tfmot need it)."""
-    from ..models import resolve
 
     return resolve(model, tf_keras=True, **options)
 
 
-def preprocess_for(model: Any, preprocess: str | None = None) -> str:
-    """The preprocessing the model expects (``edgekit.models.preprocess_mode``), unless given explicitly."""
-    if preprocess is not None:
-        return preprocess
-    from .. import models
-
-    return models.preprocess_mode(model)
-
-
-def input_specs(model) -> tuple[list[tuple], list[str]]:
-    """(shape without batch, name) of every model input; training needs fixed shapes."""
-    shapes, names = [], []
-    for t in model.inputs:
-        dims = tuple(t.shape[1:])
-        if any(d is None for d in dims):
-            raise InvalidArgument(f"model {model.name!r} has an input of variable shape {tuple(t.shape)}; training "
-                                  "needs fixed input shapes",
-                                  hint="build it with a fixed size (--resolution, --input-channels)")
-        shapes.append(tuple(int(d) for d in dims))
-        names.append(t.name.split(":")[0])
-    return shapes, names
-
-
-def input_shape_of(model) -> tuple[int, int, int]:
-    """The (H, W, C) of a single-image-input model (zoo-built teachers and students)."""
-    shapes, _ = input_specs(model)
-    if len(shapes) != 1 or len(shapes[0]) != 3:
-        raise InvalidArgument(f"model {model.name!r} needs a single fixed (H, W, C) input here; it has "
-                              f"{model.input_shape}", hint="build it with --resolution and --input-channels")
-    return shapes[0]  # type: ignore[return-value]
-
-
-def resolve_data(data: Any, model, *, split: str = "train", limit: int | None = None, seed: int = 0,
-                 preprocess: str | None = None, strict: bool = False, image_key: str | None = None,
-                 label_key: str | None = None, labelled: bool = True):
-    """``data`` opened as a :class:`edgekit.data.Source` for ``model``'s input(s); ``limit`` keeps a seeded
-    random subset (TFRecords: the first ``limit`` records)."""
-    from .. import data as data_mod
-
-    if not isinstance(data, (str, os.PathLike, data_mod.Dataset, data_mod.Source, np.ndarray, tuple, list)):
-        raise InvalidArgument(f"data must be a source (dataset name, folder, TFRecords, .npz), a Dataset or arrays; "
-                              f"received {type(data).__name__}")
-    shapes, names = input_specs(model)
-    keys = {k: v for k, v in (("image_key", image_key), ("label_key", label_key)) if v is not None}
-    mode = data.preprocess if isinstance(data, data_mod.Dataset) and data.preprocess != "as-given" else \
-        preprocess_for(model, preprocess)
-    src = data_mod.open_source(data, input_shape=shapes if len(shapes) > 1 else shapes[0], input_names=names,
-                               preprocess_mode=mode, split=split, strict=strict, **keys)
-    if limit is not None:
-        if limit <= 0:
-            raise InvalidArgument(f"limit must be positive; received {limit}", hint="give a positive sample count")
-        if isinstance(src, data_mod.IndexedSource):
-            if limit < len(src):
-                src = src.subset(np.sort(np.random.default_rng(seed).permutation(len(src))[:limit]))
-        else:
-            src = src.limited(limit)
-    if labelled and not src.labelled:
-        raise DataError(f"{src.name} has no labels; training needs labelled data",
-                        hint="use a folder with one sub-folder per class, an .npz with 'x' and 'y', or TFRecords "
-                             "with a label feature (--label-key)")
-    return src
-
-
-def as_source(ds, model):
-    """An in-memory Dataset as a Source for ``model`` (its arrays, checked against the model's inputs)."""
-    return resolve_data(ds, model, labelled=ds.y is not None)
-
-
 def test_split(data: Any, model, *, limit: int | None = None, seed: int = 0, preprocess: str | None = None):
     """The built-in dataset's ``test`` split for ``data`` when it has one, else None."""
-    from .. import data as data_mod
 
     if isinstance(data, (str, os.PathLike)) and str(data) in data_mod.DATASETS:
         if "test" in data_mod.DATASETS.entry(str(data)).meta.get("splits", ()):
@@ -204,12 +138,6 @@ def set_bn_momentum(model, momentum: float | None) -> int:
     return count
 
 
-def seed_everything(seed: int) -> None:
-    from .._keras import keras
-
-    keras.utils.set_random_seed(int(seed))
-
-
 #: optimizer name -> factory(keras, learning_rate); the choices of every ``optimizer=`` (checked when a spec is built)
 OPTIMIZERS: Registry[Callable[[Any, float], Any]] = Registry("optimizer")
 OPTIMIZERS.add("adam", lambda keras, lr: keras.optimizers.Adam(learning_rate=lr))
@@ -235,15 +163,6 @@ def compile_for_training(model, lr: float, optimizer: str = "adam") -> None:
     model.compile(optimizer=make_optimizer(optimizer, lr), loss=loss, metrics=["accuracy"])
 
 
-def outputs_probabilities(model) -> bool:
-    """True when the model's last layer applies softmax (its outputs are probabilities, not logits)."""
-    last = model.layers[-1]
-    inner = getattr(last, "layer", last)
-    act = getattr(inner, "activation", None)
-    act = getattr(act, "activation", act)  # tfmot's QAT wraps it in a QuantizeAwareActivation
-    return getattr(act, "__name__", "") == "softmax"
-
-
 def check_classes(model, ds) -> None:
     """Labels beyond the model's classes, when the source knows its labels (TFRecords are checked in training)."""
     out = model.output_shape
@@ -258,13 +177,12 @@ def check_classes(model, ds) -> None:
 
 def check_model_output(dest: str | os.PathLike, option: str) -> None:
     """Before any training: ``dest`` must be a .keras/.h5 path whose folder can be written, not an existing folder."""
-    from .._io import ensure_writable_dir, refuse_folder
 
     if Path(dest).suffix not in (".keras", ".h5"):
         raise InvalidArgument(f"{option} {str(dest)!r} must end in .keras or .h5")
     refuse_folder(dest, option)
     try:
-        ensure_writable_dir(Path(dest).expanduser().parent)
+        ensure_writable_dir(Path(dest).expanduser().parent, create=False)  # made when the model is saved
     except InvalidArgument as exc:
         raise InvalidArgument(f"cannot write {option} {dest}: {exc.message}",
                               hint=f"choose another path for {option}") from exc
@@ -275,7 +193,6 @@ def save_model_atomic(model, dest: str | os.PathLike) -> Path:
     dest = Path(dest)
     if dest.suffix not in (".keras", ".h5"):
         raise InvalidArgument(f"model output {str(dest)!r} must end in .keras or .h5")
-    from .._io import atomic_path
 
     with atomic_path(dest, suffix=f".part{dest.suffix}") as tmp:  # created by the save: the umask's permissions
         model.save(tmp)
@@ -286,7 +203,6 @@ def backup_root(backup_dir: str | os.PathLike | None) -> Path | None:
     """Check ``backup_dir`` (--backup-dir) before training; None when not given."""
     if backup_dir is None:
         return None
-    from .._io import ensure_writable_dir
 
     return ensure_writable_dir(backup_dir, option="--backup-dir")
 
@@ -313,7 +229,6 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
     saved atomically to ``checkpoint_dir/best.keras`` when given; ``out`` saves the final model. Under multi-worker,
     only the chief writes files.
     """
-    from .distribute import setup
 
     s = spec
     data, epochs, batch_size, lr, optimizer, seed = s.data, s.epochs, s.batch_size, s.lr, s.optimizer, s.seed
@@ -330,8 +245,6 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
         check_model_output(out, "--out")
     ckpt_path = None
     if checkpoint_dir is not None:
-        from .._io import ensure_writable_dir
-
         ckpt_path = ensure_writable_dir(checkpoint_dir, option="--checkpoint-dir") / "best.keras"
         check_model_output(ckpt_path, "--checkpoint-dir's best.keras")
     root = backup_root(s.backup_dir)

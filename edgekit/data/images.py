@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, EdgekitWarning
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 PREPROCESS_MODES = ("unit", "tf", "torch", "caffe", "raw")
@@ -254,8 +254,6 @@ class SkipLog:
                 + (" (--strict-data / strict_data=True makes the first one an error)" if advice else ""))
 
     def warn(self, total: int | None, stacklevel: int = 3) -> None:
-        from ..errors import EdgekitWarning
-
         if self.count:
             warnings.warn(self.summary(total), EdgekitWarning, stacklevel=stacklevel)
 

@@ -137,6 +137,15 @@ def data_errors(*sources: Source) -> Iterator[None]:
             if src is not None and src.skips.error is not None:
                 raise src.skips.error from None
         text = str(exc.message if hasattr(exc, "message") else exc)
+        if isinstance(exc, tf.errors.DataLossError):  # a TFRecord with a bad CRC or a truncated record
+            import re
+
+            what = re.sub(r"\{\{.*?\}\}|\[Op:.*?\].*", "", text.strip().splitlines()[0] if text.strip() else "")
+            names = ", ".join(str(s.name) for s in sources if s is not None and getattr(s, "kind", None) == "tfrecord")
+            raise DataError(f"a TFRecord file{f' of {names}' if names else ''} is damaged: "
+                            f"{what.strip() or 'corrupted record'}",
+                            hint="copy or write the file again (a record's checksum does not match its bytes, or "
+                                 "the file is cut short); nothing was kept from this run") from None
         if "outside the valid range" in text or "Received a label value" in text:
             first = text.strip().splitlines()[0]
             raise DataError(f"a label is not one of the model's classes: {first}",

@@ -14,8 +14,9 @@ import numpy as np
 
 from ..errors import DataError
 from . import images as img
-from .dataset import Dataset
+from .dataset import Dataset, split_indices
 from .sources import Source
+from .stream import data_errors, numpy_batches
 
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfrec")
 DEFAULT_IMAGE_KEY = "image/encoded"
@@ -54,6 +55,7 @@ class TFRecords(Source):
         self.image_key, self.label_key = image_key, label_key
         self.part: tuple[float, int, bool] | None = None
         self.limit: int | None = None
+        self._steps: tuple = ()  # ("limit", n) and ("part", part) in the order they were applied
         self._count: int | None = None
         self.source_shapes: set = set()  # (H, W, C) of the images as stored, for every record decoded
         super().__init__(name or (self.files[0] if len(files) == 1 else f"{Path(self.files[0]).parent}/"
@@ -107,18 +109,17 @@ class TFRecords(Source):
         return self._count
 
     def split(self, fraction: float, seed: int = 0):
-        from .dataset import split_indices
-
         split_indices(2, fraction, seed)  # validates the fraction
         rest, held = (self._with_part((float(fraction), int(seed), h)) for h in (False, True))
         return rest, held
 
     def _with_part(self, part) -> "TFRecords":
-        if self.part is not None or self.limit is not None:
+        if self.part is not None:
             raise DataError(f"{self.name} is already a part of its TFRecord files", hint="split the full source")
         new = object.__new__(TFRecords)
         new.__dict__.update(self.__dict__)
         new.part, new._count = part, None
+        new._steps = self._steps + (("part", part),)  # of a limited source: a split of its first records
         new.name = f"{self.name} ({'held-out' if part[2] else 'rest'} {part[0]:g} split, seed {part[1]})"
         return new
 
@@ -127,6 +128,7 @@ class TFRecords(Source):
         new = object.__new__(TFRecords)
         new.__dict__.update(self.__dict__)
         new.limit, new._count = int(n), None
+        new._steps = self._steps + (("limit", int(n)),)
         new.name = f"{self.name} (first {int(n)} records)"
         return new
 
@@ -153,16 +155,17 @@ class TFRecords(Source):
 
         ds = files.interleave(read, cycle_length=max(1, min(4, len(self.files))), num_parallel_calls=tf.data.AUTOTUNE,
                               deterministic=not shuffle or self.limit is not None)
-        if self.part is not None:
-            fraction, pseed, held = self.part
+        for step, value in self._steps:  # in order: a split of the first n records, or the first n of a split
+            if step == "limit":
+                ds = ds.take(value)
+                continue
+            fraction, pseed, held = value
 
-            def keep(fid, i, name, rec):
+            def keep(fid, i, name, rec, fraction=fraction, pseed=pseed, held=held):
                 u = tf.random.stateless_uniform([], seed=tf.stack([fid + pseed * 1_000_003, i]))
                 return (u < fraction) if held else (u >= fraction)
 
             ds = ds.filter(keep)
-        if self.limit is not None:
-            ds = ds.take(self.limit)
         if shard is not None and shard[0] > 1 and not by_file:
             ds = ds.shard(shard[0], shard[1])
         ds = ds.map(lambda fid, i, name, rec: (name, rec))
@@ -205,7 +208,6 @@ class TFRecords(Source):
     # -- in memory -------------------------------------------------------------------------------------------------
     def take(self, n: int | None, seed: int = 0) -> Dataset:
         from .._keras import tf
-        from .stream import data_errors
 
         ds = self.records(shuffle=n is not None, seed=seed)
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed)))
@@ -227,6 +229,4 @@ class TFRecords(Source):
                         **({"skipped": self.skips.count} if self.skips.count else {})})
 
     def batches(self, batch_size: int):
-        from .stream import numpy_batches
-
         yield from numpy_batches(self, batch_size)

@@ -5,15 +5,16 @@ and, failing that, the tensor dtypes tell the precision.
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._io import json_loads
 from .._jsonable import JsonMixin
 from ..errors import InvalidArgument
+from ..specs.formats import format_of, precision_tokens, suffixes
 from .transports import sha256_file
-from .verify_data import VERIFY_SUFFIX
+from .._verify_data import VERIFY_SUFFIX
 
 
 
@@ -44,8 +45,6 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
     if not p.is_file():
         raise InvalidArgument(f"artifact {str(p)!r} does not exist",
                               hint="check the path; `edgekit export` writes artifacts under artifacts/ by default")
-    from ..exporters import format_of, precision_tokens, suffixes  # the format registry (no TensorFlow)
-
     fmt = format_of(p)
     if fmt is None:
         model = p.name.removesuffix(".json").removesuffix(VERIFY_SUFFIX)
@@ -57,7 +56,7 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
     for cand in (p.with_name(p.name + ".json"), p.with_suffix(".json")):
         if cand.is_file():
             try:
-                data = json.loads(cand.read_text())
+                data = json_loads(cand.read_text())
             except (OSError, ValueError):
                 continue
             if isinstance(data, dict):
@@ -84,8 +83,6 @@ def artifact_info(path: str | Path) -> ArtifactInfo:
 
 
 def _precision_from_name(stem: str) -> str | None:
-    from ..exporters import precision_tokens
-
     tokens = re.split(r"[^a-z0-9]+", stem.lower())
     joined = "_".join(tokens)
     for token, prec in precision_tokens():

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
-from .._units import mib
+from .._units import MAX_THREADS, mib
 from ..errors import (AuthError, ConnectError, DeviceError, DeviceTimeout, EdgekitError, HostKeyError,
                       InvalidArgument, ModelLoadError, RemoteCommandError, RuntimeMissing)
 from . import history as _history, stats
@@ -21,6 +21,8 @@ from .artifacts import ArtifactInfo, artifact_info
 from .profiles import DeviceSpec, check_runtime, parse_device
 from .protocol import RUNNER, Settings, run_one
 from .transports import ConnectOptions, Transport, create
+from ..data.arrays import check_array_file
+from .opprofile import attach
 
 __all__ = ["bench", "BenchResult", "RUNNER", "status_of", "result"]
 
@@ -150,6 +152,15 @@ def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: Ba
     return r
 
 
+def check_threads(threads: int | None) -> None:
+    """Refuse more interpreter threads than any device has cores (a bound, checked before connecting)."""
+    if threads is not None and int(threads) > MAX_THREADS:
+        raise InvalidArgument(f"--threads {threads} is more than edgekit runs ({MAX_THREADS}): no phone or board has "
+                              "that many cores, and oversubscribed threads measure the scheduler, not the model",
+                              hint="use the device's big-core count (e.g. --threads 4 on a Raspberry Pi 4), or "
+                                   "leave --threads out for the profile's")
+
+
 def _prepare(artifacts, devices, *, threads, runs, warmup, max_seconds, delegate, input, seed,  # noqa: A002
              timeout, python, benchmark_binary, key_file, known_hosts, accept_new_host_key, connect_timeout,
              runtime, verify, verify_data, profile_ops):
@@ -165,6 +176,7 @@ def _prepare(artifacts, devices, *, threads, runs, warmup, max_seconds, delegate
             raise InvalidArgument(f"--{name} must be >= {low}, got {value}",
                                   hint="--runs 50 is benchmark_model's default; fewer than 10 runs give wide "
                                        "intervals" if name == "runs" else f"pass --{name} {low} or more")
+    check_threads(threads)
     if max_seconds <= 0:
         raise InvalidArgument(f"--max-seconds must be > 0, got {max_seconds}", hint="e.g. --max-seconds 60")
     if delegate is not None and delegate not in ("auto", "xnnpack", "none") and not delegate.endswith(".so"):
@@ -181,7 +193,6 @@ def _prepare(artifacts, devices, *, threads, runs, warmup, max_seconds, delegate
         if not Path(verify_data).is_file():
             raise InvalidArgument(f"verification data {str(verify_data)!r} does not exist",
                                   hint="pass the <artifact>.verify.npz that edgekit export wrote")
-    from ..data.arrays import check_array_file  # on the host, before connecting: a bad file is not a device row
 
     if input is not None:
         check_array_file(input, "--input")
@@ -291,9 +302,20 @@ def bench(artifacts: str | Path | Iterable[str | Path],
             raise errors[0]
     out = [results[(i, j)] for i in range(len(infos)) for j in range(len(specs)) if (i, j) in results]
     if profile_ops:
-        from .opprofile import attach
-
         attach(out, infos)
     if history:
         _history.append(history, out)
     return out
+
+
+def local_latency(path: str | Path, runs: int = 50, threads: int | None = None) -> tuple[float | None, str]:
+    """``(p50 ms, note)`` of one artifact on this machine, from the on-device harness (:func:`bench` on ``local``);
+    a device error is the note, with no latency (latency is optional where this is used: reports, the ladder)."""
+    try:
+        r = bench([str(path)], ["local"], runs=runs, warmup=5, threads=threads)[0]
+    except EdgekitError as exc:  # a bug still surfaces
+        return None, f"latency not measured: {exc}"
+    if r.status != "ok":
+        return None, f"latency not measured: {r.status}: {r.error}"
+    return r.p50_ms, (f"local {r.runtime} {r.runtime_version or ''}, {r.threads or 'default'} threads, "
+                      f"{r.count} runs")

@@ -1,13 +1,13 @@
 """``edgekit devices check``: reach a device and say what it can run and how to install what is missing."""
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._io import json_loads
 from .._jsonable import JsonMixin
 from ..errors import EdgekitError
 from .bench import status_of
@@ -57,7 +57,7 @@ def check(device: str | DeviceSpec, *, python: str | None = None, benchmark_bina
             py = python or spec.python or ("python3" if spec.transport != "local" else sys.executable)
             done = t.run([t.expand(py), t.put(RUNNER), "--probe"], timeout=120)
             try:
-                doc = json.loads(done.stdout.strip().splitlines()[-1])
+                doc = json_loads(done.stdout.strip().splitlines()[-1])
             except (ValueError, IndexError):
                 rep.status, rep.error = "runtime_missing", f"cannot run {py} on the device: " + \
                     (done.stderr or done.stdout).strip()[-200:]

@@ -13,9 +13,9 @@ from typing import Sequence
 
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
-from ..errors import EdgekitError, InvalidArgument, ModelLoadError
+from ..errors import DeviceError, EdgekitError, InvalidArgument, ModelLoadError
 from . import stats
-from .bench import BenchResult, _prepare, bench, result
+from .bench import BenchResult, _prepare, bench, check_threads, result
 from .protocol import RUNNER, name_every_custom_op, runner_doc
 from .transports import create
 
@@ -70,6 +70,7 @@ def compare(artifacts: str | Path | Sequence[str | Path], devices: str | Sequenc
         raise InvalidArgument(f"compare takes two artifacts and one device, or one artifact and two devices (got "
                               f"{len(arts)} and {len(devs)})",
                               hint="e.g. edgekit compare a.tflite b.tflite -d local, or compare a.tflite -d rpi4 -d rpi5")
+    check_threads(threads)
     common = dict(threads=threads, runs=runs, warmup=warmup, max_seconds=max_seconds, delegate=delegate,
                   seed=seed, timeout=timeout, python=python, key_file=key_file, known_hosts=known_hosts,
                   accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout)
@@ -132,7 +133,5 @@ def compare(artifacts: str | Path | Sequence[str | Path], devices: str | Sequenc
 
 
 def _row_error(row: BenchResult) -> EdgekitError:
-    from ..errors import DeviceError
-
     return DeviceError(f"{row.device}: {row.status}: {row.error}", hint=row.hint)
 

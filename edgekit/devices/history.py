@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from .._io import check_output_path, json_loads
 from .._jsonable import to_jsonable
 from ..errors import InvalidArgument
+from .transports import sha256_file
 
 
 def default_path() -> Path:
@@ -22,15 +24,18 @@ def default_path() -> Path:
 def append(path: str | os.PathLike, records: Iterable[Any]) -> Path:
     """Append records as JSON lines with ONE ``write`` on an ``O_APPEND`` fd under an exclusive lock.
 
-    Concurrent writers never interleave inside a line, and a crash never leaves half a batch behind a newline.
+    Concurrent writers never interleave inside a line, and a crash never leaves half a batch behind a newline; a
+    torn last line (a full disk, a kill) is ended first, so the new records never glue onto it.
     """
     path = Path(path).expanduser()
     data = "".join(json.dumps(to_jsonable(r), sort_keys=True) + "\n" for r in records).encode()
     if not data:
         return path
+    check_output_path(path, "--history")  # a link, a device, a FIFO (which would block): refused
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_NONBLOCK", 0), 0o644)
     except OSError as exc:
         raise InvalidArgument(f"cannot write the bench history {path}: {exc.strerror or exc}",
                               hint="choose another file with --history, or --no-history") from exc
@@ -40,6 +45,9 @@ def append(path: str | os.PathLike, records: Iterable[Any]) -> Path:
             fcntl.flock(fd, fcntl.LOCK_EX)
         except ImportError:  # pragma: no cover - Windows
             pass
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":  # a torn last line: end it, so this batch stays whole
+            data = b"\n" + data
         view = memoryview(data)
         while view:
             n = os.write(fd, view)
@@ -50,15 +58,50 @@ def append(path: str | os.PathLike, records: Iterable[Any]) -> Path:
     return path
 
 
+def _parse(line: bytes) -> Any:
+    try:
+        return json_loads(line.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError is one
+        return _NOT_JSON
+
+
+_NOT_JSON = object()
+
+
 def read(path: str | os.PathLike) -> list[dict]:
-    """All records of a history file (a torn last line, e.g. from a full disk, is skipped)."""
+    """All records of a history file. A line that is not JSON (a torn write from a full disk or a kill, bytes that
+    are not UTF-8) is skipped; a record appended onto a torn line (edgekit did not end torn lines before issue 18)
+    is recovered from the end of the line."""
     out = []
-    for line in Path(path).read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
+    for line in Path(path).read_bytes().split(b"\n"):
+        if not line.strip():
             continue
+        rec = _parse(line)
+        start = 0
+        while rec is _NOT_JSON:  # a torn line with a whole record glued on: the record starts at some b'{"'
+            start = line.find(b'{"', start + 1)
+            if start < 0:
+                break
+            rec = _parse(line[start:])
+        if rec is not _NOT_JSON:
+            out.append(rec)
     return out
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def _well_formed(rec: Any) -> bool:
+    """A result line whose fields have the types the comparisons below use."""
+    if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str):
+        return False
+    if not all(rec.get(k) is None or isinstance(rec[k], str) for k in ("device", "status", "artifact")):
+        return False
+    if rec.get("p50_ms") is not None and not _number(rec["p50_ms"]):
+        return False
+    ci = rec.get("p50_ci_ms")
+    return ci is None or (isinstance(ci, list) and len(ci) == 2 and all(_number(v) for v in ci))
 
 
 #: without intervals (benchmark_model rows), a slowdown beyond this ratio is flagged
@@ -87,8 +130,6 @@ def load(path: str | os.PathLike | None = None, *, artifact: str | os.PathLike |
     if artifact is not None:
         a = Path(artifact)
         if a.is_file():
-            from .transports import sha256_file
-
             want_sha = sha256_file(a)
         elif all(ch in "0123456789abcdef" for ch in str(artifact).lower()) and len(str(artifact)) >= 8:
             want_sha = str(artifact).lower()
@@ -97,7 +138,7 @@ def load(path: str | os.PathLike | None = None, *, artifact: str | os.PathLike |
     last: dict[tuple, dict] = {}
     out = []
     for rec in read(path):
-        if not isinstance(rec, dict) or "sha256" not in rec:
+        if not _well_formed(rec):  # a hand-edited or foreign line: skipped like a torn one
             continue
         key = (rec.get("sha256"), rec.get("device"))
         prev = last.get(key)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 from typing import Any, Sequence
+from ..models import is_model_file
+from ..profiling import profile
 
 SLOW_FACTOR = 2.0
 MIN_SHARE = 0.03
@@ -39,8 +41,6 @@ def layer_mult_adds(model_info: dict | None) -> tuple[dict[str, int] | None, str
         return None, "the manifest does not say where the model came from: mult-adds unknown"
     import os
 
-    from ..models import is_model_file
-
     note = None
     if is_model_file(source):
         if not os.path.exists(source):
@@ -51,8 +51,6 @@ def layer_mult_adds(model_info: dict | None) -> tuple[dict[str, int] | None, str
                 "the artifact to record them)")
     opts.pop("weights", None)  # mult-adds do not depend on the weights
     try:
-        from ..profiling import profile
-
         rep = profile(source, **opts)
     except Exception as exc:  # noqa: BLE001 - a join is optional; say why it is missing
         return None, f"could not profile {source}: {type(exc).__name__}: {exc}"

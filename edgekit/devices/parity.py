@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._jsonable import JsonMixin
-from .verify_data import VerifyData
+from .._verify_data import VerifyData
+from ..exporters.verify import compare, sqnr_db
 
 
 @dataclass
@@ -56,7 +57,6 @@ def _top1(ref: np.ndarray, out: np.ndarray) -> float | None:
 def evaluate(vd: VerifyData, names: list[str], outputs: list[np.ndarray], *, precision: str,
              output_lsb: float | None = None) -> Parity:
     """Compare ``outputs`` (device, named ``names``) with ``vd``'s reference, per output and overall."""
-    from ..exporters.verify import compare, sqnr_db
 
     by_name = dict(zip(names, outputs))
     missing = [n for n in vd.output_names if n not in by_name]

@@ -22,53 +22,20 @@ A profile is a YAML mapping; every key is optional except ``transport``::
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .._jsonable import JsonMixin
+from .._units import MAX_THREADS
 from ..errors import InvalidArgument, UnknownNameError, did_you_mean
+from .device import DeviceSpec
+from .transports import TRANSPORTS
+from .runner import RunnerError, runtime_name
 
 _KEYS = {"name", "description", "transport", "host", "port", "user", "key_file", "known_hosts", "serial", "arch",
          "threads", "cpu_mask", "work_dir", "python", "benchmark_binary", "connect_timeout", "runtime", "notes"}
-
-
-@dataclass
-class DeviceSpec(JsonMixin):
-    """Where and how to run: a resolved profile or URL. ``name`` is what the results call the device."""
-
-    name: str
-    transport: str = "local"
-    host: str | None = None
-    port: int | None = None
-    user: str | None = None
-    key_file: str | None = None
-    known_hosts: str | None = None
-    serial: str | None = None
-    arch: str | None = None
-    threads: int | None = None
-    cpu_mask: str | None = None
-    work_dir: str | None = None
-    python: str | None = None
-    benchmark_binary: str | None = None
-    connect_timeout: float | None = None
-    runtime: str | None = None
-    description: str = ""
-    notes: str = ""
-    source: str | None = None  # the profile file, if any
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def replace(self, **changes: Any) -> "DeviceSpec":
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
-
-    @property
-    def uses_runner(self) -> bool:
-        """True when the device runs the Python runner; False for adb devices without Python (benchmark_model)."""
-        return self.transport != "adb" or bool(self.python)
 
 
 def search_path() -> list[Path]:
@@ -131,17 +98,15 @@ def load_profile(path: str | os.PathLike, name: str | None = None) -> DeviceSpec
         sugg = [did_you_mean(str(b), _KEYS, n=1) for b in bad]
         hint = "; ".join(f"{b!r}: {s}" for b, s in zip(bad, sugg) if s) or f"known keys: {sorted(_KEYS)}"
         raise InvalidArgument(f"device profile {path}: unknown key(s) {', '.join(bad)}", hint=hint)
-    from .transports import TRANSPORTS  # the transport registry (lazy: transports import this module)
-
     transport = str(data.get("transport", "")).lower()
     if transport not in TRANSPORTS.list():
         raise InvalidArgument(f"device profile {path}: transport must be one of {', '.join(TRANSPORTS.list())}, "
                               f"got {data.get('transport')!r}", hint=f"e.g. transport: ssh in {path.name}")
     data["transport"] = transport
     data.setdefault("name", name or path.stem)
-    for key, low in (("port", 1), ("threads", 1)):
+    for key, low, high in (("port", 1, None), ("threads", 1, MAX_THREADS)):
         if data.get(key) is not None:
-            data[key] = _int(data[key], key, low, path)
+            data[key] = _int(data[key], key, low, path, high)
     if data.get("port") is not None and data["port"] > 65535:
         raise InvalidArgument(f"device profile {path}: port must be 1-65535, got {data['port']}",
                               hint="e.g. port: 22")
@@ -174,7 +139,6 @@ def load_profile(path: str | os.PathLike, name: str | None = None) -> DeviceSpec
 
 def check_runtime(name: str, what: str = "--runtime") -> str | None:
     """A runtime name as the runner understands it (aliases: ai-edge-litert, tflite-runtime, ort); None = auto."""
-    from .runner import RunnerError, runtime_name
 
     try:
         return runtime_name(str(name))
@@ -182,15 +146,26 @@ def check_runtime(name: str, what: str = "--runtime") -> str | None:
         raise InvalidArgument(f"{what}: {exc.message}", hint=exc.hint) from exc
 
 
-def _int(value: Any, key: str, low: int, path: Path) -> int:
+def _int(value: Any, key: str, low: int, path: Path, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
-        raise InvalidArgument(f"device profile {path}: {key} must be a whole number, got {value!r}",
+        raise InvalidArgument(f"device profile {path}: {key} must be a whole number, got {_short(value)}",
+                              hint=f"e.g. {key}: {22 if key == 'port' else 4}")
+    if len(str(value).strip()) > 12:  # int() of a 100,000-digit string is slow and then refused by Python
+        raise InvalidArgument(f"device profile {path}: {key} {_short(value)} is out of range",
                               hint=f"e.g. {key}: {22 if key == 'port' else 4}")
     n = int(value)
     if n < low:
         raise InvalidArgument(f"device profile {path}: {key} must be >= {low}, got {n}",
                               hint=f"e.g. {key}: {22 if key == 'port' else 4}")
+    if high is not None and n > high:
+        raise InvalidArgument(f"device profile {path}: {key} must be <= {high}, got {n}",
+                              hint=f"e.g. {key}: {22 if key == 'port' else 4}")
     return n
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:40] + "..." + text[-10:]
 
 
 def _mask(value: Any, where: Any) -> str:

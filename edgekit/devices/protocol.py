@@ -2,7 +2,6 @@
 parsed into the same schema), plus on-device parity and per-op times when asked. Errors are edgekit errors."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
@@ -11,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidArgument, ModelLoadError, RemoteCommandError, RuntimeMissing
-from . import benchmark_model
+from .._io import json_loads
+from ..errors import EdgekitError, InvalidArgument, ModelLoadError, RemoteCommandError, RuntimeMissing
+from . import benchmark_model, parity
 from .artifacts import ArtifactInfo
 from .transports import Transport, sha256_file
+from .. import _tflite, _verify_data as verify_data
 
 RUNNER = Path(__file__).with_name("runner.py")
 INSTALL_HINT = ("on the device: pip install numpy ai-edge-litert   (older boards / Python < 3.10: "
@@ -47,7 +48,7 @@ def runner_doc(done, device: str) -> dict[str, Any]:
     doc = None
     if lines:
         try:
-            doc = json.loads(lines[-1])
+            doc = json_loads(lines[-1])
         except ValueError:
             doc = None
     if doc is None:
@@ -121,8 +122,6 @@ def name_every_custom_op(exc: ModelLoadError, art: ArtifactInfo) -> ModelLoadErr
     LiteRT lacks too (probed by :func:`edgekit._tflite.missing_custom_ops`)."""
     if art.format != "tflite" or "lacks the op(s)" not in exc.message:
         return exc
-    from .. import _tflite
-    from ..errors import EdgekitError
 
     try:
         custom = sorted(_tflite.read(Path(art.path).read_bytes(), Path(art.path).name).custom_ops)
@@ -146,8 +145,6 @@ def name_every_custom_op(exc: ModelLoadError, art: ArtifactInfo) -> ModelLoadErr
 def _parity(t: Transport, art: ArtifactInfo, s: Settings, vfile: str, doc: dict) -> dict[str, Any]:
     """Bring the device's outputs back (a host temp file, always removed) and compare them with the reference."""
     import numpy as np
-
-    from . import parity, verify_data
 
     fd, tmp = tempfile.mkstemp(prefix=".edgekit-outputs-", suffix=".npz")
     os.close(fd)

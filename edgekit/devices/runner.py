@@ -718,6 +718,10 @@ def parse_args(argv):
         raise RunnerError("bad_argument", "--runs must be >= 1")
     if args.threads is not None and args.threads < 1:
         raise RunnerError("bad_argument", "--threads must be >= 1")
+    cap = max(64, 8 * (os.cpu_count() or 1))  # the host bounds it too; this guards direct use on the device
+    if args.threads is not None and args.threads > cap:
+        raise RunnerError("bad_argument", "--threads %d is more than this device can use (%d cores); at most %d"
+                          % (args.threads, os.cpu_count() or 1, cap))
     if args.max_seconds <= 0:
         raise RunnerError("bad_argument", "--max-seconds must be > 0")
     if args.rounds < 1:

@@ -11,11 +11,11 @@ import sys
 import types
 from typing import Any
 
-from ._api import DoctorResult, doctor, export_within
+from ._api import DoctorResult, doctor, export, export_within
 from .ladder import Config, Rung
 from .stats import LayerStat
 
-__all__ = ["doctor", "export_within", "DoctorResult", "Rung", "Config", "LayerStat"]
+__all__ = ["doctor", "export", "export_within", "DoctorResult", "Rung", "Config", "LayerStat"]
 
 
 class _CallableModule(types.ModuleType):

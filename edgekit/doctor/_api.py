@@ -12,11 +12,21 @@ from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
 from .._spec import takes_spec
 from ..errors import BudgetNotMet, DataError, InvalidArgument
+from .. import exporters
+from ..exporters import ExportResult
 from ..specs.doctor import DoctorSpec
+from ..specs.export import DEFAULT_OPSET, ExportSpec
 from ..specs.model import ModelSpec
 from .evaluate import check_resolution, load_eval
 from .ladder import Config, Rung, Search, rung_from
 from .stats import LayerStat, worst_first
+from .._io import ensure_writable_dir
+from ..data import DATASETS, open_source, same_class_order
+from ..exporters._api import _preprocess_for, resolve_model, wrapper_kind
+from ..exporters.calibration import DEFAULT_CALIB_SAMPLES, _load, input_specs
+from ._onnx import OnnxBackend
+from ._tflite import TFLiteBackend
+from .ladder_run import run_ladder, write_choice
 
 
 
@@ -66,14 +76,10 @@ def doctor(spec: DoctorSpec, *, progress: Progress = no_progress) -> DoctorResul
     model. ``calib_data`` calibrates as in ``edgekit export``. ``train_data`` enables the QAT rung (tflite).
     Nothing is written without a budget, or when the budget is not met (``met=False``) unless ``keep_best``.
     """
-    from ..exporters._api import _preprocess_for, resolve_model, wrapper_kind
-    from ..exporters.calibration import DEFAULT_CALIB_SAMPLES, _load, input_specs
 
     model, max_drop, fmt, io, out = spec.model, spec.max_drop, spec.format, spec.io, spec.out
     calib_data, eval_data, calib_samples, seed = spec.calib_data, spec.eval_data, spec.calib_samples, spec.seed
     if max_drop is not None:
-        from .._io import ensure_writable_dir
-
         ensure_writable_dir(out, create=False)
 
     progress("doctor: loading model and data", 0, None)
@@ -140,7 +146,6 @@ def doctor(spec: DoctorSpec, *, progress: Progress = no_progress) -> DoctorResul
                                      "--epochs or samples, a higher --lr)")
         if max_drop is None:
             return result
-        from .ladder_run import run_ladder, write_choice
 
         measured = run_ladder(result, search, backend, kmodel, calib, n1, diagnose_samples=spec.diagnose_samples,
                               train_data=spec.train_data, qat_epochs=spec.qat_epochs, io=io, seed=seed,
@@ -157,11 +162,7 @@ def doctor(spec: DoctorSpec, *, progress: Progress = no_progress) -> DoctorResul
 
 def _backend(fmt: str, kmodel, io: str, work: Path, progress, opset: int | None):
     if fmt == "onnx":
-        from ..specs.export import DEFAULT_OPSET
-        from ._onnx import OnnxBackend
-
         return OnnxBackend(kmodel, io=io, workdir=work, progress=progress, opset=opset or DEFAULT_OPSET)
-    from ._tflite import TFLiteBackend
 
     return TFLiteBackend(kmodel, io=io, workdir=work, progress=progress)
 
@@ -169,7 +170,6 @@ def _backend(fmt: str, kmodel, io: str, work: Path, progress, opset: int | None)
 def _same_source(a, b) -> bool:
     if not isinstance(a, (str, Path)) or not isinstance(b, (str, Path)):
         return a is b
-    from ..data import DATASETS
 
     if str(a) in DATASETS and str(b) in DATASETS:
         return False  # train vs test split
@@ -200,9 +200,18 @@ def export_within(spec, *, progress: Progress = no_progress):
     return result.export
 
 
+@takes_spec(ExportSpec, positional=("model",))
+def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: dict | None = None) -> ExportResult:
+    """``edgekit.export``: :func:`edgekit.exporters.export`, or with ``max_drop`` the int8 doctor's ladder
+    (:func:`export_within`), which exports the first rung within that budget. Arguments:
+    :class:`edgekit.specs.ExportSpec`."""
+    if spec.ladder:
+        return export_within(spec, progress=progress)
+    return exporters.export(spec=spec, progress=progress, provenance=provenance)
+
+
 def _same_classes(train_data, eval_data, inputs, mode: str) -> None:
     """The QAT rung trains on --train-data and scores on --eval-data: label k must name the same class in both."""
-    from ..data import open_source, same_class_order
 
     if len(inputs) != 1 or not inputs[0].image:
         return

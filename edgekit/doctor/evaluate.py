@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, InvalidArgument
+from ..specs.doctor import check_max_drop  # noqa: F401 - its home is the spec; imported from here too
+from ..exporters.calibration import _load
 
 #: how many standard errors must fit in the budget
 Z = 2.0
@@ -47,27 +49,6 @@ class EvalSet:
         """Accuracy (or agreement with the float model) of ``top1`` predictions, in percent."""
         truth = self.labels if self.labels is not None else self.reference
         return 100.0 * float(np.mean(np.asarray(top1) == truth))
-
-
-def check_max_drop(value: Any) -> float | None:
-    """``--max-drop`` as a number of accuracy points >= 0 (None: diagnosis only)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise InvalidArgument(f"max_drop must be a number of accuracy points; received {value!r}",
-                              hint="e.g. --max-drop 1 (at most 1 point below the float model)")
-    try:
-        drop = float(value)
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"max_drop must be a number of accuracy points; received {value!r}",
-                              hint="e.g. --max-drop 1 (at most 1 point below the float model)") from None
-    if not math.isfinite(drop) or drop < 0:
-        raise InvalidArgument(f"max_drop must be a finite number of points >= 0; received {value!r}",
-                              hint="e.g. --max-drop 1 (at most 1 point below the float model)")
-    if drop >= 100:
-        raise InvalidArgument(f"max_drop={drop:g} points allows any model (accuracy is in percent)",
-                              hint="give the budget in accuracy points, e.g. --max-drop 1 for 1 %")
-    return drop
 
 
 def standard_error(p: float, n: int) -> float:
@@ -118,7 +99,6 @@ def load_eval(eval_data, kmodel, *, inputs, preprocess: str | None, eval_samples
               batch_size: int = 64) -> EvalSet:
     """Eval samples (a built-in dataset's test split, an image folder with one sub-folder per class, an ``.npz``
     with ``x`` and optional ``y``, or Python arrays) and the float model's predictions on them."""
-    from ..exporters.calibration import _load
 
     if eval_data is None:
         raise InvalidArgument("the doctor needs --eval-data (held-out samples to measure accuracy on)",

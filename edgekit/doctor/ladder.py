@@ -19,9 +19,11 @@ from typing import Any, Callable
 import numpy as np
 
 from .._jsonable import JsonMixin
-from ..errors import EdgekitError, InferenceError, InvalidArgument
+from ..errors import InferenceError, InvalidArgument
 from .evaluate import EvalSet, classifier_top1
 from .stats import LayerStat, consumers, worst_first
+from ..exporters.verify import run_artifact
+from ..devices.bench import local_latency
 
 #: the "more calibration samples" rung uses this many times the first rung's samples
 MORE_CALIBRATION = 4
@@ -101,7 +103,6 @@ class Search:
 
     def accuracy(self, path: Path) -> float:
         """The eval metric (percent) of the artifact at ``path`` in its runtime."""
-        from ..exporters.verify import run_artifact
         from ..runtimes import load
 
         session = load(path, threads=self.threads)
@@ -113,16 +114,7 @@ class Search:
 
     def latency(self, path: Path) -> tuple[float | None, str | None]:
         """p50 (ms) measured locally with the on-device harness (``edgekit bench --device local``)."""
-        from ..devices import bench
-
-        try:
-            r = bench([str(path)], ["local"], runs=self.latency_runs, warmup=5, threads=self.threads)[0]
-        except EdgekitError as exc:
-            return None, f"latency not measured: {exc}"
-        if r.status != "ok":
-            return None, f"latency not measured: {r.status}: {r.error}"
-        return r.p50_ms, (f"local {r.runtime} {r.runtime_version or ''}, {r.threads or 'default'} threads, "
-                          f"{r.count} runs")
+        return local_latency(path, runs=self.latency_runs, threads=self.threads)
 
 
 def rung_from(name: str, m: Measured, max_drop: float | None, **extra: Any) -> Rung:

@@ -7,9 +7,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .._io import sha256_file as sha256
+from .._io import sha256_file as sha256, write_text_atomic
 from .ladder import MORE_CALIBRATION, Config, Measured, Rung, Search, float_layer_search, rung_from
 from .stats import worst_first
+from ..compression import Pipeline
 
 #: verification samples of the written artifact (export's check against Keras, recorded in the manifest)
 VERIFY_SAMPLES = 1000
@@ -108,7 +109,6 @@ def run_ladder(result, search: Search, backend, kmodel, calib, n1: int, *, diagn
 def _qat(kmodel, train_data, epochs: int, seed: int, preprocess: str, progress):
     """A quantization-aware copy of ``kmodel`` fine-tuned on ``train_data`` (edgekit's QAT stage)."""
     from .._keras import keras
-    from ..compression import Pipeline
 
     clone = keras.models.clone_model(kmodel)
     clone.set_weights(kmodel.get_weights())
@@ -174,7 +174,6 @@ def write_choice(result, measured: dict[str, Measured], kmodel, *, search: Searc
     its manifest: rung, float layers, cost against plain int8, every rung tried, the recipe keys."""
     import yaml
 
-    from .._io import write_text_atomic
     from ..exporters import export
 
     name = result.chosen or result.best

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._io import ensure_writable_dir
+from .._io import created_dir, ensure_writable_dir
 from .._jsonable import JsonMixin
 from .._layers import wrappers
 from .._progress import Progress, no_progress
-from ..devices.verify_data import VERIFY_SUFFIX, write as write_verify_data
 from .._spec import takes_spec
+from .._verify_data import VERIFY_SUFFIX, write as write_verify_data
 from ..errors import ExportError, InvalidArgument, ModelLoadError, VerificationError
 from . import manifest
 from ._staging import Staging, check_destinations
@@ -21,6 +21,8 @@ from .calibration import CalibrationInfo, input_specs, plan
 from .inspection import inspect
 from .verify import (FAILED, Verification, classifier_outputs, compare, feed_order, keras_outputs, paired_reference,
                      run_artifact)
+from ..models import preprocess_mode, resolve, zoo_entry_for
+from ..profiling import profile
 
 
 
@@ -76,7 +78,6 @@ def wrapper_kind(model) -> tuple[bool, dict[str, int]]:
 
 def resolve_model(model, options: dict[str, Any]):
     """A zoo name, a model file or a keras.Model -> (keras.Model, manifest info)."""
-    from ..models import resolve
 
     kmodel = resolve(model, **options)
     return kmodel, {"source": "keras.Model object" if kmodel is model else str(model)}
@@ -91,7 +92,6 @@ def _preprocess_for(kmodel, preprocess: str | None, inputs) -> tuple[str | None,
         return None, "no image inputs (data is taken as given)"
     if preprocess is not None:  # checked by ExportSpec
         return preprocess, "given"
-    from ..models import preprocess_mode, zoo_entry_for
 
     if zoo_entry_for(kmodel.name.lower()) is not None:  # zoo models (also loaded from a file) keep their name
         return preprocess_mode(kmodel), "model"
@@ -110,7 +110,6 @@ def _failure_hint(prec, qat: bool) -> str:
 
 def _mult_adds(kmodel) -> dict:
     """Per-layer mult-adds for the manifest (what bench --profile-ops joins per-op times with, from any directory)."""
-    from ..profiling import profile
 
     try:
         rep = profile(kmodel)
@@ -137,15 +136,12 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
     entropy / percentile for the onnx format. ``provenance`` (from compress and recipes): what the model object
     was built from (``source``, ``options``) and the run that made it (``recipe``, ``stages``, ...), for the manifest.
 
-    ``max_drop`` (accuracy points, measured on ``eval_data``) runs the int8 doctor's ladder instead and exports the
-    first rung within it (:func:`edgekit.doctor.doctor`; ``train_data`` adds the QAT rung); the result's ``doctor``
-    holds what was tried. Budget not met: :class:`~edgekit.errors.BudgetNotMet` (nothing written unless
-    ``keep_best``).
+    ``max_drop`` (accuracy points, measured on ``eval_data``) runs the int8 doctor's ladder instead: that is
+    :func:`edgekit.export` (:func:`edgekit.doctor.export`), which composes the two; this function refuses it.
     """
     if spec.ladder:
-        from ..doctor import export_within
-
-        return export_within(spec, progress=progress)
+        raise InvalidArgument("max_drop runs the int8 doctor's ladder, which edgekit.exporters.export does not run",
+                              hint="call edgekit.export(...) (edgekit.doctor.export), which exports within the budget")
     model, prec, fmts, model_options = spec.model, spec.precision, list(spec.formats), spec.model_options()
     calib_data, calib_samples, verify_data, verify_samples = (spec.calib_data, spec.calib_samples, spec.verify_data,
                                                               spec.verify_samples)
@@ -187,9 +183,8 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
     in_names = [s.name for s in inputs]
     warnings = list(samples.info.warnings)
 
-    out_dir = ensure_writable_dir(out)
     staged: list[Artifact] = []
-    with Staging(out_dir) as st:
+    with created_dir(out) as out_dir, Staging(out_dir) as st:  # a failure leaves neither files nor a new folder
         for f in fmts:
             exporter = EXPORTERS.get(f)
             filename = files[f]

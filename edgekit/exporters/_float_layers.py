@@ -13,6 +13,7 @@ import re
 from typing import Iterable, Mapping, Sequence
 
 from ..errors import InvalidArgument, did_you_mean
+from .._layers import walk_layers
 
 _SPLIT = re.compile(r"[;/:]")
 _SCOPE_SUFFIX = re.compile(r"_[0-9]+$")
@@ -21,7 +22,6 @@ _SCOPE_SUFFIX = re.compile(r"_[0-9]+$")
 def keras_layer_names(model) -> list[str]:
     """Every layer name of ``model`` (nested models walked; input layers and the nested models themselves left out:
     their names prefix every op inside them), in model order."""
-    from .._layers import walk_layers
 
     names: list[str] = []
     for layer in walk_layers(model):

@@ -1,39 +1,18 @@
-"""Precisions, the exporter base class and the EXPORTERS registry (one entry per file format).
+"""The exporter base class and the EXPORTERS registry (one converter per file format of
+:data:`edgekit.specs.formats.FORMATS`).
 
 Exporters receive the validated, frozen :class:`edgekit.specs.ExportSpec` (or the export options of a compress
 run); ``spec.qat`` says the model is quantization-aware."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidArgument
 from ..registry import Registry
 from ..specs.export import ExportOptions, ExportSpec
-
-
-@dataclass(frozen=True)
-class Precision:
-    """A ``quantize=`` value: ``label`` goes into artifact names; ``calibrated`` ones need representative data."""
-
-    name: str
-    label: str
-    calibrated: bool
-    description: str
-
-
-#: quantize= values (aliases accepted); unknown ones get a did-you-mean
-PRECISIONS: Registry[Precision] = Registry("precision")
-for _p, _aliases in [
-    (Precision("none", "float32", False, "float32 weights and activations"), ("float32", "fp32", "float")),
-    (Precision("fp16", "float16", False, "float16 weights, float32 compute"), ("float16", "half")),
-    (Precision("dynamic", "dynamic", False, "int8 weights, activations quantized on the fly"), ("dynamic-range",)),
-    (Precision("int8", "int8", True, "full integer: int8 weights and activations, calibrated"), ("full-int8",)),
-    (Precision("int16x8", "int16x8", True, "int16 activations, int8 weights, calibrated"), ("int16",)),
-]:
-    PRECISIONS.add(_p.name, _p, aliases=_aliases)
-
+# the format/precision table lives at the specs level (no TensorFlow); its names are re-exported here
+from ..specs.formats import (FORMATS, PRECISIONS, Format, Precision, calibration_methods, format_of,  # noqa: F401
+                             io_types, precision_tokens, suffixes)
 
 
 class Exporter:
@@ -57,36 +36,8 @@ class Exporter:
     calibration_methods: tuple[str, ...] = ("minmax",)
 
     def check(self, spec: ExportOptions) -> None:
-        if spec.quantize not in self.precisions:
-            raise InvalidArgument(f"format {self.name!r} does not support quantize={spec.quantize!r}",
-                                  hint=f"{self.name} supports: {', '.join(self.precisions)}")
-        allowed_io = self.io_types.get(spec.quantize, ("float",))
-        if spec.io not in allowed_io:
-            raise InvalidArgument(f"io={spec.io!r} does not apply to {self.name} quantize={spec.quantize!r}",
-                                  hint=f"use io in ({', '.join(allowed_io)}) for that combination, or export the "
-                                       f"formats separately")
-        if spec.per_tensor and spec.quantize not in self.per_tensor:
-            raise InvalidArgument(f"per_tensor does not apply to {self.name} quantize={spec.quantize!r}",
-                                  hint=f"per-tensor weights exist for quantize in ({', '.join(self.per_tensor)})")
-        if spec.qat and not self.qat:
-            raise InvalidArgument(f"format {self.name!r} cannot export a quantization-aware (QAT) model",
-                                  hint="export QAT models with format tflite and quantize int8")
-        if spec.qat and spec.quantize != "int8":
-            raise InvalidArgument(f"a quantization-aware (QAT) model exports as int8; received quantize={spec.quantize!r}",
-                                  hint="use --quantize int8, or strip QAT and export the float model")
-        if spec.float_layers and (spec.quantize != "int8" or spec.qat):
-            raise InvalidArgument(f"float_layers (layers kept in float) apply to post-training int8; received "
-                                  f"quantize={spec.quantize!r}{' of a QAT model' if spec.qat else ''}",
-                                  hint="use --quantize int8 with --float-layers, or drop --float-layers")
-        if spec.calibration_method != "minmax":
-            if not spec.precision.calibrated or spec.qat:
-                raise InvalidArgument(f"calibration_method={spec.calibration_method!r} applies to calibrated "
-                                      f"precisions (int8, int16x8); received quantize={spec.quantize!r}",
-                                      hint="drop --calibration-method, or use --quantize int8")
-            if spec.calibration_method not in self.calibration_methods:
-                raise InvalidArgument(f"format {self.name!r} has no {spec.calibration_method!r} calibration",
-                                      hint=f"{self.name} calibrates with: {', '.join(self.calibration_methods)}; "
-                                           "export that format separately")
+        """The format's own rules: its row of the format table checks them."""
+        FORMATS.get(self.name).check(spec)
 
     def convert(self, model, spec: ExportSpec, calib_xs, dest: Path, progress) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
@@ -111,54 +62,14 @@ EXPORTERS: Registry[Exporter] = Registry("export format")
 
 
 def register_exporter(cls: type[Exporter], aliases: tuple[str, ...] = ()) -> type[Exporter]:
-    """Register a format: its entry carries what everything else reads (suffix, runtime, precisions, I/O types,
-    per-tensor precisions, calibration methods, QAT support). A new format is one module calling this."""
+    """Register a format's converter; a format without a row in :data:`edgekit.specs.formats.FORMATS` gets one from
+    the class's attributes (suffix, runtime, precisions, I/O types, per-tensor precisions, calibration methods, QAT
+    support), which everything else reads. A new format is one module calling this."""
+    if cls.name not in FORMATS:
+        FORMATS.add(cls.name, Format(cls.name, cls.suffix, cls.runtime, precisions=tuple(cls.precisions),
+                                     io_types=dict(cls.io_types), per_tensor=tuple(cls.per_tensor), qat=cls.qat,
+                                     calibration_methods=tuple(cls.calibration_methods)), aliases=aliases)
     EXPORTERS.add(cls.name, cls(), aliases=aliases, suffix=cls.suffix, runtime=cls.runtime,
                   precisions=cls.precisions, io_types=dict(cls.io_types), per_tensor=cls.per_tensor,
                   calibration_methods=cls.calibration_methods, qat=cls.qat)
     return cls
-
-
-def io_types() -> tuple[str, ...]:
-    """Every ``io=`` value some registered format takes (``float`` first)."""
-    found = ["float"]
-    for e in EXPORTERS.entries(sort=False):
-        found += [io for ios in e.meta["io_types"].values() for io in ios if io not in found]
-    return tuple(found)
-
-
-def calibration_methods() -> tuple[str, ...]:
-    """Every ``calibration_method=`` some registered format implements."""
-    found: list[str] = []
-    for e in EXPORTERS.entries(sort=False):
-        found += [m for m in e.meta["calibration_methods"] if m not in found]
-    return tuple(found)
-
-
-def format_of(path: str | Path) -> str | None:
-    """The registered format whose suffix ``path`` has (None when no format writes such files)."""
-    suffix = Path(path).suffix.lower()
-    return next((e.name for e in EXPORTERS.entries() if e.meta["suffix"] == suffix), None)
-
-
-def suffixes() -> list[str]:
-    """``.tflite``, ``.onnx``, ...: the file suffixes of the registered formats (in registration order)."""
-    return [e.meta["suffix"] for e in EXPORTERS.entries(sort=False)]
-
-
-def precision_tokens() -> list[tuple[str, str]]:
-    """``(token, precision label)`` read in artifact file names, most specific first: each precision's name, label
-    and aliases, and the integer I/O types of calibrated precisions (``uint8`` -> ``int8``)."""
-    tokens: list[tuple[str, str]] = []
-    # float32 last (its tokens are the vaguest), int8 just before it ("dynamic_int8" names a dynamic-range model)
-    order = sorted(reversed(list(PRECISIONS.entries())), key=lambda e: (e.obj.label == "float32", e.name == "int8"))
-    for e in order:
-        for tok in (e.obj.label, e.name, *e.aliases):
-            if tok != "none" and tok not in [t for t, _ in tokens]:
-                tokens.append((tok.replace("-", "_"), e.obj.label))
-    for ex in EXPORTERS.entries():
-        for prec, ios in ex.meta["io_types"].items():
-            for io in ios:
-                if io != "float" and io not in [t for t, _ in tokens]:
-                    tokens.append((io, PRECISIONS.get(prec).label))
-    return tokens

@@ -21,7 +21,7 @@ import numpy as np
 
 from .._jsonable import JsonMixin
 from .._units import human
-from ..data import DATASETS, Dataset, load
+from ..data import DATASETS, Dataset, load, preprocess as prep
 from ..errors import DataError, EdgekitWarning, InvalidArgument
 
 DEFAULT_CALIB_SAMPLES = 300
@@ -126,7 +126,6 @@ def synthetic(inputs: Sequence[InputSpec], preprocess: str, n: int, seed: int = 
     """Random inputs in each input's real range: image inputs get uniform pixels (0..255) through the model's
     preprocessing, other float inputs uniform values in [-1, 1]. Generated in the final dtypes (no int64/float64
     intermediates: a 4096x4096x3 sample is 192 MiB in float32)."""
-    from ..data import preprocess as prep
 
     rng = np.random.default_rng(seed)
     xs = []

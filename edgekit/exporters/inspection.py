@@ -18,6 +18,10 @@ import numpy as np
 
 from .._jsonable import JsonMixin
 from ..errors import InvalidArgument, MissingDependency, ModelLoadError, map_errors
+from ..specs.formats import format_of, suffixes
+from .. import _tflite
+from .._tflite import missing_custom_ops
+from ..runtimes import package_version
 
 #: ops that only move data between integer and float domains
 _BOUNDARY_OPS = {"QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Cast"}
@@ -78,8 +82,6 @@ def inspect(path: str | os.PathLike) -> InspectReport:
     p = Path(path)
     if not p.is_file():
         raise InvalidArgument(f"{str(p)!r} is not a file", hint="give a .tflite or .onnx file")
-    from . import format_of, suffixes
-
     readers = {"tflite": _inspect_tflite, "onnx": _inspect_onnx}  # format (registry name) -> its reader
     fmt = format_of(p)
     if fmt not in readers:
@@ -94,8 +96,6 @@ def _hist(items) -> dict[str, int]:
 
 # ----------------------------------------------------------------------------------------------------- tflite
 def _inspect_tflite(p: Path) -> InspectReport:
-    from .. import _tflite
-
     fb = _tflite.read(p.read_bytes(), p.name)
     sg = fb.main
     tensors = sg.tensors
@@ -126,11 +126,12 @@ def _inspect_tflite(p: Path) -> InspectReport:
         if out.scale is None and out.dtype.startswith("float"):
             near = None
             if is_input:
-                near = next((o.outputs[0] for o in consumers.get(index, []) if o.name == "QUANTIZE"), None)
+                near = next((o.outputs[0] for o in consumers.get(index, []) if o.name == "QUANTIZE" and o.outputs),
+                            None)
             else:
                 op = producers.get(index)
-                near = op.inputs[0] if op is not None and op.name == "DEQUANTIZE" else None
-            if near is not None and tensors[near].quantized:
+                near = op.inputs[0] if op is not None and op.name == "DEQUANTIZE" and op.inputs else None
+            if near is not None and near >= 0 and tensors[near].quantized:
                 nt = tensors[near]
                 out.scale, out.zero_point = nt.scales[0], nt.zero_points[0] if nt.zero_points else 0
                 out.via = "quantize" if is_input else "dequantize"
@@ -179,8 +180,6 @@ def _inspect_tflite(p: Path) -> InspectReport:
     custom = fb.custom_ops
     missing = _missing_ops(custom)
     if missing:
-        from ..runtimes import package_version
-
         warnings.append(f"custom op{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                         f"{'are' if len(missing) > 1 else 'is'} not in the local LiteRT "
                         f"{package_version('ai-edge-litert') or ''}".rstrip()
@@ -204,7 +203,6 @@ def _missing_ops(custom: dict[str, int]) -> list[str] | None:
         return []
     if importlib.util.find_spec("ai_edge_litert") is None:
         return None
-    from .._tflite import missing_custom_ops
 
     return missing_custom_ops(sorted(custom))
 
@@ -224,7 +222,8 @@ def _inspect_onnx(p: Path) -> InspectReport:
         raise MissingDependency("onnx", "onnx", purpose="to read .onnx files") from exc
     from google.protobuf.message import DecodeError
 
-    with map_errors({DecodeError: ModelLoadError, onnx.checker.ValidationError: ModelLoadError},
+    with map_errors({DecodeError: ModelLoadError, onnx.checker.ValidationError: ModelLoadError,
+                     UnicodeDecodeError: ModelLoadError},  # the checker decodes names: a damaged byte in one
                     f"cannot read {p.name} as ONNX", hint="is it an .onnx model? re-export it with edgekit export"):
         model = onnx.load(str(p))
         onnx.checker.check_model(model)

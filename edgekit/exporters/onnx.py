@@ -20,8 +20,10 @@ import numpy as np
 
 from ..errors import ExportError, MissingDependency, map_errors
 from ._float_layers import keras_layer_names, layers_in, nodes_for
-from .base import Exporter, ExportSpec, register_exporter
+from .base import FORMATS, Exporter, ExportSpec, register_exporter
 from .calibration import input_names
+from .. import _keras3
+from ..runtimes import import_onnxruntime
 
 
 def _require():
@@ -29,7 +31,6 @@ def _require():
         import onnx  # noqa: F401
         import tf2onnx  # noqa: F401
 
-        from ..runtimes import import_onnxruntime
         import_onnxruntime()  # the first import, with telemetry off (onnxruntime.quantization imports it too)
     except ImportError as exc:
         raise MissingDependency(getattr(exc, "name", None) or "tf2onnx", "onnx", purpose="to export ONNX") from exc
@@ -49,14 +50,11 @@ def _foreign_errors(message: str, hint: str | None = None):
 
 
 class OnnxExporter(Exporter):
+    # the format's data: its row of the format table (edgekit.specs.formats)
     name = "onnx"
-    suffix = ".onnx"
-    runtime = "onnxruntime"
-    precisions = ("none", "fp16", "dynamic", "int8")
-    io_types = {}
-    per_tensor = ("int8",)
-    qat = False
-    calibration_methods = ("minmax", "entropy", "percentile")
+    _row = FORMATS.get(name)
+    suffix, runtime, precisions, io_types = _row.suffix, _row.runtime, _row.precisions, _row.io_types
+    per_tensor, qat, calibration_methods = _row.per_tensor, _row.qat, _row.calibration_methods
 
     def convert(self, model, spec: ExportSpec, calib_xs, dest: Path, progress) -> dict[str, Any]:
         _require()
@@ -65,7 +63,6 @@ class OnnxExporter(Exporter):
         label = spec.precision.label
         progress(f"converting onnx {label}", 0, None)
         proto = to_onnx(model, spec.opset_or_default)
-        from .. import _keras3
 
         how = ("keras 3 ExportArchive -> tf2onnx.convert.from_graph_def" if _keras3.is_model(model)
                else "tf2onnx.convert.from_keras")
@@ -211,7 +208,6 @@ def to_onnx(model, opset: int):
     _require()
     import tf2onnx
 
-    from .. import _keras3
     from .._keras import tf
 
     if _keras3.is_model(model):
@@ -230,8 +226,6 @@ def _keras3_to_onnx(model, opset: int):
     """A Keras 3 model -> ONNX through the SavedModel of its own export path; I/O named like the Keras model."""
     import tf2onnx
     from tf2onnx import tf_loader
-
-    from .. import _keras3
 
     with tempfile.TemporaryDirectory(prefix="edgekit-keras3-") as tmp, \
             _foreign_errors(f"tf2onnx failed (opset {opset})", hint="try another --opset, or the tflite format"):

@@ -22,18 +22,16 @@ import numpy as np
 from .. import _keras3
 from ..errors import ExportError, map_errors
 from ._float_layers import keras_layer_names, layers_in, nodes_for
-from .base import Exporter, ExportSpec, register_exporter
+from .base import FORMATS, Exporter, ExportSpec, register_exporter
 from .calibration import input_names
 
 
 class TFLiteExporter(Exporter):
+    # the format's data: its row of the format table (edgekit.specs.formats)
     name = "tflite"
-    suffix = ".tflite"
-    runtime = "litert"
-    precisions = ("none", "fp16", "dynamic", "int8", "int16x8")
-    io_types = {"int8": ("float", "int8", "uint8"), "int16x8": ("float", "int16")}
-    per_tensor = ("int8", "int16x8")
-    qat = True
+    _row = FORMATS.get(name)
+    suffix, runtime, precisions, io_types = _row.suffix, _row.runtime, _row.precisions, _row.io_types
+    per_tensor, qat, calibration_methods = _row.per_tensor, _row.qat, _row.calibration_methods
 
     def convert(self, model, spec: ExportSpec, calib_xs, dest: Path, progress) -> dict[str, Any]:
         progress(f"converting tflite {spec.precision.label}", 0, None)

@@ -16,6 +16,7 @@ from ..errors import InvalidArgument
 from ._builder import COMMON_OPTIONS, MODELS, BuildConfig, Imagenet, make_config, register_model
 from ._files import MODEL_FILE_SUFFIXES, check_model_file, load_model_file, parse_input_shape, read_stored, with_input_shape
 from ._safety import UntrustedModelCode
+from .. import _keras3
 
 
 @dataclass
@@ -114,7 +115,6 @@ def resolve(model: Any, *, tf_keras: bool = False, trust_model_code: bool = Fals
     free input dimensions. ``tf_keras=True`` (the training and compression stages) translates a Keras 3 model into
     an equivalent tf-keras one (``edgekit._keras3.to_tf_keras``, checked numerically).
     """
-    from .. import _keras3
     from .._keras import keras
 
     options = {k: v for k, v in options.items() if v is not None}

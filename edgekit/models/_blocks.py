@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 from typing import Any
+from ..errors import InvalidArgument
+from ._builder import check_range
 
 
 def conv_bn_relu(x: Any, filters: int, kernel: int, name: str, *, strides: int = 1, padding: str = "same",
@@ -27,8 +29,6 @@ def classifier(x: Any, classes: int, dropout: float, *, pool: bool = True) -> An
 
 def dropout_option(cfg: Any, default: float) -> float:
     """The ``dropout`` option in [0, 1)."""
-    from ..errors import InvalidArgument
-    from ._builder import check_range
 
     rate = check_range("dropout", cfg.get("dropout", default), 0.0, 1.0, low_open=False)
     if rate >= 1.0:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterator
 
 from ..errors import InvalidArgument, ModelLoadError, WeightsUnavailable
 from ..registry import Registry
+from ._files import load_model_file
 
 MODELS: Registry[Callable[["BuildConfig"], Any]] = Registry("model")
 
@@ -231,8 +232,6 @@ def load_weights(model: Any, path: str, *, trust_model_code: bool = False) -> No
     weights are copied in order. Mismatches raise ModelLoadError.
     """
     if is_full_model_file(path):
-        from . import load_model_file
-
         saved = load_model_file(path, trust_model_code=trust_model_code)
         ours, theirs = model.get_weights(), saved.get_weights()
         mismatch = len(ours) != len(theirs) or any(a.shape != b.shape for a, b in zip(ours, theirs))

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Mapping, Sequence
 from .._layers import TFMOT_WRAPPERS
 from ..errors import InvalidArgument, ModelLoadError
 from ._safety import check_no_code
+from .. import _keras3
 
 #: file suffixes taken as a user model file rather than a zoo name
 MODEL_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
@@ -155,8 +156,6 @@ def load_model_file(path: Any, *, trust_model_code: bool = False, input_shape: A
     """
     stored = check_model_file(path, trust_model_code=trust_model_code)
     if stored.keras3:
-        from .. import _keras3
-
         with _loadable(stored) as p:
             model = _keras3.load(p, safe_mode=not trust_model_code)
     else:

@@ -15,6 +15,7 @@ import numbers
 from ._blocks import dropout_option
 from ._builder import (ALPHA_RANGE, BuildConfig, Imagenet, check_range, finish, fresh_names, imagenet_download,
                        load_weights, register_model)
+from ..errors import InvalidArgument
 
 PAPER = dict(paper="MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications",
              arxiv="https://arxiv.org/abs/1704.04861")
@@ -35,8 +36,6 @@ def build(cfg: BuildConfig):
     alpha = check_range("alpha", cfg.get("alpha", 1.0), *ALPHA_RANGE)
     dm = cfg.get("depth_multiplier", 1)
     if isinstance(dm, bool) or not isinstance(dm, numbers.Integral) or dm < 1:
-        from ..errors import InvalidArgument
-
         raise InvalidArgument(f"depth_multiplier must be an integer >= 1; received depth_multiplier={dm!r}",
                               hint="use --depth-multiplier 1 (the paper's; rho, not this, scales the resolution)")
     dm = int(dm)

@@ -18,9 +18,9 @@ def lazy(module: str, attr: str) -> Callable[[], Any]:
     return get
 
 
-PRECISIONS = lazy("edgekit.exporters.base", "PRECISIONS")
-EXPORTERS = lazy("edgekit.exporters", "EXPORTERS")
-IO_TYPES = lazy("edgekit.exporters", "io_types")
-CALIBRATION_METHODS = lazy("edgekit.exporters", "calibration_methods")
+PRECISIONS = lazy("edgekit.specs.formats", "PRECISIONS")
+EXPORTERS = lazy("edgekit.specs.formats", "FORMATS")
+IO_TYPES = lazy("edgekit.specs.formats", "io_types")
+CALIBRATION_METHODS = lazy("edgekit.specs.formats", "calibration_methods")
 PREPROCESS_MODES = lazy("edgekit.data", "PREPROCESS_MODES")
 OPTIMIZERS = lazy("edgekit.compression.train", "OPTIMIZERS")

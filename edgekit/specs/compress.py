@@ -15,7 +15,8 @@ from .._spec import FieldInfo, Spec, option, spec
 from ..errors import PipelineError
 from . import _choices
 from .export import ExportOptions
-from .stages import ClusterSpec, DistillSpec, PruneSpec, QATSpec, StageSpec, TrainStageSpec
+from .stages import (ClusterSpec, DistillSpec, ExportStageSpec, PruneSpec, QATSpec, StageSpec, TrainStageSpec,
+                     check_export_after, check_order, stage_spec)
 from .train import FitSpec
 
 #: stage name -> its spec class, in the one valid order of the flag API
@@ -120,6 +121,20 @@ class CompressSpec(ExportOptions, FitSpec):
             return None
         return {**{k: getattr(self, k) for k in ExportOptions.keys()}, "latency": self.latency}
 
+    def check_stages(self) -> None:
+        """The stages of this spec, checked as plain data before anything trains: each stage's parameters, the
+        export at the end when ``quantize`` is given, the stage order, and qat followed by an int8 export."""
+        chain = [stage_spec(entry) for entry in self.stage_entries()]
+        export = self.export_options()
+        if export is not None:
+            if any(name == "export" for name, _ in chain):
+                raise PipelineError("the stages list already ends in export; drop quantize (or the export stage)")
+            chain.append(("export", ExportStageSpec.build(None, **export)))
+        names = [name for name, _ in chain]
+        check_order(names)
+        if names and names[-1] == "export":
+            check_export_after(names[:-1], chain[-1][1].quantize)
+
     # -- rules ------------------------------------------------------------------------------------------------------
     def validate(self) -> None:
         flags = [s for s in FLAG_STAGES if self.enabled(s)]
@@ -135,9 +150,7 @@ class CompressSpec(ExportOptions, FitSpec):
                             hint="give --prune/--cluster/--qat/--distill-from/--train-epochs or --quantize")
         if self.save_model is not None and Path(self.save_model).suffix not in (".keras", ".h5"):
             raise self.fail(f"save_model {self.save_model!r} must end in .keras or .h5")
-        from ..compression.api import build_stages
-
-        build_stages(self)  # stage parameters, stage order, qat then a non-int8 export: before any training
+        self.check_stages()  # stage parameters, stage order, qat then a non-int8 export: before any training
         if self.quantize is not None:
             self.check_export()  # the formats' own rules (this model is quantization-aware when qat is set)
 

@@ -2,14 +2,38 @@
 command/API: a model, its calibration data and those options)."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from .._spec import Spec, option, spec
+from .._units import MAX_THREADS, THREADS_HINT
+from ..errors import InvalidArgument
 from . import _choices
 from .model import ModelSpec
 
 #: formats the doctor diagnoses
 DOCTOR_FORMATS = ("tflite", "onnx")
+
+
+def check_max_drop(value: Any) -> float | None:
+    """``--max-drop`` as a number of accuracy points >= 0 (None: diagnosis only)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidArgument(f"max_drop must be a number of accuracy points; received {value!r}",
+                              hint="e.g. --max-drop 1 (at most 1 point below the float model)")
+    try:
+        drop = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgument(f"max_drop must be a number of accuracy points; received {value!r}",
+                              hint="e.g. --max-drop 1 (at most 1 point below the float model)") from None
+    if not math.isfinite(drop) or drop < 0:
+        raise InvalidArgument(f"max_drop must be a finite number of points >= 0; received {value!r}",
+                              hint="e.g. --max-drop 1 (at most 1 point below the float model)")
+    if drop >= 100:
+        raise InvalidArgument(f"max_drop={drop:g} points allows any model (accuracy is in percent)",
+                              hint="give the budget in accuracy points, e.g. --max-drop 1 for 1 %")
+    return drop
 
 
 @spec
@@ -33,8 +57,6 @@ class LadderOptions(Spec):
     def check_ladder(self) -> None:
         """``max_drop`` as a number of points; the options that need it."""
         if self.max_drop is not None:
-            from ..doctor.evaluate import check_max_drop
-
             object.__setattr__(self, "max_drop", check_max_drop(self.max_drop))
         elif self.train_data is not None or self.keep_best:
             raise self.fail(f"{'train_data' if self.train_data is not None else 'keep_best'} goes with max_drop "
@@ -63,7 +85,8 @@ class DoctorSpec(LadderOptions, ModelSpec):
     out: str = option("artifacts", help="Output folder of the chosen artifact.")
     preprocess: str | None = option(None, choices=_choices.PREPROCESS_MODES,
                                     help="Input preprocessing for user models (zoo models know theirs).")
-    threads: int | None = option(None, gt=0, help="Interpreter threads (evaluation and latency).")
+    threads: int | None = option(None, gt=0, le=MAX_THREADS, hint=THREADS_HINT,
+                                 help="Interpreter threads (evaluation and latency).")
     latency_runs: int = option(50, gt=0, help="Timed runs per rung for the local p50.")
     opset: int | None = option(None, help="ONNX opset (default 17; with --format onnx).")
     seed: int = option(0, help="Seed for sample selection.")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from .._spec import Spec, derived, option, spec
+from .._units import MAX_THREADS, THREADS_HINT
 from . import _choices
 from .doctor import LadderOptions, check_export_ladder
+from .formats import FORMATS, PRECISIONS
 from .model import ModelSpec
 
 #: calibration samples when none are given (export, compress and recipes alike)
@@ -36,7 +38,8 @@ class ExportOptions(Spec):
     verify_samples: int | None = option(None, expect="positive",
                                         help=f"Verification samples (default {DEFAULT_VERIFY_SAMPLES}).", gt=0)
     opset: int | None = option(None, help=f"ONNX opset (default {DEFAULT_OPSET}; with --format onnx).")
-    threads: int | None = option(None, gt=0, help="Interpreter threads for verification.")
+    threads: int | None = option(None, gt=0, le=MAX_THREADS, hint=THREADS_HINT,
+                                 help="Interpreter threads for verification.")
     float_layers: tuple[str, ...] = option((), separator=",", metavar="LAYERS", expect="Keras layer names",
                                            hint="e.g. --float-layers conv_pw_5,conv_dw_6 (names from `edgekit "
                                                 "doctor`)",
@@ -49,9 +52,7 @@ class ExportOptions(Spec):
 
     @property
     def precision(self):
-        """The :class:`edgekit.exporters.Precision` of ``quantize``."""
-        from ..exporters.base import PRECISIONS
-
+        """The :class:`edgekit.specs.formats.Precision` of ``quantize``."""
         return PRECISIONS.get(self.quantize)
 
     def validate(self) -> None:
@@ -64,9 +65,7 @@ class ExportOptions(Spec):
             object.__setattr__(self, "float_layers", tuple(dict.fromkeys(self.float_layers)))
         prec = self.precision
         if not self.formats:
-            from ..exporters import EXPORTERS
-
-            raise self.fail("no export format given", hint=f"use one or more of: {', '.join(EXPORTERS.list())}")
+            raise self.fail("no export format given", hint=f"use one or more of: {', '.join(FORMATS.list())}")
         if self.calib_data is not None and not prec.calibrated:
             raise self.fail(f"calib_data does not apply to quantize={prec.name!r} (nothing is calibrated)",
                             hint="use quantize int8 or int16x8, or drop --calib-data (use --verify-data for "
@@ -79,10 +78,8 @@ class ExportOptions(Spec):
                             hint="a positive --calib-samples goes with --quantize int8/int16x8")
         if self.opset is not None and "onnx" not in self.formats:
             raise self.fail("opset applies to the onnx format only", hint="add --format onnx or drop --opset")
-        from ..exporters import EXPORTERS
-
         for fmt in self.formats:
-            EXPORTERS.get(fmt).check(self)
+            FORMATS.get(fmt).check(self)
 
     @property
     def calib_count(self) -> int:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any, Callable, ClassVar
 
 from .._spec import Spec, option, spec
-from ..errors import PipelineError
+from ..errors import PipelineError, UnknownNameError
+from ..registry import Registry
 from . import _choices
 from .export import ExportOptions
 
@@ -158,3 +159,78 @@ class ExportStageSpec(ExportOptions):
     quantize: str = option("int8", short="-q", choices=_choices.PRECISIONS,
                            help="Precision: none (float32), fp16, dynamic (int8 weights), int8, int16x8.")
     latency: bool = option(False, help="Measure the artifact's local latency (edgekit bench) for the report.")
+
+
+#: compression stage name -> its spec class (aliases accepted): what a ``stages:`` entry names. The stage classes
+#: (``edgekit.compression.STAGES``) carry the same names; registering a new stage class adds its row here.
+STAGE_SPECS: Registry[type[Spec]] = Registry("compression stage")
+for _cls, _aliases in [(TrainStageSpec, ("finetune", "fine-tune")), (ExportStageSpec, ()),
+                       (ClusterSpec, ("clustering",)), (DistillSpec, ("distillation", "kd")), (PruneSpec, ("pruning",)),
+                       (QATSpec, ("quantize-aware", "quantization-aware"))]:
+    STAGE_SPECS.add(_cls.label, _cls, aliases=_aliases)
+
+#: (earlier, later): why that order is invalid
+ORDER_RULES = {
+    ("cluster", "prune"): "prune after cluster breaks the weight sharing (and re-clustering would undo the zeros); "
+                          "prune first, then cluster (sparsity-preserving)",
+    ("qat", "prune"): "prune after qat would re-wrap a quantization-aware model; prune before qat",
+    ("qat", "cluster"): "cluster after qat would re-wrap a quantization-aware model; cluster before qat",
+    ("qat", "distill"): "distill after qat re-trains a quantization-aware model; distill first",
+    ("qat", "qat"): "qat twice; use one qat stage with more epochs",
+    ("qat", "train"): "train after qat: give the qat stage more epochs instead",
+}
+
+
+def stage_spec_class(name: str) -> tuple[str, type[Spec]]:
+    """The canonical stage name of ``name`` (or an alias) and its spec class."""
+    try:
+        entry = STAGE_SPECS.entry(name)
+    except UnknownNameError as exc:
+        raise PipelineError(f"unknown compression stage {name!r}", hint=exc.hint) from None
+    return entry.name, entry.obj
+
+
+def stage_spec(entry: Any) -> tuple[str, Spec]:
+    """``(stage name, validated spec)`` of a name, ``{name: {params}}``, ``{name: value}`` or ``(name, {params})``.
+
+    Unknown stage names and parameters raise PipelineError with a did-you-mean; values are checked by the spec.
+    """
+    if isinstance(entry, str):
+        name, params = entry, {}
+    elif isinstance(entry, tuple) and len(entry) == 2:
+        name, params = entry
+    elif isinstance(entry, dict) and len(entry) == 1:
+        (name, params), = entry.items()
+    else:
+        raise PipelineError(f"cannot read stage {entry!r}", hint="write a stage as {name: {param: value}}, e.g. "
+                                                                "{prune: {sparsity: 0.5}}")
+    canonical, cls = stage_spec_class(str(name))
+    if params is None or params is True:
+        params = {}
+    if params is False:
+        raise PipelineError(f"stage {name!r} is set to false", hint="remove the stage instead of disabling it")
+    if not isinstance(params, dict):
+        primary = cls.primary
+        if primary is None:
+            raise PipelineError(f"stage {canonical!r} takes a mapping of parameters; received {params!r}")
+        params = {primary: params}
+    return canonical, cls.from_dict(params)
+
+
+def check_order(names: list[str]) -> None:
+    """Static order rules of a chain of stage names (no model needed). Raise PipelineError naming the problem."""
+    for i, later in enumerate(names):
+        for earlier in names[:i]:
+            why = ORDER_RULES.get((earlier, later))
+            if why:
+                raise PipelineError(f"invalid pipeline {' -> '.join(names)}: {why}")
+    for i, name in enumerate(names):
+        if name == "export" and i != len(names) - 1:
+            raise PipelineError(f"invalid pipeline {' -> '.join(names)}: export must be the last stage")
+
+
+def check_export_after(previous: list[str], quantize: str) -> None:
+    """An export after ``previous`` stages: a QAT model exports as int8."""
+    if "qat" in previous and quantize != "int8":
+        raise PipelineError(f"qat then a {quantize!r} export throws the quantization-aware training away",
+                            hint="export a QAT model with quantize: int8")

@@ -13,35 +13,33 @@ from typing import Any, Callable, Optional
 from .._chance import ADVICE
 from .._io import write_text_atomic
 from .._progress import Progress, no_progress
-from ..errors import EdgekitError, EdgekitWarning
+from ..errors import BudgetNotMet, EdgekitWarning
 from . import analysis
 from .plan import Plan, make_plan
 from .results import SweepResult, SweepRow, SweepSummary, to_csv
 from .run import Runner
 from .spec import SweepSpec
 from .store import Store
+from .plots import write_plots
 
 #: seconds between redraws of the plots while the sweep runs (results.json/csv are rewritten with every row)
 PLOTS_EVERY = 60.0
 
 
-class BudgetNotMet(EdgekitError):
-    """``require_budget``: some device has no point within the latency budget. ``result`` holds everything."""
-
-    def __init__(self, result: SweepResult):
-        missing = [p for p in result.picks if not p.fits]
-        learned_nothing = [p.device for p in missing if p.point is None and p.at_chance]
-        over = [p.device for p in missing if p.device not in learned_nothing]
-        if learned_nothing and not over:
-            super().__init__(f"no point is significantly above chance on {', '.join(learned_nothing)}: the sweep's "
-                             f"models learned nothing measurable, so nothing is picked", hint=ADVICE)
-        else:
-            super().__init__(f"no point fits within {result.budget_ms:g} ms {result.metric} on "
-                             f"{', '.join(d.device for d in missing)}",
-                             hint="raise --budget-ms, add smaller points (lower alpha/resolution, int8), or drop "
-                                  "--require-budget" + (f"; points at chance are left out: {ADVICE}"
-                                                        if learned_nothing else ""))
-        self.result = result
+def budget_not_met(result: SweepResult) -> BudgetNotMet:
+    """``require_budget``: some device has no point within the latency budget, or none significantly above chance.
+    ``result`` holds everything."""
+    missing = [p for p in result.picks if not p.fits]
+    learned_nothing = [p.device for p in missing if p.point is None and p.at_chance]
+    over = [p.device for p in missing if p.device not in learned_nothing]
+    if learned_nothing and not over:
+        return BudgetNotMet(f"no point is significantly above chance on {', '.join(learned_nothing)}: the sweep's "
+                            f"models learned nothing measurable, so nothing is picked", hint=ADVICE, result=result)
+    return BudgetNotMet(f"no point fits within {result.budget_ms:g} ms {result.metric} on "
+                        f"{', '.join(p.device for p in missing)}",
+                        hint="raise --budget-ms, add smaller points (lower alpha/resolution, int8), or drop "
+                             "--require-budget" + (f"; points at chance are left out: {ADVICE}"
+                                                   if learned_nothing else ""), result=result)
 
 
 @dataclass
@@ -118,8 +116,6 @@ class _Publisher:
                 self._cancel_timer()
                 self.last_plots = now
                 try:
-                    from .plots import write_plots
-
                     res.plots = write_plots(res, self.store.root / "plots")
                 except ImportError:
                     res.notes.append("no plots: matplotlib is not installed (pip install 'edgekit[plot]')")
@@ -231,5 +227,5 @@ def run_sweep(spec: SweepSpec, *, progress: Progress = no_progress,
     if result.chance is not None and result.chance.at_chance:
         warnings.warn(result.chance.statement, EdgekitWarning, stacklevel=3)
     if spec.require_budget and result.budget_met is False:
-        raise BudgetNotMet(result)
+        raise budget_not_met(result)
     return result

@@ -11,13 +11,19 @@ resolution >= the family's minimum ...) is the zoo's job: the sweep builds every
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from ..errors import InvalidArgument, did_you_mean
+from .. import models as zoo
 
 #: zoo options that are not grid keys: they do not change what is measured, or a sweep cannot use them
 NOT_GRID = ("include_top", "weights")
+#: the most models one sweep trains (each is built, trained and exported: 200 is already days of work); larger
+#: grids are refused before anything is built. A key's value list is bounded too (parsing stays cheap).
+MAX_MODELS = 200
+MAX_VALUES = 10_000
 
 
 @dataclass(frozen=True)
@@ -81,11 +87,19 @@ def parse_grid(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str, tup
         if not values or any(v is None or v == "" for v in values):
             raise InvalidArgument(f"grid key {k!r} has an empty value list" if not values else
                                   f"grid key {k!r} has an empty value", hint=f"e.g. --grid {k}=V1,V2")
-        seen = []
+        if len(values) > MAX_VALUES:
+            raise InvalidArgument(f"grid key {k!r} lists {len(values):,} values; a sweep trains at most {MAX_MODELS} "
+                                  "models", hint="sweep a coarse grid first, then a finer one around the best point")
+        seen: set = set()
         for v in values:
-            if any(v == s and type(v) is type(s) for s in seen):
+            try:
+                mark = (type(v), v)
+                hash(mark)
+            except TypeError:  # an unhashable value (a YAML mapping): compared by its text
+                mark = (type(v), repr(v))
+            if mark in seen:
                 raise InvalidArgument(f"grid key {k!r} lists {v!r} twice", hint="list every value once")
-            seen.append(v)
+            seen.add(mark)
         grid[k] = tuple(values)
     return grid
 
@@ -97,7 +111,6 @@ def expand(models: Sequence[str], grid: Mapping[str, tuple], fixed: Mapping[str,
     grid, a key no family takes (did-you-mean), a key both fixed and swept, rho together with resolution, and
     model files (a sweep builds zoo models).
     """
-    from .. import models as zoo
 
     if not grid or not any(grid.values()):
         raise InvalidArgument("the grid is empty: nothing to sweep",
@@ -140,6 +153,13 @@ def expand(models: Sequence[str], grid: Mapping[str, tuple], fixed: Mapping[str,
     for a, b in (("rho", "resolution"), ("resolution", "rho")):
         if a in grid and fixed.get(b) is not None:
             raise InvalidArgument(f"the grid sweeps {a} and --{b} is fixed", hint=f"drop --{b}")
+    sizes = {name: math.prod(len(grid[k]) for k in keys if k in accepted[name]) for name in names}
+    total = sum(sizes.values())
+    if total > MAX_MODELS:  # counted, not built: a 1000 x 1000 grid was expanded and built silently
+        shape = " x ".join(f"{len(grid[k])} {k}" for k in grid)
+        raise InvalidArgument(f"the grid has {total:,} models to train ({shape}); a sweep trains at most "
+                              f"{MAX_MODELS}", hint="sweep fewer values per key: a coarse grid first, then a finer one "
+                                                    "around the best point")
     combos = []
     for name in names:
         mine = [k for k in keys if k in accepted[name]]

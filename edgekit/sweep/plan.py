@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..errors import ConnectError, DataError, InvalidArgument, RuntimeMissing
@@ -19,6 +20,15 @@ from . import grid as grid_mod
 from .grid import Combo
 from .spec import SweepSpec
 from .store import file_fingerprint, key_of
+from .. import models as zoo
+from .._io import check_output_path, ensure_writable_dir
+from ..compression import Pipeline
+from ..data import DATASETS, open_source
+from ..devices import check, parse_device
+from ..exporters import PRECISIONS, calibration as cal
+from ..profiling import profile
+from ..recipes import META_KEYS, load_recipe
+from ..specs import CompressSpec, ExportOptions
 
 SHARING_DOC = {
     "resolution": "precisions of a model share one training; models differing only in resolution share one "
@@ -129,9 +139,6 @@ def on_this_machine(device) -> bool:
 
 # ---------------------------------------------------------------------------------------------------------- checks
 def _precisions(spec: SweepSpec) -> list[tuple[str, str]]:
-    from ..exporters import PRECISIONS
-    from ..specs import ExportOptions
-
     out = []
     for q in spec.quantize:
         p = PRECISIONS.get(str(q))          # UnknownNameError with a did-you-mean
@@ -145,8 +152,6 @@ def _precisions(spec: SweepSpec) -> list[tuple[str, str]]:
 
 
 def _devices(spec: SweepSpec) -> list[Any]:
-    from ..devices import parse_device
-
     devs = [parse_device(d) for d in spec.devices]
     names = [d.name for d in devs]
     dup = sorted({n for n in names if names.count(n) > 1})
@@ -156,8 +161,6 @@ def _devices(spec: SweepSpec) -> list[Any]:
 
 
 def _builtin(source: Any):
-    from ..data import DATASETS
-
     return DATASETS.entry(source) if isinstance(source, str) and source in DATASETS else None
 
 
@@ -196,7 +199,6 @@ def _recipe(spec: SweepSpec, notes: list[str]) -> dict[str, Any]:
     not used, and a note lists them."""
     if spec.recipe is None:
         return {}
-    from ..recipes import META_KEYS, load_recipe
 
     recipe = load_recipe(spec.recipe)
     keys = {k: v for k, v in recipe.items() if k in RECIPE_STAGE_KEYS and v is not None}
@@ -219,7 +221,6 @@ def _recipe(spec: SweepSpec, notes: list[str]) -> dict[str, Any]:
 def recipe_stages(spec: SweepSpec, keys: dict[str, Any]) -> tuple:
     """The recipe's compression stages as ``(name, parameters)`` entries (``compress(stages=...)``), validated:
     parameters, order, and QAT followed by the sweep's int8 export."""
-    from ..specs import CompressSpec
 
     qat = keys.get("qat") or any("qat" in (s if isinstance(s, (str, dict)) else s[0]) for s in keys.get("stages") or ())
     cs = CompressSpec.from_dict({"model": "-", "data": "-", **keys, **({"quantize": "int8"} if qat else {})},
@@ -230,7 +231,6 @@ def recipe_stages(spec: SweepSpec, keys: dict[str, Any]) -> tuple:
 # ---------------------------------------------------------------------------------------------------------- plan
 def make_plan(spec: SweepSpec, progress=None) -> Plan:
     """Check everything and lay out the units, points and keys. Raises before any training."""
-    from .._io import ensure_writable_dir
 
     precisions = _precisions(spec)
     classes = _classes(spec)
@@ -239,6 +239,8 @@ def make_plan(spec: SweepSpec, progress=None) -> Plan:
     combos = grid_mod.expand(models, spec.grid, fixed)
     devices = _devices(spec)
     ensure_writable_dir(spec.out, create=False)
+    for name in ("results.json", "results.csv", "sweep.json"):  # not refused hours later, after the training
+        check_output_path(Path(spec.out) / name, f"the sweep's {name}")
     notes: list[str] = []
     stage_keys = _recipe(spec, notes)
     test_source = _test_source(spec)
@@ -272,9 +274,6 @@ def _build_units(spec: SweepSpec, combos: list[Combo], progress, stage_keys: dic
     weights fit) here, and the recipe's stages check the model (layer selection, ...)."""
     import gc
 
-    from .. import models as zoo
-    from ..profiling import profile
-
     units = []
     for i, c in enumerate(combos):
         if progress:
@@ -287,8 +286,6 @@ def _build_units(spec: SweepSpec, combos: list[Combo], progress, stage_keys: dic
             raise type(exc)(f"grid point {where}: {exc.message}",
                             hint=exc.hint or "change or drop that value in the grid (--grid KEY=...)") from exc
         if stage_keys:
-            from ..compression import Pipeline
-
             try:
                 Pipeline(recipe_stages(spec, stage_keys)).validate(model)
             except InvalidArgument as exc:
@@ -343,9 +340,6 @@ def _check_test_memory(spec: SweepSpec, units: list[Unit], test_source: Any, pre
     for the largest input with export's own estimate, before anything trains (10,000 Fashion-MNIST test images at
     224x224x1 are 1.9 GiB, twice that while they are prepared)."""
     import math
-
-    from ..data import open_source
-    from ..exporters import calibration as cal
 
     big = max(units, key=lambda u: math.prod(u.input_shape))
     n = spec.test_limit
@@ -405,7 +399,6 @@ def _share_and_key(plan: Plan) -> None:
 
 def _check_devices(spec: SweepSpec, devices: list[Any]) -> None:
     """Reach and probe every device before training: a device that cannot run the artifacts fails now."""
-    from ..devices import check
 
     for d in devices:
         rep = check(d, python=spec.python, benchmark_binary=spec.benchmark_binary, key_file=spec.key_file,

@@ -17,9 +17,13 @@ from typing import Any, Callable
 
 from .._progress import Progress, no_progress
 from ..errors import EdgekitError
-from .plan import Plan, Point, Unit
+from .plan import Plan, Point, Unit, recipe_stages
 from .results import SweepRow
 from .store import Store, parity_data, parity_file, test_labels
+from .._chance import check
+from .._signals import Terminated
+from ..compression import compress
+from ..devices import status_of
 
 #: seconds an interrupted sweep waits for measurements already running (they finish and are recorded)
 INTERRUPT_GRACE = 20.0
@@ -185,7 +189,6 @@ class Runner:
             if self.cancel.is_set():
                 # interrupted, but foreign code swallowed the exception (a KeyboardInterrupt raised inside one of
                 # TensorFlow's finalizers is only printed): the sweep stopped early, so it must not end as finished
-                from .._signals import Terminated
 
                 sig = self.cancel_signal
                 raise Terminated(sig) if sig is not None and sig != signal.SIGINT else KeyboardInterrupt()
@@ -255,10 +258,6 @@ class Runner:
                   "trained": self.store.rel(trained), "model": self.store.rel(trained),
                   "train": {k: v for k, v in report.to_dict().items() if k not in ("test_accuracy", "test_samples")}}
         if plan.stage_keys:
-            from ..compression import compress
-
-            from .plan import recipe_stages
-
             final = folder / "model.keras"
             result = compress(str(trained), data=s.data, stages=recipe_stages(s, plan.stage_keys),
                               batch_size=s.batch_size, limit=s.limit, seed=s.seed, val_fraction=s.val_fraction,
@@ -314,8 +313,6 @@ class Runner:
 
     def _chance(self, art: dict[str, Any]) -> dict[str, Any]:
         """The artifact's accuracy against the chance accuracy of the test labels it was scored on."""
-        from .._chance import check
-
         labels = test_labels(self.store.root / art["path"]) if art.get("accuracy") is not None else None
         if labels is None or not len(labels):
             return {}
@@ -383,7 +380,6 @@ class Runner:
                 try:
                     rec = self._bench_now(point, device)
                 except Exception as exc:  # noqa: BLE001 - a device failure is a row's status
-                    from ..devices import status_of
 
                     rec = _failure(exc, status_of(exc) if isinstance(exc, EdgekitError) else "error")
                 seconds = time.perf_counter() - t0

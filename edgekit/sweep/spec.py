@@ -15,6 +15,7 @@ from ..errors import InvalidArgument
 from ..specs import _choices
 from ..specs.bench import ConnectSpec
 from ..specs.train import DEFAULT_BN_MOMENTUM, DEFAULT_PRECISE_BN
+from .grid import parse_grid
 
 SHARE_TRAINING = ("resolution", "none")
 METRICS = ("p50", "p90")
@@ -115,8 +116,6 @@ class SweepSpec(ConnectSpec, SweepOptions):
     out: str = option(help="Folder for everything the sweep writes; rerunning the same sweep resumes from it.")
 
     def validate(self) -> None:
-        from .grid import parse_grid
-
         object.__setattr__(self, "grid", parse_grid(self.grid))
         if self.require_budget and self.budget_ms is None:
             raise self.fail("--require-budget needs --budget-ms", hint="e.g. --budget-ms 15 --require-budget")
@@ -180,7 +179,6 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
 
 def from_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> SweepSpec:
     """A SweepSpec from a config file; ``overrides`` (e.g. CLI options) win, a grid override merges key by key."""
-    from .grid import parse_grid
 
     values = load_config(path)
     overrides = dict(overrides or {})

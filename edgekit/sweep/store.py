@@ -23,9 +23,11 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
-from .._io import write_text_atomic
+from .._io import atomic_path, json_loads, write_text_atomic
 from ..errors import InvalidArgument
 from .._jsonable import to_jsonable
+from .. import _verify_data as verify_data
+from .._verify_data import VERIFY_SUFFIX
 
 SCHEMA = "edgekit.sweep/1"
 
@@ -120,7 +122,7 @@ class Store:
         """The record at ``path``, or None when missing or unreadable (a torn write cannot happen: writes are
         atomic, but a hand-edited file may be anything)."""
         try:
-            data = json.loads(Path(path).read_text())
+            data = json_loads(Path(path).read_text())
         except (OSError, ValueError):
             return None
         return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
@@ -139,7 +141,6 @@ class Store:
 
 def parity_file(artifact: Path, samples: int) -> Path:
     """Where :func:`parity_data` puts an artifact's device-parity samples."""
-    from ..devices.verify_data import VERIFY_SUFFIX
 
     return artifact.with_name(f"{artifact.name}.parity-{samples}{VERIFY_SUFFIX}")
 
@@ -147,8 +148,6 @@ def parity_file(artifact: Path, samples: int) -> Path:
 def test_labels(artifact: Path):
     """The labels of the test samples the artifact's accuracy was scored on (its verification data), or None."""
     import numpy as np
-
-    from ..devices.verify_data import VERIFY_SUFFIX
 
     source = artifact.with_name(artifact.name + VERIFY_SUFFIX)
     try:
@@ -162,8 +161,6 @@ def parity_data(artifact: Path, samples: int) -> None:
     """The first ``samples`` of the artifact's verification data (held-out test inputs and the Keras reference),
     replayed on every device (device_parity): export wrote every test sample, too many to replay under emulation.
     Without verification data nothing is written (bench then says so in the row)."""
-    from .._io import atomic_path
-    from ..devices import verify_data
 
     dest, source = parity_file(artifact, samples), artifact.with_name(artifact.name + verify_data.VERIFY_SUFFIX)
     if dest.exists() or not source.exists():

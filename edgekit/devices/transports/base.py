@@ -5,8 +5,9 @@ before every use and re-copied on mismatch), ``get(device path, local)``, ``run(
 for the device shell; optional ``taskset`` CPU mask) and ``close()`` (removes the per-session run dir; also on
 Ctrl-C/SIGTERM). ``abort()`` may be called from another thread to kill the running command and clean up.
 
-The work dir (default: ``~/.cache/edgekit/bench`` of the login user) is created 0700; a work dir owned by another
-user is refused, so nobody else can plant a file that we would run. Subclasses implement ``_connect``, ``_exec``,
+The work dir (default: ``~/.cache/edgekit/bench`` of the login user) is created 0700 when missing and never chmod'ed
+when it exists; a work dir that is a link, owned by another user or writable by others without the sticky bit is
+refused, so nobody else can plant a file that we would run. Subclasses implement ``_connect``, ``_exec``,
 ``_upload``, ``_download`` and translate their foreign errors into edgekit's :class:`DeviceError` family.
 """
 from __future__ import annotations
@@ -20,13 +21,31 @@ from pathlib import Path
 from ..._io import sha256_file
 from ...errors import DeviceError, DeviceTimeout, InvalidArgument, RemoteCommandError
 from ...registry import Registry
-from ..profiles import DeviceSpec
+from ..device import DeviceSpec
 
 TRANSPORTS: Registry[type["Transport"]] = Registry("transport")
 DEFAULT_WORK_DIR = "~/.cache/edgekit/bench"
 #: what the device answers when its work dir is not ours (see :meth:`Transport._prepare_work_dir`)
 _NOT_OURS = "edgekit-work-dir-not-owned"
 _A_LINK = "edgekit-work-dir-is-a-link"
+_SHARED = "edgekit-work-dir-is-shared"
+
+
+def _dir_checks(path: str) -> str:
+    """Shell: fail with a marker line when ``path`` (existing) is a link, not ours, or group/world-writable
+    without the sticky bit (``ls -ld`` modes: ``drwxrwxrwt``; portable to busybox and BSD, unlike ``stat -c``)."""
+    q = shlex.quote(path)
+    return (f"if [ -L {q} ]; then echo {_A_LINK} {q}; exit 1; fi; "
+            f"if [ -e {q} ]; then if [ ! -O {q} ]; then echo {_NOT_OURS} {q}; exit 1; fi; "
+            f'case "$(ls -ld -- {q})" in ?????????[tT]*) ;; ?????w*|????????w*) echo {_SHARED} {q}; exit 1;; '
+            'esac; fi; ')
+
+
+def work_dir_script(work_dir: str, run_dir: str) -> str:
+    """The device script that checks (and, when missing, creates 0700) the work dir, then makes the run dir."""
+    wd, rd = shlex.quote(work_dir), shlex.quote(run_dir)
+    return (f"umask 077; mkdir -p {wd} || exit 1; {_dir_checks(work_dir)}"
+            f"{_dir_checks(work_dir + '/cache')}mkdir {rd}")
 
 
 @dataclass
@@ -89,22 +108,26 @@ class Transport:
         self._prepare_work_dir()
 
     def _prepare_work_dir(self) -> None:
-        """Create the work dir 0700 (umask 077) and refuse one that another user owns or that is a symbolic link
-        (``[ -O ]`` follows links, and whoever owns the link can point it elsewhere); then the run dir."""
-        wd, rd = shlex.quote(self.work_dir), shlex.quote(self.run_dir)
-        script = (f"umask 077; if [ -L {wd} ]; then echo {_A_LINK}; exit 1; fi; mkdir -p {wd} || exit 1; "
-                  f"if [ ! -O {wd} ]; then echo {_NOT_OURS}; exit 1; fi; chmod 700 {wd} && mkdir -p {rd}")
-        done = self._shell(script, timeout=self.connect_timeout * 3)
-        if _A_LINK in done.stdout:
-            raise InvalidArgument(f"work dir {self.work_dir} on {self.spec.name} is a symbolic link: refusing to run "
-                                  "files from it (whoever owns the link can point it at planted files)",
-                                  hint="set work_dir: in the profile to a real folder of the login user (default "
-                                       f"{DEFAULT_WORK_DIR})")
-        if _NOT_OURS in done.stdout:
-            raise InvalidArgument(f"work dir {self.work_dir} on {self.spec.name} belongs to another user: refusing "
-                                  "to run files from it (they could have been planted)",
-                                  hint="set work_dir: in the profile to a folder of the login user (default "
-                                       f"{DEFAULT_WORK_DIR})")
+        """Create the work dir 0700 (umask 077) when it is missing; an existing one is never chmod'ed (a shared
+        folder such as /tmp would be locked for everyone else). Refused: a symbolic link (``[ -O ]`` follows links,
+        and whoever owns the link can point it elsewhere), a folder another user owns, and a folder other users can
+        write to without the sticky bit (they could swap our files); the same for its ``cache`` folder. Then the
+        run dir."""
+        done = self._shell(work_dir_script(self.work_dir, self.run_dir), timeout=self.connect_timeout * 3)
+        hint = f"set work_dir: in the profile to a private folder of the login user (default {DEFAULT_WORK_DIR})"
+        for line in done.stdout.splitlines():
+            marker, _, where = line.partition(" ")
+            if marker == _A_LINK:
+                raise InvalidArgument(f"work dir {where} on {self.spec.name} is a symbolic link: refusing to run "
+                                      "files from it (whoever owns the link can point it at planted files)", hint=hint)
+            if marker == _NOT_OURS:
+                raise InvalidArgument(f"work dir {where} on {self.spec.name} belongs to another user: refusing "
+                                      "to run files from it (they could have been planted)", hint=hint)
+            if marker == _SHARED:
+                raise InvalidArgument(f"work dir {where} on {self.spec.name} is writable by other users and has no "
+                                      "sticky bit: refusing to run files from it (they could replace them); edgekit "
+                                      "does not change the permissions of a folder it did not create",
+                                      hint=hint + f", or make it private yourself: chmod go-w {where}")
         if done.returncode != 0:
             raise RemoteCommandError(f"cannot create the work dir {self.work_dir} on {self.spec.name}: "
                                      f"{(done.stderr or done.stdout).strip()[-300:]}",

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from ...errors import ConnectError, DeviceTimeout
-from ..profiles import DeviceSpec
+from ..device import DeviceSpec
 from .base import TRANSPORTS, Completed, ConnectOptions, Transport
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Callable
 
 from ...errors import ConnectError, DeviceTimeout, map_errors
-from ..profiles import DeviceSpec
-from .base import _A_LINK, _NOT_OURS, Completed, ConnectOptions, Transport
+from ..device import DeviceSpec
+from .base import _A_LINK, _NOT_OURS, _SHARED, Completed, ConnectOptions, Transport, work_dir_script
 
 
 @dataclass
@@ -36,7 +36,8 @@ class MockRequest:
 
 
 class MockTransport(Transport):
-    """See the module docstring. ``foreign`` holds device dirs owned by another user; ``log`` every script run."""
+    """See the module docstring. ``dirs`` maps device dirs to their modes (set one before ``connect()`` to model an
+    existing folder), ``foreign`` holds device dirs owned by another user; ``log`` every script run."""
 
     kind = "mock"
 
@@ -79,17 +80,8 @@ class MockTransport(Transport):
     def _emulate(self, script: str) -> Completed:
         if script == 'printf %s "$HOME"':
             return Completed(0, self.home, "")
-        m = re.fullmatch(r"umask 077; (?:if \[ -L (.+?) \]; then echo \S+; exit 1; fi; )?mkdir -p (.+?) \|\| exit 1; "
-                         r"if \[ ! -O .+? \]; then echo \S+; exit 1; fi; chmod 700 .+? && mkdir -p (.+)", script)
-        if m:
-            wd, rd = shlex.split(m.group(2))[0], shlex.split(m.group(3))[0]
-            if m.group(1) and wd in self.links:
-                return Completed(1, _A_LINK + "\n", "")
-            if wd in self.foreign:  # ``[ -O ]`` follows a link: a link to a dir of ours passes it
-                return Completed(1, _NOT_OURS + "\n", "")
-            self.dirs[wd] = 0o700
-            self.dirs[rd] = 0o700
-            return Completed(0, "", "")
+        if script == work_dir_script(self.work_dir, self.run_dir):
+            return self._prepare(self.work_dir, self.run_dir)
         m = re.fullmatch(r"\[ -f (.+?) \] \|\| exit 3; \(sha256sum .+", script)
         if m:
             path = shlex.split(m.group(1))[0]
@@ -115,6 +107,20 @@ class MockTransport(Transport):
             return Completed(0, "", "")
         done = self.handler(MockRequest(script, argv, cwd, self.files)) if self.handler else None
         return done if done is not None else Completed(0, "", "")
+
+    def _prepare(self, wd: str, rd: str) -> Completed:
+        """The work dir script: existing dirs keep their mode (``dirs``), missing ones are made 0700."""
+        if wd not in self.links:
+            self.dirs.setdefault(wd, 0o700)
+        for d in (wd, wd + "/cache"):
+            if d in self.links:
+                return Completed(1, f"{_A_LINK} {d}\n", "")
+            if d in self.foreign:  # ``[ -O ]`` follows a link: a link to a dir of ours passes it
+                return Completed(1, f"{_NOT_OURS} {d}\n", "")
+            if d in self.dirs and self.dirs[d] & 0o022 and not self.dirs[d] & 0o1000:
+                return Completed(1, f"{_SHARED} {d}\n", "")
+        self.dirs[rd] = 0o700
+        return Completed(0, "", "")
 
     def _rm(self, path: str) -> None:
         for p in [p for p in self.files if p == path or p.startswith(path + "/")]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...errors import (AuthError, ConnectError, DeviceTimeout, HostKeyError, InvalidArgument, MissingDependency,
                        RemoteCommandError, map_errors)
-from ..profiles import DeviceSpec
+from ..device import DeviceSpec
 from .base import TRANSPORTS, Completed, ConnectOptions, Transport
 
 
@@ -182,7 +182,8 @@ def _AcceptNewPolicy(known_hosts: str):  # noqa: N802 - a class factory (paramik
 
         def missing_host_key(self, client, hostname, key):
             client.get_host_keys().add(hostname, key.get_name(), key)
-            os.makedirs(os.path.dirname(os.path.abspath(known_hosts)), exist_ok=True)
+            # a folder edgekit creates is private (~/.ssh must be, for OpenSSH); an existing one is left as it is
+            os.makedirs(os.path.dirname(os.path.abspath(known_hosts)), mode=0o700, exist_ok=True)
             with open(known_hosts, "a") as fh:
                 fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
 

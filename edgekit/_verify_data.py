@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._io import sha256_file
-from ..errors import InvalidArgument
+from ._io import sha256_file
+from .errors import InvalidArgument
 
 VERIFY_SUFFIX = ".verify.npz"
 
