@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ._jsonable import JsonMixin
+from .errors import EdgekitWarning
 
 #: significance level of the one-sided exact binomial test
 ALPHA = 0.01
@@ -115,8 +116,6 @@ def warn_if_at_chance(result: ChanceCheck | None, what: str, *, advice: str = AD
     ``undecidable=False``: not when the samples are too few for any accuracy to be significant."""
     if result is None or result.above_chance or (result.min_accuracy is None and not undecidable):
         return
-    from .errors import EdgekitWarning
-
     if result.min_accuracy is None:
         msg = f"{result.statement(what)}; score it on more labelled samples"
     else:

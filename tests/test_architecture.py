@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("edgekit.__init__", "edgekit.errors", "edgekit._io", "edgekit.registry", "edgekit._spec",
               "edgekit._spec_fields", "edgekit._units", "edgekit._jsonable", "edgekit._progress", "edgekit._signals",
               "edgekit._native", "edgekit._layers", "edgekit._keras", "edgekit._keras3", "edgekit._tflite",
-              "edgekit._verify_data")),
+              "edgekit._verify_data", "edgekit._chance")),
     ("specs", ("edgekit.specs",)),  # plain data + the format/precision table (edgekit.specs.formats): no TensorFlow
     ("models, data, runtimes", ("edgekit.models", "edgekit.data", "edgekit.runtimes", "edgekit.profiling",
                                 "edgekit.zoo")),

@@ -20,6 +20,7 @@ import numpy as np
 
 from .._chance import check
 from .._jsonable import JsonMixin
+from .._layers import unwrapped, walk_layers
 from .._progress import Progress, no_progress
 from ..errors import InvalidArgument
 from .inputs import as_source, outputs_probabilities, seed_everything
@@ -108,7 +109,6 @@ def recompute_bn_statistics(model, source, samples: int, batch_size: int = 64, s
     at chance in inference mode (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021, PreciseBN).
     """
     from .._keras import layers
-    from .._layers import unwrapped, walk_layers
 
     bns = [c for c in (unwrapped(layer) for layer in walk_layers(model)) if isinstance(c, layers.BatchNormalization)]
     if not bns or samples <= 0 or source is None or len(source) == 0:

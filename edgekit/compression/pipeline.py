@@ -24,8 +24,8 @@ from .export_stage import Export
 from .ordering import assert_plain, validate_chain
 from .stages import Context, Stage, StageReport, make_stage
 from .distribute import setup
-from .train import (backup_root, clean_backup, evaluate, resolve_model, seed_everything, set_bn_momentum,
-                    sources_report, split_data, warn_skipped)
+from .train import (backup_root, clean_backup, evaluate, evaluate_vs_chance, resolve_model, seed_everything,
+                    set_bn_momentum, sources_report, split_data, warn_skipped)
 
 @dataclass
 class PipelineReport(JsonMixin):
@@ -198,8 +198,6 @@ class Pipeline:
     def _measure(srep: StageReport, model, ctx: Context) -> StageReport:
         if not ctx.dist.chief:  # measurements are for the report, which only the chief writes
             return srep
-        from .train import evaluate_vs_chance
-
         srep.val_accuracy = evaluate(model, ctx.val)
         vs_chance = evaluate_vs_chance(model, ctx.test if ctx.test is not None else ctx.val)
         srep.test_accuracy = vs_chance.accuracy if vs_chance and ctx.test is not None else None

@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .._chance import check as check_chance
 from .._io import sha256_file as sha256, write_text_atomic
 from .ladder import MORE_CALIBRATION, Config, Measured, Rung, Search, float_layer_search, rung_from
 from .stats import worst_first
@@ -161,9 +162,7 @@ def _chance(result, rung) -> dict | None:
     """The float model's and the chosen artifact's accuracy against the eval labels' chance accuracy."""
     if not result.chance:
         return None
-    from .._chance import check
-
-    art = check(rung.accuracy / 100.0, samples=result.eval_samples, chance=result.chance["chance"])
+    art = check_chance(rung.accuracy / 100.0, samples=result.eval_samples, chance=result.chance["chance"])
     return {"float": result.chance, "artifact": art.to_dict()}
 
 

@@ -30,7 +30,7 @@ def budget_not_met(result: SweepResult) -> BudgetNotMet:
     """``require_budget``: some device has no point within the latency budget, or none significantly above chance.
     ``result`` holds everything."""
     missing = [p for p in result.picks if not p.fits]
-    learned_nothing = [p.device for p in missing if p.point is None and p.at_chance]
+    learned_nothing = [p.device for p in missing if getattr(p, "at_chance", 0) and p.point is None]
     over = [p.device for p in missing if p.device not in learned_nothing]
     if learned_nothing and not over:
         return BudgetNotMet(f"no point is significantly above chance on {', '.join(learned_nothing)}: the sweep's "
