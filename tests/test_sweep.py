@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 ARGS = ["sweep", "mobilenet_v1", "--grid", "alpha=0.25", "--grid", "resolution=32,40", "--quantize", "int8,none",
         "--input-channels", "1", "--weights", "none", "--data", "fashion-mnist", "--epochs", "1", "--limit", "256",
         "--test-limit", "100", "--calib-samples", "100", "--runs", "5", "--warmup", "1", "--device", "local",
-        "--no-verify"]   # 4 fine-tuning steps leave int8 predictions without margin: verification is not tested here
+        "--no-verify", "--no-device-parity"]   # 4 fine-tuning steps leave int8 predictions without margin (top-1
+# agreement with Keras ~0.88): verification and device parity are tested elsewhere (test_sweep_points, test_export)
 
 
 def _records(out: Path, pattern: str) -> dict[Path, dict]:
@@ -151,6 +152,7 @@ calib_samples: 100
 runs: 5
 warmup: 1
 verify: false
+device_parity: false
 device: [local]
 budget_ms: 1000
 out: {out}

@@ -62,7 +62,7 @@ def test_recipe_stages_apply_to_every_point(tmp_path, fashion_mnist_available, t
             "--input-channels", "1",
             "--weights", trained_mnv1, "--data", "fashion-mnist", "--epochs", "1", "--limit", "256", "--test-limit",
             "100", "--calib-samples", "100", "--runs", "5", "--warmup", "1", "--recipe", str(recipe), "--no-verify",
-            "--out", str(out)]
+            "--no-device-parity", "--out", str(out)]
     res = _cli(*args)
     assert res.exit_code == 0, res.output
     (row,) = json.loads((out / "results.json").read_text())["rows"]
