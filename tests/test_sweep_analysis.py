@@ -191,3 +191,53 @@ def test_plots_are_written(tmp_path):
         data = open(p, "rb").read()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert not list((tmp_path / "plots").glob(".*part"))
+
+
+# ------------------------------------------------------------------------------------------------ chance
+def _chance(r, above):
+    r.chance, r.test_samples, r.above_chance, r.min_accuracy = 0.1, 1000, above, 0.124
+    return r
+
+
+def test_rows_at_chance_stay_out_of_fronts_fits_and_picks():
+    rows = [_chance(row("a", 0.11, 0.5, mult_adds=10 ** 6), False),    # fastest, at chance
+            _chance(row("b", 0.70, 1.0, mult_adds=10 ** 7), True),
+            _chance(row("c", 0.80, 2.0, mult_adds=10 ** 8), True),
+            _chance(row("d", 0.85, 3.0, mult_adds=10 ** 9), True)]
+    assert [r.point for r in analysis.pareto_front(rows)] == ["b", "c", "d"]
+    p = analysis.pick(rows, 0.7)   # only the at-chance point fits the budget: nothing is picked inside it
+    assert not p.fits and p.point == "b" and p.at_chance == 1 and "at chance left out" in p.statement
+    assert not rows[0].pick
+    (fit,) = analysis.accuracy_fits(rows)
+    assert fit.n == 3 and [a for _, a in fit.points] == [0.70, 0.80, 0.85] and "1 point(s) at chance" in fit.note
+    s = analysis.chance_summary(rows)
+    assert s.points == 4 and s.above == 3 and s.at_chance == ["a"] and "1 of 4 points" in s.statement
+    # the latency model keeps them: their latency is real
+    assert analysis.latency_fit(rows).n == 4
+
+
+def test_a_sweep_with_no_point_above_chance_picks_nothing_and_says_what_to_change():
+    rows = [_chance(row(f"p{i}", acc, 0.01 * (i + 1), mult_adds=10 ** (6 + i)), False)
+            for i, acc in enumerate([0.083, 0.098, 0.112])]
+    fronts, picks, fits, _ = analysis.analyze(rows, budget_ms=0.05)
+    assert fronts == {"local": []} and not any(r.pareto or r.pick for r in rows)
+    (p,) = picks
+    assert not p.fits and p.point is None and p.at_chance == 3
+    assert "NO point is significantly above chance" in p.statement and "--epochs" in p.statement
+    assert "chance 10.00%, best 11.20%" in p.statement and "12.40%" in p.statement
+    (fit,) = fits
+    assert fit.r2 is None and "0 point(s) above chance" in fit.note
+    s = analysis.chance_summary(rows)
+    assert s.above == 0 and "NO point is significantly above chance" in s.statement and "--lr" in s.statement
+    # the result says the budget is not met, and require_budget's error says why
+    from edgekit.sweep.api import budget_not_met
+
+    res = SweepResult(out="x", metric="p50", budget_ms=0.05, rows=rows, picks=picks)
+    assert res.budget_met is False
+    exc = budget_not_met(res)
+    assert "above chance" in exc.message and "--epochs" in exc.hint
+
+
+def test_rows_without_a_chance_test_are_kept():
+    rows = [row("a", 0.5, 1.0), row("b", 0.6, 2.0)]   # above_chance None: not tested (e.g. an older results.json)
+    assert len(analysis.pareto_front(rows)) == 2 and analysis.chance_summary(rows) is None

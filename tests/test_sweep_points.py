@@ -51,7 +51,7 @@ def test_a_device_computing_something_else_is_parity_failed_and_left_out(trained
                                                                      ("float16", "ok", None)}
 
 
-def test_recipe_stages_apply_to_every_point(tmp_path, fashion_mnist_available):
+def test_recipe_stages_apply_to_every_point(tmp_path, fashion_mnist_available, trained_mnv1):
     """--recipe: the recipe's compression stages (here 50 % pruning) run on every trained point before export; its
     other keys (model, data, quantize, out) are the sweep's own and the summary says so."""
     recipe = tmp_path / "prune.yaml"
@@ -60,8 +60,9 @@ def test_recipe_stages_apply_to_every_point(tmp_path, fashion_mnist_available):
     out = tmp_path / "out"
     args = ["sweep", "mobilenet_v1", "--grid", "alpha=0.25", "--resolution", "32", "--quantize", "int8",
             "--input-channels", "1",
-            "--weights", "none", "--data", "fashion-mnist", "--epochs", "1", "--limit", "256", "--test-limit", "100",
-            "--calib-samples", "100", "--runs", "5", "--warmup", "1", "--recipe", str(recipe), "--out", str(out)]
+            "--weights", trained_mnv1, "--data", "fashion-mnist", "--epochs", "1", "--limit", "256", "--test-limit",
+            "100", "--calib-samples", "100", "--runs", "5", "--warmup", "1", "--recipe", str(recipe), "--no-verify",
+            "--no-device-parity", "--out", str(out)]
     res = _cli(*args)
     assert res.exit_code == 0, res.output
     (row,) = json.loads((out / "results.json").read_text())["rows"]

@@ -26,7 +26,10 @@ def render_doctor(res, top: int = TOP) -> None:
     metric = "acc" if res.metric == "accuracy" else "agreement"
     out.print(f"[bold]{escape(res.model)}[/] ({res.format}): float {res.float_accuracy:.2f} % -> plain int8 "
               f"{res.int8_accuracy:.2f} % [bold](drop {res.int8_drop:.2f} points)[/]; {res.metric} on "
-              f"{res.eval_samples} samples of {escape(res.eval_source)}", highlight=False, soft_wrap=True)
+              f"{res.eval_samples} samples of {escape(res.eval_source)}"
+              + (f"; chance {100 * res.chance['chance']:.2f} %"
+                 + ("" if res.chance["above_chance"] else " [bold yellow](float is NOT above chance)[/]")
+                 if res.chance else ""), highlight=False, soft_wrap=True)
     shown = res.layers[:top]
     t = Table(title=f"error each quantized op adds, worst first ({len(shown)} of {len(res.layers)})",
               title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)

@@ -96,6 +96,8 @@ def render(result) -> None:
         if r.latency_outlier:
             mark += f" [yellow]x{r.latency_ratio:.2g} off[/]"
         status = "[green]ok[/]" if r.status == "ok" else f"[red]{escape(r.status)}[/]"
+        if r.above_chance is False:
+            status += " [yellow]at chance[/]"
         if r.reused and r.status == "ok":
             status += " (reused)"
         cells = [escape(dev), *[escape(str(r.options.get(k, "-"))) for k in keys], r.precision]
@@ -107,6 +109,10 @@ def render(result) -> None:
         table.add_row(*cells)
     out.print(table)
     out.print("front (*): no other point on that device is both faster and more accurate", highlight=False)
+    if result.chance is not None:
+        ok = not result.chance.at_chance
+        out.print(("" if ok else "[bold yellow]") + escape(result.chance.statement) + ("" if ok else "[/]"),
+                  highlight=False)
     for p in result.picks:
         out.print(("[bold green]pick[/] " if p.fits else "[bold red]budget[/] ") + escape(p.statement), highlight=False)
     for f in result.accuracy_fits:
@@ -168,8 +174,8 @@ def sweep_cmd(config: str | None, as_json: bool, **kwargs: Any) -> None:
 
     \b
     edgekit sweep mobilenet_v1 --grid alpha=0.25,0.5 --grid resolution=32,48 --quantize none,int8 \\
-        --input-channels 1 --weights none --data fashion-mnist --epochs 1 --limit 2000 --test-limit 1000 \\
-        --device local --budget-ms 0.05 --out artifacts/sweep
+        --input-channels 1 --weights none --data fashion-mnist --epochs 2 --limit 4000 --lr 0.003 \\
+        --test-limit 1000 --device local --budget-ms 0.05 --out artifacts/sweep
     \b
     edgekit sweep --config export/fashion_mnist_mobilenet.sweep.yaml --device local --budget-ms 0.05
     (the benchmark's grid: 12 trainings on 20k Fashion-MNIST images, ~20 min on 2 cores, ~400 MiB under artifacts/)

@@ -79,6 +79,8 @@ class ArtifactStats(JsonMixin):
     package_bytes: int = 0
     test_accuracy: float | None = None
     test_samples: int = 0
+    #: test_accuracy against the chance accuracy of the test labels (edgekit._chance.ChanceCheck as a dict)
+    chance: dict | None = None
     latency_ms_p50: float | None = None
     latency_note: str | None = None
 

@@ -18,7 +18,9 @@ from typing import Sequence
 
 import numpy as np
 
+from .._chance import check
 from .._jsonable import JsonMixin
+from .._layers import unwrapped, walk_layers
 from .._progress import Progress, no_progress
 from ..errors import InvalidArgument
 from .inputs import as_source, outputs_probabilities, seed_everything
@@ -60,26 +62,71 @@ def evaluate(model, data, batch_size: int = 256, *, from_logits: bool | None = N
 
     ``with_loss`` returns ``(cross-entropy, accuracy)``; ``from_logits`` defaults to the model's last activation.
     """
+    correct, total, nll, _ = _score(model, data, batch_size, from_logits, with_loss)
+    acc = correct / total if total else None
+    return ((nll / total if total else None), acc) if with_loss else acc
+
+
+def evaluate_vs_chance(model, data, batch_size: int = 256):
+    """``edgekit._chance.check`` of ``model``'s top-1 accuracy on a labelled source or Dataset: the accuracy, the
+    chance accuracy of the labels scored, and whether it is significantly above it (None without data)."""
+    correct, total, _, labels = _score(model, data, batch_size, None, False)
+    return check(correct / total, labels) if total else None
+
+
+def _score(model, data, batch_size: int, from_logits: bool | None, with_loss: bool):
+    """(correct, total, summed cross-entropy, labels scored) of ``model`` on ``data``."""
 
     if data is None or len(data) == 0:
-        return (None, None) if with_loss else None
+        return 0, 0, 0.0, np.zeros(0, np.int64)
     source = as_source(data, model) if isinstance(data, Dataset) else data
     if from_logits is None:
         from_logits = not outputs_probabilities(model)
     step = _predict_fn(model)
     correct = total = 0
     nll = 0.0
+    labels = []
     with data_errors(source):
         for x, y in tf_dataset(source, batch_size=batch_size):
             out = np.asarray(step(x))
             y = np.asarray(y)
+            labels.append(y.reshape(-1))
             correct += int(np.sum(np.argmax(out, axis=-1) == y))
             total += len(y)
             if with_loss:
                 logp = _log_softmax(out) if from_logits else np.log(np.clip(out, 1e-7, 1.0))
                 nll += float(-np.sum(logp[np.arange(len(y)), y]))
-    acc = correct / total if total else None
-    return ((nll / total if total else None), acc) if with_loss else acc
+    return correct, total, nll, (np.concatenate(labels) if labels else np.zeros(0, np.int64))
+
+
+def recompute_bn_statistics(model, source, samples: int, batch_size: int = 64, seed: int = 0) -> int:
+    """Precise BatchNorm: replace every BatchNormalization layer's moving mean and variance by their average over
+    ``samples`` training samples run through ``model`` as it is now (training mode, weights untouched). Returns the
+    samples used (0: no BatchNorm layer or no data).
+
+    The running averages that training keeps lag behind the weights: in a short run (a few dozen steps, weights
+    still moving fast) they describe earlier weights, and a model whose training accuracy is well off chance scores
+    at chance in inference mode (Wu & Johnson, "Rethinking 'Batch' in BatchNorm", 2021, PreciseBN).
+    """
+    from .._keras import layers
+
+    bns = [c for c in (unwrapped(layer) for layer in walk_layers(model)) if isinstance(c, layers.BatchNormalization)]
+    if not bns or samples <= 0 or source is None or len(source) == 0:
+        return 0
+    saved = [b.momentum for b in bns]
+    used = 0
+    try:
+        for i, (x, _) in enumerate(tf_dataset(source, batch_size=batch_size, shuffle=True, seed=seed + 1)):
+            for b in bns:   # a cumulative average: batch i weighs 1/(i+1)
+                b.momentum = 1.0 - 1.0 / (i + 1)
+            model(x, training=True)
+            used += int(x.shape[0]) if not isinstance(x, (tuple, list)) else int(x[0].shape[0])
+            if used >= samples:
+                break
+    finally:
+        for b, m in zip(bns, saved):
+            b.momentum = m
+    return used
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -93,7 +140,7 @@ class BestWeights:
 
     def __new__(cls, task: str, epochs: int, progress: Progress, log: list, val=None, *, monitor: bool = True,
                 from_logits: bool | None = None, eval_batch: int = 256, state_dir: Path | None = None,
-                chief: bool = True, target=None, shadow=None):
+                chief: bool = True, target=None, shadow=None, before_validation=None):
         from .._keras import keras
 
         class _Cb(keras.callbacks.Callback):
@@ -121,6 +168,8 @@ class BestWeights:
 
             def on_epoch_end(self, epoch, logs=None):
                 logs = logs or {}
+                if before_validation is not None:
+                    before_validation(self.model)
                 val_loss = val_acc = None
                 if val is not None:
                     judged = target if target is not None else self.model
@@ -163,7 +212,7 @@ class BestWeights:
 def fit(model, train, val, *, epochs: int, batch_size: int, task: str, progress: Progress = no_progress,
         callbacks: Sequence = (), restore_best: bool = True, seed: int = 0, augment: bool = False, dist=None,
         backup_dir: str | os.PathLike | None = None, shuffle_buffer: int | None = None,
-        from_logits: bool | None = None, eval_model=None, shadow=None):
+        from_logits: bool | None = None, eval_model=None, shadow=None, precise_bn: int = 0):
     """``model.fit`` on the streamed ``train`` source (shuffled every epoch, seeded), validating on ``val`` after
     every epoch and restoring the best epoch's weights (``restore_best``); returns ``(epoch log, best callback)``.
 
@@ -172,6 +221,8 @@ def fit(model, train, val, *, epochs: int, batch_size: int, task: str, progress:
     ``eval_model`` is the model validated (default ``model``; e.g. the student inside a distiller); under a
     distribution strategy a plain model built like it (``shadow``, default a clone) is validated instead, with the
     trained weights copied in every epoch (inference inside the strategy's scope can hang, e.g. with QAT).
+    ``precise_bn`` (samples; plain models on one device) recomputes the BatchNorm statistics at the end of every
+    epoch, before validation (:func:`recompute_bn_statistics`).
     """
     from .._keras import keras
 
@@ -190,8 +241,13 @@ def fit(model, train, val, *, epochs: int, batch_size: int, task: str, progress:
         shadow = None
     elif shadow is None:
         shadow = copy_model(target)
+    recompute = None
+    if precise_bn and not dist.distributed:
+        def recompute(m):
+            recompute_bn_statistics(m, train, precise_bn, batch_size, seed)
     best = BestWeights(task, epochs, progress, log, val, monitor=val is not None, from_logits=from_logits,
-                       state_dir=state_dir, chief=dist.chief, target=target, shadow=shadow)
+                       state_dir=state_dir, chief=dist.chief, target=target, shadow=shadow,
+                       before_validation=recompute)
     cbs = [best]
     if state_dir is not None:
         cbs.append(keras.callbacks.BackupAndRestore(str(state_dir), delete_checkpoint=False))

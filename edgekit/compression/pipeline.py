@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .._chance import ChanceCheck, check as check_chance, warn_if_at_chance
 from .._io import ensure_writable_dir, write_text_atomic
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
@@ -23,8 +24,8 @@ from .export_stage import Export
 from .ordering import assert_plain, validate_chain
 from .stages import Context, Stage, StageReport, make_stage
 from .distribute import setup
-from .train import (backup_root, clean_backup, evaluate, resolve_model, seed_everything, set_bn_momentum,
-                    sources_report, split_data, warn_skipped)
+from .train import (backup_root, clean_backup, evaluate, evaluate_vs_chance, resolve_model, seed_everything,
+                    set_bn_momentum, sources_report, split_data, warn_skipped)
 
 @dataclass
 class PipelineReport(JsonMixin):
@@ -159,6 +160,10 @@ class Pipeline:
             clean_backup(ctx.backup_root, ctx.backups, dist.chief)
             report.seconds = round(time.perf_counter() - t0, 2)
             return model, report
+        final = report.stages[-1] if report.stages else report.input
+        if final.chance:
+            warn_if_at_chance(ChanceCheck(**final.chance), f"the {'test' if ds_test is not None else 'validation'} "
+                              f"accuracy of {model.name} after {final.stage}", undecidable=False)
         if before_export is not None:
             before_export(model)
         if export_stage is not None:
@@ -170,6 +175,10 @@ class Pipeline:
             for path, precision in [(str(a.path), a.precision) for a in result.artifacts if a.format == "tflite"]:
                 art = artifact_stats(path, pruned_shapes=pruned, clustered_shapes=clustered, test=ds_test or ds_val,
                                          precision=precision)
+                final = (report.stages[-1] if report.stages else report.input).chance
+                if art.test_accuracy is not None and final:  # the same labels as the stages' measurement
+                    art.chance = check_chance(art.test_accuracy, samples=art.test_samples,
+                                              chance=final["chance"]).to_dict()
                 if export_stage.latency:
                     art.latency_ms_p50, art.latency_note = local_latency(path)
                 report.artifacts.append(art)
@@ -190,7 +199,9 @@ class Pipeline:
         if not ctx.dist.chief:  # measurements are for the report, which only the chief writes
             return srep
         srep.val_accuracy = evaluate(model, ctx.val)
-        srep.test_accuracy = evaluate(model, ctx.test)
+        vs_chance = evaluate_vs_chance(model, ctx.test if ctx.test is not None else ctx.val)
+        srep.test_accuracy = vs_chance.accuracy if vs_chance and ctx.test is not None else None
+        srep.chance = vs_chance.to_dict() if vs_chance else None
         srep.param_count, srep.nonzero = count_params(model)
         srep.weights = keras_weight_stats(model, ctx.pruned_layers, clustered_layers=ctx.clustered_layers)
         return srep

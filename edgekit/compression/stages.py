@@ -89,6 +89,8 @@ class StageReport(JsonMixin):
     params: dict
     val_accuracy: float | None = None
     test_accuracy: float | None = None
+    #: the test (else validation) accuracy against the chance accuracy of its labels (edgekit._chance.ChanceCheck)
+    chance: dict | None = None
     param_count: int = 0
     nonzero: int = 0
     weights: WeightStats | None = None  # of the (simulated int8) kernels

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .._chance import warn_if_at_chance
 from .._jsonable import JsonMixin
 from .._layers import unwrapped, walk_layers
 from .._progress import Progress, no_progress
@@ -22,7 +23,7 @@ from ..data import same_class_order
 from ..errors import DataError, InvalidArgument
 from ..registry import Registry
 from ..specs.train import TrainSpec
-from .fit import BestWeights, EpochLog, evaluate, fit  # noqa: F401 - re-exported (stages, distill, users)
+from .fit import BestWeights, EpochLog, evaluate, evaluate_vs_chance, fit  # noqa: F401 - re-exported
 from .inputs import (as_source, input_shape_of, input_specs, outputs_probabilities, preprocess_for,  # noqa: F401
                      resolve_data, seed_everything)
 from .. import data as data_mod
@@ -44,11 +45,14 @@ class TrainReport(JsonMixin):
     lr: float
     seed: int
     bn_momentum: float | None
+    precise_bn: int = 0          # training samples the BatchNorm statistics were recomputed on after every epoch
     history: list[EpochLog] = field(default_factory=list)
     best_epoch: int | None = None
     best_val_accuracy: float | None = None
     test_accuracy: float | None = None
     test_samples: int = 0
+    #: the test accuracy against the chance accuracy of the test labels (edgekit._chance.ChanceCheck as a dict)
+    chance: dict | None = None
     checkpoint: str | None = None
     saved: str | None = None
     seconds: float = 0.0
@@ -255,7 +259,7 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
     log, best = fit(trained, ds_train, ds_val, epochs=epochs, batch_size=batch_size, task=f"train {model.name}",
                     progress=progress, callbacks=callbacks, restore_best=restore_best, seed=seed, augment=s.augment,
                     dist=dist, backup_dir=None if root is None else root / "train", shuffle_buffer=s.shuffle_buffer,
-                    shadow=model)
+                    shadow=model, precise_bn=s.precise_bn)
     model = dist.copy_back(model, trained)
     if hits is not None:  # freezing was for this run: the saved model trains whole again in a later stage
         for layer in model.layers:
@@ -265,19 +269,22 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
     if dist.chief and out is not None:
         save_model_atomic(model, out)
     skipped = warn_skipped(ds_train, ds_val, ds_test)
+    vs_chance = evaluate_vs_chance(model, ds_test) if dist.chief else None
     report = TrainReport(
         model=model.name, data=full.source, train_samples=len(ds_train), val_samples=len(ds_val or ()),
-        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, bn_momentum=bn_momentum, history=log,
+        epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, bn_momentum=bn_momentum,
+        precise_bn=s.precise_bn if not dist.distributed else 0, history=log,
         best_epoch=best.best_epoch if best else None,
         best_val_accuracy=(max((e.val_accuracy for e in log if e.val_accuracy is not None), default=None)),
-        test_accuracy=evaluate(model, ds_test) if dist.chief else None,
-        test_samples=len(ds_test) if ds_test is not None else 0,
+        test_accuracy=vs_chance.accuracy if vs_chance else None,
+        test_samples=len(ds_test) if ds_test is not None else 0, chance=vs_chance.to_dict() if vs_chance else None,
         checkpoint=str(ckpt_path) if ckpt_path and epochs and dist.chief else None,
         saved=str(out) if out and dist.chief else None, augment=bool(s.augment), strategy=dist.info.to_dict(),
         sources=sources_report(train=ds_train, val=ds_val, test=ds_test), skipped_images=skipped,
         resumed_from_epoch=best.resumed_from if best else 0, trainable_layers=hits,
         seconds=round(time.perf_counter() - t0, 2))
     clean_backup(root, ["train"], dist.chief)
+    warn_if_at_chance(vs_chance, f"the test accuracy of {model.name}", undecidable=False)  # sweep: test_limit=1
     return model, report
 
 

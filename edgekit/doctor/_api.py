@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._chance import check as check_chance, warn_if_at_chance
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
 from .._spec import takes_spec
@@ -56,6 +57,8 @@ class DoctorResult(JsonMixin):
     export: Any = None
     recipe: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    #: labelled eval data: the float model's accuracy against the labels' chance accuracy (edgekit._chance)
+    chance: dict | None = None
 
     @property
     def chosen_rung(self) -> Rung | None:
@@ -135,6 +138,12 @@ def doctor(spec: DoctorSpec, *, progress: Progress = no_progress) -> DoctorResul
         result = DoctorResult(kmodel.name, fmt, ev.metric, ev.source, len(ev), str(calib_data),
                               round(ev.float_accuracy, 4), round(base.accuracy, 4), round(base.drop, 4), layers,
                               rungs, max_drop, need, notes=notes)
+        if ev.labelled:
+            vs_chance = check_chance(ev.float_accuracy / 100.0, ev.labels)
+            result.chance = vs_chance.to_dict()
+            warn_if_at_chance(vs_chance, f"the float accuracy of {kmodel.name} on the eval data",
+                              advice="int8 has nothing to preserve; train the model first (edgekit train: more "
+                                     "--epochs or samples, a higher --lr)")
         if max_drop is None:
             return result
 

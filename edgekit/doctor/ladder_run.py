@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .._chance import check as check_chance
 from .._io import sha256_file as sha256, write_text_atomic
 from .ladder import MORE_CALIBRATION, Config, Measured, Rung, Search, float_layer_search, rung_from
 from .stats import worst_first
@@ -157,6 +158,14 @@ def _source(data, notes: list[str], key: str) -> str:
     return f"<{type(data).__name__}>"
 
 
+def _chance(result, rung) -> dict | None:
+    """The float model's and the chosen artifact's accuracy against the eval labels' chance accuracy."""
+    if not result.chance:
+        return None
+    art = check_chance(rung.accuracy / 100.0, samples=result.eval_samples, chance=result.chance["chance"])
+    return {"float": result.chance, "artifact": art.to_dict()}
+
+
 def write_choice(result, measured: dict[str, Measured], kmodel, *, search: Search, model, model_options: dict,
                  calib_data, eval_data, train_data, io: str, out, preprocess: str | None, threads, seed: int,
                  opset: int | None, progress) -> None:
@@ -198,7 +207,7 @@ def write_choice(result, measured: dict[str, Measured], kmodel, *, search: Searc
         "rung": name, "met": result.met, "max_drop": result.max_drop, "metric": result.metric,
         "eval_data": result.eval_source, "eval_samples": result.eval_samples,
         "float_accuracy": result.float_accuracy, "accuracy": rung.accuracy, "drop": rung.drop,
-        "float_layers": list(cfg.float_layers),
+        "chance": _chance(result, rung), "float_layers": list(cfg.float_layers),
         "cost": {"size_bytes": art.size_bytes, "p50_ms": rung.p50_ms, "latency": rung.latency_note,
                  "plain_int8_size_bytes": plain.size_bytes if plain else None,
                  "plain_int8_p50_ms": plain.p50_ms if plain else None,

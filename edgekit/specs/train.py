@@ -10,6 +10,8 @@ from .model import ModelSpec
 
 #: BatchNorm momentum set on every BatchNormalization layer before training (None keeps the model's own)
 DEFAULT_BN_MOMENTUM = 0.9
+#: training samples the BatchNorm statistics are recomputed on after every epoch (PreciseBN)
+DEFAULT_PRECISE_BN = 1024
 #: tf.distribute strategies every training stage runs under (edgekit.compression.distribute)
 STRATEGIES = ("auto", "one-device", "mirrored", "multi-worker")
 
@@ -62,6 +64,11 @@ class TrainSpec(FitSpec):
                                                           "(fnmatch, repeatable); the others are frozen, BatchNorm "
                                                           "statistics included (e.g. conv_preds: retrain the "
                                                           "classifier, so an update package holds only it).")
+    precise_bn: int = option(DEFAULT_PRECISE_BN, ge=0,
+                             help="After every epoch, recompute the BatchNorm moving statistics on this many "
+                                  "training samples with the epoch's final weights, before validation (0, and under "
+                                  "a distribution strategy: the running averages, which lag behind the weights in "
+                                  "short runs).")
 
     def validate(self) -> None:
         if self.out is not None and Path(self.out).suffix not in (".keras", ".h5"):

@@ -37,7 +37,8 @@ def sweep(spec: SweepSpec, *, progress: Progress = no_progress,
     Every input is checked before any training (InvalidArgument). Points that fail are rows with their status;
     the result is also written to ``out`` (results.json, results.csv, plots/*.png) as rows finish, and calling
     again with the same arguments reuses what finished. ``require_budget=True`` raises :class:`BudgetNotMet`
-    (carrying the result) when a device has no point within ``budget_ms``. ``on_event`` gets a
+    (carrying the result) when a device has no point within ``budget_ms``, or none significantly above chance
+    (rows at chance are flagged ``above_chance=False`` and kept out of fronts, fits and picks). ``on_event`` gets a
     :class:`SweepProgress` (points done / total, estimated time left) whenever something changes.
     """
     return run_sweep(spec, progress=progress, on_event=on_event)

@@ -3,6 +3,11 @@ accuracy fit (the MobileNet paper's Figure 4) and the latency model that flags p
 
 Pure numpy on :class:`~edgekit.sweep.results.SweepRow` objects; no TensorFlow.
 
+- **Chance** (:mod:`edgekit._chance`): a row whose accuracy is not significantly above the chance accuracy of its
+  test labels (``above_chance`` False) learned nothing measurable: it stays in the table and the latency model
+  (its latency is real) but is kept out of the fronts, the accuracy fits and the picks. When no row of a device is
+  above chance, its pick says so and picks nothing.
+
 - **Pareto front** (per device): the ok rows that no other ok row beats on both accuracy (higher) and latency
   (lower), one of them strictly.
 - **Pick** (per device): the most accurate ok row whose latency is within the budget (ties: the faster one); when
@@ -24,6 +29,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from .._chance import ADVICE, ALPHA
 from .._jsonable import JsonMixin
 
 #: measured / predicted latency beyond this factor (either way) flags a row
@@ -37,7 +43,13 @@ def latency(row, metric: str) -> float | None:
 
 
 def _usable(rows: Iterable, metric: str) -> list:
-    return [r for r in rows if r.status == "ok" and r.accuracy is not None and latency(r, metric) is not None]
+    return [r for r in rows if r.status == "ok" and r.accuracy is not None and latency(r, metric) is not None
+            and r.above_chance is not False]
+
+
+def at_chance(rows: Iterable) -> list:
+    """The rows with an accuracy that is not significantly above chance."""
+    return [r for r in rows if r.accuracy is not None and r.above_chance is False]
 
 
 def by_device(rows: Iterable) -> dict[str, list]:
@@ -86,6 +98,7 @@ class Pick(JsonMixin):
     accuracy: float | None = None
     latency_ms: float | None = None
     statement: str = ""
+    at_chance: int = 0          # measured rows left out: not significantly above chance
 
 
 def pick(rows: Sequence, budget_ms: float, metric: str = "p50", *, emulated: bool = False) -> Pick:
@@ -95,20 +108,34 @@ def pick(rows: Sequence, budget_ms: float, metric: str = "p50", *, emulated: boo
     cand = _usable(rows, metric)
     for r in rows:
         r.pick = False
+    chance_rows = [r for r in at_chance(rows) if r.status == "ok" and latency(r, metric) is not None]
+    if not cand and chance_rows:
+        return Pick(device, budget_ms, metric, False, at_chance=len(chance_rows),
+                    statement=f"{label}: NO point is significantly above chance ({_chance_text(chance_rows)}): "
+                              f"the models learned nothing measurable, so none is picked; {ADVICE}")
     if not cand:
         return Pick(device, budget_ms, metric, False,
                     statement=f"{label}: no point was measured successfully, so none can be picked")
+    left_out = (f" ({len(chance_rows)} point(s) at chance left out)" if chance_rows else "")
     inside = [r for r in cand if latency(r, metric) <= budget_ms]
     if inside:
         best = max(inside, key=lambda r: (r.accuracy, -latency(r, metric)))
         best.pick = True
         return Pick(device, budget_ms, metric, True, best.point, best.accuracy, latency(best, metric),
                     f"{label}: {best.point} is the most accurate point within {budget_ms:g} ms {metric}: "
-                    f"{100 * best.accuracy:.2f}% at {latency(best, metric):.3g} ms")
+                    f"{100 * best.accuracy:.2f}% at {latency(best, metric):.3g} ms{left_out}", len(chance_rows))
     fastest = min(cand, key=lambda r: (latency(r, metric), -r.accuracy))
     return Pick(device, budget_ms, metric, False, fastest.point, fastest.accuracy, latency(fastest, metric),
                 f"{label}: NO point fits within {budget_ms:g} ms {metric}; the fastest is {fastest.point} at "
-                f"{latency(fastest, metric):.3g} ms ({100 * fastest.accuracy:.2f}%)")
+                f"{latency(fastest, metric):.3g} ms ({100 * fastest.accuracy:.2f}%){left_out}", len(chance_rows))
+
+
+def _chance_text(rows: Sequence) -> str:
+    """'chance 10.00%, best 11.20% on 1000 samples; above chance needs >= 12.40%' for at-chance rows."""
+    best = max(rows, key=lambda r: r.accuracy)
+    need = f"; above chance needs >= {100 * best.min_accuracy:.2f}%" if best.min_accuracy is not None else ""
+    return (f"chance {100 * best.chance:.2f}%, best {100 * best.accuracy:.2f}% on {best.test_samples} test samples"
+            f"{need}")
 
 
 # -------------------------------------------------------------------------------------------------- accuracy fit
@@ -145,19 +172,28 @@ def accuracy_fits(rows: Iterable) -> list[AccuracyFit]:
     """One fit per (model family, precision) over distinct points with an accuracy (any device; status of the
     export, not of the bench). Needs 3 points with 2 distinct mult-adds, else the fit says why not."""
     seen: dict[tuple[str, str], dict[str, tuple[float, float]]] = defaultdict(dict)
+    dropped: dict[tuple[str, str], set[str]] = defaultdict(set)
     for r in rows:
         if r.accuracy is None or not r.mult_adds or r.status in ("train_failed", "export_failed"):
             continue
+        if r.above_chance is False:
+            dropped[(r.model, r.precision)].add(r.point)
+            continue
         seen[(r.model, r.precision)][r.point] = (float(r.mult_adds), float(r.accuracy))
     fits = []
-    for (model, precision), pts in sorted(seen.items()):
-        data = sorted(pts.values())
+    for (model, precision) in sorted(set(seen) | set(dropped)):
+        data = sorted(seen[(model, precision)].values())
         fit = AccuracyFit(model, precision, len(data), points=data)
         x = np.log10([p[0] for p in data])
+        out = dropped[(model, precision)]
+        chance = f"; {len(out)} point(s) at chance left out" if out else ""
         if len(data) < 3 or len(set(x.round(12))) < 2:
-            fit.note = f"{len(data)} point(s) with {len(set(x.round(12)))} distinct mult-adds: no fit (needs 3 and 2)"
+            fit.note = (f"{len(data)} point(s) above chance with {len(set(x.round(12)))} distinct mult-adds: no fit "
+                        f"(needs 3 and 2){chance}" if out else
+                        f"{len(data)} point(s) with {len(set(x.round(12)))} distinct mult-adds: no fit (needs 3 and 2)")
         else:
             fit.slope, fit.intercept, fit.r2 = _linear(x, np.array([p[1] for p in data]))
+            fit.note = chance[2:] or None
         fits.append(fit)
     return fits
 
@@ -255,6 +291,44 @@ def latency_fit(rows: Sequence, metric: str = "p50", factor: float = OUTLIER_FAC
             groups[r.precision + (f" {r.format}" if len(formats) > 1 else "")].append(math.log(r.latency_ratio))
     fit.ratios = {k: float(math.exp(sum(v) / len(v))) for k, v in sorted(groups.items())}
     return fit
+
+
+# -------------------------------------------------------------------------------------------------- chance
+@dataclass
+class ChanceSummary(JsonMixin):
+    """The test labels' chance accuracy and how many points (model x precision x format) are above it."""
+
+    chance: float | None             # largest class share of the scored test labels
+    test_samples: int | None
+    min_accuracy: float | None       # the lowest accuracy significantly above chance on them
+    alpha: float
+    points: int                      # points with an accuracy
+    above: int                       # of those, significantly above chance
+    at_chance: list[str] = field(default_factory=list)   # point ids
+    statement: str = ""
+
+
+def chance_summary(rows: Sequence) -> ChanceSummary | None:
+    """None until a row has been tested against chance."""
+    tested = {r.point: r for r in rows if r.accuracy is not None and r.above_chance is not None}
+    if not tested:
+        return None
+    ref = max(tested.values(), key=lambda r: r.test_samples or 0)
+    low = sorted(p for p, r in tested.items() if not r.above_chance)
+    s = ChanceSummary(ref.chance, ref.test_samples, ref.min_accuracy, ALPHA, len(tested), len(tested) - len(low), low)
+    need = f"; above chance needs >= {100 * s.min_accuracy:.2f}%" if s.min_accuracy is not None else ""
+    head = (f"chance {100 * (s.chance or 0):.2f}% (the largest class share of {s.test_samples} test labels){need} "
+            f"(one-sided binomial test, alpha {s.alpha:g})")
+    if not low:
+        s.statement = f"{head}: every point is above chance"
+    elif s.above:
+        s.statement = (f"{head}: {len(low)} of {s.points} points are NOT significantly above chance; they are kept "
+                       f"out of the fronts, fits and picks")
+    else:
+        best = max(r.accuracy for r in tested.values())
+        s.statement = (f"{head}: NO point is significantly above chance (best {100 * best:.2f}%): the sweep's models "
+                       f"learned nothing measurable and nothing is picked; {ADVICE}")
+    return s
 
 
 # -------------------------------------------------------------------------------------------------- all at once

@@ -5,13 +5,15 @@ import datetime as _dt
 import json
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from .._chance import ADVICE
 from .._io import write_text_atomic
 from .._progress import Progress, no_progress
-from ..errors import BudgetNotMet
+from ..errors import BudgetNotMet, EdgekitWarning
 from . import analysis
 from .plan import Plan, make_plan
 from .results import SweepResult, SweepRow, SweepSummary, to_csv
@@ -25,11 +27,19 @@ PLOTS_EVERY = 60.0
 
 
 def budget_not_met(result: SweepResult) -> BudgetNotMet:
-    """``require_budget``: some device has no point within the latency budget. ``result`` holds everything."""
-    missing = [p.device for p in result.picks if not p.fits]
-    return BudgetNotMet(f"no point fits within {result.budget_ms:g} ms {result.metric} on {', '.join(missing)}",
+    """``require_budget``: some device has no point within the latency budget, or none significantly above chance.
+    ``result`` holds everything."""
+    missing = [p for p in result.picks if not p.fits]
+    learned_nothing = [p.device for p in missing if getattr(p, "at_chance", 0) and p.point is None]
+    over = [p.device for p in missing if p.device not in learned_nothing]
+    if learned_nothing and not over:
+        return BudgetNotMet(f"no point is significantly above chance on {', '.join(learned_nothing)}: the sweep's "
+                            f"models learned nothing measurable, so nothing is picked", hint=ADVICE, result=result)
+    return BudgetNotMet(f"no point fits within {result.budget_ms:g} ms {result.metric} on "
+                        f"{', '.join(p.device for p in missing)}",
                         hint="raise --budget-ms, add smaller points (lower alpha/resolution, int8), or drop "
-                             "--require-budget", result=result)
+                             "--require-budget" + (f"; points at chance are left out: {ADVICE}"
+                                                   if learned_nothing else ""), result=result)
 
 
 @dataclass
@@ -74,6 +84,7 @@ class _Publisher:
                           spec=spec.to_dict(), notes=list(self.plan.notes))
         res.fronts, res.picks, res.accuracy_fits, res.latency_fits = analysis.analyze(rows, spec.metric,
                                                                                         spec.budget_ms)
+        res.chance = analysis.chance_summary(rows)
         s = self.summary
         s.ok = sum(r.status == "ok" for r in rows)
         s.pending = sum(r.status == "pending" for r in rows)
@@ -213,6 +224,8 @@ def run_sweep(spec: SweepSpec, *, progress: Progress = no_progress,
             raise
         result = pub.close()
     assert result is not None
+    if result.chance is not None and result.chance.at_chance:
+        warnings.warn(result.chance.statement, EdgekitWarning, stacklevel=3)
     if spec.require_budget and result.budget_met is False:
         raise budget_not_met(result)
     return result

@@ -368,7 +368,8 @@ def _share_and_key(plan: Plan) -> None:
         groups.setdefault(u.group, []).append(u)
     train = {"data": _fp(s.data), "val_data": _fp(s.val_data) if s.val_data is not None else None,
              "batch_size": s.batch_size, "optimizer": s.optimizer, "val_fraction": s.val_fraction, "limit": s.limit,
-             "seed": s.seed, "bn_momentum": s.bn_momentum, "preprocess": s.preprocess, "recipe": plan.stage_keys,
+             "seed": s.seed, "bn_momentum": s.bn_momentum, "precise_bn": s.precise_bn, "preprocess": s.preprocess,
+             "recipe": plan.stage_keys,
              "weights": _fp(s.weights) if s.weights else None}
     for members in groups.values():
         members.sort(key=lambda u: u.resolution)

@@ -102,9 +102,14 @@ def accuracy_vs_latency(result, dest: Path) -> Path:
     picks = {p.device: p for p in result.picks}
     for ax, (device, dev_rows) in zip(axes, devices.items()):
         ok = [r for r in dev_rows if r.status == "ok" and r.accuracy is not None and latency(r, metric)]
-        for r in ok:
-            ax.scatter(latency(r, metric), 100 * r.accuracy, color=colors[r.precision], marker=markers[r.model],
-                       s=30, zorder=3, alpha=0.9)
+        for r in ok:   # a point at chance is drawn hollow: measured, but it learned nothing
+            paint = ({"facecolors": "none", "edgecolors": colors[r.precision]} if r.above_chance is False else
+                     {"color": colors[r.precision]})
+            ax.scatter(latency(r, metric), 100 * r.accuracy, marker=markers[r.model], s=30, zorder=3, alpha=0.9,
+                       **paint)
+        if result.chance is not None and result.chance.min_accuracy is not None:
+            ax.axhline(100 * result.chance.min_accuracy, color="grey", linestyle=":", linewidth=1,
+                       label=f"above chance from {100 * result.chance.min_accuracy:.1f}%")
         front = sorted((r for r in ok if r.pareto), key=lambda r: latency(r, metric))
         if front:
             ax.plot([latency(r, metric) for r in front], [100 * r.accuracy for r in front], color="black",

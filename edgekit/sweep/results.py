@@ -4,7 +4,9 @@ A *point* is one trained model (family + zoo options) exported at one precision 
 is (``mobilenet_v1_0.50_48_1ch_10cls/int8/tflite``). Rows keep their failures: ``status`` is ``ok`` or what went
 wrong (``train_failed``, ``export_failed``, ``verification_failed``, or the device's ``connect_error``,
 ``runtime_missing``, ``timeout`` ..., and ``parity_failed`` when the device's outputs differ from Keras'), ``pending``
-while the sweep still runs. Only ``ok`` rows enter the fronts, latency models and picks.
+while the sweep still runs. Only ``ok`` rows enter the fronts, latency models and picks, and of those only the
+rows whose accuracy is significantly above chance (``above_chance``, :mod:`edgekit._chance`) enter the fronts,
+accuracy fits and picks: a model that learned nothing is measured, shown and flagged, never chosen.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .._jsonable import JsonMixin
-from .analysis import AccuracyFit, LatencyFit, Pick
+from .analysis import AccuracyFit, ChanceSummary, LatencyFit, Pick
 
 #: statuses a point can end with before any device ran it
 POINT_FAILURES = ("train_failed", "export_failed", "verification_failed")
@@ -42,6 +44,10 @@ class SweepRow(JsonMixin):
     accuracy: float | None = None    # the artifact, in its runtime
     keras_accuracy: float | None = None
     test_samples: int | None = None
+    chance: float | None = None          # chance accuracy of the test labels scored (their largest class share)
+    chance_p_value: float | None = None  # one-sided exact binomial test of accuracy against chance
+    above_chance: bool | None = None     # False: not significantly above chance, kept out of fronts, fits and picks
+    min_accuracy: float | None = None    # the lowest accuracy significantly above chance on these test samples
     training: str | None = None      # how the model was trained (e.g. "fine-tuned 1 epoch at 48 px from ...")
     note: str | None = None          # what else to know about the artifact (e.g. an inconclusive verification)
     p50_ms: float | None = None
@@ -124,6 +130,8 @@ class SweepResult(JsonMixin):
     files: dict[str, str] = field(default_factory=dict)
     spec: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: the test labels' chance accuracy and how many points are above it (analysis.ChanceSummary)
+    chance: ChanceSummary | None = None
 
     @property
     def budget_met(self) -> bool | None:

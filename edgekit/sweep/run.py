@@ -19,7 +19,8 @@ from .._progress import Progress, no_progress
 from ..errors import EdgekitError
 from .plan import Plan, Point, Unit, recipe_stages
 from .results import SweepRow
-from .store import Store, parity_data, parity_file
+from .store import Store, parity_data, parity_file, test_labels
+from .._chance import check
 from .._signals import Terminated
 from ..compression import compress
 from ..devices import status_of
@@ -250,7 +251,8 @@ class Runner:
         # test data in the artifact's runtime (and Keras' on the same samples) at export, so skip it here
         _, report = train(unit.model, s.data, epochs=epochs, batch_size=s.batch_size, lr=lr, optimizer=s.optimizer,
                           val_fraction=s.val_fraction, val_data=s.val_data, limit=s.limit, seed=s.seed,
-                          bn_momentum=s.bn_momentum, preprocess=s.preprocess, out=str(trained), weights=weights,
+                          bn_momentum=s.bn_momentum, precise_bn=s.precise_bn, preprocess=s.preprocess,
+                          out=str(trained), weights=weights,
                           test_limit=1, progress=self.progress, **unit.create_options())
         record = {"status": "ok", "unit": unit.name, "key": unit.key, "how": unit.how, "note": unit.note,
                   "trained": self.store.rel(trained), "model": self.store.rel(trained),
@@ -299,6 +301,7 @@ class Runner:
                 self._update(p, status=rec["status"], error=rec.get("error"), hint=rec.get("hint"))
                 continue
             values = {k: art.get(k) for k in ("accuracy", "keras_accuracy", "test_samples", "size_bytes", "note")}
+            values.update(self._chance(art))
             self._update(p, artifact=art["path"], **values)
             if art["status"] != "ok":
                 self._update(p, status=art["status"], error=art.get("error"), hint=art.get("hint"))
@@ -307,6 +310,15 @@ class Runner:
                 parity_data(self.store.root / art["path"], s.parity_samples)
             for d in self.plan.devices:
                 self._bench_or_reuse(p, d, key, folder)
+
+    def _chance(self, art: dict[str, Any]) -> dict[str, Any]:
+        """The artifact's accuracy against the chance accuracy of the test labels it was scored on."""
+        labels = test_labels(self.store.root / art["path"]) if art.get("accuracy") is not None else None
+        if labels is None or not len(labels):
+            return {}
+        c = check(art["accuracy"], labels)
+        return {"chance": c.chance, "chance_p_value": c.p_value, "above_chance": c.above_chance,
+                "min_accuracy": c.min_accuracy}
 
     def _export_now(self, unit: Unit, quantize: str, model_path: str, folder) -> dict[str, Any]:
         from ..exporters import export

@@ -15,7 +15,7 @@ from .._spec import Spec, option, spec
 from ..errors import InvalidArgument
 from ..specs import _choices
 from ..specs.bench import ConnectSpec
-from ..specs.train import DEFAULT_BN_MOMENTUM
+from ..specs.train import DEFAULT_BN_MOMENTUM, DEFAULT_PRECISE_BN
 from .grid import parse_grid
 
 SHARE_TRAINING = ("resolution", "none")
@@ -62,6 +62,9 @@ class SweepOptions(Spec):
     seed: int = option(0, help="Seed for splits, shuffling, initialisation and sample selection.")
     bn_momentum: float | None = option(DEFAULT_BN_MOMENTUM, ge=0, lt=1, help="BatchNorm momentum set before "
                                                                             "training.")
+    precise_bn: int = option(DEFAULT_PRECISE_BN, ge=0,
+                             help="Recompute the BatchNorm statistics on this many training samples after every epoch "
+                                  "(0: keep the running averages; see edgekit train --help).")
     preprocess: str | None = option(None, choices=_choices.PREPROCESS_MODES,
                                     help="Input preprocessing for user data (zoo models know theirs).")
     share_training: str = option("resolution", choices=SHARE_TRAINING,

@@ -145,6 +145,18 @@ def parity_file(artifact: Path, samples: int) -> Path:
     return artifact.with_name(f"{artifact.name}.parity-{samples}{VERIFY_SUFFIX}")
 
 
+def test_labels(artifact: Path):
+    """The labels of the test samples the artifact's accuracy was scored on (its verification data), or None."""
+    import numpy as np
+
+    source = artifact.with_name(artifact.name + VERIFY_SUFFIX)
+    try:
+        with np.load(source, allow_pickle=False) as z:
+            return z["labels"] if "labels" in z.files else None
+    except (OSError, ValueError, EOFError):
+        return None
+
+
 def parity_data(artifact: Path, samples: int) -> None:
     """The first ``samples`` of the artifact's verification data (held-out test inputs and the Keras reference),
     replayed on every device (device_parity): export wrote every test sample, too many to replay under emulation.
