@@ -376,6 +376,7 @@ def test_evaluation_data_with_other_classes_or_order_is_refused(image_folder, tm
     assert test.class_names == ["a", "b", "c"]
 
 
+@pytest.mark.slow   # trains
 def test_trainable_freezes_every_other_layer(image_folder, tmp_path):
     """--trainable PATTERN trains only the matching layers (an update package then holds only them); the saved
     model trains whole again; a pattern matching nothing fails before any data is read."""
