@@ -129,6 +129,10 @@ def metadata_buffer(meta: AppMetadata) -> bytes:
     return bytes(b.Output())
 
 
+#: the date of every file zipped onto a model (zipfile would take the clock's, so two exports a second apart differed)
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
+
+
 def attach(model: bytes, meta: AppMetadata) -> bytes:
     """``model`` (a .tflite flatbuffer, without appended files) with ``meta`` in its ``TFLITE_METADATA`` buffer (an
     existing one is replaced) and the label files zipped onto its end. The tensor metadata must list every input and
@@ -163,8 +167,10 @@ def attach(model: bytes, meta: AppMetadata) -> bytes:
     files = meta.associated_files
     if files:
         with zipfile.ZipFile(out, "a") as zf:  # stored: the Task libraries read the files in place
-            for name, data in files.items():
-                zf.writestr(name, data)
+            for name, data in files.items():  # a fixed date: the same model and labels give the same bytes
+                info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
+                info.external_attr = 0o644 << 16
+                zf.writestr(info, data, compress_type=zipfile.ZIP_STORED)
     return out.getvalue()
 
 
