@@ -231,3 +231,16 @@ def arm64_ssh(devlab, arm64_rootfs) -> dict:
     finally:
         subprocess.run([devroot, str(arm64_rootfs), *env_args, "stop"], capture_output=True, timeout=120)
         shutil.rmtree(arm64_rootfs / inner.lstrip("/"), ignore_errors=True)
+
+
+@pytest.fixture
+def cli(monkeypatch, tmp_path):
+    """The edgekit CLI in-process, run from tmp_path with its own cache: ``cli("profile", path)`` -> click Result."""
+    from click.testing import CliRunner
+
+    from edgekit.cli import main
+
+    monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(main, [str(a) for a in args], catch_exceptions=False)

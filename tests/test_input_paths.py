@@ -11,24 +11,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from edgekit._io import check_input_path, load_yaml_text, open_input, read_input_bytes, read_input_text
-from edgekit.cli import main
 from edgekit.errors import DataError, InvalidArgument
 
 #: a 378-byte YAML whose nested aliases expand to 9^9 values (PyYAML builds it by reference; any walk or repr of it
 #: does not end)
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
-
-
-@pytest.fixture
-def cli(monkeypatch, tmp_path):
-    monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture

@@ -9,20 +9,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from edgekit import models
 from edgekit.cli import main
 from edgekit.models import UntrustedModelCode
 from edgekit.models._safety import find_code
-
-
-@pytest.fixture
-def cli(monkeypatch, tmp_path):
-    monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture(scope="module")

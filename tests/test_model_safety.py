@@ -7,10 +7,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from edgekit import models
-from edgekit.cli import main
 from edgekit.errors import InvalidArgument, ModelLoadError
 from edgekit.models import UntrustedModelCode
 from edgekit.models._safety import find_code
@@ -49,14 +47,6 @@ def evil(tmp_path_factory):
     keras3.Model(inp3, out3, name="evil_cnn3").save(str(paths["keras3"]))
     marker.unlink(missing_ok=True)
     return paths, marker
-
-
-@pytest.fixture
-def cli(monkeypatch, tmp_path):
-    monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.chdir(tmp_path)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
 
 
 STUDENT = ("mobilenet_v1", "--alpha", "0.25", "--resolution", "32", "--input-channels", "1", "--classes", "10",
