@@ -175,6 +175,29 @@ def test_corrupt_images_are_skipped_with_a_warning(tmp_path):
     assert info.value.hint
 
 
+def test_strict_error_names_the_first_unreadable_file_in_order_whatever_the_threads_do(tmp_path, monkeypatch):
+    """Parallel decoding must not decide which file the strict error names (CI once saw the later one)."""
+    import time
+
+    from edgekit.data import images
+
+    root = tmp_path / "imgs"
+    for i in range(10):
+        _png(root / ("cat" if i % 2 else "dog") / f"{i}.png", value=20 * i)
+    (root / "cat" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (root / "dog" / "empty.png").write_bytes(b"")
+    real = images.decode
+
+    def slow_first(src, *a, **k):
+        if str(src).endswith("broken.jpg"):
+            time.sleep(0.5)  # the later bad file fails first in time
+        return real(src, *a, **k)
+
+    monkeypatch.setattr(images, "decode", slow_first)
+    with pytest.raises(DataError, match="broken.jpg"):
+        load(root, input_shape=(8, 8, 3), strict=True)
+
+
 def test_folder_limit_takes_only_what_it_needs(tmp_path, monkeypatch):
     from edgekit.data import images
 

@@ -233,18 +233,22 @@ class SkipLog:
             return set(self._names)
 
     def record(self, err: ImageError) -> None:
-        """Count ``err``; in strict mode remember it as a DataError and raise it."""
+        """Count ``err``; in strict mode raise it as a DataError naming this file (``error`` keeps the first one
+        seen, for pipelines that surface it later). Loaders that decode in parallel raise the first failure in file
+        order, so the error does not depend on thread timing."""
+        mine = None
         with self._lock:
             if err.name not in self._names:
                 self._names.add(err.name)
                 if len(self.examples) < self.KEEP:
                     self.examples.append((err.name, err.reason))
             if self.strict:
-                self.error = self.error or DataError(
+                mine = DataError(
                     f"unreadable image {err.name}: {err.reason}",
                     hint="remove or replace the file, or drop --strict-data to skip unreadable images with a warning")
-        if self.strict:
-            raise self.error
+                self.error = self.error or mine
+        if mine is not None:
+            raise mine
 
     def summary(self, total: int | None, advice: bool = True) -> str:
         of = f" of {total}" if total else ""
