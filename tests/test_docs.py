@@ -157,6 +157,15 @@ def test_the_recipe_shown_in_get_started_is_the_file():
     assert shown == yaml.safe_load((REPO / "export" / f"{shown['name']}.yaml").read_text())
 
 
+def test_the_readme_links_resolve():
+    """The README is read on GitHub, not built by mkdocs: its relative links must name files of the tree."""
+    text = (REPO / "README.md").read_text()
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    assert len(links) >= 15, links
+    missing = [link for link in links if "://" not in link and not (REPO / link).exists()]
+    assert not missing, missing
+
+
 # -- the reference pages are the code's (fast) -----------------------------------------------------------------------
 def test_reference_pages_are_generated_from_the_code_now(tmp_path):
     from edgekit.cli import _docgen
