@@ -197,6 +197,7 @@ def test_every_command_and_option_is_in_the_cli_reference():
 
 
 # -- the site builds (strict) ----------------------------------------------------------------------------------------
+@pytest.mark.slow  # ~2 s idle (mkdocs, Material, mkdocstrings reading the package's source), more under load
 def test_mkdocs_build_strict(tmp_path):
     pytest.importorskip("mkdocs", reason="the docs extra is not installed (pip install -e '.[docs]')")
     pytest.importorskip("mkdocstrings_handlers.python", reason="the docs extra is not installed")
