@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import yaml
@@ -74,11 +73,7 @@ def shell_lines(code: str) -> list[tuple[str, str]]:
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        words = shlex.shlex(line, posix=True, punctuation_chars=False)
-        words.whitespace_split, words.commenters = True, ""
-        cmd, comment = line, ""
-        # the comment starts at an unquoted " #"
-        quote = None
+        cmd, comment, quote = line, "", None  # the comment starts at an unquoted " #"
         for i, ch in enumerate(line):
             if quote:
                 quote = None if ch == quote else quote

@@ -25,7 +25,8 @@ from typing import Any, Callable
 import click
 import yaml
 
-from .._spec import MISSING, FieldInfo, Spec
+from .. import _LAZY as PUBLIC
+from .._spec import MISSING, FieldInfo
 from .._spec_fields import expectation
 from ..compression.api import CompressResult
 from ..compression.train import TrainReport
@@ -105,6 +106,15 @@ def _help(f: FieldInfo) -> str:
     return re.sub(r"\s*\[default: [^\]]*\]$", "", field_help(f))
 
 
+def _public_name(api: str) -> str:
+    """``edgekit.export`` for ``edgekit.doctor:export`` (the names ``import edgekit`` offers), else the full path."""
+    module, _, attr = api.partition(":")
+    for name, (mod, obj) in PUBLIC.items():
+        if (mod, obj) == (module, attr) or (obj is None and mod == module and module.endswith(f".{attr}")):
+            return f"edgekit.{name}"
+    return f"{module}.{attr}"
+
+
 # -- cli.md ----------------------------------------------------------------------------------------------------------
 def _commands(group: click.Group, prefix: tuple[str, ...] = ()):
     for name, cmd in sorted(group.commands.items()):
@@ -140,7 +150,6 @@ def cli_page() -> str:
              "The columns: the option; what it takes; its default (— : not given, the library decides, as the "
              "help says); the Python argument and recipe key it sets (*CLI only*: output options such as `--json`); "
              "its help.", ""]
-    ctx = click.Context(main, info_name="edgekit")
     for path, cmd in _commands(main):
         name = " ".join(path)
         lines += [f"## edgekit {name}", ""]
@@ -157,7 +166,7 @@ def cli_page() -> str:
         api = getattr(cmd, "edgekit_api", None)
         if api is not None:
             spec = api["spec"]
-            func = api["api"].replace(":", ".")
+            func = _public_name(api["api"])
             lines += [f"Python: `{func}`" + (f"; options from `{spec.__module__}.{spec.__name__}`" if spec else "")
                       + ".", ""]
         args = [p for p in cmd.params if isinstance(p, click.Argument)]
@@ -169,7 +178,6 @@ def cli_page() -> str:
         if rows:
             lines += ["| option | takes | default | Python / recipe | meaning |", "| --- | --- | --- | --- | --- |",
                       *rows, ""]
-    del ctx
     return "\n".join(lines).rstrip() + "\n"
 
 
