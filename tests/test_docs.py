@@ -120,6 +120,31 @@ def test_every_block_runs_here_or_names_its_test_or_what_it_needs():
     assert not problems, "\n".join(problems)
 
 
+def test_every_edgekit_line_parses_also_those_that_need_a_device():
+    """Every `edgekit ...` line of every block, run or not, names a command and options it has (click parses it:
+    a renamed option fails here even in a block only a Pi runs)."""
+    from edgekit.cli import main
+
+    problems = []
+    for b in checked_blocks():
+        if b.lang not in SHELL:
+            continue
+        for cmd, _ in shell_lines(b.code):
+            words = shlex.split(cmd)
+            while words and re.fullmatch(r"\w+=.*", words[0]):  # VAR=value prefixes
+                words = words[1:]
+            if not words or os.path.basename(words[0]) != "edgekit":
+                continue
+            args, group, path = words[1:], main, "edgekit"
+            while hasattr(group, "commands") and args and args[0] in group.commands:
+                group, path, args = group.commands[args[0]], f"{path} {args[0]}", args[1:]
+            try:
+                group.make_context(path, list(args), resilient_parsing=False)
+            except Exception as exc:  # noqa: BLE001 - click's usage errors, reported with the line
+                problems.append(f"{b}: {cmd!r}: {exc}")
+    assert not problems, "\n".join(problems)
+
+
 def test_the_train_line_is_how_the_shared_model_is_trained():
     """docs/guides/export.md's `edgekit train ... --out my_model.keras` is conftest's trained_mnv1, option for option
     (the suite trains it once; the docs' run uses that file as my_model.keras)."""
