@@ -38,6 +38,7 @@ except ImportError as _exc:  # the optional extra
     raise MissingDependency("ray", "ray", purpose="by edgekit sweep --executor ray") from _exc
 
 from .._io import atomic_path
+from .._jsonable import to_jsonable
 from .._signals import Terminated
 from ..devices import status_of
 from ..errors import ConnectError, EdgekitError, InvalidArgument
@@ -226,7 +227,7 @@ def _step(kind: str, context: dict[str, Any], args: dict[str, Any], inputs: dict
             if kind in ("train", "export"):
                 _release_memory()
         if out_root:
-            record = json.loads(json.dumps(record, default=str).replace(json.dumps(str(root))[1:-1],
+            record = json.loads(json.dumps(to_jsonable(record)).replace(json.dumps(str(root))[1:-1],
                                                                         json.dumps(out_root)[1:-1]))
     return {"record": {**record, "node": node, "started": started, "ended": time.time()}, "files": files}
 
