@@ -18,6 +18,7 @@ device whose node left the cluster makes its rows fail, measured again on the ne
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ from .._jsonable import to_jsonable
 from .._signals import Terminated
 from ..devices import status_of
 from ..errors import ConnectError, EdgekitError, InvalidArgument
-from .plan import Plan, Unit, _check_devices
+from .plan import Plan, Unit, _builtin, _check_devices
 from .run import (Runner, StepFailed, _failure, _NoGate, _release_memory, bench_point, export_unit, node_label,
                   train_unit)
 from .store import Store, parity_file
@@ -53,6 +54,8 @@ DEVICE_RESOURCE = "device:{name}"
 TF_PROCESS_BYTES = 1536 << 20
 #: seconds a device's resource may be missing from the cluster before its pending measurement fails
 NODE_LOST_GRACE = 10.0
+#: spec fields that may name files or folders read by the workers
+PATH_FIELDS = ("data", "val_data", "test_data", "calib_data", "weights")
 #: system-failure retries of a training or export (its node died, its worker crashed)
 MAX_RETRIES = 3
 
@@ -167,6 +170,18 @@ def _check_resources(cluster: Cluster, spec, memory: dict[str, int]) -> None:
                               f"memory for tasks", hint="add a larger node, or lower --test-limit / --calib-samples")
 
 
+def _absolute(plan: Plan) -> Plan:
+    """The plan as the workers get it: relative data paths made absolute (a worker's working folder is not the
+    driver's); built-in dataset names and other values stay as they are."""
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and not _builtin(value) and not os.path.isabs(value) and Path(value).exists():
+            return str(Path(value).resolve())
+        return value
+
+    spec = dataclasses.replace(plan.spec, **{k: fix(getattr(plan.spec, k)) for k in PATH_FIELDS})
+    return dataclasses.replace(plan, spec=spec, test_source=fix(plan.test_source), calib_source=fix(plan.calib_source))
+
+
 # -- on the worker ---------------------------------------------------------------------------------------------------
 def _write_inputs(root: Path, inputs: dict[str, bytes]) -> None:
     for rel, data in inputs.items():
@@ -247,7 +262,8 @@ class RayRunner(Runner):
         self.gate = _NoGate()      # Ray's CPU accounting keeps a device's node free while it measures
         self.node = cluster.label(cluster.driver_node)
         self.root = str(self.store.root.resolve())
-        self.context = ray.put({"plan": plan, "spec": plan.spec})
+        shipped = _absolute(plan)
+        self.context = ray.put({"plan": shipped, "spec": shipped.spec})
         self.gpus = float(ray.cluster_resources().get("GPU", 0)) > 0
         sample = max((u.input_shape for u in plan.units), key=lambda s: s[0] * s[1] * s[2])
         held = 2 * (plan.test_samples + plan.spec.calib_samples) * 4 * sample[0] * sample[1] * sample[2]

@@ -391,7 +391,7 @@ class Runner:
         self.event("row", point=point.id, device=device.name, row=self.rows[(point.id, device.name)])
 
 
-# -- the steps (run here by Runner, on a Ray worker by ray_run) -----------------------------------------------------------
+# -- the steps (run here by Runner, on a Ray worker by ray_run) --------------------------------------------------------
 def train_unit(plan: Plan, unit: Unit, store: Store, folder, weights: str | None,
                progress: Progress = no_progress) -> dict[str, Any]:
     """Train ``unit`` (from ``weights``: a file, ``imagenet``/``none``, or its base unit's trained model) into
