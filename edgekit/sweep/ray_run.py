@@ -100,14 +100,20 @@ class Cluster:
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise ConnectError(f"cannot join the Ray cluster at {address or 'this machine'}: "
                                    f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}",
-                                   hint="start it with `ray start --head` (same Ray and Python version as here), "
-                                        "or run the sweep with --executor local") from exc
+                                   hint="run the sweep on a machine of the cluster (the head, or one that joined "
+                                        "with `ray start --address`), with the Ray and Python versions the cluster "
+                                        "runs; or run it with --executor local") from exc
             finally:
                 if term is not None:   # ray.init replaces the handler; the CLI's own turns SIGTERM into exit 143
                     signal.signal(signal.SIGTERM, term)
         self.driver_node = ray.get_runtime_context().get_node_id()
         self.nodes: dict[str, dict] = {}
         self.refresh()
+        # the workers that will train import TensorFlow now, while the driver plans (seconds per worker otherwise
+        # spent after the plan); Ray reuses them for the steps
+        slots = sum(int(float(n.get("Resources", {}).get("CPU", 0)) // spec.ray_cpus) for n in self.alive())
+        self.warming = [_warm.options(num_cpus=spec.ray_cpus, scheduling_strategy="SPREAD").remote()
+                        for _ in range(min(slots, 16))]
 
     def close(self) -> None:
         if self.owned and ray.is_initialized():
@@ -207,6 +213,12 @@ def _run_step(kind: str, context: dict[str, Any], args: dict[str, Any], store: S
         return train_unit(plan, unit, store, folder, weights)
     return export_unit(plan, unit, args["quantize"], str(store.root / args["model"]), store,
                        store.root / args["folder"])
+
+
+@ray.remote
+def _warm() -> None:
+    """Import TensorFlow and Keras in this worker (a step on it later does not wait for that)."""
+    from .. import _keras  # noqa: F401 - imported for its side effect: TensorFlow loaded
 
 
 _STATUS = {"train": "train_failed", "export": "export_failed", "check": "connect_error"}
