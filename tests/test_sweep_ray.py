@@ -80,6 +80,34 @@ def test_executor_is_one_typed_option(cli, tmp_path):
         SweepSpec.from_dict({"data": "d", "out": "o", "executor": "ray", "ray_cpus": 0})
 
 
+def test_node_column_and_step_records_say_where_and_when(tmp_path, monkeypatch):
+    """The local runner stamps every record with its machine and times; a row names one node, or each step's."""
+    import socket
+    from types import SimpleNamespace
+
+    from edgekit.devices import DeviceSpec
+    from edgekit.sweep.results import SweepRow
+    from edgekit.sweep.run import Runner, node_label
+
+    assert node_label("a", "a", "a") == "a" and node_label("a") == "a" and node_label(None) is None
+    assert node_label("a", "b", "a") == "train a, export b, measure a"
+    dev = DeviceSpec("local")
+    point = SimpleNamespace(id="p", format="tflite")
+    plan = SimpleNamespace(spec=SimpleNamespace(out=str(tmp_path)), devices=[dev], on_host={"local"})
+    rows = {("p", "local"): SweepRow("p", "m", "m", {}, "int8", "tflite", "local")}
+    runner = Runner(plan, rows, publish=lambda: None, event=lambda kind, **info: None)
+    runner.point_nodes["p"] = ("trainer", "trainer")
+    monkeypatch.setattr(runner, "_bench_now", lambda p, d: {"status": "ok", "result": {"p50_ms": 1.0}})
+    t0 = time.time()
+    runner.queues["local"].put((point, tmp_path / "bench.json"))
+    runner.queues["local"].put(None)
+    runner._worker(dev)
+    rec = json.loads((tmp_path / "bench.json").read_text())
+    host = socket.gethostname()
+    assert rec["node"] == host and t0 <= rec["started"] <= rec["ended"] <= time.time()
+    assert rows[("p", "local")].node == f"train trainer, export trainer, measure {host}"
+
+
 # -- the cluster -------------------------------------------------------------------------------------------------------
 class _Node:
     """``ray start ... --block`` in its own process group: stopped by killing that group, then whatever process of
