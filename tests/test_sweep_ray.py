@@ -146,8 +146,9 @@ def _ports(n: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def ray_cluster(fashion_mnist_available):
-    """Head ("head", 1 CPU: the driver's node, where `local` is measured) and worker ("worker", 1 CPU, a custom
-    resource) on 127.0.0.1, no dashboard, their own temp dir and ports; node deaths noticed within ~2 s."""
+    """Head ("head", 1 CPU: the driver's node, where `local` is measured) and worker ("worker", 1 CPU, reaching the
+    device "pi": the custom resource device:pi) on 127.0.0.1, no dashboard, their own temp dir and ports; node
+    deaths noticed within ~2 s."""
     pytest.importorskip("ray")
     import ray
 
@@ -174,7 +175,7 @@ def ray_cluster(fashion_mnist_available):
                               env, Path(temp) / "head.out")
         address = f"127.0.0.1:{gcs}"
         _wait_started(nodes["head"], t0)
-        nodes["worker"] = _Node([f"--address={address}", "--node-name=worker", '--resources={"edgekit-test": 1}',
+        nodes["worker"] = _Node([f"--address={address}", "--node-name=worker", '--resources={"device:pi": 1}',
                                  *common, *ports(worker_ports)], env, Path(temp) / "worker.out")
         _wait_started(nodes["worker"], t0)
         yield {"address": address, "nodes": nodes, "temp": temp, "start_seconds": time.monotonic() - t0}
@@ -264,6 +265,31 @@ def _table(out: Path) -> list[tuple]:
     for r in _records(out, "runs/*/*/bench/*.json"):
         rows.append(("measure", "/".join(r["_path"].parts[-4:-2]), r["node"], r["started"], r["ended"]))
     return sorted(rows, key=lambda x: x[3])
+
+
+@pytest.mark.slow
+def test_a_device_is_probed_and_measured_on_the_node_declaring_it(ray_cluster):
+    """The worker declares device:pi: the pi is reached from there (here its probe fails, and says where it ran);
+    `local` belongs to the driver's node."""
+    from edgekit.devices import DeviceSpec
+    from edgekit.errors import ConnectError
+    from edgekit.sweep import SweepSpec
+    from edgekit.sweep.ray_run import Cluster
+
+    (port,) = free_ports(1)
+    spec = SweepSpec.from_dict({"data": "fashion-mnist", "out": "o", "executor": "ray",
+                                "ray_address": ray_cluster["address"], "connect_timeout": 3})
+    cluster = Cluster(spec)
+    try:
+        pi = DeviceSpec("pi", transport="ssh", host="127.0.0.1", port=port, user="pi")
+        res, node = cluster.device_node(pi)
+        assert res == "device:pi" and cluster.label(node) == "worker"
+        assert cluster.device_node(DeviceSpec("local")) == (None, cluster.driver_node)
+        assert cluster.label(cluster.driver_node) == "head"
+        with pytest.raises(ConnectError, match="probed on Ray node worker, which declares device:pi"):
+            cluster.check(spec, [pi])
+    finally:
+        cluster.close()
 
 
 @pytest.mark.slow
