@@ -26,6 +26,10 @@ CLI_GRID = ["mobilenet_v1", "--grid", "alpha=0.25,0.5", "--grid", "resolution=32
             "--input-channels", "1", "--weights", "none", "--data", "fashion-mnist", "--epochs", "1", "--limit", "128",
             "--batch-size", "32", "--precise-bn", "0", "--test-limit", "64", "--calib-samples", "32", "--runs", "5",
             "--warmup", "1", "--device", "local", "--no-verify", "--no-device-parity"]
+#: the local reference: alpha 0.25's two resolutions (a trained and a fine-tuned model) at int8, the same trainings
+#: and exports (same keys) as the Ray sweep's, at a third of its cost
+LOCAL_GRID = {**GRID, "grid": {"alpha": [0.25], "resolution": [32, 40]}, "quantize": ("int8",)}
+CLI_LOCAL_GRID = [{"alpha=0.25,0.5": "alpha=0.25", "int8,none": "int8"}.get(a, a) for a in CLI_GRID]
 #: seconds the cluster may take to come up (both nodes registered)
 START_TIMEOUT = 60
 
@@ -146,7 +150,7 @@ def _ports(n: int) -> list[str]:
 
 @pytest.fixture(scope="module")
 def ray_cluster(fashion_mnist_available):
-    """Head ("head", 1 CPU: the driver's node, where `local` is measured) and worker ("worker", 1 CPU, reaching the
+    """Head ("head", 2 CPUs: the driver's node, where `local` is measured) and worker ("worker", 1 CPU, reaching the
     device "pi": the custom resource device:pi) on 127.0.0.1, no dashboard, their own temp dir and ports; node
     deaths noticed within ~2 s."""
     pytest.importorskip("ray")
@@ -157,7 +161,7 @@ def ray_cluster(fashion_mnist_available):
            "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "3",
            "RAY_health_check_initial_delay_ms": "0"}
     gcs, *p = _ports(20)
-    common = ["--node-ip-address=127.0.0.1", "--num-cpus=1", "--object-store-memory=150000000",
+    common = ["--node-ip-address=127.0.0.1", "--object-store-memory=150000000",
               "--disable-usage-stats"]
 
     def ports(q: list[str]) -> list[str]:
@@ -170,12 +174,14 @@ def ray_cluster(fashion_mnist_available):
     nodes: dict[str, _Node] = {}
     t0 = time.monotonic()
     try:
-        nodes["head"] = _Node(["--head", f"--port={gcs}", "--node-name=head", "--include-dashboard=false",
+        nodes["head"] = _Node(["--head", f"--port={gcs}", "--node-name=head", "--num-cpus=2",
+                               "--include-dashboard=false",
                                f"--ray-client-server-port={p[-1]}", f"--temp-dir={temp}", *common, *ports(p[:-1])],
                               env, Path(temp) / "head.out")
         address = f"127.0.0.1:{gcs}"
         _wait_started(nodes["head"], t0)
-        nodes["worker"] = _Node([f"--address={address}", "--node-name=worker", '--resources={"device:pi": 1}',
+        nodes["worker"] = _Node([f"--address={address}", "--node-name=worker", "--num-cpus=1",
+                                 '--resources={"device:pi": 1}',
                                  *common, *ports(worker_ports)], env, Path(temp) / "worker.out")
         _wait_started(nodes["worker"], t0)
         yield {"address": address, "nodes": nodes, "temp": temp, "start_seconds": time.monotonic() - t0}
@@ -220,7 +226,7 @@ def local_run(tmp_path_factory, fashion_mnist_available):
 
     out = tmp_path_factory.mktemp("local") / "out"
     t0 = time.monotonic()
-    res = edgekit.sweep("mobilenet_v1", **GRID, out=str(out))
+    res = edgekit.sweep("mobilenet_v1", **LOCAL_GRID, out=str(out))
     return out, res, time.monotonic() - t0
 
 
@@ -332,7 +338,7 @@ def test_measurements_never_overlap_on_a_device_nor_with_work_on_its_node(ray_ru
 def test_results_equal_a_local_run(ray_run, local_run):
     ray_rows = {r.point: r for r in ray_run[1].rows}
     local_rows = {r.point: r for r in local_run[1].rows}
-    assert ray_rows.keys() == local_rows.keys()
+    assert len(local_rows) == 2 and local_rows.keys() <= ray_rows.keys()
     print(f"\nlocal sweep {local_run[2]:.1f} s, ray sweep (2 nodes, worker killed) {ray_run[2]:.1f} s")
     for point, lr in local_rows.items():
         rr = ray_rows[point]
@@ -349,10 +355,11 @@ def test_results_equal_a_local_run(ray_run, local_run):
 @pytest.mark.slow
 def test_each_executor_resumes_the_others_folder(ray_run, local_run, ray_cluster, cli):
     """A local run resumed on Ray and a Ray run resumed locally: nothing is trained, exported or measured again."""
-    res = cli("sweep", *CLI_GRID, "--executor", "ray", "--ray-address", ray_cluster["address"], "--out", local_run[0])
+    res = cli("sweep", *CLI_LOCAL_GRID, "--executor", "ray", "--ray-address", ray_cluster["address"],
+              "--out", local_run[0])
     assert res.exit_code == 0, res.output
     s = json.loads((local_run[0] / "results.json").read_text())["summary"]
-    assert (s["rows_reused"], s["trainings_reused"], s["exports_computed"]) == (8, 4, 0), s
+    assert (s["rows_reused"], s["trainings_reused"], s["exports_computed"]) == (2, 2, 0), s
     res = cli("sweep", *CLI_GRID, "--out", ray_run[0])
     assert res.exit_code == 0, res.output
     s = json.loads((ray_run[0] / "results.json").read_text())["summary"]
