@@ -365,8 +365,9 @@ class Runner:
                 except Exception as exc:  # noqa: BLE001 - a device failure is a row's status
 
                     rec = _failure(exc, status_of(exc) if isinstance(exc, EdgekitError) else "error")
-                seconds = time.perf_counter() - t0
                 rec = {"node": self.node, "started": started, "ended": time.time(), **rec}
+                # the measurement's own time (on Ray: the task's, not its wait for the device's node)
+                seconds = max(0.0, rec["ended"] - rec["started"]) if "ended" in rec else time.perf_counter() - t0
             if self.cancel.is_set() and rec["status"] != "ok":
                 return   # killed by the interrupt (Ctrl-C reaches the runner too): left pending, measured on resume
             with self.lock:
