@@ -157,6 +157,10 @@ def ray_cluster(fashion_mnist_available):
     import ray
 
     temp = tempfile.mkdtemp(prefix="ekray-", dir="/tmp")      # short: Ray's socket paths must fit 107 bytes
+    # Ray >= 2.5x turns token authentication on when ~/.ray/auth_token exists (any local ray.init() writes one): this
+    # loopback cluster and its driver (this process) run without, whatever the machine's home holds
+    auth = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_health_check_period_ms": "500",
            "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "3",
            "RAY_health_check_initial_delay_ms": "0"}
@@ -199,6 +203,10 @@ def ray_cluster(fashion_mnist_available):
             except ProcessLookupError:
                 pass
         subprocess.run(["rm", "-rf", temp])
+        if auth is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = auth
 
 
 def _wait_started(node: _Node, t0: float) -> None:
