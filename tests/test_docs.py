@@ -55,7 +55,7 @@ def blocks(page: str) -> list[Block]:
     found = []
     for m in re.finditer(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", text, flags=re.S | re.M):
         before = text[:m.start()].rstrip()
-        last = before.rsplit("\n", 1)[-1] if before else ""
+        last = before[before.rfind("<!--"):] if before.endswith("-->") else ""  # a comment may span lines
         marker = MARKER.fullmatch(last.strip())
         found.append(Block(page, text.count("\n", 0, m.start()) + 1, m.group(1).lower(), m.group(2),
                            (marker.group(1), " ".join(marker.group(2).split())) if marker else None))
