@@ -22,6 +22,7 @@ from conftest import free_ports
 GRID = dict(grid={"alpha": [0.25, 0.5], "resolution": [32, 40]}, quantize=("int8", "none"), input_channels=1,
             weights="none", data="fashion-mnist", epochs=1, limit=128, batch_size=32, precise_bn=0, test_limit=64,
             calib_samples=32, runs=5, warmup=1, devices=("local",), verify=False, device_parity=False)
+ROWS = len(GRID["grid"]["alpha"]) * len(GRID["grid"]["resolution"]) * len(GRID["quantize"])
 CLI_GRID = ["mobilenet_v1", "--grid", "alpha=0.25,0.5", "--grid", "resolution=32,40", "--quantize", "int8,none",
             "--input-channels", "1", "--weights", "none", "--data", "fashion-mnist", "--epochs", "1", "--limit", "128",
             "--batch-size", "32", "--precise-bn", "0", "--test-limit", "64", "--calib-samples", "32", "--runs", "5",
@@ -252,7 +253,8 @@ def ray_run(ray_cluster, tmp_path_factory):
         while time.monotonic() < deadline and not killed.get("stop"):
             if any(r.get("node") == "worker" for r in _records(out, "runs/*/train.json")):
                 results = _records(out, "results.json")
-                killed["pending"] = results[0]["summary"]["pending"] if results else None
+                # no results.json yet: no row has been recorded, every row of the grid is pending
+                killed["pending"] = results[0]["summary"]["pending"] if results else ROWS
                 killed["at"] = time.time()
                 ray_cluster["nodes"]["worker"].kill()
                 return
