@@ -49,7 +49,7 @@ FIRST_PARTY_LAZY_BASELINE: dict[str, int] = {"edgekit._keras": 1, "edgekit.cli._
     "edgekit.cli.models": 2, "edgekit.cli.sweep": 3, "edgekit.compression.artifacts": 2,
     "edgekit.compression.distill": 2, "edgekit.compression.stages": 1, "edgekit.doctor.ladder": 1,
     "edgekit.doctor.ladder_run": 1, "edgekit.exporters._api": 1, "edgekit.recipes": 4, "edgekit.sweep.plan": 1,
-    "edgekit.sweep.run": 3}
+    "edgekit.sweep.runner": 3}
 
 
 def module_name(path: Path) -> str:
