@@ -91,9 +91,9 @@ def test_subpackage_all_lists_only_what_the_facade_and_the_cli_use(name):
 def test_operations_take_their_spec_and_return_result_objects():
     from edgekit.compression import compress, train
     from edgekit.compression.pipeline import Pipeline
-    from edgekit.devices import bench, compare
+    from edgekit.devices import bench, check, compare
 
-    for fn in (bench, compare, compress, train, edgekit.doctor.run, edgekit.sweep.run, edgekit.package,
+    for fn in (bench, compare, check, compress, train, edgekit.doctor.run, edgekit.sweep.run, edgekit.package,
                edgekit.unpack):
         assert "spec" in inspect.signature(fn).parameters and fn.spec_class is not None, fn.__name__
     for fn, result in ((train, "TrainResult"), (Pipeline.run, "PipelineResult"), (compare, "Comparison")):

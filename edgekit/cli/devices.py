@@ -75,7 +75,7 @@ def check_cmd(as_json, **kwargs):
     from ..devices import check
 
     spec = CheckSpec.from_dict(given(kwargs))
-    rep = check(**spec.kwargs())
+    rep = check(spec=spec)
 
     def render(r):
         mark = "[green]ready[/]" if r.ready else f"[red]{r.status}[/]"
