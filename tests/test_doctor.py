@@ -335,7 +335,7 @@ def test_qat_rung_trains_exports_and_gives_compress_recipe_keys(models, tmp_path
     measured at its real accuracy (the others 40 points low): the ladder walks to the
     last rung, fine-tunes with tfmot's QAT on --train-data, exports that model as int8 and says how to redo it."""
     from edgekit.data import load
-    from edgekit.doctor import doctor, ladder
+    from edgekit.doctor import ladder, run as doctor
 
     real = ladder.Search.accuracy
     monkeypatch.setattr(ladder.Search, "accuracy",
