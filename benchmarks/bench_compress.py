@@ -69,8 +69,8 @@ def main() -> None:
     base_path = out / "baseline.keras"
     if "baseline" in only or not base_path.exists():
         t0 = time.perf_counter()
-        _, rep = train("mobilenet_v1", "fashion-mnist", weights="none", epochs=args.epochs, limit=args.limit, seed=0,
-                       out=base_path, **OPTS)
+        rep = train("mobilenet_v1", "fashion-mnist", weights="none", epochs=args.epochs, limit=args.limit, seed=0,
+                    out=base_path, **OPTS).report
         results["baseline_train"] = {"test_acc": rep.test_accuracy, "best_epoch": rep.best_epoch,
                                      "history": [e.to_dict() for e in rep.history],
                                      "seconds": round(time.perf_counter() - t0, 1)}
@@ -118,13 +118,12 @@ def main() -> None:
                 print(key, {k: val[k] for k in ("huffman_weight_bytes", "weight_gzip_bytes", "gzip_bytes")},
                       flush=True)
     if "distill" in only:
-        run = dict(limit=args.distill_limit, test_limit=None, seed=0)
+        config = dict(limit=args.distill_limit, test_limit=None, seed=0, weights="none", **OPTS)
         # models are built inside run(), after seeding: both students start from the same initial weights
-        alone, rep_a = Pipeline([Train(epochs=args.distill_epochs)]).run("mobilenet_v1", "fashion-mnist",
-                                                                        weights="none", **OPTS, **run)
+        rep_a = Pipeline([Train(epochs=args.distill_epochs)]).run("mobilenet_v1", "fashion-mnist", config).report
         stage = Distill("mobilenet_v1", teacher_options={"alpha": 1.0}, teacher_epochs=args.distill_epochs,
                         epochs=args.distill_epochs, lr=1e-3)
-        student, rep_d = Pipeline([stage]).run("mobilenet_v1", "fashion-mnist", weights="none", **OPTS, **run)
+        rep_d = Pipeline([stage]).run("mobilenet_v1", "fashion-mnist", config).report
         teacher = rep_d.stages[0].params["teacher_report"]
         results["distill"] = {"student_alone_test_acc": rep_a.stages[0].test_accuracy,
                               "student_distilled_test_acc": rep_d.stages[0].test_accuracy,

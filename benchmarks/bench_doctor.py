@@ -94,7 +94,7 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    from edgekit.doctor import doctor
+    from edgekit.doctor import run as doctor
     from edgekit.doctor.cases import outlier_channel, unbounded_relu
     from edgekit.models import create
 

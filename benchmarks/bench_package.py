@@ -171,8 +171,8 @@ def main() -> None:
     t_all = time.perf_counter()
     base_path = out / "baseline.keras"
     if not base_path.exists():
-        _, rep = train("mobilenet_v1", "fashion-mnist", weights="none", epochs=args.epochs, seed=0, test_limit=10000,
-                       out=base_path, **OPTS)
+        rep = train("mobilenet_v1", "fashion-mnist", weights="none", epochs=args.epochs, seed=0, test_limit=10000,
+                    out=base_path, **OPTS).report
         results["baseline_keras_test_acc"] = rep.test_accuracy
     if "baseline" in only:
         for q in ("float32", "int8"):
@@ -196,8 +196,8 @@ def main() -> None:
                        out=str(out / "ota_reexport"), verify=False)
         results["delta_reexport"] = delta_row(str(again.artifacts[0].path), v1, results["ota"]["test_acc"])
         head = out / "ota_head.keras"
-        _, rep = train(str(ota_keras), "fashion-mnist", epochs=1, lr=1e-3, seed=1, trainable=("conv_preds",),
-                       test_limit=10000, out=head)
+        train(str(ota_keras), "fashion-mnist", epochs=1, lr=1e-3, seed=1, trainable=("conv_preds",), test_limit=10000,
+              out=head)
         res = compress(str(head), quantize="int8", out=str(out / "ota_head"), **COMMON)
         results["delta_head"] = delta_row(res.report.artifacts[0].path, v1, res.report.artifacts[0].test_accuracy)
     if ("deltas" in only or "pcqat" in only) and "ota" in results:

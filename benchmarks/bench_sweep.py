@@ -164,11 +164,11 @@ def main() -> None:
         # the resolutions above the base trained independently (the base is the same training either way)
         alphas = [float(a) for a in args.independent_alphas.split(",")]
         where = {"devices": ["local"], "out": str(out / "sharing")}
-        res2 = edgekit.sweep("mobilenet_v1", **{**common, **where, "grid": {**grid, "alpha": alphas}})
+        res2 = edgekit.sweep.run("mobilenet_v1", **{**common, **where, "grid": {**grid, "alpha": alphas}})
         t0 = time.monotonic()
-        res3 = edgekit.sweep("mobilenet_v1", **{**common, **where, "share_training": "none",
-                                                "grid": {"alpha": alphas, "resolution": [r for r in grid["resolution"]
-                                                                                         if r != base_res]}})
+        res3 = edgekit.sweep.run("mobilenet_v1", **{**common, **where, "share_training": "none",
+                                                    "grid": {"alpha": alphas, "resolution": [
+                                                        r for r in grid["resolution"] if r != base_res]}})
         wall3 = round(time.monotonic() - t0, 1)
         recs = {p.parent.name: json.loads(p.read_text()) for p in (out / "sharing").glob("runs/*/train.json")}
         secs = {k: float(r["train"]["seconds"]) for k, r in recs.items() if r.get("status") == "ok"}
@@ -190,7 +190,7 @@ def main() -> None:
 
     def run(**kw):
         t0 = time.monotonic()
-        res = edgekit.sweep("mobilenet_v1", **{**common, **kw})
+        res = edgekit.sweep.run("mobilenet_v1", **{**common, **kw})
         return res, round(time.monotonic() - t0, 1)
 
     os.environ["QEMU_CPU"] = args.qemu_cpu  # devroot.sh and the sshd's sessions (SetEnv) take it from here

@@ -1,7 +1,10 @@
 """edgekit: from a Keras CNN definition to a measured .tflite/.onnx running on a phone or an ARM board.
 
 The public surface is small and lazy: ``import edgekit`` does not import TensorFlow; the names below load their
-module on first use.
+module on first use. One calling style: every operation takes its spec (``spec=``, see :mod:`edgekit.specs`) or the
+same keyword arguments (= the CLI's options = a recipe's keys) and returns a result object that serialises to JSON
+(``to_dict``/``to_json``). ``edgekit.doctor`` and ``edgekit.sweep`` are packages; their operation is ``run``:
+``edgekit.doctor.run(model, ...)``, ``edgekit.sweep.run(model, ...)``.
 """
 from __future__ import annotations
 
@@ -21,18 +24,23 @@ _LAZY = {
     "export": ("edgekit.doctor", "export"),  # exporters.export, or with max_drop the int8 doctor's ladder
     "ExportResult": ("edgekit.exporters", "ExportResult"),
     "inspect": ("edgekit.exporters", "inspect"),
-    # compression
+    # compression: Pipeline(stages).run(model, data, config) -> PipelineResult
     "Pipeline": ("edgekit.compression", "Pipeline"),
+    "PipelineResult": ("edgekit.compression", "PipelineResult"),
     "compress": ("edgekit.compression", "compress"),
+    "CompressResult": ("edgekit.compression", "CompressResult"),
     "train": ("edgekit.compression", "train"),
+    "TrainResult": ("edgekit.compression", "TrainResult"),
     "run_recipe": ("edgekit.recipes", "run_recipe"),
     # on-device latency
     "bench": ("edgekit.devices", "bench"),
     "BenchResult": ("edgekit.devices", "BenchResult"),
-    # decisions: the package is callable, edgekit.sweep(model, grid=..., ...) runs a sweep
+    "compare": ("edgekit.devices", "compare"),
+    "Comparison": ("edgekit.devices", "Comparison"),
+    # decisions: packages; edgekit.sweep.run(model, grid=..., ...) runs a sweep
     "sweep": ("edgekit.sweep", None),
     "SweepResult": ("edgekit.sweep", "SweepResult"),
-    # the package is callable: edgekit.doctor(model, calib_data=..., eval_data=..., max_drop=1) runs the int8 doctor
+    # edgekit.doctor.run(model, calib_data=..., eval_data=..., max_drop=1) runs the int8 doctor
     "doctor": ("edgekit.doctor", None),
     "DoctorResult": ("edgekit.doctor", "DoctorResult"),
     # shipping: update packages and deltas

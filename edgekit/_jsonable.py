@@ -10,9 +10,12 @@ from typing import Any
 
 
 def to_jsonable(obj: Any) -> Any:
-    """Convert dataclasses, paths, numpy scalars/arrays, enums and sets into plain JSON types."""
+    """Convert dataclasses, paths, numpy scalars/arrays, enums and sets into plain JSON types. A dataclass field
+    whose metadata has ``"json"`` (a function) is written as that function's value (e.g. a keras.Model as its
+    name)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: to_jsonable(f.metadata["json"](getattr(obj, f.name)) if "json" in f.metadata
+                                    else getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, dict):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
@@ -26,6 +29,11 @@ def to_jsonable(obj: Any) -> Any:
     if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy scalar or array
         return to_jsonable(obj.tolist())
     return obj
+
+
+def model_name(model: Any) -> str | None:
+    """A model in JSON: its name (a keras.Model is not data)."""
+    return None if model is None else str(getattr(model, "name", None) or type(model).__name__)
 
 
 class JsonMixin:

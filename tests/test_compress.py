@@ -5,6 +5,7 @@ Tiny setup: MobileNet v1 alpha=0.25 at 32x32x1 (10 classes), a few hundred Fashi
 """
 from __future__ import annotations
 
+import inspect
 import json
 
 import numpy as np
@@ -108,7 +109,7 @@ def test_stage_options_without_their_stage_are_rejected(kwargs, words):
 ])
 def test_model_checks_fail_before_any_training(stages, words, no_fit, fashion_mnist_available):
     with pytest.raises(PipelineError) as info:
-        Pipeline(stages).run(tiny_model(), "fashion-mnist", **RUN)
+        Pipeline(stages).run(tiny_model(), "fashion-mnist", RUN)
     assert words in str(info.value)
 
 
@@ -153,7 +154,9 @@ def _assert_plain(model):
 
 @pytest.mark.slow
 def test_prune_reaches_target_sparsity_and_strips(data):
-    model, rep = Pipeline([{"prune": {"sparsity": 0.5, "epochs": 1}}]).run(tiny_model(), data, **RUN)
+    res = Pipeline([{"prune": {"sparsity": 0.5, "epochs": 1}}]).run(tiny_model(), data, RUN)
+    model, rep = res.model, res.report
+    assert json.loads(res.to_json())["model"] == model.name and res.to_dict()["report"]["seed"] == 0
     _assert_plain(model)
     pruned = rep.stages[0].layers
     assert "conv1" not in pruned and "conv_preds" not in pruned  # first/last skipped by default
@@ -164,8 +167,9 @@ def test_prune_reaches_target_sparsity_and_strips(data):
 
 @pytest.mark.slow
 def test_prune_2_4_structure_holds(data):
-    model, rep = Pipeline([{"prune": {"sparsity": 0.5, "structure": "2:4", "epochs": 1,
-                                      "schedule": "constant"}}]).run(tiny_model(), data, **RUN)
+    res = Pipeline([{"prune": {"sparsity": 0.5, "structure": "2:4", "epochs": 1,
+                               "schedule": "constant"}}]).run(tiny_model(), data, RUN)
+    model, rep = res.model, res.report
     _assert_plain(model)
     for name, k in _kernels(model, rep.stages[0].layers).items():
         cin = k.shape[-2]
@@ -175,8 +179,9 @@ def test_prune_2_4_structure_holds(data):
 
 @pytest.mark.slow
 def test_prune_then_cluster_keeps_zeros_and_at_most_n_values(data):
-    model, rep = Pipeline([{"prune": {"sparsity": 0.5, "epochs": 1}},
-                           {"cluster": {"clusters": 8, "epochs": 1}}]).run(tiny_model(), data, **RUN)
+    res = Pipeline([{"prune": {"sparsity": 0.5, "epochs": 1}},
+                    {"cluster": {"clusters": 8, "epochs": 1}}]).run(tiny_model(), data, RUN)
+    model, rep = res.model, res.report
     _assert_plain(model)
     assert rep.stages[1].params["preserve_sparsity"] is True
     assert rep.stages[1].weights.clustered_max_unique <= 8
@@ -209,7 +214,8 @@ def test_distiller_returns_plain_student_and_calls_hooks(data):
 
     teacher = tiny_model()
     stage = Distill(teacher, student_loss=student_loss, distill_loss=distill_loss, callbacks=[Count()], epochs=1)
-    student, rep = Pipeline([stage]).run(tiny_model(), data, **RUN)
+    res = Pipeline([stage]).run(tiny_model(), data, RUN)
+    student, rep = res.model, res.report
     assert type(student) is keras.Model or type(student).__name__ == "Functional"
     assert not any("distill" in type(layer).__name__.lower() for layer in student.layers)
     assert calls["student"] > 0 and calls["distill"] > 0 and calls["epochs"] == 1
@@ -250,9 +256,10 @@ def test_compress_prune_int8_measures_sparsity_in_the_artifact(tmp_path, trained
 def test_qat_keeps_fake_quant_and_exports_int8(tmp_path, data):
     from edgekit.compression.ordering import wrapper_layers
 
-    model, rep = Pipeline([{"qat": {"epochs": 1}}, {"export": {"quantize": "int8", "calib_samples": 64,
-                                                                 "verify": False, "out": str(tmp_path)}}]).run(
-        tiny_model(), data, **RUN)
+    res = Pipeline([{"qat": {"epochs": 1}}, {"export": {"quantize": "int8", "calib_samples": 64,
+                                                        "verify": False, "out": str(tmp_path)}}]).run(
+        tiny_model(), data, RUN)
+    model, rep = res.model, res.report
     assert wrapper_layers(model)  # QAT wrappers stay on purpose: the converter reads their ranges
     assert "default_8bit" in rep.stages[0].notes[0]
     assert rep.export.calibration.kind == "qat"
@@ -284,8 +291,9 @@ def test_xnnpack_policy_selects_only_1x1_convs_of_a_fitting_model():
 def test_distill_from_a_teacher_file(tmp_path, data):
     teacher = tiny_model()
     teacher.save(tmp_path / "teacher.keras")
-    student, rep = Pipeline([{"distill": {"teacher": str(tmp_path / "teacher.keras"), "epochs": 1}}]).run(
-        tiny_model(), data, **RUN)
+    res = Pipeline([{"distill": {"teacher": str(tmp_path / "teacher.keras"), "epochs": 1}}]).run(
+        tiny_model(), data, RUN)
+    student, rep = res.model, res.report
     info = rep.stages[0].params["teacher_report"]
     assert info["source"] == "file" and info["epochs_trained"] == 0
     assert rep.stages[0].val_accuracy is not None and len(rep.stages[0].history) == 1
@@ -339,3 +347,21 @@ def test_tfmot_wrappers_in_a_stored_config_come_from_the_one_table():
     for cls in TFMOT_WRAPPERS:
         assert _uses_tfmot([{"config": {"layers": [{"class_name": cls, "config": {}}]}}]), cls
     assert not _uses_tfmot([{"config": {"layers": [{"class_name": "Conv2D", "config": {}}]}}])
+
+
+def test_pipeline_config_is_a_fit_spec_checked_before_anything_runs():
+    """``Pipeline(stages).run(model, data, config)``: config is the FitSpec (or its keys) the CLI and recipes build;
+    a bad key is refused with a did-you-mean before any model is built or data read."""
+    from edgekit.errors import InvalidArgument
+    from edgekit.specs import FitSpec
+
+    pipe = Pipeline([{"prune": 0.5}])
+    with pytest.raises(InvalidArgument, match="unknown key 'batch_sise'") as info:
+        pipe.run("no-such-model", "no-such-data", {"batch_sise": 8})
+    assert "batch_size" in info.value.hint
+    with pytest.raises(InvalidArgument, match="batch_size"):
+        pipe.run("no-such-model", "no-such-data", {"batch_size": 0})
+    with pytest.raises(TypeError):
+        pipe.run("no-such-model", "no-such-data", seed=1)  # the old unpacked keywords are gone
+    assert list(inspect.signature(Pipeline.run).parameters)[:4] == ["self", "model", "data", "config"]
+    assert isinstance(FitSpec.build({"seed": 3}, model="m", data="d"), FitSpec)

@@ -248,6 +248,46 @@ def test_bench_protocol_on_a_mocked_device(tmp_path, monkeypatch):
     assert any("1800->600 MHz" in w for w in row.warnings)
 
 
+def test_bench_and_compare_take_their_spec_or_its_keywords(tmp_path, monkeypatch):
+    """One path: a ready BenchSpec/CompareSpec, or the same keyword arguments built into it (keywords override the
+    spec's fields); compare measures each side with the BenchSpec fields it shares."""
+    import inspect
+
+    from edgekit.devices.compare import compare
+    from edgekit.specs import BenchSpec, CompareSpec
+
+    art = tmp_path / "m.tflite"
+    art.write_bytes(b"\x1c\x00\x00\x00TFL3model")
+    doc = {"schema": 1, "tool": "runner", "runtime": {"name": "tflite_runtime", "version": "2.14.0"},
+           "model": {"sha256": hashlib.sha256(art.read_bytes()).hexdigest()}, "config": {"threads": 1},
+           "latency_ms": {"count": 30, "p50": 1.0}, "samples_ms": [1.0 + 0.01 * (i % 5) for i in range(30)]}
+    calls = []
+
+    def handler(req):
+        calls.append(req.argv)
+        return Completed(0, json.dumps(doc), "")
+
+    monkeypatch.setattr(bench_mod, "create", lambda s, o: MockTransport(handler, spec=s, options=o))
+    pi, box = (DeviceSpec(name=n, transport="ssh", host="h", python="py") for n in ("pi", "box"))
+    (a,) = bench_mod.bench([art], pi, runs=30, seed=3, threads=2)
+    (b,) = bench_mod.bench(spec=BenchSpec(artifacts=(str(art),), devices=(pi,), runs=30, seed=3, threads=2))
+    (c,) = bench_mod.bench(spec=BenchSpec(artifacts=(str(art),), devices=(pi,), runs=5), runs=30, seed=3, threads=2)
+    assert calls[0] == calls[1] == calls[2] and a.p50_ms == b.p50_ms == c.p50_ms
+    argv = calls[0]
+    assert [argv[argv.index(f) + 1] for f in ("--runs", "--seed", "--threads")] == ["30", "3", "2"]
+    calls.clear()
+    cmp = compare(spec=CompareSpec(artifacts=(str(art),), devices=(pi, box), runs=30, seed=3, threads=2))
+    assert cmp.kind == "devices" and len(calls) == 2 and all(x[2:] == argv[2:] for x in calls)
+    for fn, spec_cls in ((bench_mod.bench, BenchSpec), (compare, CompareSpec)):
+        assert fn.spec_class is spec_cls
+        assert set(inspect.signature(fn).parameters) == {*spec_cls.keys(), "spec", "progress"}
+    with pytest.raises(InvalidArgument, match="unknown key 'rnus'") as info:
+        compare(spec=CompareSpec(artifacts=("a.tflite", "b.tflite")), rnus=3)
+    assert "runs" in info.value.hint
+    with pytest.raises(InvalidArgument, match="benchmark_binary does not apply"):
+        compare(spec=CompareSpec(artifacts=("a.tflite", "b.tflite"), benchmark_binary="bm"))
+
+
 def test_runner_reading_another_model_is_an_error(tmp_path, monkeypatch):
     art = tmp_path / "m.tflite"
     art.write_bytes(b"model")

@@ -69,7 +69,7 @@ def models(fashion_mnist_available, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ladder(models, tmp_path_factory):
-    from edgekit.doctor import doctor
+    from edgekit.doctor import run as doctor
 
     out = tmp_path_factory.mktemp("doctor_out")
     return doctor(str(models[1]), calib_data="fashion-mnist", eval_data="fashion-mnist", max_drop=5, out=out,
@@ -78,7 +78,7 @@ def ladder(models, tmp_path_factory):
 
 @pytest.mark.slow
 def test_diagnosis_finds_the_outlier_channel_and_writes_nothing(models, tmp_path):
-    from edgekit.doctor import doctor
+    from edgekit.doctor import run as doctor
 
     res = doctor(str(models[1]), calib_data="fashion-mnist", eval_data="fashion-mnist", out=tmp_path, **FAST)
     assert res.met is None and res.max_drop is None and res.export is None
@@ -149,7 +149,7 @@ def test_ladder_artifact_manifest_and_recipe_reproduce_the_choice(ladder, models
 
 @pytest.mark.slow
 def test_a_healthy_model_stops_at_plain_int8(models, tmp_path):
-    from edgekit.doctor import doctor
+    from edgekit.doctor import run as doctor
 
     res = doctor(str(models[0]), calib_data="fashion-mnist", eval_data="fashion-mnist", max_drop=5, out=tmp_path,
                  **FAST)
@@ -160,7 +160,7 @@ def test_a_healthy_model_stops_at_plain_int8(models, tmp_path):
 @pytest.mark.slow
 def test_onnx_ladder_with_qdq_debugging(models, tmp_path):
     pytest.importorskip("tf2onnx")
-    from edgekit.doctor import doctor
+    from edgekit.doctor import run as doctor
 
     res = doctor(str(models[1]), calib_data="fashion-mnist", eval_data="fashion-mnist", max_drop=5, out=tmp_path,
                  format="onnx", **FAST)
@@ -217,7 +217,7 @@ def test_budget_not_met_exits_1_and_writes_nothing_unless_keep_best(models, tmp_
 @pytest.mark.slow
 def test_unlabelled_eval_data_measures_agreement_with_the_float_model(models, tmp_path):
     from edgekit.data import load
-    from edgekit.doctor import doctor
+    from edgekit.doctor import run as doctor
 
     ev = load("fashion-mnist", input_shape=(RES, RES, 1), split="test", limit=300, seed=5)
     np.savez(tmp_path / "unlabelled.npz", x=ev.x)
@@ -288,7 +288,7 @@ def test_sample_size_rule():
 
 
 def test_python_api_errors(tiny):
-    from edgekit.doctor import doctor
+    from edgekit.doctor import run as doctor
     from edgekit.exporters import export
 
     with pytest.raises(InvalidArgument, match="needs --eval-data"):
@@ -335,7 +335,7 @@ def test_qat_rung_trains_exports_and_gives_compress_recipe_keys(models, tmp_path
     measured at its real accuracy (the others 40 points low): the ladder walks to the
     last rung, fine-tunes with tfmot's QAT on --train-data, exports that model as int8 and says how to redo it."""
     from edgekit.data import load
-    from edgekit.doctor import doctor, ladder
+    from edgekit.doctor import ladder, run as doctor
 
     real = ladder.Search.accuracy
     monkeypatch.setattr(ladder.Search, "accuracy",
@@ -377,7 +377,7 @@ def test_eval_data_from_an_image_folder_with_one_sub_folder_per_class(models, tm
     from PIL import Image
 
     from edgekit.data import DATASETS
-    from edgekit.doctor import doctor
+    from edgekit.doctor import run as doctor
 
     images, labels, _ = DATASETS.get("fashion-mnist")("test")
     folder = tmp_path / "eval"

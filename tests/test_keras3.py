@@ -268,7 +268,7 @@ def test_doctor_and_float_layers_map_keras3_tensor_names_to_layers(k3_digits, tm
     """Keras 3's scopes carry a ``_<n>`` suffix (``k3d_1/c1_1/convolution``): the doctor maps every quantized op to
     its Keras 3 layer and ``float_layers=c1`` keeps that conv float (not just the SOFTMAX named by the signature)."""
     from edgekit import _tflite
-    from edgekit.doctor import doctor
+    from edgekit.doctor import run as doctor
     from edgekit.exporters import export
 
     res = doctor(str(k3_digits), calib_data="digits", eval_data="digits", calib_samples=100, eval_samples=100,

@@ -32,9 +32,9 @@ def test_28_steps_move_mobilenet_off_chance(fashion_mnist_available):
     (chance) although training had started to learn; now it is well above chance."""
     from edgekit.compression import train
 
-    _, rep = train("mobilenet_v1", "fashion-mnist", alpha=0.25, resolution=32, input_channels=1, classes=10,
-                   weights="none", epochs=1, limit=2000, test_limit=2000)
+    rep = train("mobilenet_v1", "fashion-mnist", alpha=0.25, resolution=32, input_channels=1, classes=10,
+                weights="none", epochs=1, limit=2000, test_limit=2000).report
     assert rep.chance["above_chance"] and rep.test_accuracy > 0.15, rep.chance
-    _, rep = train("mobilenet_v1", "fashion-mnist", alpha=0.25, resolution=32, input_channels=1, classes=10,
-                   weights="none", epochs=1, limit=2000, test_limit=2000, precise_bn=0)
+    rep = train("mobilenet_v1", "fashion-mnist", alpha=0.25, resolution=32, input_channels=1, classes=10,
+                weights="none", epochs=1, limit=2000, test_limit=2000, precise_bn=0).report
     assert not rep.chance["above_chance"], rep.chance   # the running averages alone: at chance

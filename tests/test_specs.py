@@ -20,8 +20,8 @@ from click.testing import CliRunner
 from edgekit._spec import MISSING
 from edgekit.cli import main
 from edgekit.errors import InvalidArgument, PipelineError, UnknownNameError
-from edgekit.specs import (BenchSpec, CheckSpec, ClusterSpec, CompressSpec, DistillSpec, DoctorSpec, ExportSpec,
-                           ModelSpec, PruneSpec, TrainSpec)
+from edgekit.specs import (BenchSpec, CheckSpec, ClusterSpec, CompareSpec, CompressSpec, DistillSpec, DoctorSpec,
+                           ExportSpec, ModelSpec, PruneSpec, TrainSpec)
 
 RUNTIME = {"progress", "callbacks", "spec"}  # API parameters that are not options (runtime objects, a ready spec)
 #: commands whose CLI does not map 1:1 onto their API yet, with the owner migrating them; an entry must go as soon
@@ -103,6 +103,7 @@ BASES = {
     "train": (TrainSpec, [{"model": "mobilenet_v1", "data": "fashion-mnist"}]),
     "compress": (CompressSpec, [{**_COMPRESS, "qat": True}, {**_COMPRESS, "formats": ("tflite", "onnx")}]),
     "bench": (BenchSpec, [{"artifacts": ("a.tflite",)}]),
+    "compare": (CompareSpec, [{"artifacts": ("a.tflite", "b.tflite")}]),
     "devices check": (CheckSpec, [{"device": "local"}]),
     "profile": (ModelSpec, [{"model": "mobilenet_v1"}]),
 }
@@ -183,7 +184,7 @@ def through_cli(name, spec_cls, values, monkeypatch):
     args, kwargs = seen[0]
     if "spec" in kwargs:
         return kwargs["spec"]
-    positional = {"profile": ["model"], "devices check": [], "bench": []}[name]
+    positional = {"profile": ["model"], "devices check": [], "bench": [], "compare": []}[name]
     return spec_cls.from_dict({**dict(zip(positional, args)), **{k: v for k, v in kwargs.items()
                                                                  if k in spec_cls.keys()}})
 

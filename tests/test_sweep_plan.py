@@ -9,7 +9,7 @@ import pytest
 
 from edgekit.devices import DeviceSpec
 from edgekit.sweep.plan import make_plan, on_this_machine
-from edgekit.sweep.run import HostGate
+from edgekit.sweep.runner import HostGate
 from edgekit.sweep.spec import SweepSpec
 
 
@@ -115,7 +115,7 @@ def test_devices_run_in_parallel_one_job_at_a_time_each(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
     from edgekit.sweep.results import SweepRow
-    from edgekit.sweep.run import Runner
+    from edgekit.sweep.runner import Runner
 
     devices = [DeviceSpec("pi-a", transport="ssh", host="10.0.0.1"), DeviceSpec("pi-b", transport="ssh", host="10.0.0.2"),
                DeviceSpec("local")]

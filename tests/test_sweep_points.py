@@ -30,7 +30,7 @@ def test_a_device_computing_something_else_is_parity_failed_and_left_out(trained
     kw = dict(grid={"resolution": [32]}, alpha=0.25, input_channels=1, weights=trained_mnv1, epochs=0,
               data="fashion-mnist", quantize=("none", "fp16"), test_limit=200, parity_samples=20,
               runs=3, warmup=1, devices=("local",), budget_ms=1000.0, out=str(out))
-    first = edgekit.sweep("mobilenet_v1", **kw)
+    first = edgekit.sweep.run("mobilenet_v1", **kw)
     assert [(r.precision, r.status, r.parity) for r in first.rows] == [("float32", "ok", "passed"),
                                                                         ("float16", "ok", "passed")]
     f32 = next(r for r in first.rows if r.precision == "float32")
@@ -40,13 +40,13 @@ def test_a_device_computing_something_else_is_parity_failed_and_left_out(trained
     (out / f32.artifact).write_bytes(Path(wrong).read_bytes())
     for rec in (out / f32.artifact).parent.glob("bench/*.json"):
         rec.unlink()      # measured again: the export (and its host accuracy) is reused
-    res = edgekit.sweep("mobilenet_v1", **kw)
+    res = edgekit.sweep.run("mobilenet_v1", **kw)
     bad = next(r for r in res.rows if r.precision == "float32")
     assert bad.status == "parity_failed" and bad.parity == "failed" and "differ" in bad.error, bad
     assert bad.accuracy == f32.accuracy and not bad.pareto and not bad.pick
     assert res.fronts["local"] == [f16.point] and res.picks[0].point == f16.point and res.picks[0].fits
     assert res.summary.exports_computed == 0
-    off = edgekit.sweep("mobilenet_v1", **{**kw, "device_parity": False})
+    off = edgekit.sweep.run("mobilenet_v1", **{**kw, "device_parity": False})
     assert {(r.precision, r.status, r.parity) for r in off.rows} == {("float32", "ok", None),
                                                                      ("float16", "ok", None)}
 

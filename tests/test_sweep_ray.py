@@ -92,7 +92,7 @@ def test_node_column_and_step_records_say_where_and_when(tmp_path, monkeypatch):
 
     from edgekit.devices import DeviceSpec
     from edgekit.sweep.results import SweepRow
-    from edgekit.sweep.run import Runner, node_label
+    from edgekit.sweep.runner import Runner, node_label
 
     assert node_label("a", "a", "a") == "a" and node_label("a") == "a" and node_label(None) is None
     assert node_label("a", "b", "a") == "train a, export b, measure a"
@@ -235,7 +235,7 @@ def local_run(tmp_path_factory, fashion_mnist_available):
 
     out = tmp_path_factory.mktemp("local") / "out"
     t0 = time.monotonic()
-    res = edgekit.sweep("mobilenet_v1", **LOCAL_GRID, out=str(out))
+    res = edgekit.sweep.run("mobilenet_v1", **LOCAL_GRID, out=str(out))
     return out, res, time.monotonic() - t0
 
 
@@ -264,7 +264,8 @@ def ray_run(ray_cluster, tmp_path_factory):
     t.start()
     t0 = time.monotonic()
     try:
-        res = edgekit.sweep("mobilenet_v1", **GRID, executor="ray", ray_address=ray_cluster["address"], out=str(out))
+        res = edgekit.sweep.run("mobilenet_v1", **GRID, executor="ray", ray_address=ray_cluster["address"],
+                                out=str(out))
     finally:
         killed["stop"] = True
         t.join(30)

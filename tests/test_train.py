@@ -19,9 +19,12 @@ def test_train_saves_best_checkpoint_and_reports_epochs(tmp_path, fashion_mnist_
     from edgekit.compression import train
 
     seen = []
-    model, rep = train("mobilenet_v1", "fashion-mnist", epochs=2, limit=256, test_limit=128, seed=0,
-                       checkpoint_dir=tmp_path / "ck", out=tmp_path / "m.keras",
-                       progress=lambda task, done, total: seen.append((done, total)), **OPTS)
+    res = train("mobilenet_v1", "fashion-mnist", epochs=2, limit=256, test_limit=128, seed=0,
+                checkpoint_dir=tmp_path / "ck", out=tmp_path / "m.keras",
+                progress=lambda task, done, total: seen.append((done, total)), **OPTS)
+    model, rep = res.model, res.report
+    doc = json.loads(res.to_json())  # a result object like the others: the model is its name in JSON
+    assert doc["model"] == model.name and doc["report"]["best_epoch"] == rep.best_epoch
     assert [e.epoch for e in rep.history] == [1, 2] and rep.best_epoch in (1, 2)
     assert rep.train_samples + rep.val_samples == 256 and rep.val_samples == 26
     assert rep.test_samples == 128
@@ -180,8 +183,8 @@ def test_train_streams_a_folder_and_reports_skipped_images(image_folder, tmp_pat
     from edgekit.errors import EdgekitWarning
 
     with pytest.warns(EdgekitWarning, match="skipped 1 unreadable image.*broken.jpg"):
-        model, rep = train(_tiny(), str(image_folder), epochs=2, batch_size=8, eval_data=str(image_folder),
-                           augment=True, seed=0)
+        rep = train(_tiny(), str(image_folder), epochs=2, batch_size=8, eval_data=str(image_folder),
+                    augment=True, seed=0).report
     assert rep.skipped_images == 1 and rep.augment is True
     assert rep.sources["unreadable"]["skipped"] == 1 and "broken.jpg" in rep.sources["unreadable"]["examples"][0]
     assert rep.train_samples + rep.val_samples == 37 and rep.strategy["strategy"] == "one-device"
@@ -204,7 +207,7 @@ def test_train_a_model_with_several_non_image_inputs(tmp_path):
     rng = np.random.default_rng(0)
     xa, xb = rng.standard_normal((64, 20, 1)).astype(np.float32), rng.standard_normal((64, 5)).astype(np.float32)
     np.savez(tmp_path / "d.npz", audio=xa, meta=xb, y=(xb[:, 0] > 0).astype(np.int64))
-    _, rep = train(model, str(tmp_path / "d.npz"), epochs=2, batch_size=16, lr=1e-2)
+    rep = train(model, str(tmp_path / "d.npz"), epochs=2, batch_size=16, lr=1e-2).report
     assert rep.train_samples == 58 and rep.history[-1].val_accuracy is not None
     with pytest.raises(InvalidArgument, match="augment applies to image data"):
         train(model, str(tmp_path / "d.npz"), epochs=1, augment=True)
@@ -230,8 +233,8 @@ def test_a_killed_run_resumes_from_its_last_epoch(image_folder, tmp_path):
         def on_epoch_begin(self, epoch, logs=None):
             begun.append(epoch)
 
-    _, rep = train(_tiny(), str(image_folder), epochs=4, batch_size=8, backup_dir=backup, callbacks=[Watch()],
-                   out=tmp_path / "m.keras")
+    rep = train(_tiny(), str(image_folder), epochs=4, batch_size=8, backup_dir=backup, callbacks=[Watch()],
+                out=tmp_path / "m.keras").report
     assert begun == [2, 3] and rep.resumed_from_epoch == 2
     assert [e.epoch for e in rep.history] == [1, 2, 3, 4] and rep.best_epoch in (1, 2, 3, 4)
     assert not (backup / "train").exists()  # a finished run removes its backup: a rerun starts afresh
@@ -387,8 +390,9 @@ def test_trainable_freezes_every_other_layer(image_folder, tmp_path):
 
     model = _tiny()
     before = [w.copy() for w in model.get_weights()]
-    trained, rep = train(model, str(image_folder), epochs=2, batch_size=8, lr=1e-2, trainable=("dense*",),
-                         out=tmp_path / "m.keras")
+    res = train(model, str(image_folder), epochs=2, batch_size=8, lr=1e-2, trainable=("dense*",),
+                out=tmp_path / "m.keras")
+    trained, rep = res.model, res.report
     assert rep.trainable_layers == [trained.layers[-1].name]
     after = trained.get_weights()
     assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])  # the conv: frozen

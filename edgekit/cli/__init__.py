@@ -19,7 +19,8 @@ from ._output import err, json_error, json_requested
 _JSON = "edgekit.json_errors"  # ctx.meta key: the command line has --json, so failures go to stdout as JSON too
 
 #: command modules; each defines ``register(main)``
-COMMAND_MODULES = ("models", "export", "compress", "devices", "sweep", "doctor", "package")
+COMMAND_MODULES = ("models", "export", "compress", "bench", "compare", "history", "devices", "sweep", "doctor",
+                   "package")
 
 
 class _Group(click.Group):

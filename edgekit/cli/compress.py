@@ -107,7 +107,7 @@ def train_cmd(as_json: bool, **kwargs: Any) -> None:
 
     spec = TrainSpec.from_dict(given(kwargs))
     with progress(not as_json) as cb:
-        _, report = train(spec=spec, progress=cb)
+        report = train(spec=spec, progress=cb).report
     emit(report, as_json, render_train)
 
 

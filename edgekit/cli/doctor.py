@@ -102,7 +102,7 @@ def _notes(res) -> None:
         err.print(f"note: {escape(n)}", highlight=False, soft_wrap=True)
 
 
-@spec_command(DoctorSpec, "edgekit.doctor:doctor", cli_only=("as_json", "top"))
+@spec_command(DoctorSpec, "edgekit.doctor:run", cli_only=("as_json", "top"))
 @click.command("doctor")
 @spec_options(DoctorSpec)
 @click.option("--top", type=int, default=TOP, show_default=True, help="Layers shown in the table (--json has all).")
@@ -124,11 +124,11 @@ def doctor_cmd(ctx: click.Context, as_json: bool, top: int, **kwargs: Any) -> No
     with its manifest and a recipe that reproduces it. Budget not met: exit code 1, nothing written unless
     --keep-best.
     """
-    from ..doctor import doctor
+    from ..doctor import run
 
     spec = DoctorSpec.from_dict(given(kwargs))
     with progress(not as_json) as cb:
-        result = doctor(spec=spec, progress=cb)
+        result = run(spec=spec, progress=cb)
     emit(result, as_json, lambda r: render_doctor(r, top))
     if result.met is False:
         ctx.exit(1)

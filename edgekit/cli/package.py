@@ -7,7 +7,7 @@ import click
 from rich.markup import escape
 
 from ..packaging import package, unpack
-from ..specs.package import PackageSpec, UnpackSpec
+from ..specs import PackageSpec, UnpackSpec
 from ._options import given, spec_command, spec_options
 from ._output import emit, json_option, out
 

@@ -1,4 +1,4 @@
-"""``edgekit sweep``: thin wrapper over :func:`edgekit.sweep.sweep`; renders the table, picks, fits and progress."""
+"""``edgekit sweep``: thin wrapper over :func:`edgekit.sweep.run`; renders the table, picks, fits and progress."""
 from __future__ import annotations
 
 import sys
@@ -161,7 +161,7 @@ def render(result) -> None:
         out.print(f"{name}: {path}", highlight=False, soft_wrap=True)
 
 
-@spec_command(SweepSpec, "edgekit.sweep:sweep", cli_only=("config", "as_json"), api_only=("on_event",))
+@spec_command(SweepSpec, "edgekit.sweep:run", cli_only=("config", "as_json"), api_only=("on_event",))
 @click.command("sweep")
 @spec_options(SweepSpec, argument_required=False)
 @click.option("--config", default=None, type=click.Path(dir_okay=False),
@@ -182,7 +182,7 @@ def sweep_cmd(config: str | None, as_json: bool, **kwargs: Any) -> None:
     edgekit sweep --config export/fashion_mnist_mobilenet.sweep.yaml --device local --budget-ms 0.05
     (the benchmark's grid: 12 trainings on 20k Fashion-MNIST images, ~20 min on 2 cores, ~400 MiB under artifacts/)
     """
-    from ..sweep import BudgetNotMet, sweep
+    from ..sweep import BudgetNotMet, run
     from ..sweep.spec import from_config
 
     options = given(kwargs)
@@ -190,7 +190,7 @@ def sweep_cmd(config: str | None, as_json: bool, **kwargs: Any) -> None:
     t0 = time.monotonic()
     try:
         with _Progress(not as_json) as bar:
-            result = sweep(spec=spec, progress=bar.task, on_event=bar.event)
+            result = run(spec=spec, progress=bar.task, on_event=bar.event)
     except BudgetNotMet as exc:
         _emit(exc.result, as_json)
         raise

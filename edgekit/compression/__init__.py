@@ -11,12 +11,11 @@ from .cluster import Cluster
 from .distill import Distill, Distiller
 from .export_stage import Export
 from .ordering import validate_chain
-from .pipeline import Pipeline, PipelineReport
+from .pipeline import Pipeline, PipelineReport, PipelineResult
 from .prune import Prune
 from .qat import QAT
 from .stages import STAGES, Context, Stage, StageReport, Train, make_stage
-from .train import OPTIMIZERS, TrainReport, evaluate, train
+from .train import OPTIMIZERS, TrainReport, TrainResult, evaluate, train
 
-__all__ = ["train", "TrainReport", "evaluate", "OPTIMIZERS", "Pipeline", "PipelineReport", "compress",
-           "CompressResult", "build_stages", "validate_chain", "Stage", "StageReport", "Context", "STAGES",
-           "make_stage", "Train", "Prune", "Cluster", "QAT", "Distill", "Distiller", "Export"]
+#: the public names: what edgekit/__init__.py and the CLI use (the others are importable, not public API)
+__all__ = ["Pipeline", "PipelineResult", "compress", "CompressResult", "train", "TrainResult"]

@@ -77,14 +77,7 @@ def compress(spec: CompressSpec, *, progress: Progress = no_progress, callbacks:
 
         saved = str(save_model_atomic(final_model, spec.save_model))
 
-    pipe = Pipeline(built)
-    final, report = pipe.run(spec.model, spec.data, val_fraction=spec.val_fraction, val_data=spec.val_data,
-                             eval_data=spec.eval_data, limit=spec.limit, test_limit=spec.test_limit, seed=spec.seed,
-                             batch_size=spec.batch_size, bn_momentum=spec.bn_momentum, preprocess=spec.preprocess,
-                             augment=spec.augment, strict_data=spec.strict_data, image_key=spec.image_key,
-                             label_key=spec.label_key, shuffle_buffer=spec.shuffle_buffer, strategy=spec.strategy,
-                             backup_dir=spec.backup_dir, progress=progress,
-                             callbacks=callbacks, report_dir=None if built[-1].name == "export" else spec.out,
-                             before_export=save if spec.save_model is not None else None, provenance=run,
-                             **spec.model_options())
+    report = Pipeline(built).run(spec.model, spec.data, spec, progress=progress, callbacks=callbacks,
+                                 report_dir=None if built[-1].name == "export" else spec.out,
+                                 before_export=save if spec.save_model is not None else None, provenance=run).report
     return CompressResult(model=report.model, stages=[s.name for s in built], report=report, model_path=saved)

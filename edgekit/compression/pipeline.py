@@ -1,5 +1,5 @@
-"""``Pipeline([stages]).run(model, data)``: validated before any training, stages run wrap -> fit -> strip, then
-(optionally) the export stage hands the plain model to ``edgekit.exporters.export`` and the report measures the
+"""``Pipeline([stages]).run(model, data, config)``: validated before any training, stages run wrap -> fit -> strip,
+then (optionally) the export stage hands the plain model to ``edgekit.exporters.export`` and the report measures the
 artifact. The flag-style ``compress(...)`` lives in :mod:`edgekit.compression.api`.
 """
 from __future__ import annotations
@@ -8,15 +8,15 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from .._chance import ChanceCheck, check as check_chance, warn_if_at_chance
 from .._io import ensure_writable_dir, write_text_atomic
-from .._jsonable import JsonMixin
+from .._jsonable import JsonMixin, model_name
 from .._progress import Progress, no_progress
 from ..data import PREPROCESS_MODES
 from ..errors import EdgekitWarning
-from ..specs.train import DEFAULT_BN_MOMENTUM
+from ..specs.train import FitSpec
 from . import report as rep
 from .artifacts import ArtifactStats, artifact_stats, local_latency
 from .weights import count_params, keras_kernels, keras_weight_stats
@@ -70,6 +70,20 @@ class PipelineReport(JsonMixin):
         return js, png
 
 
+@dataclass
+class PipelineResult(JsonMixin):
+    """What :meth:`Pipeline.run` made: the final keras.Model (plain: wrappers stripped) and its report. In JSON the
+    model is its name."""
+
+    model: Any = field(metadata={"json": model_name})
+    report: PipelineReport
+
+    @property
+    def export(self):
+        """The export stage's ExportResult (None without one)."""
+        return self.report.export
+
+
 class Pipeline:
     """An ordered list of compression stages, validated when built (names, keys, order) and again against the
     model before anything trains.
@@ -93,16 +107,17 @@ class Pipeline:
         for i, stage in enumerate(self.stages):
             stage.check(model, self.stages[:i])
 
-    def run(self, model: Any, data: Any, *, val_fraction: float = 0.1, val_data: Any = None,
-            eval_data: Any = None, limit: int | None = None, test_limit: int | None = None, seed: int = 0,
-            batch_size: int = 64, bn_momentum: float | None = DEFAULT_BN_MOMENTUM, preprocess: str | None = None,
-            augment: bool = False, strict_data: bool = False, image_key: str | None = None,
-            label_key: str | None = None, shuffle_buffer: int | None = None, strategy: str = "auto",
-            backup_dir: str | None = None, progress: Progress = no_progress, callbacks: Sequence = (),
-            report_dir: str | None = None, before_export: Callable[[Any], None] | None = None,
-            provenance: dict | None = None, **model_options: Any):
-        """Run the stages on ``model`` (keras.Model, zoo name or file) with ``data``; returns
-        ``(final_model, PipelineReport)``. With an export stage the report is saved beside the artifact.
+    def run(self, model: Any, data: Any, config: FitSpec | Mapping[str, Any] | None = None, *,
+            progress: Progress = no_progress, callbacks: Sequence = (), report_dir: str | None = None,
+            before_export: Callable[[Any], None] | None = None, provenance: dict | None = None) -> PipelineResult:
+        """Run the stages on ``model`` (keras.Model, zoo name or file) with ``data``; returns a
+        :class:`PipelineResult` (the final model and the :class:`PipelineReport`). With an export stage the report
+        is saved beside the artifact.
+
+        ``config``: how to train, a :class:`~edgekit.specs.FitSpec` (or a mapping of its keys; a ``CompressSpec``
+        or ``TrainSpec`` is one): split (``val_fraction``, ``val_data``, ``eval_data``, ``limit``, ``test_limit``,
+        ``seed``), ``batch_size``, ``bn_momentum``, ``preprocess`` and the zoo options a named model is built with.
+        Its own ``model`` and ``data`` are not used: the arguments are. Default: FitSpec's defaults.
 
         A keras.Model passed in is trained in place (tfmot's wrappers share its layers): keep a copy if you need
         the original. ``report_dir`` saves the report (JSON + PNG) when there is no export stage.
@@ -114,9 +129,11 @@ class Pipeline:
         ``backup_dir`` a killed run resumes from its last completed epoch. Under multi-worker only the chief
         measures, exports and writes the report (the other workers return a report without measurements).
         """
-
+        cfg = config if isinstance(config, FitSpec) else FitSpec.build(config, model=model, data=data)
+        seed, batch_size, bn_momentum, augment = cfg.seed, cfg.batch_size, cfg.bn_momentum, cfg.augment
+        model_options = cfg.model_options()
         t0 = time.perf_counter()
-        dist = setup(strategy)  # first: multi-worker must start before TensorFlow runs anything
+        dist = setup(cfg.strategy)  # first: multi-worker must start before TensorFlow runs anything
         seed_everything(seed)
         model = resolve_model(model, **model_options)
         if model_options.get("trust_model_code"):  # it also covers the files stages load (a teacher)
@@ -124,10 +141,11 @@ class Pipeline:
                 if "trust_model_code" in type(stage.spec).keys() and not stage.trust_model_code:
                     stage.spec = stage.spec.replace(trust_model_code=True)
         self.validate(model)  # before any data loading or training
-        full, ds_train, ds_val, ds_test = split_data(data, model, val_fraction=val_fraction, val_data=val_data,
-                                                     eval_data=eval_data, limit=limit, test_limit=test_limit,
-                                                     seed=seed, preprocess=preprocess, strict=strict_data,
-                                                     image_key=image_key, label_key=label_key)
+        full, ds_train, ds_val, ds_test = split_data(data, model, val_fraction=cfg.val_fraction,
+                                                     val_data=cfg.val_data, eval_data=cfg.eval_data, limit=cfg.limit,
+                                                     test_limit=cfg.test_limit, seed=seed, preprocess=cfg.preprocess,
+                                                     strict=cfg.strict_data, image_key=cfg.image_key,
+                                                     label_key=cfg.label_key)
         export_stage = self.stages[-1] if self.stages and isinstance(self.stages[-1], Export) else None
         if export_stage is not None:  # checked, not created: a failed run leaves no empty folder
             ensure_writable_dir(export_stage.out, create=False)
@@ -135,12 +153,12 @@ class Pipeline:
             ensure_writable_dir(report_dir, create=False)
         dist.check_batch(batch_size)
         set_bn_momentum(model, bn_momentum)
-        preprocess = full.preprocess if full.preprocess in PREPROCESS_MODES else preprocess
+        preprocess = full.preprocess if full.preprocess in PREPROCESS_MODES else cfg.preprocess
         ctx = Context(source=data if isinstance(data, str) else None, train=ds_train, val=ds_val, test=ds_test,
                       batch_size=batch_size, seed=seed, bn_momentum=bn_momentum, preprocess=preprocess,
                       progress=progress, callbacks=list(callbacks), provenance=dict(provenance or {}), dist=dist,
-                      augment=bool(augment), strict_data=bool(strict_data), shuffle_buffer=shuffle_buffer,
-                      backup_root=backup_root(backup_dir))
+                      augment=bool(augment), strict_data=bool(cfg.strict_data), shuffle_buffer=cfg.shuffle_buffer,
+                      backup_root=backup_root(cfg.backup_dir))
         report = PipelineReport(model=model.name, data=full.source, seed=seed, train_samples=len(ds_train),
                                 val_samples=len(ds_val or ()), test_samples=len(ds_test or ()),
                                 input=self._measure(StageReport(stage="input", params={}), model, ctx))
@@ -159,7 +177,7 @@ class Pipeline:
         if not dist.chief:  # the chief alone writes: model, artifacts, report
             clean_backup(ctx.backup_root, ctx.backups, dist.chief)
             report.seconds = round(time.perf_counter() - t0, 2)
-            return model, report
+            return PipelineResult(model, report)
         final = report.stages[-1] if report.stages else report.input
         if final.chance:
             warn_if_at_chance(ChanceCheck(**final.chance), f"the {'test' if ds_test is not None else 'validation'} "
@@ -192,7 +210,7 @@ class Pipeline:
         if stem is not None:
             report.save(stem)
         clean_backup(ctx.backup_root, ctx.backups, dist.chief)
-        return model, report
+        return PipelineResult(model, report)
 
     @staticmethod
     def _measure(srep: StageReport, model, ctx: Context) -> StageReport:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .._chance import warn_if_at_chance
-from .._jsonable import JsonMixin
+from .._jsonable import JsonMixin, model_name
 from .._layers import unwrapped, walk_layers
 from .._progress import Progress, no_progress
 from .._spec import takes_spec
@@ -62,6 +62,15 @@ class TrainReport(JsonMixin):
     sources: dict = field(default_factory=dict)  # train/val/test: source, kind, samples; unreadable images
     skipped_images: int = 0
     resumed_from_epoch: int = 0
+
+
+@dataclass
+class TrainResult(JsonMixin):
+    """What :func:`train` made: the trained keras.Model and its :class:`TrainReport`. In JSON the model is its
+    name."""
+
+    model: Any = field(metadata={"json": model_name})
+    report: TrainReport
 
 
 def resolve_model(model: Any, **options: Any):
@@ -218,8 +227,9 @@ def clean_backup(root: Path | None, parts: Sequence[str], chief: bool) -> None:
 
 
 @takes_spec(TrainSpec, positional=("model", "data"))
-def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Sequence = ()):
-    """Train (or fine-tune) ``model`` on ``data``; returns ``(model, TrainReport)``. Arguments: :class:`TrainSpec`.
+def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Sequence = ()) -> TrainResult:
+    """Train (or fine-tune) ``model`` on ``data``; returns a :class:`TrainResult` (the model and its
+    :class:`TrainReport`). Arguments: :class:`TrainSpec`.
 
     ``model`` is a keras.Model, a zoo name or a model file (the model options go to ``edgekit.models.create``).
     ``data`` is a data source (``fashion-mnist``, an image folder with one sub-folder per class, TFRecord files, an
@@ -285,7 +295,7 @@ def train(spec: TrainSpec, *, progress: Progress = no_progress, callbacks: Seque
         seconds=round(time.perf_counter() - t0, 2))
     clean_backup(root, ["train"], dist.chief)
     warn_if_at_chance(vs_chance, f"the test accuracy of {model.name}", undecidable=False)  # sweep: test_limit=1
-    return model, report
+    return TrainResult(model, report)
 
 
 def freeze_except(model, patterns) -> list[str]:

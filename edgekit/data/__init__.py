@@ -26,10 +26,8 @@ from .images import (IMAGE_SUFFIXES, PREPROCESS_MODES, ImageError, SkipLog, deco
 from .sources import Arrays, BuiltinImages, ImageFolder, IndexedSource, Source
 from .tfrecord import DEFAULT_IMAGE_KEY, DEFAULT_LABEL_KEY, TFRecords, find_tfrecords
 
-__all__ = ["Dataset", "Source", "load", "open_source", "DATASETS", "PREPROCESS_MODES", "IMAGE_SUFFIXES", "preprocess",
-           "to_model_input", "resize_images", "fit_channels", "decode", "fashion_mnist_dir", "FASHION_MNIST_CLASSES",
-           "FASHION_MNIST_DIRS", "DEFAULT_IMAGE_KEY", "DEFAULT_LABEL_KEY", "ImageError", "SkipLog", "Arrays",
-           "BuiltinImages", "ImageFolder", "IndexedSource", "TFRecords", "same_class_order"]
+#: the public names: what edgekit/__init__.py and the CLI use (the others are importable, not public API)
+__all__ = ["load"]
 
 _KINDS = "a dataset name (fashion-mnist, digits), an image folder, TFRecord files, a .npy/.npz file"
 

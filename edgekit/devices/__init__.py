@@ -15,6 +15,5 @@ from .profiles import DeviceSpec, list_profiles, load_profile, parse_device, sea
 from .protocol import RUNNER
 from .transports import TRANSPORTS, ConnectOptions, MockTransport, Transport, create
 
-__all__ = ["bench", "BenchResult", "ArtifactInfo", "artifact_info", "TRANSPORTS", "DeviceSpec", "Transport",
-           "MockTransport", "ConnectOptions", "parse_device", "load_profile", "list_profiles", "search_path", "check",
-           "CheckReport", "RUNNER", "status_of", "compare", "Comparison", "create"]
+#: the public names: what edgekit/__init__.py and the CLI use (the others are importable, not public API)
+__all__ = ["bench", "BenchResult", "compare", "Comparison", "check", "parse_device", "list_profiles", "search_path"]

@@ -9,15 +9,17 @@ import datetime as _dt
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
+from .._spec import takes_spec
 from .._units import MAX_THREADS, mib
 from ..errors import (AuthError, ConnectError, DeviceError, DeviceTimeout, EdgekitError, HostKeyError,
                       InvalidArgument, ModelLoadError, RemoteCommandError, RuntimeMissing)
+from ..specs.bench import BenchSpec
 from . import history as _history, stats
 from .artifacts import ArtifactInfo, artifact_info
 from .profiles import DeviceSpec, check_runtime, parse_device
@@ -199,12 +201,12 @@ def check_threads(threads: int | None) -> None:
                                    "leave --threads out for the profile's")
 
 
-def _prepare(artifacts, devices, *, threads, runs, warmup, max_seconds, delegate, input, seed,  # noqa: A002
-             timeout, python, benchmark_binary, key_file, known_hosts, accept_new_host_key, connect_timeout,
-             runtime, verify, verify_data, profile_ops, base=None):
+def _prepare(spec: BenchSpec):
     """Check every input before anything runs; -> (artifact infos, device specs, settings, connect options)."""
-    arts = [artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts)
-    devs = [devices] if isinstance(devices, (str, DeviceSpec)) else list(devices)
+    s = spec
+    arts, devs = list(s.artifacts), list(s.devices)
+    threads, runs, warmup, max_seconds, delegate, seed = s.threads, s.runs, s.warmup, s.max_seconds, s.delegate, s.seed
+    input, runtime, verify, verify_data, timeout = s.input, s.runtime, s.verify, s.verify_data, s.timeout  # noqa: A001
     if not arts:
         raise InvalidArgument("no artifact to benchmark", hint="e.g. edgekit bench artifacts/model_int8.tflite")
     if not devs:
@@ -236,32 +238,26 @@ def _prepare(artifacts, devices, *, threads, runs, warmup, max_seconds, delegate
         check_array_file(input, "--input")
     if verify_data is not None:
         check_array_file(verify_data, "--verify-data")
-    options = ConnectOptions(key_file=key_file, known_hosts=known_hosts, accept_new_host_key=accept_new_host_key,
-                             connect_timeout=connect_timeout)
+    options = ConnectOptions(key_file=s.key_file, known_hosts=s.known_hosts, accept_new_host_key=s.accept_new_host_key,
+                             connect_timeout=s.connect_timeout)
     infos = [artifact_info(a) for a in arts]
-    _check_packages(infos, base)
+    _check_packages(infos, s.base)
     specs = [parse_device(d) for d in devs]
-    names = [s.name for s in specs]
+    names = [d.name for d in specs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise InvalidArgument(f"device(s) given twice: {', '.join(sorted(dup))}", hint="give each device once")
     settings = Settings(threads, int(runs), int(warmup), float(max_seconds), delegate, str(input) if input else None,
-                        int(seed), timeout if timeout is not None else 2 * max_seconds + 120, python,
-                        benchmark_binary, runtime, bool(verify), str(verify_data) if verify_data else None,
-                        bool(profile_ops))
+                        int(seed), timeout if timeout is not None else 2 * max_seconds + 120, s.python,
+                        s.benchmark_binary, runtime, bool(verify), str(verify_data) if verify_data else None,
+                        bool(s.profile_ops))
     return infos, specs, settings, options
 
 
-def bench(artifacts: str | Path | Iterable[str | Path],
-          devices: str | DeviceSpec | Iterable[str | DeviceSpec] = "local",
-          *, threads: int | None = None, runs: int = 50, warmup: int = 5, max_seconds: float = 150.0,
-          delegate: str | None = None, input: str | Path | None = None, seed: int = 0,  # noqa: A002
-          timeout: float | None = None, python: str | None = None, benchmark_binary: str | None = None,
-          key_file: str | None = None, known_hosts: str | None = None, accept_new_host_key: bool = False,
-          connect_timeout: float | None = None, history: str | Path | None = None, runtime: str | None = None,
-          verify: bool = False, verify_data: str | Path | None = None, profile_ops: bool = False,
-          base: str | Path | None = None, progress: Progress = no_progress) -> list[BenchResult]:
+@takes_spec(BenchSpec, positional=("artifacts", "devices"))
+def bench(spec: BenchSpec, *, progress: Progress = no_progress) -> list[BenchResult]:
     """Benchmark every artifact on every device; returns one :class:`BenchResult` per (artifact, device).
+    Arguments: :class:`~edgekit.specs.BenchSpec` (= ``edgekit bench`` options), or a ready ``spec=``.
 
     ``devices``: ``local``, ``ssh://user@host[:port]``, ``adb://SERIAL`` or profile names (see
     :mod:`edgekit.devices.profiles`). ``threads``/``python``/``benchmark_binary``/``key_file``/``known_hosts``
@@ -273,21 +269,17 @@ def bench(artifacts: str | Path | Iterable[str | Path],
     device, then measured (``base``: the deployed artifact a delta package needs); ``bytes_transferred`` in each
     row counts what was copied.
     """
-    infos, specs, settings, options = _prepare(
-        artifacts, devices, threads=threads, runs=runs, warmup=warmup, max_seconds=max_seconds, delegate=delegate,
-        input=input, seed=seed, timeout=timeout, python=python, benchmark_binary=benchmark_binary, key_file=key_file,
-        known_hosts=known_hosts, accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout,
-        runtime=runtime, verify=verify, verify_data=verify_data, profile_ops=profile_ops, base=base)
+    infos, specs, settings, options = _prepare(spec)
     results: dict[tuple[int, int], BenchResult] = {}
     transports: dict[int, Transport] = {}
     cancel = threading.Event()
     lock = threading.Lock()
 
     def run_device(j: int) -> None:
-        spec = specs[j]
-        task = f"{spec.name}"
+        dev = specs[j]
+        task = f"{dev.name}"
         progress(task, 0, len(infos))
-        t = create(spec, options)
+        t = create(dev, options)
         with lock:
             transports[j] = t
         try:
@@ -295,17 +287,17 @@ def bench(artifacts: str | Path | Iterable[str | Path],
                 t.connect()
             except EdgekitError as exc:
                 for i, art in enumerate(infos):
-                    results[(i, j)] = result(art, spec, exc=exc)
+                    results[(i, j)] = result(art, dev, exc=exc)
                 return
             for i, art in enumerate(infos):
                 if cancel.is_set():
                     break
                 t.transfers, t.transfer_bytes = [], 0
                 try:
-                    results[(i, j)] = result(art, spec, run_one(t, art, settings), transfers=t.transfers,
+                    results[(i, j)] = result(art, dev, run_one(t, art, settings), transfers=t.transfers,
                                              transfer_bytes=t.transfer_bytes)
                 except EdgekitError as exc:
-                    results[(i, j)] = result(art, spec, exc=exc, transfers=t.transfers,
+                    results[(i, j)] = result(art, dev, exc=exc, transfers=t.transfers,
                                              transfer_bytes=t.transfer_bytes)
                 progress(task, i + 1, len(infos))
         except BaseException:
@@ -345,10 +337,10 @@ def bench(artifacts: str | Path | Iterable[str | Path],
         if errors:
             raise errors[0]
     out = [results[(i, j)] for i in range(len(infos)) for j in range(len(specs)) if (i, j) in results]
-    if profile_ops:
+    if spec.profile_ops:
         attach(out, infos)
-    if history:
-        _history.append(history, out)
+    if spec.history:
+        _history.append(spec.history, out)
     return out
 
 

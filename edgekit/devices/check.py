@@ -9,9 +9,11 @@ from typing import Any
 
 from .._io import json_loads
 from .._jsonable import JsonMixin
+from .._spec import takes_spec
 from ..errors import EdgekitError
 from .bench import status_of
-from .profiles import DeviceSpec, check_runtime, parse_device
+from ..specs.bench import CheckSpec
+from .profiles import check_runtime, parse_device
 from .protocol import RUNNER
 from .transports import ConnectOptions, create
 
@@ -37,14 +39,15 @@ class CheckReport(JsonMixin):
     fixes: list[str] = field(default_factory=list)
 
 
-def check(device: str | DeviceSpec, *, python: str | None = None, benchmark_binary: str | None = None,
-          key_file: str | None = None, known_hosts: str | None = None, accept_new_host_key: bool = False,
-          connect_timeout: float | None = None) -> CheckReport:
-    """Reach ``device`` and probe it (machine, Python, numpy, interpreters). Connection failures are a status."""
-    spec = parse_device(device)
-    rep = CheckReport(device=spec.name, transport=spec.transport, reachable=False)
-    t = create(spec, ConnectOptions(key_file=key_file, known_hosts=known_hosts,
-                                    accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout))
+@takes_spec(CheckSpec, positional=("device",))
+def check(spec: CheckSpec) -> CheckReport:
+    """Reach ``device`` and probe it (machine, Python, numpy, interpreters). Connection failures are a status.
+    Arguments: :class:`~edgekit.specs.CheckSpec` (= ``edgekit devices check`` options), or a ready ``spec=``."""
+    python, benchmark_binary = spec.python, spec.benchmark_binary
+    dev = parse_device(spec.device)
+    rep = CheckReport(device=dev.name, transport=dev.transport, reachable=False)
+    t = create(dev, ConnectOptions(key_file=spec.key_file, known_hosts=spec.known_hosts,
+                                   accept_new_host_key=spec.accept_new_host_key, connect_timeout=spec.connect_timeout))
     try:
         t.connect()
     except EdgekitError as exc:
@@ -54,8 +57,8 @@ def check(device: str | DeviceSpec, *, python: str | None = None, benchmark_bina
         return rep
     rep.reachable = True
     try:
-        if spec.uses_runner or python:
-            py = python or spec.python or ("python3" if spec.transport != "local" else sys.executable)
+        if dev.uses_runner or python:
+            py = python or dev.python or ("python3" if dev.transport != "local" else sys.executable)
             done = t.run([t.expand(py), t.put(RUNNER), "--probe"], timeout=120)
             try:
                 doc = json_loads(done.stdout.strip().splitlines()[-1])
@@ -77,10 +80,10 @@ def check(device: str | DeviceSpec, *, python: str | None = None, benchmark_bina
                                  "tflite-runtime 'numpy<2')")
             if "onnxruntime" not in have:
                 rep.fixes.append(f"for .onnx artifacts: {py} -m pip install onnxruntime")
-            want = check_runtime(spec.runtime, f"{spec.name}: runtime") if spec.runtime else None
+            want = check_runtime(dev.runtime, f"{dev.name}: runtime") if dev.runtime else None
             if want and want not in have:
                 dist = {"ai_edge_litert": "ai-edge-litert", "tflite_runtime": "tflite-runtime 'numpy<2'"}.get(want, want)
-                rep.fixes.append(f"the profile asks for runtime {spec.runtime}: {py} -m pip install {dist}")
+                rep.fixes.append(f"the profile asks for runtime {dev.runtime}: {py} -m pip install {dist}")
             if doc.get("numpy_available"):
                 rep.formats = [f for f, ok in (("tflite", have & {"ai_edge_litert", "tflite_runtime", "tensorflow"}),
                                                ("onnx", have & {"onnxruntime"})) if ok]
@@ -88,7 +91,7 @@ def check(device: str | DeviceSpec, *, python: str | None = None, benchmark_bina
         else:
             rep.formats = ["tflite"]
             rep.machine = t.run(["uname", "-m"], timeout=30, taskset=False).stdout.strip() or None
-            binary = benchmark_binary or spec.benchmark_binary
+            binary = benchmark_binary or dev.benchmark_binary
             rep.benchmark_binary = binary
             if not binary:
                 rep.fixes.append("set benchmark_binary: in the profile or pass --benchmark-binary (an Android build "

@@ -12,11 +12,11 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
-
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
+from .._spec import takes_spec
 from ..errors import DeviceError, EdgekitError, InvalidArgument, ModelLoadError
+from ..specs.bench import BenchSpec, CompareSpec
 from . import stats
 from .bench import BenchResult, _prepare, bench, check_threads, result
 from .protocol import RUNNER, name_every_custom_op, runner_doc
@@ -62,17 +62,19 @@ def _finish(c: Comparison, sa: list[float], sb: list[float], blocks: tuple[list,
     return c
 
 
-def compare(artifacts: str | Path | Sequence[str | Path], devices: str | Sequence[str] = "local", *,
-            runs: int = 50, warmup: int = 5, rounds: int = 10, threads: int | None = None,
-            max_seconds: float = 150.0, delegate: str | None = None, runtime: str | None = None, seed: int = 0,
-            timeout: float | None = None, python: str | None = None, benchmark_binary: str | None = None,
-            key_file: str | None = None, known_hosts: str | None = None, accept_new_host_key: bool = False,
-            connect_timeout: float | None = None, progress: Progress = no_progress) -> Comparison:
+#: the CompareSpec fields that are BenchSpec fields: how each side is measured
+_BENCH_KEYS = [k for k in CompareSpec.keys() if k in BenchSpec.keys() and k not in ("artifacts", "devices")]
+
+
+@takes_spec(CompareSpec, positional=("artifacts", "devices"))
+def compare(spec: CompareSpec, *, progress: Progress = no_progress) -> Comparison:
     """Two ``artifacts`` on one of ``devices`` (run interleaved in one process), or one artifact on two ``devices``
-    (one after the other). ``benchmark_binary`` is refused: interleaved runs need the Python runner."""
-    arts = [artifacts] if isinstance(artifacts, (str, Path)) else list(artifacts)
-    devs = [devices] if isinstance(devices, str) else list(devices)
-    if benchmark_binary:
+    (one after the other). Arguments: :class:`~edgekit.specs.CompareSpec` (= ``edgekit compare`` options), or a
+    ready ``spec=``. ``benchmark_binary`` is refused: interleaved runs need the Python runner."""
+    arts, devs = list(spec.artifacts), list(spec.devices)
+    runs, warmup, rounds, threads, max_seconds = spec.runs, spec.warmup, spec.rounds, spec.threads, spec.max_seconds
+    delegate, runtime, seed, python = spec.delegate, spec.runtime, spec.seed, spec.python
+    if spec.benchmark_binary:
         raise InvalidArgument("compare runs the Python runner; benchmark_binary does not apply",
                               hint="drop --benchmark-binary (use a device with Python)")
     if not ((len(arts) == 2 and len(devs) == 1) or (len(arts) == 1 and len(devs) == 2)):
@@ -80,14 +82,12 @@ def compare(artifacts: str | Path | Sequence[str | Path], devices: str | Sequenc
                               f"{len(arts)} and {len(devs)})",
                               hint="e.g. edgekit compare a.tflite b.tflite -d local, or compare a.tflite -d rpi4 -d rpi5")
     check_threads(threads)
-    common = dict(threads=threads, runs=runs, warmup=warmup, max_seconds=max_seconds, delegate=delegate,
-                  seed=seed, timeout=timeout, python=python, key_file=key_file, known_hosts=known_hosts,
-                  accept_new_host_key=accept_new_host_key, connect_timeout=connect_timeout)
+    common = {k: getattr(spec, k) for k in _BENCH_KEYS}
     if len(devs) == 2:
         a = arts[0]
         rows = []
         for d in devs:  # one device at a time: two 'devices' on one host must not share its CPUs
-            (row,) = bench([a], [d], runtime=runtime, progress=progress, **common)
+            (row,) = bench([a], [d], progress=progress, **common)
             rows.append(row)
         c = Comparison(str(devs[0]), str(devs[1]), " vs ".join(map(str, devs)), "devices", rows=rows, runs=runs)
         for row in rows:
@@ -100,31 +100,29 @@ def compare(artifacts: str | Path | Sequence[str | Path], devices: str | Sequenc
     if rounds < 3:
         raise InvalidArgument(f"--rounds must be >= 3, got {rounds} (the interval comes from the paired rounds)",
                               hint="e.g. --rounds 10")
-    infos, specs, settings, options = _prepare([a, b], [device], input=None, benchmark_binary=None,
-                                               runtime=runtime, verify=False, verify_data=None, profile_ops=False,
-                                               **common)
+    infos, specs, settings, options = _prepare(BenchSpec(artifacts=(a, b), devices=(device,), **common))
     if any(i.package for i in infos):
         raise InvalidArgument("compare times two artifacts interleaved; update packages are restored by bench",
                               hint="edgekit unpack PACKAGE --out FILE, then compare the restored file")
-    spec = specs[0]
-    if not (spec.uses_runner or python):
-        raise InvalidArgument(f"{spec.name} runs benchmark_model (no Python): interleaved runs need the runner",
+    dev = specs[0]
+    if not (dev.uses_runner or python):
+        raise InvalidArgument(f"{dev.name} runs benchmark_model (no Python): interleaved runs need the runner",
                               hint="set python: in the profile for a board with Python")
-    c = Comparison(_label(infos[0].path), _label(infos[1].path), spec.name, "artifacts", runs=runs)
-    progress(spec.name, 0, 1)
-    t = create(spec, options)
+    c = Comparison(_label(infos[0].path), _label(infos[1].path), dev.name, "artifacts", runs=runs)
+    progress(dev.name, 0, 1)
+    t = create(dev, options)
     try:
         t.connect()
         paths = [t.put(i.path, i.sha256) for i in infos]
-        py = t.expand(python or spec.python or ("python3" if t.kind != "local" else sys.executable))
+        py = t.expand(python or dev.python or ("python3" if t.kind != "local" else sys.executable))
         argv = [py, t.put(RUNNER), paths[0], "--compare", paths[1], "--runs", str(runs), "--warmup", str(warmup),
                 "--rounds", str(rounds), "--max-seconds", f"{max_seconds:g}", "--seed", str(seed)]
-        for flag, value in (("--threads", threads or spec.threads), ("--delegate", delegate),
-                            ("--runtime", runtime or spec.runtime)):
+        for flag, value in (("--threads", threads or dev.threads), ("--delegate", delegate),
+                            ("--runtime", runtime or dev.runtime)):
             if value:
                 argv += [flag, str(value)]
         try:
-            doc = runner_doc(t.run(argv, timeout=settings.timeout), spec.name)
+            doc = runner_doc(t.run(argv, timeout=settings.timeout), dev.name)
         except ModelLoadError as exc:  # name every custom op the file has, not only the first the runtime met
             info = next((i for i in infos if f" {Path(i.path).name}:" in exc.message), None)
             raise (name_every_custom_op(exc, info) if info else exc) from None
@@ -133,14 +131,14 @@ def compare(artifacts: str | Path | Sequence[str | Path], devices: str | Sequenc
         raise
     finally:
         t.close()
-    progress(spec.name, 1, 1)
+    progress(dev.name, 1, 1)
     c.rounds = doc.get("rounds")
     for info, m in zip(infos, doc["models"]):
         sub = {**doc, "latency_ms": m["latency_ms"], "samples_ms": m["samples_ms"], "init_ms": m["init_ms"],
                "block_runs": m.get("block_runs"),
                "runtime": m["runtime"], "config": {**doc["config"], "delegate": m["delegate"]}}
         sub.pop("models", None)
-        c.rows.append(result(info, spec, sub))
+        c.rows.append(result(info, dev, sub))
     c.a_p50_ms, c.b_p50_ms = c.rows[0].p50_ms, c.rows[1].p50_ms
     c.warnings = list(c.rows[0].warnings)
     ma, mb = doc["models"]

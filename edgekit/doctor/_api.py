@@ -1,4 +1,4 @@
-"""``doctor()``: why int8 hurts this model (diagnosis) and, given ``max_drop``, the cheapest fix within it (ladder)."""
+"""``run()`` (``edgekit.doctor.run``): why int8 hurts this model (diagnosis) and, given ``max_drop``, the cheapest fix within it (ladder)."""
 from __future__ import annotations
 
 import shutil
@@ -66,7 +66,7 @@ class DoctorResult(JsonMixin):
 
 
 @takes_spec(DoctorSpec, positional=("model",))
-def doctor(spec: DoctorSpec, *, progress: Progress = no_progress) -> DoctorResult:
+def run(spec: DoctorSpec, *, progress: Progress = no_progress) -> DoctorResult:
     """Diagnose what full-integer int8 does to ``model`` and, with ``max_drop`` (accuracy points), walk the ladder
     (see :mod:`edgekit.doctor.ladder`) to the first rung within it and export that artifact to ``out``.
     Arguments: :class:`edgekit.specs.DoctorSpec` (also a ready ``spec=``).
@@ -188,7 +188,7 @@ def export_within(spec, *, progress: Progress = no_progress):
     keys.update({k: getattr(spec, k) for k in ("calib_data", "calib_samples", "max_drop", "eval_data", "eval_samples",
                                                "train_data", "keep_best", "io", "out", "preprocess", "threads",
                                                "opset", "seed")})
-    result = doctor(spec=DoctorSpec.from_dict({**keys, "format": spec.formats[0]}), progress=progress)
+    result = run(spec=DoctorSpec.from_dict({**keys, "format": spec.formats[0]}), progress=progress)
     if not result.met:
         best = result.chosen_rung
         raise BudgetNotMet(f"no rung of the int8 ladder is within --max-drop {result.max_drop:g} points (best: "

@@ -113,9 +113,8 @@ def _qat(kmodel, train_data, epochs: int, seed: int, preprocess: str, progress):
 
     clone = keras.models.clone_model(kmodel)
     clone.set_weights(kmodel.get_weights())
-    model, _ = Pipeline([{"qat": {"epochs": epochs}}]).run(clone, train_data, seed=seed, preprocess=preprocess,
-                                                          progress=progress)
-    return model
+    config = {"seed": seed, "preprocess": preprocess}
+    return Pipeline([{"qat": {"epochs": epochs}}]).run(clone, train_data, config, progress=progress).model
 
 
 def recipe_keys(result, cfg: Config, *, model, model_options: dict, calib_data, eval_data, verify_samples: int,

@@ -20,8 +20,5 @@ from ..verification import TOLERANCES, OutputCheck, Tolerance, Verification
 IO_TYPES = io_types()
 CALIBRATION_METHODS = calibration_methods()
 
-__all__ = ["export", "ExportResult", "Artifact", "inspect", "InspectReport", "IOTensor", "EXPORTERS", "PRECISIONS",
-           "IO_TYPES", "Exporter", "ExportSpec", "Precision", "CalibrationInfo", "Verification", "OutputCheck",
-           "TOLERANCES", "Tolerance",
-           "CALIBRATION_METHODS", "format_of", "suffixes", "precision_tokens", "io_types",
-           "calibration_methods"]
+#: the public names: what edgekit/__init__.py and the CLI use (the others are importable, not public API)
+__all__ = ["ExportResult", "inspect"]

@@ -165,6 +165,5 @@ from . import (  # noqa: E402,F401 - registers the families
     squeezenet, vgg, xception,
 )
 
-__all__ = ["MODELS", "ModelInfo", "BuildConfig", "COMMON_OPTIONS", "create", "resolve", "list", "info",
-           "preprocess_mode", "load_model_file", "check_model_file", "is_model_file", "register_model",
-           "with_input_shape", "parse_input_shape", "UntrustedModelCode", "MODEL_FILE_SUFFIXES"]
+#: the public names: what edgekit/__init__.py and the CLI use (the others are importable, not public API)
+__all__ = ["create", "list"]

@@ -14,7 +14,8 @@ from .build import SUFFIX, PackageResult, UnpackResult, header_of
 
 FORMAT_MODULE = Path(__file__).with_name("format.py")
 
-__all__ = ["package", "unpack", "PackageResult", "UnpackResult", "header_of", "SUFFIX", "FORMAT_MODULE"]
+#: the public names: what edgekit/__init__.py and the CLI use (the others are importable, not public API)
+__all__ = ["package", "unpack", "PackageResult"]
 
 
 @takes_spec(PackageSpec, positional=("artifact",))

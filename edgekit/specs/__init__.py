@@ -13,6 +13,7 @@ from .package import PackageSpec, UnpackSpec
 from .stages import (ClusterSpec, DistillSpec, ExportStageSpec, PruneSpec, QATSpec, StageSpec, TrainStageSpec)
 from .train import FitSpec, TrainSpec
 
-__all__ = ["ModelSpec", "ExportOptions", "ExportSpec", "FitSpec", "TrainSpec", "StageSpec", "TrainStageSpec",
-           "PruneSpec", "ClusterSpec", "QATSpec", "DistillSpec", "ExportStageSpec", "CompressSpec", "BenchSpec",
-           "ConnectSpec", "CheckSpec", "CompareSpec", "DoctorSpec", "LadderOptions", "PackageSpec", "UnpackSpec"]
+#: the public names: the specs of the operations that edgekit/__init__.py and the CLI expose, and FitSpec (the
+#: ``config`` of ``Pipeline.run``)
+__all__ = ["ModelSpec", "ExportSpec", "FitSpec", "TrainSpec", "CompressSpec", "BenchSpec", "CheckSpec", "CompareSpec",
+           "DoctorSpec", "PackageSpec", "UnpackSpec"]

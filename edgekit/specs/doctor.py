@@ -70,7 +70,7 @@ class LadderOptions(Spec):
 
 @spec
 class DoctorSpec(LadderOptions, ModelSpec):
-    """``edgekit.doctor(model, ...)``: why int8 hurts the model, and with ``max_drop`` the cheapest fix within it."""
+    """``edgekit.doctor.run(model, ...)``: why int8 hurts the model, and with ``max_drop`` the cheapest fix within it."""
 
     calib_data: Any = option(None, help="Calibration data: image folder, .npy/.npz, fashion-mnist, digits (from "
                                         "Python also a Dataset or arrays).")

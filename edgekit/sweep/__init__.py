@@ -6,14 +6,11 @@ with verification, scored on held-out labelled test data in the artifact's runti
 device. The result is a table with the Pareto front per device, the pick within a budget, the log-linear
 accuracy fit and the latency model, written under ``out`` as points finish (a rerun resumes).
 
-The package is callable: ``edgekit.sweep(model, ...)`` is :func:`edgekit.sweep.sweep`. Importing it does not
-import TensorFlow.
+``edgekit.sweep.run(model, ...)`` runs one (:func:`run`). Importing the package does not import TensorFlow.
 """
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any, Callable
+from typing import Callable
 
 from .._progress import Progress, no_progress
 from .._spec import takes_spec
@@ -22,12 +19,12 @@ from .api import BudgetNotMet, SweepProgress, run_sweep
 from .results import SweepResult, SweepRow, SweepSummary
 from .spec import SweepSpec, from_config, load_config
 
-__all__ = ["sweep", "SweepSpec", "SweepResult", "SweepRow", "SweepSummary", "SweepProgress", "Pick", "AccuracyFit",
-           "LatencyFit", "BudgetNotMet", "load_config", "from_config"]
+#: the public names: what edgekit/__init__.py and the CLI use (the others are importable, not public API)
+__all__ = ["run", "SweepSpec", "SweepResult", "BudgetNotMet"]
 
 
 @takes_spec(SweepSpec, positional=("model",))
-def sweep(spec: SweepSpec, *, progress: Progress = no_progress,
+def run(spec: SweepSpec, *, progress: Progress = no_progress,
           on_event: Callable[[SweepProgress], None] | None = None) -> SweepResult:
     """Sweep ``model`` (a zoo name; None when ``grid`` has ``model``) over ``grid`` x ``quantize`` x ``formats``.
     Arguments: :class:`SweepSpec` (= ``edgekit sweep`` options = sweep-config keys; also a ready ``spec=``), e.g.
@@ -43,12 +40,3 @@ def sweep(spec: SweepSpec, *, progress: Progress = no_progress,
     """
     return run_sweep(spec, progress=progress, on_event=on_event)
 
-
-class _CallableModule(types.ModuleType):
-    """``edgekit.sweep(...)`` is :func:`sweep`: the package and its one verb share the name."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> SweepResult:
-        return sweep(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

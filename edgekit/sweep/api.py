@@ -1,4 +1,4 @@
-"""``edgekit.sweep(...)``: plan (every check before any training), run, and publish the results as they come."""
+"""``edgekit.sweep.run(...)``: plan (every check before any training), run, and publish the results as they come."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -17,7 +17,7 @@ from ..errors import BudgetNotMet, EdgekitWarning
 from . import analysis
 from .plan import Plan, make_plan
 from .results import SweepResult, SweepRow, SweepSummary, to_csv
-from .run import Runner
+from .runner import Runner
 from .spec import SweepSpec
 from .store import Store
 from .plots import write_plots
@@ -199,7 +199,7 @@ def _write_plan(plan: Plan) -> None:
 
 def run_sweep(spec: SweepSpec, *, progress: Progress = no_progress,
               on_event: Callable[[SweepProgress], None] | None = None) -> SweepResult:
-    """Run the sweep described by ``spec`` (see :func:`edgekit.sweep.sweep`)."""
+    """Run the sweep described by ``spec`` (see :func:`edgekit.sweep.run`)."""
     t0 = time.monotonic()
     cluster = None
     if spec.executor == "ray":   # the extra and the cluster are checked first, before anything is built or trained

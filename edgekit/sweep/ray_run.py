@@ -1,5 +1,5 @@
 """``edgekit sweep --executor ray``: every training, export and measurement of the sweep is a Ray task; the rows,
-files and resume are the local runner's (:class:`~edgekit.sweep.run.Runner`, whose steps this module runs remotely).
+files and resume are the local runner's (:class:`~edgekit.sweep.runner.Runner`, whose steps this module runs remotely).
 
 Scheduling: trainings and exports declare ``--ray-cpus`` CPUs, a memory estimate and (on a cluster with GPUs) one
 GPU per training, and are spread over the nodes (``SPREAD``); units train concurrently, a fine-tuned one after its
@@ -44,8 +44,8 @@ from .._signals import Terminated
 from ..devices import status_of
 from ..errors import ConnectError, EdgekitError, InvalidArgument
 from .plan import Plan, Unit, _builtin, _check_devices
-from .run import (Runner, StepFailed, _failure, _NoGate, _release_memory, bench_point, export_unit, node_label,
-                  train_unit)
+from .runner import (Runner, StepFailed, _failure, _NoGate, _release_memory, bench_point, export_unit, node_label,
+                     train_unit)
 from .store import Store, parity_file
 
 #: the custom resource a node declares for a device it reaches (capacity 1)

@@ -1,4 +1,4 @@
-"""SweepSpec: every argument of :func:`edgekit.sweep.sweep` = an ``edgekit sweep`` option = a key of a
+"""SweepSpec: every argument of :func:`edgekit.sweep.run` = an ``edgekit sweep`` option = a key of a
 ``*.sweep.yaml`` file (``edgekit sweep --config export/NAME.sweep.yaml``), on edgekit's typed-spec mechanism.
 
 Types, bounds and names are checked when the spec is built; what needs the zoo, the data or the devices is checked
@@ -111,7 +111,7 @@ class SweepOptions(Spec):
 
 @spec
 class SweepSpec(ConnectSpec, SweepOptions):
-    """``edgekit.sweep(model, ...)``: the sweep's options, the device connection overrides, and how it decides."""
+    """``edgekit.sweep.run(model, ...)``: the sweep's options, the device connection overrides, and how it decides."""
 
     budget_ms: float | None = option(None, gt=0, help="Latency budget: the most accurate point within it, per device.")
     metric: str = option("p50", choices=METRICS, help="Latency statistic the front, budget and fits use.")

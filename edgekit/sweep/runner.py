@@ -404,11 +404,11 @@ def train_unit(plan: Plan, unit: Unit, store: Store, folder, weights: str | None
     epochs, lr = (s.finetune_epochs_value, s.finetune_lr_value) if unit.base is not None else (s.epochs, s.lr)
     # test_limit=1: train() scores Keras on a built-in test split; the sweep measures accuracy on the whole
     # test data in the artifact's runtime (and Keras' on the same samples) at export, so skip it here
-    _, report = train(unit.model, s.data, epochs=epochs, batch_size=s.batch_size, lr=lr, optimizer=s.optimizer,
-                      val_fraction=s.val_fraction, val_data=s.val_data, limit=s.limit, seed=s.seed,
-                      bn_momentum=s.bn_momentum, precise_bn=s.precise_bn, preprocess=s.preprocess,
-                      out=str(trained), weights=weights,
-                      test_limit=1, progress=progress, **unit.create_options())
+    report = train(unit.model, s.data, epochs=epochs, batch_size=s.batch_size, lr=lr, optimizer=s.optimizer,
+                   val_fraction=s.val_fraction, val_data=s.val_data, limit=s.limit, seed=s.seed,
+                   bn_momentum=s.bn_momentum, precise_bn=s.precise_bn, preprocess=s.preprocess,
+                   out=str(trained), weights=weights,
+                   test_limit=1, progress=progress, **unit.create_options()).report
     record = {"status": "ok", "unit": unit.name, "key": unit.key, "how": unit.how, "note": unit.note,
               "trained": store.rel(trained), "model": store.rel(trained),
               "train": {k: v for k, v in report.to_dict().items() if k not in ("test_accuracy", "test_samples")}}
