@@ -180,7 +180,7 @@ class Pipeline:
                     art.chance = check_chance(art.test_accuracy, samples=art.test_samples,
                                               chance=final["chance"]).to_dict()
                 if export_stage.latency:
-                    art.latency_ms_p50, art.latency_note = local_latency(path)
+                    art.p50_ms, art.latency_note = local_latency(path)
                 report.artifacts.append(art)
         report.seconds = round(time.perf_counter() - t0, 2)
         stem = None

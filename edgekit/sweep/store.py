@@ -29,7 +29,7 @@ from .._jsonable import to_jsonable
 from .. import _verify_data as verify_data
 from .._verify_data import VERIFY_SUFFIX
 
-SCHEMA = "edgekit.sweep/1"
+SCHEMA = "edgekit.sweep/2"
 
 
 def key_of(inputs: Any) -> str:
