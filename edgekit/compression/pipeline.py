@@ -47,6 +47,8 @@ class PipelineReport(JsonMixin):
     training: dict = field(default_factory=dict)
     report_json: str | None = None
     plot_png: str | None = None
+    #: the key set; 2: each artifact's local latency is p50_ms (was latency_ms_p50); no schema key: 1
+    schema: str = "edgekit.compress/2"
 
     def rows(self) -> list[list[str]]:
         return rep.rows(self)

@@ -61,6 +61,9 @@ class DoctorResult(JsonMixin):
     notes: list[str] = field(default_factory=list)
     #: labelled eval data: the float model's accuracy against the labels' chance accuracy (edgekit._chance)
     chance: dict | None = None
+    #: the key set; 2: accuracies, drops and max_drop are fractions 0..1 (were percent and points), a rung's
+    #: precision is ``precision`` (was ``quantize``); no schema key: 1
+    schema: str = "edgekit.doctor/2"
 
     @property
     def chosen_rung(self) -> Rung | None:
