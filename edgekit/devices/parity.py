@@ -1,7 +1,7 @@
 """On-device parity: the device's outputs on the verification inputs vs the host reference (Keras), output by output
 (matched by tensor name), judged by the same rule and with the same result type as export's verification
-(:func:`edgekit.verification.verify_outputs`: per-precision tolerances, top-1 over confident samples, the paired accuracy
-interval when the verification data has labels), plus the device-vs-host-runtime numbers per output."""
+(:func:`edgekit.verification.verify_outputs`: per-precision tolerances, top-1 over confident samples, the paired
+accuracy interval when the verification data has labels), plus the device-vs-host-runtime numbers per output."""
 from __future__ import annotations
 
 import numpy as np

@@ -223,7 +223,8 @@ def write_choice(result, measured: dict[str, Measured], kmodel, *, search: Searc
     write_text_atomic(art.manifest, json.dumps(doc, indent=2) + "\n")
     recipe = Path(str(art.path) + ".recipe.yaml")
     header = (f"# written by `edgekit doctor`: {name} ({rung.accuracy:.2%} {result.metric}, drop "
-              f"{100 * rung.drop:.2f} points, budget {100 * result.max_drop:g})\n# reproduce without searching: edgekit export --recipe {recipe}\n")
+              f"{100 * rung.drop:.2f} points, budget {100 * result.max_drop:g})\n"
+              f"# reproduce without searching: edgekit export --recipe {recipe}\n")
     write_text_atomic(recipe, header + yaml.safe_dump({"name": Path(art.path).stem, **keys}, sort_keys=False))
 
 

@@ -88,8 +88,8 @@ def run_artifact(session, xs: np.ndarray | Sequence[np.ndarray], progress, batch
 
 def paired_reference(v: Verification, ref: Sequence[np.ndarray], ref_names: Sequence[str],
                      outputs) -> list[np.ndarray]:
-    """The Keras outputs in the artifact's output order, as :func:`edgekit.verification.verify_outputs` paired them (Keras order if it could
-    not pair them)."""
+    """The Keras outputs in the artifact's output order, as :func:`edgekit.verification.verify_outputs` paired them
+    (Keras order if it could not pair them)."""
     by_art = {c.artifact_name: c.name for c in v.outputs}
     by_name = dict(zip(ref_names, ref))
     if len(by_art) != len(outputs) or any(o.name not in by_art for o in outputs):
