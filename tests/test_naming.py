@@ -232,3 +232,19 @@ def test_cli_help_documents_the_aliases():
 
     text = " ".join(CliRunner().invoke(main, ["export", "--help"]).output.split())
     assert "float32, float16, dynamic" in text and "none = float32, fp16 = float16" in text
+
+
+def test_a_sweep_folder_of_the_mib_schema_resumes(tmp_path):
+    """A sweep store of edgekit.sweep/1 is read: its records are reused, a measurement's row mapped to bytes."""
+    from edgekit.sweep.store import SCHEMA, Store
+
+    old = {"schema": "edgekit.sweep/1", "status": "ok",
+           "result": {"p50_ms": 1.0, "size_mb": 0.5, "peak_memory_mb": 10.0, "status": "ok"}}
+    (tmp_path / "b.json").write_text(json.dumps(old))
+    rec = Store.read(tmp_path / "b.json")
+    assert rec["result"]["peak_memory_bytes"] == 10 * 2**20 and rec["result"]["size_bytes"] == 2**19
+    assert problems(rec) == []
+    Store.write(tmp_path / "n.json", {"status": "ok", "result": {"peak_memory_bytes": 5}})
+    assert Store.read(tmp_path / "n.json")["schema"] == SCHEMA == "edgekit.sweep/2"
+    (tmp_path / "x.json").write_text(json.dumps({**old, "schema": "edgekit.sweep/0"}))
+    assert Store.read(tmp_path / "x.json") is None

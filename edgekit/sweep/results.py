@@ -19,7 +19,7 @@ from .._jsonable import JsonMixin
 from .analysis import AccuracyFit, ChanceSummary, LatencyFit, Pick
 
 #: results.json's key set (also sweep.json and the store's records). 2: peak_memory_bytes (was peak_memory_mb, MiB),
-#: precisions named float32/float16 (were none/fp16 in ``quantize``); a store of /1 is not reused (recomputed)
+#: precisions named float32/float16 (were none/fp16 in ``quantize``); a folder of /1 is resumed (store.READS)
 SCHEMA = "edgekit.sweep/2"
 
 #: statuses a point can end with before any device ran it
