@@ -63,7 +63,7 @@ def pytest_runtest_protocol(item, nextitem):
 #: collected first, so that pytest-xdist (--dist loadfile hands out files in collection order) starts them at once
 #: instead of leaving one worker alone with them at the end
 LONG_FILES = ("test_sweep.py", "test_sweep_chance.py", "test_compress.py", "test_keras3.py", "test_doctor.py",
-              "test_compare_under_load.py", "test_sweep_verdict.py", "test_clients.py")
+              "test_compare_under_load.py", "test_sweep_verdict.py", "test_clients.py", "test_sweep_ray.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -84,10 +84,12 @@ def render(result) -> None:
 
     keys = [k for k in dict.fromkeys(k for r in result.rows for k in r.options)]
     table = Table(title=f"edgekit sweep -> {result.out}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    nodes = len({r.node for r in result.rows if r.node}) > 1     # several machines (Ray): where each row ran
     for col in ["device", *keys, "precision", *(["format"] if len({r.format for r in result.rows}) > 1 else []),
-                "MMACs", "params", "KiB", "acc %", f"{result.metric} ms", "front", "status"]:
-        table.add_column(col, justify="left" if col in ("device", "precision", "format", "status", "front", "model")
-                         else "right")
+                "MMACs", "params", "KiB", "acc %", f"{result.metric} ms", "front", "status",
+                *(["node"] if nodes else [])]:
+        table.add_column(col, justify="left" if col in ("device", "precision", "format", "status", "front", "model",
+                                                        "node") else "right")
     metric = f"{result.metric}_ms"
     rows = sorted(result.rows, key=lambda r: (r.device, getattr(r, metric) is None, getattr(r, metric) or 0))
     for r in rows:
@@ -105,7 +107,7 @@ def render(result) -> None:
             cells.append(r.format)
         cells += [f"{r.mult_adds / 1e6:.2f}" if r.mult_adds else "-", f"{r.params:,}" if r.params else "-",
                   f"{r.size_bytes / 1024:.1f}" if r.size_bytes else "-", _pct(r.accuracy),
-                  _ms(getattr(r, metric)), mark, status]
+                  _ms(getattr(r, metric)), mark, status, *([escape(r.node or "-")] if nodes else [])]
         table.add_row(*cells)
     out.print(table)
     out.print("front (*): no other point on that device is both faster and more accurate", highlight=False)

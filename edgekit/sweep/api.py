@@ -201,28 +201,45 @@ def run_sweep(spec: SweepSpec, *, progress: Progress = no_progress,
               on_event: Callable[[SweepProgress], None] | None = None) -> SweepResult:
     """Run the sweep described by ``spec`` (see :func:`edgekit.sweep.sweep`)."""
     t0 = time.monotonic()
-    plan = make_plan(spec, progress)
-    rows = {(p.id, d.name): SweepRow(point=p.id, model=p.unit.model, name=p.unit.name, options=dict(p.unit.combo.grid),
-                                     precision=p.precision, format=p.format, device=d.name,
-                                     emulated=d.name in plan.emulated, resolution=p.unit.resolution,
-                                     mult_adds=p.unit.mult_adds, params=p.unit.params, training=p.unit.how)
-            for p in plan.points for d in plan.devices}
-    store = Store(spec.out)
-    with store.lock():
-        cleaned = store.clean_partial()
-        if cleaned:
-            plan.notes.append(f"removed {cleaned} half-written file(s) left by an interrupted run")
-        _write_plan(plan)
-        pub = _Publisher(plan, rows, on_event, t0)
-        runner = Runner(plan, rows, publish=pub.publish, event=pub.event, progress=progress)
-        pub.runner = runner
-        try:
-            runner.run()
-        except BaseException:
-            pub.summary.interrupted = True
-            pub.close()
-            raise
-        result = pub.close()
+    cluster = None
+    if spec.executor == "ray":   # the extra and the cluster are checked first, before anything is built or trained
+        from . import ray_run
+
+        cluster = ray_run.Cluster(spec)
+    try:
+        plan = make_plan(spec, progress, check=cluster.check if cluster is not None else None)
+        if cluster is not None:
+            names = sorted(filter(None, (cluster.label(n["NodeID"]) for n in cluster.alive())))
+            plan.notes.append(f"executor ray: {len(names)} node(s) ({', '.join(names)}); artifacts come back through "
+                              f"the object store into {spec.out}")
+        rows = {(p.id, d.name): SweepRow(point=p.id, model=p.unit.model, name=p.unit.name,
+                                         options=dict(p.unit.combo.grid), precision=p.precision, format=p.format,
+                                         device=d.name, emulated=d.name in plan.emulated, resolution=p.unit.resolution,
+                                         mult_adds=p.unit.mult_adds, params=p.unit.params, training=p.unit.how)
+                for p in plan.points for d in plan.devices}
+        store = Store(spec.out)
+        with store.lock():
+            cleaned = store.clean_partial()
+            if cleaned:
+                plan.notes.append(f"removed {cleaned} half-written file(s) left by an interrupted run")
+            _write_plan(plan)
+            pub = _Publisher(plan, rows, on_event, t0)
+            if cluster is not None:
+                runner = ray_run.RayRunner(plan, rows, cluster=cluster, publish=pub.publish, event=pub.event,
+                                           progress=progress)
+            else:
+                runner = Runner(plan, rows, publish=pub.publish, event=pub.event, progress=progress)
+            pub.runner = runner
+            try:
+                runner.run()
+            except BaseException:
+                pub.summary.interrupted = True
+                pub.close()
+                raise
+            result = pub.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
     assert result is not None
     if result.chance is not None and result.chance.at_chance:
         warnings.warn(result.chance.statement, EdgekitWarning, stacklevel=3)

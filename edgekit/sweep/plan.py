@@ -229,8 +229,9 @@ def recipe_stages(spec: SweepSpec, keys: dict[str, Any]) -> tuple:
 
 
 # ---------------------------------------------------------------------------------------------------------- plan
-def make_plan(spec: SweepSpec, progress=None) -> Plan:
-    """Check everything and lay out the units, points and keys. Raises before any training."""
+def make_plan(spec: SweepSpec, progress=None, check=None) -> Plan:
+    """Check everything and lay out the units, points and keys. Raises before any training. ``check(spec,
+    devices)`` reaches and probes the devices (default: from this machine; a Ray sweep probes each from its node)."""
 
     precisions = _precisions(spec)
     classes = _classes(spec)
@@ -265,7 +266,7 @@ def make_plan(spec: SweepSpec, progress=None) -> Plan:
         plan.notes.append(f"classes={classes} (the number of classes of {spec.data})")
     for c in {c.model: c for c in combos if c.skipped}.values():
         plan.notes.append(f"{c.model} does not take {', '.join(c.skipped)}: swept over the other keys only")
-    _check_devices(spec, devices)
+    (check or _check_devices)(spec, devices)
     return plan
 
 

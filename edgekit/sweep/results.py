@@ -63,6 +63,7 @@ class SweepRow(JsonMixin):
     machine: str | None = None
     parity: str | None = None        # device parity (device_parity): passed, failed, inconclusive; None: not checked
     artifact: str | None = None      # path relative to the sweep's --out
+    node: str | None = None          # the machine (local) or Ray node that trained, exported and measured the row
     reused: bool = False             # finished in an earlier run of the same sweep, not recomputed
     pareto: bool = False
     pick: bool = False

@@ -20,6 +20,8 @@ from .grid import parse_grid
 
 SHARE_TRAINING = ("resolution", "none")
 METRICS = ("p50", "p90")
+#: where the trainings, exports and measurements run: this process (threads), or tasks on a Ray cluster
+EXECUTORS = ("local", "ray")
 #: fixed zoo options of every point (edgekit.models.create arguments)
 MODEL_OPTIONS = ("alpha", "rho", "resolution", "depth_multiplier", "dropout", "classes", "input_channels", "weights")
 
@@ -116,6 +118,16 @@ class SweepSpec(ConnectSpec, SweepOptions):
     metric: str = option("p50", choices=METRICS, help="Latency statistic the front, budget and fits use.")
     require_budget: bool = option(False, help="Fail (exit 1) when a device has no point within --budget-ms.")
     out: str = option(help="Folder for everything the sweep writes; rerunning the same sweep resumes from it.")
+    # -- where it runs (results and resume do not depend on it) ---------------------------------------------------
+    executor: str = option("local", choices=EXECUTORS,
+                           help="local: this machine (training and export one at a time); ray: every training, "
+                                "export and measurement is a task on a Ray cluster (pip install 'edgekit[ray]'), "
+                                "artifacts come back under --out here.")
+    ray_address: str | None = option(None, help="The Ray cluster (HOST:PORT of `ray start --head`, or auto) with "
+                                                "--executor ray; default: RAY_ADDRESS, else a one-machine Ray "
+                                                "started for the sweep.")
+    ray_cpus: int = option(1, gt=0, help="CPUs every training and export declares on Ray (a node runs as many at "
+                                         "once as it has CPUs for).")
 
     def validate(self) -> None:
         object.__setattr__(self, "grid", parse_grid(self.grid))
@@ -127,6 +139,8 @@ class SweepSpec(ConnectSpec, SweepOptions):
                             hint=f"devices: {', '.join(map(str, self.devices))}")
         if not self.devices:
             raise self.fail("no device given", hint="e.g. --device local")
+        if self.executor != "ray" and self.ray_address is not None:
+            raise self.fail("--ray-address is for --executor ray", hint="add --executor ray, or drop --ray-address")
 
     # -- views ---------------------------------------------------------------------------------------------------------
     def fixed_options(self) -> dict[str, Any]:
