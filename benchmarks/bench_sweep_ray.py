@@ -2,7 +2,7 @@
 one-node Ray the sweep starts itself: no --ray-address, RAY_ADDRESS unset), each a fresh ``edgekit sweep`` process
 into a fresh folder, alternating, wall time from process start to exit. Goal: Ray <= 10 % extra wall time.
 
-The sweep is the README's quick one (MobileNet v1 alpha 0.25/0.5 x 32/48 px x float32/int8 on Fashion-MNIST,
+The sweep is the docs' quick one (docs/guides/sweep.md) (MobileNet v1 alpha 0.25/0.5 x 32/48 px x float32/int8 on Fashion-MNIST,
 4 trainings, 8 exports, 8 measurements on `local`).
 
     .venv/bin/python benchmarks/bench_sweep_ray.py [--out artifacts/bench_sweep_ray] [--limit 4000] [--epochs 2]

@@ -1,4 +1,5 @@
-"""A sweep that learned nothing says so and picks nothing; the README's quick sweep, as written, learns something."""
+"""A sweep that learned nothing says so and picks nothing; the docs' quick sweep (docs/guides/sweep.md), as written,
+learns something."""
 from __future__ import annotations
 
 import json
@@ -11,14 +12,15 @@ from click.testing import CliRunner
 
 from edgekit.cli import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PAGE = Path(__file__).resolve().parents[1] / "docs/guides/sweep.md"
 
 
-def readme_quick_sweep() -> list[str]:
-    """The argv of the README's quick sweep (the tour's `edgekit sweep mobilenet_v1 ...` line, continuation joined)."""
-    text = re.sub(r"\\\n\s*", " ", README.read_text())
+def docs_quick_sweep() -> list[str]:
+    """The argv of the quick sweep in docs/guides/sweep.md (its `edgekit sweep mobilenet_v1 ...` line, continuation
+    joined)."""
+    text = re.sub(r"\\\n\s*", " ", PAGE.read_text())
     lines = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("edgekit sweep mobilenet_v1 ")]
-    assert lines, "README.md has no quick sweep (edgekit sweep mobilenet_v1 ...)"
+    assert lines, "docs/guides/sweep.md has no quick sweep (edgekit sweep mobilenet_v1 ...)"
     cmd = lines[0].split("  #", 1)[0]
     return shlex.split(cmd)[1:]
 
@@ -28,8 +30,8 @@ def _results(out: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_readme_quick_sweep_as_written_picks_a_point_above_chance(tmp_path, monkeypatch, fashion_mnist_available):
-    argv = readme_quick_sweep()
+def test_docs_quick_sweep_as_written_picks_a_point_above_chance(tmp_path, monkeypatch, fashion_mnist_available):
+    argv = docs_quick_sweep()
     out = argv[argv.index("--out") + 1]
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(main, argv)

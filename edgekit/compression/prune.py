@@ -35,7 +35,7 @@ class Prune(Stage):
     XNNPACK delegate turns its sparse-inference hint on by itself for files with sparse (Densify) weights, but
     XNNPACK's NCHW rewrite (``xnn_check_nchw_compatibility``) takes float nodes only, needs a 3x3 stride-2 stem over
     3 input channels with explicit padding 1, and refuses depthwise convolutions with TensorFlow SAME padding,
-    which is how every Keras/TFLite MobileNet's are written (README, "Pruning and latency").
+    which is how every Keras/TFLite MobileNet's are written (docs/concepts.md, "Pruning and latency").
     ``layers``/``skip``: fnmatch patterns over layer names; by default the first and last prunable layers (the
     stem convolution and the classifier, the most sensitive ones) are skipped.
     """

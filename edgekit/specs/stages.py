@@ -77,7 +77,7 @@ class PruneSpec(StageSpec):
     policy: str | None = option(None, choices=POLICIES,
                                 help="tfmot PruneForLatencyOnXNNPack (1x1 convs only). The shipped runtimes run "
                                      "such files dense: XNNPACK's sparse path needs float, a 3x3 stride-2 stem "
-                                     "over 3 channels and explicit padding (README: pruning buys size only).")
+                                     "over 3 channels and explicit padding (docs/concepts.md: pruning and latency).")
     layers: tuple[str, ...] | None = option(None, help="Only layers matching this pattern (repeatable).")
     skip: tuple[str, ...] | None = option((FIRST, LAST), help="Skip layers matching this pattern (@first, @last: "
                                                               "the first/last prunable layer).")
