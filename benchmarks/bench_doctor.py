@@ -128,8 +128,11 @@ def main() -> int:
             r = row(case, fmt, res, time.perf_counter() - t)
             report["rows"].append(r)
             (out / "bench_doctor.json").write_text(json.dumps(report, indent=2) + "\n")
-            print(f"{case:8s} {fmt:6s} float {r['float_accuracy']:6.2f}  plain int8 {r['plain_int8_accuracy']:6.2f} "
-                  f"({r['plain_int8_drop']:+.2f})  doctor {r['doctor_accuracy']:6.2f} ({r['doctor_drop']:+.2f}) "
+            pct = {k: 100 * (r[k] or 0.0) for k in ("float_accuracy", "plain_int8_accuracy", "plain_int8_drop",
+                                                    "doctor_accuracy", "doctor_drop")}  # fractions -> percent
+            print(f"{case:8s} {fmt:6s} float {pct['float_accuracy']:6.2f}  "
+                  f"plain int8 {pct['plain_int8_accuracy']:6.2f} "
+                  f"({pct['plain_int8_drop']:+.2f})  doctor {pct['doctor_accuracy']:6.2f} ({pct['doctor_drop']:+.2f}) "
                   f"at '{r['rung']}' float layers {r['float_layers']}  size x{r['size_vs_plain']}  "
                   f"p50 {r['p50_ms']:.4f} ms vs {r['plain_p50_ms']:.4f} (x{r['p50_vs_plain']})  [{r['seconds']} s]", flush=True)
     report["seconds"] = round(time.perf_counter() - t0, 1)

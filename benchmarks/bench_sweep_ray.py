@@ -24,7 +24,7 @@ from pathlib import Path
 
 
 def sweep_args(limit: int, epochs: int) -> list[str]:
-    return ["mobilenet_v1", "--grid", "alpha=0.25,0.5", "--grid", "resolution=32,48", "--quantize", "none,int8",
+    return ["mobilenet_v1", "--grid", "alpha=0.25,0.5", "--grid", "resolution=32,48", "--quantize", "float32,int8",
             "--input-channels", "1", "--weights", "none", "--data", "fashion-mnist", "--epochs", str(epochs),
             "--limit", str(limit), "--lr", "0.003", "--test-limit", "1000", "--device", "local"]
 

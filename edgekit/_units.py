@@ -1,5 +1,7 @@
-"""One size convention for everything edgekit prints or records: binary units named as such (KiB = 1024 bytes,
-MiB = 2**20 bytes, GiB = 2**30). JSON fields ending in ``_mb`` hold MiB too (file sizes and memory alike)."""
+"""One size convention for everything edgekit prints or records: results and JSON hold bytes (``*_bytes``, int; file
+sizes and memory alike); tables show binary units named as such (KiB = 1024 bytes, MiB = 2**20, GiB = 2**30) and a
+field that holds MiB for display is named ``*_mib``. Accuracy is a fraction 0..1 in results and JSON (tables may print
+percent); latency fields are ``<stat>_ms`` (``p50_ms``, ``mean_ms``, ``p50_ci_ms``)."""
 from __future__ import annotations
 
 KIB = 1024

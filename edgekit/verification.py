@@ -262,6 +262,13 @@ def not_checked(reason: str) -> Verification:
     return Verification(status=NOT_CHECKED, passed=False, note=reason)
 
 
+def top1_accuracy(top1: np.ndarray | Sequence[int], truth: np.ndarray | Sequence[int]) -> float:
+    """The share (a fraction 0..1, edgekit's one accuracy scale) of ``top1`` predictions equal to ``truth`` (labels,
+    or the float model's predictions for an agreement); NaN for no samples."""
+    top1, truth = np.asarray(top1).reshape(-1), np.asarray(truth).reshape(-1)
+    return float(np.mean(top1 == truth)) if len(top1) else float("nan")
+
+
 # ------------------------------------------------------------------------------------------------------- pairing
 def _squeeze(shape: Sequence) -> tuple:
     return tuple(int(d) for d in shape if d not in (1, None))
@@ -293,8 +300,8 @@ def _is_probability(r: np.ndarray) -> bool:
         np.allclose(r.sum(axis=1), 1.0, atol=1e-3))
 
 
-# ------------------------------------------------------------------------------------------------------- compare
-def compare(ref: list[np.ndarray], out: list[np.ndarray], *, precision: str, labels: np.ndarray | None = None,
+# ----------------------------------------------------------------------------------------------------- verdict
+def verify_outputs(ref: list[np.ndarray], out: list[np.ndarray], *, precision: str, labels: np.ndarray | None = None,
             num_classes: int | None = None, output_lsb: float | Sequence[float | None] | None = None,
             runtime: str = "?", source: str = "?", note: str | None = None,
             ref_names: Sequence[str] | None = None, art_keys: Sequence[str | None] | None = None,
@@ -393,7 +400,7 @@ def _check_output(r: np.ndarray, o: np.ndarray, name: str, art_name: str, how: s
         # 3. accuracy, paired, when the labels are this output's classes (not Fashion-MNIST into 1000 ways)
         if labelled:
             kr, ar = kt == labels, at == labels
-            c.keras_accuracy, c.artifact_accuracy = float(np.mean(kr)), float(np.mean(ar))
+            c.keras_accuracy, c.artifact_accuracy = top1_accuracy(kt, labels), top1_accuracy(at, labels)
             b, cc = int(np.sum(kr & ~ar)), int(np.sum(~kr & ar))
             c.accuracy_drop, lo, hi = paired_drop_interval(b, cc, len(r))
             c.accuracy_drop_ci = [lo, hi]

@@ -54,7 +54,7 @@ def test_progress_lines_when_stderr_is_not_a_terminal(monkeypatch):
 
 def test_one_size_unit_convention(tmp_path):
     """The same file was KiB in export, 'KB' (of 1024 bytes) in the compression report and MB (of 10**6) in bench:
-    every size is now a binary unit named as such, and bench's size_mb holds MiB like its memory columns."""
+    every size shown is a binary unit named as such, and results hold bytes (bench's size_bytes, like its memory)."""
     from edgekit._units import human
     from edgekit.compression.report import COLUMNS
     from edgekit.devices.artifacts import ArtifactInfo
@@ -64,7 +64,7 @@ def test_one_size_unit_convention(tmp_path):
     assert all(not c.endswith((" KB", " MB")) for c in COLUMNS) and "file KiB" in COLUMNS
     art = ArtifactInfo(path="m.tflite", model="m", format="tflite", precision="int8", size_bytes=3 * 2**20,
                        sha256="0" * 64)
-    assert result(art, parse_device("local"), exc=InvalidArgument("x")).size_mb == 3.0
+    assert result(art, parse_device("local"), exc=InvalidArgument("x")).size_bytes == 3 * 2**20
     assert [human(n) for n in (512, 2048, 3 * 2**20)] == ["512 B", "2.0 KiB", "3.0 MiB"]
 
 

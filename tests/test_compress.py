@@ -49,7 +49,7 @@ def no_fit(monkeypatch):
     (["qat", {"prune": 0.5}], "prune after qat"),
     (["qat", {"cluster": 8}], "cluster after qat"),
     (["qat", {"export": "dynamic"}], "qat then a 'dynamic' export"),
-    (["qat", {"export": "fp16"}], "qat then a 'fp16' export"),
+    (["qat", {"export": "fp16"}], "qat then a 'float16' export"),
     ([{"export": "int8"}, {"prune": 0.5}], "export must be the last"),
     ([{"prnue": 0.5}], "unknown compression stage 'prnue'"),
     ([{"prune": {"sparsty": 0.5}}], "unknown key 'sparsty'"),

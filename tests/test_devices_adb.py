@@ -87,7 +87,7 @@ def test_bench_over_adb_with_benchmark_model(adb_env, models):
     assert r.count == 12 and r.warmup_count == 3 and r.threads == 2  # the flags reached the binary
     assert r.p50_ms == pytest.approx(1.239) and r.mean_ms == pytest.approx(1.24027)  # parsed, not measured
     assert r.p90_ms is None and r.p99_ms is None  # benchmark_model does not print them: never invented
-    assert r.peak_memory_mb == pytest.approx(12.5) and r.init_ms == pytest.approx(5.579)
+    assert r.peak_memory_bytes == round(12.5 * 2**20) and r.init_ms == pytest.approx(5.579)
     assert "Num threads: [2]" in r.raw["log_tail"] and "CPU affinity (stand-in): [0]" in r.raw["log_tail"]
     assert "--num_threads=2" in r.raw["command"] and "--num_runs=12" in r.raw["command"]
     assert "Flatbuffer" in rows[2].error

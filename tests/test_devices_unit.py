@@ -55,7 +55,7 @@ def test_parse_benchmark_model_old_format_leaves_missing_percentiles_null():
     assert lat["count"] == 50 and lat["mean"] == pytest.approx(2950.34) and lat["std"] == pytest.approx(109.798)
     assert lat["min"] == pytest.approx(2727.568) and lat["max"] == pytest.approx(3189.954)
     assert all(lat[k] is None for k in ("p5", "p50", "p90", "p95", "p99"))  # not printed -> not invented
-    assert d["memory"]["overall_delta_mb"] == pytest.approx(138.809) and d["memory"]["peak_rss_mb"] is None
+    assert d["memory"]["overall_delta_bytes"] == round(138.809 * 2**20) and d["memory"]["peak_rss_bytes"] is None
 
 
 def test_parse_benchmark_model_new_format_with_percentiles_and_peak_memory():
@@ -64,8 +64,8 @@ def test_parse_benchmark_model_new_format_with_percentiles_and_peak_memory():
     assert lat["count"] == 1000 and lat["p50"] == pytest.approx(51.891) and lat["p95"] == pytest.approx(68.628)
     assert lat["p5"] == pytest.approx(49.62) and lat["p90"] is None and lat["p99"] is None
     assert d["warmup"]["count"] == 9 and d["warmup"]["mean_ms"] == pytest.approx(58.1474)
-    assert d["memory"]["peak_rss_mb"] == pytest.approx(61.25)
-    assert d["memory"]["init_delta_mb"] == pytest.approx(55.4961)
+    assert d["memory"]["peak_rss_bytes"] == round(61.25 * 2**20)  # the tool's "MB" are MiB
+    assert d["memory"]["init_delta_bytes"] == round(55.4961 * 2**20)
 
 
 def test_parse_benchmark_model_failure_names_the_cause():

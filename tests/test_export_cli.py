@@ -34,7 +34,7 @@ def test_export_model_file_json(model_file, tmp_path, fashion_mnist_available):
             "--calib-samples", 100, "--verify-samples", 20, "--out", tmp_path, "--json")
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
-    assert data["model"] == "clinet" and data["quantize"] == "int8"
+    assert data["model"] == "clinet" and data["precision"] == "int8"
     assert data["calibration"]["kind"] == "data" and data["calibration"]["count"] == 100
     names = sorted(a["path"].rsplit("/", 1)[-1] for a in data["artifacts"])
     assert names == ["clinet_int8.onnx", "clinet_int8.tflite"]

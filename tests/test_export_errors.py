@@ -161,12 +161,12 @@ def test_calibration_arrays_with_nan_or_inf(model, tmp_path, bad):
 
 
 def test_non_finite_outputs_fail_verification():
-    from edgekit.verification import compare
+    from edgekit.verification import verify_outputs
 
     ref = [np.full((4, 3), 1 / 3, np.float32)]
     nan = [np.full((4, 3), np.nan, np.float32)]
     for a, b in ((ref, nan), (nan, nan)):
-        v = compare(a, b, precision="int8", output_lsb=1 / 256)
+        v = verify_outputs(a, b, precision="int8", output_lsb=1 / 256)
         assert not v.passed and "NaN or infinite" in v.failures[0]
 
 
@@ -246,17 +246,17 @@ def test_failed_export_does_not_create_the_out_dir(model, tmp_path):
 def test_constant_keras_outputs_are_inconclusive():
     """Untrained zoo models (--weights none) often output the same softmax for every input: the comparison cannot
     show the artifact computes the model's function. Not 'passed' (it used to pass with a note), not 'failed'."""
-    from edgekit.verification import compare
+    from edgekit.verification import verify_outputs
 
     ref = [np.full((5, 10), 0.1, np.float32)]
-    v = compare(ref, [np.full((5, 10), 26 / 256, np.float32)], precision="int8", output_lsb=1 / 256)
+    v = verify_outputs(ref, [np.full((5, 10), 26 / 256, np.float32)], precision="int8", output_lsb=1 / 256)
     assert v.status == "inconclusive" and not v.passed and not v.failures
     assert "same output for every input" in v.note and "inconclusive" in v.note
     assert v.outputs[0].constant and v.outputs[0].status == "inconclusive"
-    wrong = compare(ref, [np.full((5, 10), 0.5, np.float32)], precision="int8", output_lsb=1 / 256)
+    wrong = verify_outputs(ref, [np.full((5, 10), 0.5, np.float32)], precision="int8", output_lsb=1 / 256)
     assert wrong.status == "failed"  # constant, but not what Keras computes: a failure, not inconclusive
     varied = [np.random.default_rng(0).random((5, 10)).astype(np.float32)]
-    v = compare(varied, varied, precision="float32")
+    v = verify_outputs(varied, varied, precision="float32")
     assert v.status == "passed" and v.passed and v.note is None
 
 

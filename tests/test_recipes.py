@@ -44,7 +44,7 @@ def test_recipe_keys_are_the_compress_arguments():
     ({"prune": 0.5, "stages": [{"prune": 0.5}]}, "either stages or the stage flags"),
     ({"stages": [{"cluster": 16}, {"prune": 0.5}]}, "prune after cluster"),
     ({"stages": ["qat"], "quantize": "dynamic"}, "qat then a 'dynamic' export"),
-    ({"qat": True, "quantize": "fp16"}, "qat then a 'fp16' export"),
+    ({"qat": True, "quantize": "fp16"}, "qat then a 'float16' export"),
     ({"stages": [{"prune": {"sparsity": 0.5, "epoch": 2}}]}, "did you mean 'epochs'"),
     ({"prune": "half", "quantize": "int8"}, "sparsity must be in (0, 1)"),
     ({"train_epochs": "4", "quantize": "int8"}, "train_epochs must be int"),

@@ -76,7 +76,7 @@ def check_doc(doc, runs):
     assert 0 < lat["min"] <= lat["p5"] <= lat["p50"] <= lat["p90"] <= lat["p95"] <= lat["p99"] <= lat["max"]
     assert lat["min"] <= lat["mean"] <= lat["max"] and lat["std"] >= 0
     assert doc["init_ms"] > 0 and doc["first_inference_ms"] > 0
-    assert doc["memory"]["peak_rss_mb"] > 10  # a Python process with numpy is at least that
+    assert doc["memory"]["peak_rss_bytes"] > 10 * 2**20  # a Python process with numpy is at least that
     assert doc["machine"]["python"] and doc["machine"]["numpy"] == np.__version__
 
 
@@ -158,7 +158,7 @@ def test_bench_local_rows_and_statuses(onnx_model, tmp_path):
     ok = rows[0]
     assert ok.model == "tiny" and ok.precision == "float32" and ok.format == "onnx" and ok.tool == "runner"
     assert ok.count == 10 and ok.p50_ms > 0 and ok.fps == pytest.approx(1000 / ok.mean_ms)
-    assert ok.runtime == "onnxruntime" and ok.machine and ok.peak_memory_mb > 0
+    assert ok.runtime == "onnxruntime" and ok.machine and ok.peak_memory_bytes > 0
     assert ok.cpu and ok.cpu == runpy.run_path(str(RUNNER))["cpu_name"]()  # the core that measured it
     assert "broken.onnx" in rows[1].error and rows[1].p50_ms is None
     assert [json.loads(x)["status"] for x in hist.read_text().splitlines()] == ["ok", "model_load_error"]

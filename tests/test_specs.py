@@ -263,8 +263,8 @@ def test_values_are_type_checked_naming_the_key(spec_cls, values, words, hint):
 
 
 def test_registry_choices_accept_aliases_and_store_the_canonical_name():
-    spec = ExportSpec(model="m", quantize="float32", formats="litert,onnx")
-    assert spec.quantize == "none" and spec.formats == ("tflite", "onnx")
+    spec = ExportSpec(model="m", quantize="none", formats="litert,onnx")  # none: float32's documented alias
+    assert spec.quantize == "float32" and spec.formats == ("tflite", "onnx")
     with pytest.raises(UnknownNameError) as info:
         ExportSpec(model="m", quantize="int9")
     assert info.value.kind == "precision" and "did you mean 'int8'" in info.value.hint
@@ -325,7 +325,8 @@ def test_tables_follow_the_exporter_registry(tmp_path, monkeypatch):
         monkeypatch.setattr(table, "_entries", dict(table._entries))
     register_exporter(Fake)
     assert ExportSpec(model="m", formats="fake", quantize="int8", io="int4").formats == ("fake",)
-    with pytest.raises(InvalidArgument, match="does not support quantize='fp16'"):
+    assert Fake.precisions == ("float32", "int8")  # an alias in a class attribute is mapped to its name
+    with pytest.raises(InvalidArgument, match="does not support quantize='float16'"):
         ExportSpec(model="m", formats="fake", quantize="fp16")
     assert "int4" in io_types() and ("int4", "int8") in precision_tokens()
     art = tmp_path / "net_int4.fake"

@@ -159,7 +159,7 @@ def test_shipped_sweep_configs_are_valid():
 def test_recipe_is_checked_before_training(tmp_path, no_training):
     qat = tmp_path / "qat.yaml"
     qat.write_text("model: mobilenet_v1\ndata: fashion-mnist\ntrain_epochs: 1\nqat: true\nquantize: int8\n")
-    res, out = run(BASE + ["--grid", "alpha=0.25", "--recipe", str(qat)], tmp_path)   # default: none,int8
+    res, out = run(BASE + ["--grid", "alpha=0.25", "--recipe", str(qat)], tmp_path)   # default: float32,int8
     assert res.exit_code == 2 and "quantization-aware" in res.output and "--quantize int8" in res.output
     plain = tmp_path / "plain.yaml"
     plain.write_text("model: mobilenet_v1\ndata: fashion-mnist\ntrain_epochs: 1\nquantize: int8\n")

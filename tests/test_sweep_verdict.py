@@ -51,14 +51,14 @@ def test_an_artifact_of_another_model_still_fails(quick_sweep):
     from edgekit._verify_data import read
     from edgekit.exporters.verify import run_artifact
     from edgekit.runtimes import load
-    from edgekit.verification import compare
+    from edgekit.verification import verify_outputs
 
     out, res = quick_sweep
     vd = read(next(Path(out).glob("runs/mobilenet_v1_0.25_32*/int8-*/*_int8.tflite.verify.npz")))
     other = next(Path(out).glob("runs/mobilenet_v1_0.50_32*/int8-*/*_int8.tflite"))
     outs = run_artifact(load(other), vd.inputs, lambda *a: None)
-    own = compare(vd.reference, vd.host, precision="int8", labels=vd.labels, num_classes=10, classifier=[True])
-    v = compare(vd.reference, outs, precision="int8", labels=vd.labels, num_classes=10, classifier=[True])
+    own = verify_outputs(vd.reference, vd.host, precision="int8", labels=vd.labels, num_classes=10, classifier=[True])
+    v = verify_outputs(vd.reference, outs, precision="int8", labels=vd.labels, num_classes=10, classifier=[True])
     print("own int8:", own.status, "another model's int8:", v.status, v.failures)
     assert own.status != "failed" and v.status == "failed", (own.failures, v.failures)
     assert np.isfinite(v.sqnr_db)

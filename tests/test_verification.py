@@ -45,36 +45,36 @@ def test_low_top1_agreement_from_near_ties_passes_on_accuracy_with_enough_sample
     """The issue's quick sweep: an under-trained int8 model agrees with Keras on ~70 % of top-1 labels, its accuracy
     is the same. Verified on 10,000 samples it passes; on 1,000 it cannot tell, and says how many would."""
     ref, out, labels = _undertrained(10_000)
-    v = V.compare([ref], [out], precision="int8", labels=labels, num_classes=10, classifier=[True])
+    v = V.verify_outputs([ref], [out], precision="int8", labels=labels, num_classes=10, classifier=[True])
     assert v.top1_agreement_all < V.TOLERANCES["int8"].agreement  # the old rule failed it
     assert v.status == "passed", (v.failures, v.note)
     assert v.top1_agreement == 1.0 and 3000 < v.confident_samples < 5000  # the sure samples never flip
     assert abs(v.accuracy_drop) < 0.01 and v.accuracy_drop_ci[1] <= V.TOLERANCES["int8"].max_drop
     assert "near-ties" in v.note and v.sqnr_db >= 10
-    small = V.compare([ref[:1000]], [out[:1000]], precision="int8", labels=labels[:1000], num_classes=10)
+    small = V.verify_outputs([ref[:1000]], [out[:1000]], precision="int8", labels=labels[:1000], num_classes=10)
     assert small.status == "inconclusive" and not small.failures
     assert 1000 < small.samples_needed <= 20_000 and f"about {small.samples_needed} samples" in small.note
 
 
 def test_without_labels_near_tie_flips_pass_on_confident_samples_or_say_how_many_more():
     ref, out, _ = _undertrained(2000)
-    v = V.compare([ref], [out], precision="int8")
+    v = V.verify_outputs([ref], [out], precision="int8")
     assert v.status == "passed" and v.confident_samples >= V.MIN_CONFIDENT and v.top1_agreement == 1.0
     ref, out, _ = _undertrained(200, tie_share=0.95)
-    v = V.compare([ref], [out], precision="int8")
+    v = V.verify_outputs([ref], [out], precision="int8")
     assert v.status == "inconclusive" and v.confident_samples < V.MIN_CONFIDENT and v.samples_needed > 200
 
 
 def test_a_broken_artifact_still_fails():
     ref, out, labels = _undertrained(2000)
     other, _, _ = _undertrained(2000, seed=7)  # another model's outputs (weights of another model)
-    v = V.compare([ref], [other], precision="int8", labels=labels, num_classes=10)
+    v = V.verify_outputs([ref], [other], precision="int8", labels=labels, num_classes=10)
     assert v.status == "failed" and any("SQNR" in f for f in v.failures)
     assert any("where the float model is sure" in f for f in v.failures)
     assert any("measurably more than the 2 points" in f for f in v.failures)
     # two outputs swapped: same shapes, paired by name, each carries the other's values
     box = np.random.default_rng(1).normal(0, 1, (2000, 10)).astype(np.float32)
-    v = V.compare([ref, box], [box, ref], precision="float16", ref_names=["prob", "box"], art_keys=["prob", "box"])
+    v = V.verify_outputs([ref, box], [box, ref], precision="float16", ref_names=["prob", "box"], art_keys=["prob", "box"])
     assert v.status == "failed" and {c.status for c in v.outputs} == {"failed"}
 
 
@@ -83,7 +83,7 @@ def test_measurably_worse_accuracy_fails_even_when_top1_mostly_agrees():
     out = ref.copy()
     right = np.flatnonzero(ref.argmax(1) == labels)[:250]  # 5 points of accuracy lost on sure samples
     out[right] = np.roll(out[right], 1, axis=1)
-    v = V.compare([ref], [out], precision="int8", labels=labels, num_classes=10)
+    v = V.verify_outputs([ref], [out], precision="int8", labels=labels, num_classes=10)
     assert v.top1_agreement_all >= 0.9 and v.status == "failed"
     assert v.accuracy_drop == pytest.approx(0.05) and v.accuracy_drop_ci[0] > 0.02
 
@@ -101,7 +101,7 @@ def test_one_sqnr_one_result_type_for_parity_and_the_doctor(tmp_path):
     write(f, inputs=[np.zeros((3000, 2), np.float32)], reference=[ref], host=[ref], labels=labels, input_names=["x"],
           output_names=["Identity"], output_keys=["prob"], precision="int8", num_classes=10, classifier=[True])
     p = parity.evaluate(read(f), ["Identity"], [out], precision="int8")
-    v = V.compare([ref], [out], precision="int8", labels=labels, num_classes=10, classifier=[True])
+    v = V.verify_outputs([ref], [out], precision="int8", labels=labels, num_classes=10, classifier=[True])
     assert isinstance(p, V.Verification) and p.status == v.status == "passed"
     assert p.accuracy_drop == v.accuracy_drop and p.outputs[0].host_sqnr_db == pytest.approx(v.sqnr_db)
     assert p.to_dict()["schema"] == V.SCHEMA and p.outputs[0].name == "prob"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 
+from .._units import mib
 from ._output import err, out, plain
 
 
@@ -11,8 +12,13 @@ def _fmt(v, nd=2):
     return "-" if v is None else f"{v:.{nd}f}"
 
 
-COLUMNS = ["model", "format", "precision", "size_mb", "device", "cpu", "runtime", "threads", "p50_ms", "p90_ms",
-           "mean_ms", "std_ms", "fps", "peak_memory_mb", "status"]
+def _mib(n):
+    """Bytes as MiB for a table cell (results hold bytes)."""
+    return None if n is None else mib(n)
+
+
+COLUMNS = ["model", "format", "precision", "size_bytes", "device", "cpu", "runtime", "threads", "p50_ms", "p90_ms",
+           "mean_ms", "std_ms", "fps", "peak_memory_bytes", "status"]
 
 
 def render_results(results) -> None:
@@ -27,12 +33,12 @@ def render_results(results) -> None:
         runtime = f"{r.runtime} {r.runtime_version}" if r.runtime and r.runtime_version else (r.runtime or "-")
         status = "[green]ok[/]" if r.ok else f"[red]{r.status}[/]: {escape(str(r.error))}"
         mean = "-" if r.mean_ms is None else f"{r.mean_ms:.3f}±{_fmt(r.std_ms, 3)}"
-        peak = r.peak_memory_mb if r.peak_memory_mb is not None else r.memory_delta_mb
+        peak = r.peak_memory_bytes if r.peak_memory_bytes is not None else r.memory_delta_bytes
         ci = "-" if not r.p50_ci_ms else f"{r.p50_ci_ms[0]:.3f}-{r.p50_ci_ms[1]:.3f}"
-        table.add_row(plain(r.model), r.format, plain(r.precision), _fmt(r.size_mb, 3), plain(r.device),
+        table.add_row(plain(r.model), r.format, plain(r.precision), _fmt(_mib(r.size_bytes), 3), plain(r.device),
                       plain(r.cpu or "-"), plain(runtime),
                       "-" if r.threads is None else str(r.threads), _fmt(r.p50_ms, 3), ci, _fmt(r.p90_ms, 3), mean,
-                      _fmt(r.fps, 1), _fmt(peak, 1), _parity_cell(r.parity), status)
+                      _fmt(r.fps, 1), _fmt(_mib(peak), 1), _parity_cell(r.parity), status)
     out.print(table)
     for r in results:
         if r.package:

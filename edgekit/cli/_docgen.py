@@ -3,7 +3,7 @@
 - ``cli.md``: every command and option, walked from the click group (whose options are the typed specs' fields),
 - ``recipes.md``: every recipe key and each compression stage's parameters (the same specs),
 - ``devices.md``: the device profile keys (DeviceSpec's fields) and the profiles shipped in ``devices/``,
-- ``results.md``: the JSON an operation writes: the export manifest (``edgekit.export/2``) and the result
+- ``results.md``: the JSON an operation writes: the export manifest (``edgekit.export/3``) and the result
   dataclasses (``--json``, ``results.json``), each field with its type and the comment beside it in the source.
 
 ``python -m edgekit.cli._docgen docs/reference`` rewrites them; ``--check`` exits 1 naming the pages that differ
@@ -308,7 +308,7 @@ def devices_page() -> str:
 #: what each manifest key means; the keys are read from ``manifest.build``'s source, and a key without a meaning
 #: here (or a meaning without its key) stops the generator, so the page follows the code
 MANIFEST_NOTES = {
-    "schema": "the manifest's version, `edgekit.export/2`",
+    "schema": f"the manifest's version, `{manifest.SCHEMA}`",
     "created": "when the artifact was written (UTC, ISO 8601)",
     "edgekit": "edgekit's version",
     "tools": "versions of the converters and runtimes (tensorflow, tf-keras, tfmot, ai-edge-litert, tf2onnx, onnx, "
@@ -321,8 +321,7 @@ MANIFEST_NOTES = {
     "artifact.weights_bytes": "bytes of constant tensors (weights, biases, quantization parameters)",
     "artifact.graph_bytes": "the rest: operators, tensors' descriptions, metadata",
     "model": "the Keras model: name, source (zoo name or file), zoo options, params, mult-adds",
-    "precision": "the precision's label (float32, float16, dynamic, int8, int16x8)",
-    "quantize": "the `--quantize` value",
+    "precision": "the precision (float32, float16, dynamic, int8, int16x8: the `--quantize` value's name)",
     "io": "input/output type of integer models (`float`, `int8`, `uint8`, `int16`)",
     "per_channel": "per-channel weight scales (null for uncalibrated precisions)",
     "qat": "the model was quantization-aware trained (its ranges were learned, not calibrated)",
@@ -380,6 +379,28 @@ def manifest_keys() -> list[tuple[str, str]]:
     return [(k, c or MANIFEST_NOTES[k]) for k, c in out]
 
 
+#: the keys renamed or re-scaled by issue 19, per schema (results.md shows them)
+CHANGED_KEYS = [
+    "- `edgekit.export/3` manifest: `quantize` dropped (`precision` says it); the doctor record's `accuracy`, `drop`, "
+    "`float_accuracy`, `max_drop` and the rungs' values are fractions (were percent/points), a rung's `quantize` is "
+    "`precision`. `export --json`: `quantize` -> `precision` (`float32` where it said `none`, `float16` for `fp16`).",
+    "- `edgekit.doctor/2` (`doctor --json`): `float_accuracy`, `int8_accuracy`, `int8_drop`, `max_drop`, each rung's "
+    "`accuracy`/`drop` and steps as fractions (`--max-drop 1`, given in points, is `max_drop` 0.01); rung `quantize` "
+    "-> `precision`.",
+    "- `edgekit.bench/2` (`bench --json`/`--csv`, history lines; `compare --json` is `edgekit.compare/2`): `size_mb` -> "
+    "`size_bytes`, `peak_memory_mb` -> `peak_memory_bytes`, `memory_delta_mb` -> `memory_delta_bytes` (MiB -> "
+    "bytes); the runner's `memory` block likewise (`peak_rss_bytes`, ...). `edgekit history` reads older lines, "
+    "mapping their keys (marked `upgraded_from`).",
+    "- `edgekit.sweep/2` (results.json/csv, sweep.json): `peak_memory_mb` -> `peak_memory_bytes`; precisions "
+    "`float32`, `float16`; a sweep folder of /1 resumes (trainings and measurements reused, float32 points exported "
+    "again).",
+    "- `edgekit.compress/2` (`compress --json`, the report): an artifact's `latency_ms_p50` -> `p50_ms`.",
+    "- Precisions: `--quantize float32|float16|dynamic|int8|int16x8`; `none`/`fp32`/`float` (float32) and "
+    "`fp16`/`half` (float16) stay accepted as documented aliases.",
+    "- Python: `edgekit.verification.compare` -> `verify_outputs` (`compare` is the command's); artifact top-1 is "
+    "`edgekit.exporters.verify.artifact_accuracy`.",
+]
+
 RESULTS: list[tuple[str, type, str]] = [
     ("edgekit export --json", ExportResult, "`edgekit.export(...)`"),
     ("edgekit bench --json FILE", BenchResult, "`edgekit.bench(...)` (one row per artifact and device)"),
@@ -397,8 +418,11 @@ RESULTS: list[tuple[str, type, str]] = [
 
 def results_page() -> str:
     lines = [HEADER.format(source="edgekit.exporters.manifest and the result dataclasses"), "# Manifest and results",
-             "", "Sizes are bytes (`_bytes`) or MiB (`_mb`, 2²⁰ bytes), times milliseconds (`_ms`); a field the tool "
-             "did not measure is `null`, never invented.", "",
+             "", "One name and one unit per quantity: sizes and memory are bytes (`_bytes`), times milliseconds "
+             "(`<stat>_ms`: `p50_ms`, `p50_ci_ms`), accuracy (also agreement, drops, the doctor's budget) a fraction "
+             "0..1; tables show KiB/MiB and percent. A field the tool did not measure is `null`, never invented.", "",
+             "Changed keys (issue 19; each JSON names its key set in `schema`, none before = 1):", "",
+             *CHANGED_KEYS, "",
              f"## The export manifest (`{manifest.SCHEMA}`)", "",
              "Written beside every artifact as `<artifact>.json` by `export`, `compress`, recipes, `doctor` and "
              "`sweep`. `schema` names the version; `verification` is the verdict against Keras (see Concepts).", "",
@@ -422,7 +446,7 @@ def _tolerance_table() -> list[str]:
     rows = ["| precision | what it is | " + " | ".join(f"`{n}`" for n in names) + " |",
             "| --- | --- | " + " | ".join("---:" for _ in names) + " |"]
     for label, tol in TOLERANCES.items():
-        prec = next((p for p in (PRECISIONS.get(n) for n in PRECISIONS.list()) if p.label == label), None)
+        prec = PRECISIONS.get(label) if label in PRECISIONS else None  # one vocabulary: the table's keys are names
         what = _md(prec.description) if prec is not None else ""
         rows.append(f"| {label} | {what} | " + " | ".join(_value(getattr(tol, n)) for n in names) + " |")
     rows += ["", "| field | meaning |", "| --- | --- |", *(f"| `{n}` | {_md(notes.get(n, ''))} |" for n in names)]

@@ -74,7 +74,7 @@ def render_compress(result) -> None:
             out.print(f"{st.stage}: {note}")
     _print_training(getattr(rep, "training", None) or {})
     for art in rep.artifacts:
-        lat = f"  (p50 {art.latency_ms_p50:.3f} ms, {art.latency_note})" if art.latency_ms_p50 else ""
+        lat = f"  (p50 {art.p50_ms:.3f} ms, {art.latency_note})" if art.p50_ms else ""
         out.print(f"artifact: {art.path}{lat}")
     if rep.report_json:
         out.print(f"report: {rep.report_json}" + (f"  plot: {rep.plot_png}" if rep.plot_png else ""))

@@ -19,13 +19,18 @@ def _f(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _pts(v: float | None, spec: str) -> str:
+    """A fraction (edgekit's accuracy scale) as percent / points for the table."""
+    return "-" if v is None else format(100 * v, spec)
+
+
 def render_doctor(res, top: int = TOP) -> None:
     from rich import box
     from rich.table import Table
 
     metric = "acc" if res.metric == "accuracy" else "agreement"
-    out.print(f"[bold]{escape(res.model)}[/] ({res.format}): float {res.float_accuracy:.2f} % -> plain int8 "
-              f"{res.int8_accuracy:.2f} % [bold](drop {res.int8_drop:.2f} points)[/]; {res.metric} on "
+    out.print(f"[bold]{escape(res.model)}[/] ({res.format}): float {100 * res.float_accuracy:.2f} % -> plain int8 "
+              f"{100 * res.int8_accuracy:.2f} % [bold](drop {100 * res.int8_drop:.2f} points)[/]; {res.metric} on "
               f"{res.eval_samples} samples of {escape(res.eval_source)}"
               + (f"; chance {100 * res.chance['chance']:.2f} %"
                  + ("" if res.chance["above_chance"] else " [bold yellow](float is NOT above chance)[/]")
@@ -55,7 +60,7 @@ def render_ladder(res, metric: str = "acc") -> None:
     from rich import box
     from rich.table import Table
 
-    t = Table(title=f"ladder: budget {res.max_drop:g} points below float {res.float_accuracy:.2f} % "
+    t = Table(title=f"ladder: budget {100 * res.max_drop:g} points below float {100 * res.float_accuracy:.2f} % "
                     f"({res.samples_needed} samples needed, {res.eval_samples} used)",
               title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("rung", "calib", "method", "float layers", f"{metric} %", "drop", "KiB", "p50 ms", "status"):
@@ -70,7 +75,7 @@ def render_ladder(res, metric: str = "acc") -> None:
         layers = ", ".join(r.float_layers) if len(r.float_layers) <= 4 else \
             f"{', '.join(r.float_layers[:3])} +{len(r.float_layers) - 3}"
         t.add_row(plain(r.name), _f(r.calib_samples, "d") if r.calib_samples else ("QAT" if r.qat_epochs else "-"),
-                  r.calibration_method or "-", escape(layers) or "-", _f(r.accuracy, ".2f"), _f(r.drop, "+.2f"),
+                  r.calibration_method or "-", escape(layers) or "-", _pts(r.accuracy, ".2f"), _pts(r.drop, "+.2f"),
                   _f(r.size_bytes and r.size_bytes / 1024, ".1f"), _f(r.p50_ms, ".4f"), status)
     out.print(t)
     for r in res.rungs:
@@ -78,9 +83,10 @@ def render_ladder(res, metric: str = "acc") -> None:
             out.print(f"  {r.name}: {escape(r.note)}", highlight=False, soft_wrap=True)
         for s in r.steps:
             units = escape(", ".join(s["units"]))
-            text = {"add": f"kept {units} in float: {s['accuracy']:.2f} % (drop {s['drop']:+.2f})",
-                    "drop": f"{units} not needed: without it {s['accuracy']:.2f} % (drop {s['drop']:+.2f})",
-                    "keep": f"{units} needed: without it {s['accuracy']:.2f} % (drop {s['drop']:+.2f})"}[s["action"]]
+            acc, drop = 100 * s["accuracy"], 100 * s["drop"]  # results hold fractions; the table shows percent
+            text = {"add": f"kept {units} in float: {acc:.2f} % (drop {drop:+.2f})",
+                    "drop": f"{units} not needed: without it {acc:.2f} % (drop {drop:+.2f})",
+                    "keep": f"{units} needed: without it {acc:.2f} % (drop {drop:+.2f})"}[s["action"]]
             out.print(f"  {r.name}: {text}", highlight=False, soft_wrap=True)
     if res.met:
         out.print(f"[green bold]within budget[/]: {res.chosen}", highlight=False)

@@ -175,7 +175,7 @@ def sweep_cmd(config: str | None, as_json: bool, **kwargs: Any) -> None:
     measured on every --device. Results land under --out as points finish; rerun the same command to resume.
 
     \b
-    edgekit sweep mobilenet_v1 --grid alpha=0.25,0.5 --grid resolution=32,48 --quantize none,int8 \\
+    edgekit sweep mobilenet_v1 --grid alpha=0.25,0.5 --grid resolution=32,48 --quantize float32,int8 \\
         --input-channels 1 --weights none --data fashion-mnist --epochs 2 --limit 4000 --lr 0.003 \\
         --test-limit 1000 --device local --budget-ms 0.05 --out artifacts/sweep
     \b

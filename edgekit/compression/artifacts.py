@@ -12,6 +12,7 @@ import numpy as np
 
 from .._jsonable import JsonMixin
 from .weights import WeightStats, weight_stats
+from ..exporters.verify import artifact_accuracy
 from ..packaging.build import build as build_package
 from ..devices.bench import local_latency  # noqa: F401 - one home (devices); the pipeline reads it here
 
@@ -81,7 +82,7 @@ class ArtifactStats(JsonMixin):
     test_samples: int = 0
     #: test_accuracy against the chance accuracy of the test labels (edgekit._chance.ChanceCheck as a dict)
     chance: dict | None = None
-    latency_ms_p50: float | None = None
+    p50_ms: float | None = None
     latency_note: str | None = None
 
 
@@ -107,21 +108,3 @@ def artifact_stats(path: str | os.PathLike, *, pruned_shapes: dict | None = None
     if test is not None and test.labelled and len(test):
         st.test_accuracy, st.test_samples = artifact_accuracy(path, test, counted=True)
     return st
-
-
-def artifact_accuracy(path: str | os.PathLike, ds, batch: int = 256, counted: bool = False):
-    """Top-1 accuracy of an artifact (any runtime :mod:`edgekit.runtimes` has) on a labelled Dataset or data source,
-    read ``batch`` samples at a time (a source streams) and run one by one (artifacts have a fixed batch of 1);
-    integer I/O is quantized/dequantized by the session. ``counted``: ``(accuracy, samples)``."""
-    from ..runtimes import load
-
-    session = load(path)
-    correct = total = 0
-    for xs, ys in ds.batches(batch):
-        for i in range(len(ys)):
-            x = [a[i:i + 1] for a in xs] if isinstance(xs, (list, tuple)) else xs[i:i + 1]
-            out = session.predict(x)[0]
-            correct += int(np.argmax(out[0]) == ys[i])
-            total += 1
-    acc = correct / total if total else float("nan")
-    return (acc, total) if counted else acc

@@ -47,6 +47,8 @@ class PipelineReport(JsonMixin):
     training: dict = field(default_factory=dict)
     report_json: str | None = None
     plot_png: str | None = None
+    #: the key set; 2: each artifact's local latency is p50_ms (was latency_ms_p50); no schema key: 1
+    schema: str = "edgekit.compress/2"
 
     def rows(self) -> list[list[str]]:
         return rep.rows(self)
@@ -198,7 +200,7 @@ class Pipeline:
                     art.chance = check_chance(art.test_accuracy, samples=art.test_samples,
                                               chance=final["chance"]).to_dict()
                 if export_stage.latency:
-                    art.latency_ms_p50, art.latency_note = local_latency(path)
+                    art.p50_ms, art.latency_note = local_latency(path)
                 report.artifacts.append(art)
         report.seconds = round(time.perf_counter() - t0, 2)
         stem = None

@@ -21,7 +21,7 @@ def _pct(v):
     return "" if v is None else f"{100 * v:.2f}%"
 
 
-def _kb(v):
+def _kib(v):
     return "" if not v else f"{kib(v):.1f}"
 
 
@@ -32,15 +32,15 @@ def rows(report) -> list[list[str]]:
         w = st.weights or WeightStats()
         out.append([st.stage, _pct(st.val_accuracy), _pct(st.test_accuracy), f"{st.param_count:,}",
                     f"{st.nonzero:,}", _pct(w.sparsity), _pct(w.pruned_sparsity),
-                    str(w.clustered_max_unique or ""), _kb(w.bytes), _kb(w.gzip_bytes), _kb(w.huffman_bytes), "", "",
+                    str(w.clustered_max_unique or ""), _kib(w.bytes), _kib(w.gzip_bytes), _kib(w.huffman_bytes), "", "",
                     ""])
     for art in report.artifacts:
         w = art.weights or WeightStats()
         out.append([f"artifact {art.precision or ''}".strip(), "", _pct(art.test_accuracy), "", "",
-                    _pct(w.sparsity), _pct(w.pruned_sparsity), str(w.clustered_max_unique or ""), _kb(w.bytes),
-                    _kb(w.gzip_bytes),
-                    _kb(w.huffman_bytes), _kb(art.file_bytes), _kb(art.gzip_bytes),
-                    _kb(getattr(art, "package_bytes", 0))])
+                    _pct(w.sparsity), _pct(w.pruned_sparsity), str(w.clustered_max_unique or ""), _kib(w.bytes),
+                    _kib(w.gzip_bytes),
+                    _kib(w.huffman_bytes), _kib(art.file_bytes), _kib(art.gzip_bytes),
+                    _kib(getattr(art, "package_bytes", 0))])
     return out
 
 
@@ -64,21 +64,21 @@ def plot(report, dest: str | os.PathLike) -> Path:
         hf.append(kib(w.huffman_bytes))
         a = st.test_accuracy if st.test_accuracy is not None else st.val_accuracy
         acc.append(None if a is None else 100 * a)
-    file_kb, file_gz, pkg = [0.0] * len(labels), [0.0] * len(labels), [0.0] * len(labels)
+    file_kib, file_gz, pkg = [0.0] * len(labels), [0.0] * len(labels), [0.0] * len(labels)
     for art in report.artifacts:
         w = art.weights or WeightStats()
         labels.append(f"{art.precision or 'artifact'}\n.tflite")
         raw.append(kib(w.bytes))
         gz.append(kib(w.gzip_bytes))
         hf.append(kib(w.huffman_bytes))
-        file_kb.append(kib(art.file_bytes))
+        file_kib.append(kib(art.file_bytes))
         file_gz.append(kib(art.gzip_bytes))
         pkg.append(kib(getattr(art, "package_bytes", 0)))
         acc.append(None if art.test_accuracy is None else 100 * art.test_accuracy)
     x = np.arange(len(labels))
     fig, ax = plt.subplots(figsize=(max(7.0, 1.5 * len(labels) + 3), 5), dpi=110)
     series = [("kernels int8", raw, "tab:blue"), ("kernels gzip", gz, "tab:orange"),
-              ("kernels Huffman", hf, "tab:green"), ("file", file_kb, "tab:gray"), ("file gzip", file_gz, "silver"),
+              ("kernels Huffman", hf, "tab:green"), ("file", file_kib, "tab:gray"), ("file gzip", file_gz, "silver"),
               ("package", pkg, "tab:purple")]
     series = [s for s in series if any(s[1])]
     width = 0.8 / len(series)

@@ -16,11 +16,12 @@ import numpy as np
 from .._jsonable import JsonMixin
 from .._progress import Progress, no_progress
 from .._spec import takes_spec
-from .._units import MAX_THREADS, mib
+from .._units import MAX_THREADS
 from ..errors import (AuthError, ConnectError, DeviceError, DeviceTimeout, EdgekitError, HostKeyError,
                       InvalidArgument, ModelLoadError, RemoteCommandError, RuntimeMissing)
 from ..specs.bench import BenchSpec
 from . import history as _history, stats
+from .history import SCHEMA
 from .artifacts import ArtifactInfo, artifact_info
 from .profiles import DeviceSpec, check_runtime, parse_device
 from .protocol import RUNNER, Settings, run_one
@@ -30,19 +31,20 @@ from ..packaging import header_of
 from .transports import sha256_file
 from .opprofile import attach
 
-__all__ = ["bench", "BenchResult", "RUNNER", "status_of", "result"]
+__all__ = ["bench", "BenchResult", "RUNNER", "status_of", "result", "SCHEMA"]
 
 
 @dataclass
 class BenchResult(JsonMixin):
-    """One artifact on one device. Times in ms, sizes and memory in MiB (``_mb``: 2**20 bytes, edgekit's one size
-    convention); ``None`` where the tool does not measure it (never invented)."""
+    """One artifact on one device. Times in ms, sizes and memory in bytes (edgekit's one convention,
+    :mod:`edgekit._units`); ``None`` where the tool does not measure it (never invented). ``schema`` names the key set
+    (:data:`SCHEMA`; history files written before it have none)."""
 
     artifact: str
     model: str
     format: str
     precision: str
-    size_mb: float
+    size_bytes: int
     sha256: str
     device: str
     transport: str
@@ -77,8 +79,8 @@ class BenchResult(JsonMixin):
     mean_ci_ms: list[float] | None = None
     drift: dict[str, Any] | None = None  # last third vs first third of the runs
     fps: float | None = None
-    peak_memory_mb: float | None = None
-    memory_delta_mb: float | None = None
+    peak_memory_bytes: int | None = None
+    memory_delta_bytes: int | None = None
     pinned: bool | None = None
     parity: dict[str, Any] | None = None  # bench --verify: status passed/failed/not_checked + per output
     op_profile: dict[str, Any] | None = None  # --profile-ops
@@ -88,6 +90,7 @@ class BenchResult(JsonMixin):
     package: dict[str, Any] | None = None  # an update package restored on the device: bytes, kind, restore_ms
     timestamp: str = ""
     raw: dict[str, Any] | None = None
+    schema: str = SCHEMA
 
     @property
     def ok(self) -> bool:
@@ -112,7 +115,7 @@ def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: Ba
            transfers: Sequence[str] = (), transfer_bytes: int | None = None) -> BenchResult:
     """A row from the device's document (or from the error that stopped it)."""
     r = BenchResult(artifact=art.path, model=art.model, format=art.format, precision=art.precision,
-                    size_mb=mib(art.size_bytes), sha256=art.sha256, device=spec.name, transport=spec.transport,
+                    size_bytes=int(art.size_bytes), sha256=art.sha256, device=spec.name, transport=spec.transport,
                     transfers=list(transfers), bytes_transferred=transfer_bytes,
                     timestamp=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     if exc is not None:
@@ -134,8 +137,8 @@ def result(art: ArtifactInfo, spec: DeviceSpec, doc: dict | None = None, exc: Ba
     for k in ("mean", "std", "min", "max", "p5", "p50", "p90", "p95", "p99"):
         setattr(r, f"{k}_ms", lat.get(k))
     r.fps = 1000.0 / r.mean_ms if r.mean_ms else None
-    r.peak_memory_mb = mem.get("peak_rss_mb")
-    r.memory_delta_mb = mem.get("overall_delta_mb")
+    r.peak_memory_bytes = mem.get("peak_rss_bytes")
+    r.memory_delta_bytes = mem.get("overall_delta_bytes")
     samples = doc.get("samples_ms") or []
     if samples:
         sizes = doc.get("block_runs") or []

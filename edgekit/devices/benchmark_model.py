@@ -1,6 +1,6 @@
 """TFLite's ``benchmark_model`` tool (Android has no Python): its command line and a parser for its text output.
 
-The output lines we read (``INFO:``/logcat prefixes are ignored; times in microseconds)::
+The output lines we read (``INFO:``/logcat prefixes are ignored; times in microseconds, memory "MB" = MiB)::
 
     count=50 first=249042 curr=250889 min=247067 max=254474 avg=249684 std=1442 [p5=.. median=.. p95=..]
     Inference timings in us: Init: 16242, First inference: 360262, Warmup (avg): 304586, Inference (avg): 249684
@@ -75,6 +75,11 @@ def parse_op_profile(text: str) -> dict[str, Any] | None:
             "ops": ops}
 
 
+def _mib_to_bytes(text: str) -> int:
+    """The tool's memory "(MB)" are KiB / 1024 (MiB); edgekit records bytes."""
+    return int(round(float(text) * (1 << 20)))
+
+
 def _stats_lines(text: str) -> list[dict[str, float]]:
     found = []
     for line in text.splitlines():
@@ -106,13 +111,13 @@ def parse(text: str) -> dict[str, Any]:
     latency = {"count": int(runs["count"]), "mean": ms(runs, "avg") or avg_us * us, "std": ms(runs, "std"),
                "min": ms(runs, "min"), "max": ms(runs, "max"), "p5": ms(runs, "p5"), "p50": ms(runs, "median"),
                "p90": None, "p95": ms(runs, "p95"), "p99": None}
-    mem: dict[str, float | None] = {"peak_rss_mb": None, "init_delta_mb": None, "overall_delta_mb": None}
+    mem: dict[str, int | None] = {"peak_rss_bytes": None, "init_delta_bytes": None, "overall_delta_bytes": None}
     if m := _MEM_DELTA.search(text):
-        mem["init_delta_mb"], mem["overall_delta_mb"] = float(m.group(1)), float(m.group(2))
+        mem["init_delta_bytes"], mem["overall_delta_bytes"] = _mib_to_bytes(m.group(1)), _mib_to_bytes(m.group(2))
     if m := _MEM_PEAK.search(text):
-        mem["peak_rss_mb"] = float(m.group(1))
+        mem["peak_rss_bytes"] = _mib_to_bytes(m.group(1))
     version = _VERSION.search(text)
-    doc = {"schema": 1, "tool": "benchmark_model",
+    doc = {"schema": 2, "tool": "benchmark_model",
            "runtime": {"name": "benchmark_model", "version": version.group(1) if version else None},
            "init_ms": init_us * us, "first_inference_ms": first_us * us,
            "warmup": {"count": int(warm["count"]) if warm else None, "mean_ms": warm_us * us},

@@ -40,6 +40,8 @@ class Comparison(JsonMixin):
     rounds: int | None = None
     warnings: list[str] = field(default_factory=list)
     rows: list[BenchResult] = field(default_factory=list)
+    #: the key set; 2: its rows are edgekit.bench/2 rows (sizes and memory in bytes); no schema key: 1
+    schema: str = "edgekit.compare/2"
 
 
 def _label(path: str) -> str:

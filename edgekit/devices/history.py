@@ -11,6 +11,33 @@ from .._jsonable import to_jsonable
 from ..errors import InvalidArgument
 from .transports import sha256_file
 
+#: the key set of a bench row (bench --json, --csv, this history). 2: sizes and memory in bytes (size_bytes,
+#: peak_memory_bytes, memory_delta_bytes; were size_mb, peak_memory_mb, memory_delta_mb in MiB). Rows without a
+#: schema are 1: :func:`read` maps their keys (:func:`upgrade`)
+SCHEMA = "edgekit.bench/2"
+#: schema 1 key (MiB) -> schema 2 key (bytes), in a row and in its raw runner document's "memory"
+_MIB_KEYS = {"size_mb": "size_bytes", "peak_memory_mb": "peak_memory_bytes", "memory_delta_mb": "memory_delta_bytes"}
+_RAW_MIB_KEYS = {"peak_rss_mb": "peak_rss_bytes", "start_rss_mb": "start_rss_bytes",
+                 "init_delta_mb": "init_delta_bytes", "overall_delta_mb": "overall_delta_bytes"}
+
+
+def _bytes_of(mib: Any) -> Any:
+    return int(round(mib * (1 << 20))) if _number(mib) else mib
+
+
+def upgrade(rec: Any) -> Any:
+    """A row as :data:`SCHEMA` has it: a row recorded before the schema (edgekit.bench/1: sizes and memory in MiB,
+    ``size_mb`` ...) gets the byte keys (``size_bytes`` ...) and ``upgraded_from``; other records as they are."""
+    if not isinstance(rec, dict) or "schema" in rec or not any(k in rec for k in _MIB_KEYS):
+        return rec
+    rec = {(_MIB_KEYS.get(k, k)): (_bytes_of(v) if k in _MIB_KEYS else v) for k, v in rec.items()}
+    mem = (rec.get("raw") or {}).get("memory") if isinstance(rec.get("raw"), dict) else None
+    if isinstance(mem, dict):
+        rec["raw"] = {**rec["raw"], "memory": {_RAW_MIB_KEYS.get(k, k): (_bytes_of(v) if k in _RAW_MIB_KEYS else v)
+                                               for k, v in mem.items()}}
+    rec["schema"], rec["upgraded_from"] = SCHEMA, "edgekit.bench/1"
+    return rec
+
 
 def default_path() -> Path:
     """``$EDGEKIT_BENCH_HISTORY``, else ``~/.cache/edgekit/bench_history.jsonl`` (``$XDG_CACHE_HOME`` honoured)."""
@@ -69,9 +96,10 @@ _NOT_JSON = object()
 
 
 def read(path: str | os.PathLike) -> list[dict]:
-    """All records of a history file. A line that is not JSON (a torn write from a full disk or a kill, bytes that
-    are not UTF-8) is skipped; a record appended onto a torn line (edgekit did not end torn lines before issue 18)
-    is recovered from the end of the line."""
+    """All records of a history file, each with :data:`SCHEMA`'s keys (rows of older versions mapped by
+    :func:`upgrade`). A line that is not JSON (a torn write from a full disk or a kill, bytes that are not UTF-8) is
+    skipped; a record appended onto a torn line (edgekit did not end torn lines before issue 18) is recovered from the
+    end of the line."""
     out = []
     for line in Path(path).read_bytes().split(b"\n"):
         if not line.strip():
@@ -84,7 +112,7 @@ def read(path: str | os.PathLike) -> list[dict]:
                 break
             rec = _parse(line[start:])
         if rec is not _NOT_JSON:
-            out.append(rec)
+            out.append(upgrade(rec))
     return out
 
 

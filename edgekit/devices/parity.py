@@ -1,13 +1,13 @@
 """On-device parity: the device's outputs on the verification inputs vs the host reference (Keras), output by output
 (matched by tensor name), judged by the same rule and with the same result type as export's verification
-(:func:`edgekit.verification.compare`: per-precision tolerances, top-1 over confident samples, the paired accuracy
-interval when the verification data has labels), plus the device-vs-host-runtime numbers per output."""
+(:func:`edgekit.verification.verify_outputs`: per-precision tolerances, top-1 over confident samples, the paired
+accuracy interval when the verification data has labels), plus the device-vs-host-runtime numbers per output."""
 from __future__ import annotations
 
 import numpy as np
 
 from .._verify_data import VerifyData
-from ..verification import FAILED, Verification, compare, not_checked
+from ..verification import FAILED, Verification, not_checked, verify_outputs
 
 #: parity's result is the verification result (status passed | failed | inconclusive | not_checked)
 Parity = Verification
@@ -31,6 +31,6 @@ def evaluate(vd: VerifyData, names: list[str], outputs: list[np.ndarray], *, pre
         return Verification("device", vd.samples, str(vd.path), precision=precision, passed=False, status=FAILED,
                             failures=[f"output {n!r}: device shape differs from the reference" for n in bad])
     labels = vd.output_labels
-    return compare(list(vd.reference), outs, precision=precision, output_lsb=output_lsb, runtime="device",
+    return verify_outputs(list(vd.reference), outs, precision=precision, output_lsb=output_lsb, runtime="device",
                    source=str(vd.path), ref_names=labels, art_keys=labels, labels=vd.labels,
                    num_classes=vd.num_classes, classifier=vd.classifier, host=vd.host)

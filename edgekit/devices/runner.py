@@ -32,7 +32,7 @@ import resource
 import sys
 import time
 
-SCHEMA = 1
+SCHEMA = 2  # 2: memory in bytes (peak_rss_bytes, start_rss_bytes, init_delta_bytes, overall_delta_bytes)
 EXIT = {"bad_argument": 2, "runtime_missing": 3, "model_load_error": 4, "inference_error": 5, "internal": 1}
 TFLITE_CANDIDATES = (  # (display name, module with Interpreter, distribution name for the version)
     ("ai_edge_litert", "ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -161,29 +161,29 @@ def machine_info():
     return info
 
 
-def _proc_status_mb(key):
-    """A ``/proc/self/status`` memory line (``VmHWM``, ``VmRSS``; kB) in MB, or None off Linux."""
+def _proc_status_bytes(key):
+    """A ``/proc/self/status`` memory line (``VmHWM``, ``VmRSS``; kB = KiB) in bytes, or None off Linux."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
                 if line.startswith(key + ":"):
-                    return int(line.split()[1]) / 1024.0
+                    return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         pass
     return None
 
 
-def _rss_hwm_mb():
-    """Peak resident set size of this process in MB (VmHWM, else ru_maxrss: KiB on Linux, bytes on macOS)."""
-    peak = _proc_status_mb("VmHWM")
+def _rss_hwm_bytes():
+    """Peak resident set size of this process in bytes (VmHWM, else ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = _proc_status_bytes("VmHWM")
     if peak is not None:
         return peak
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
 
 
-def _rss_now_mb():
-    return _proc_status_mb("VmRSS")
+def _rss_now_bytes():
+    return _proc_status_bytes("VmRSS")
 
 
 def probe():
@@ -690,11 +690,11 @@ def benchmark(args):
     if ext not in (".tflite", ".onnx"):
         raise RunnerError("bad_argument", "unsupported model file %r (expected .tflite or .onnx)" % path)
     runtime_name(args.runtime)  # reject a bad name before loading anything
-    rss0 = _rss_now_mb()
+    rss0 = _rss_now_bytes()
     t0 = time.perf_counter_ns()
     model = _load(np, path, args)
     init_ns = time.perf_counter_ns() - t0
-    rss_init = _rss_now_mb()
+    rss_init = _rss_now_bytes()
     arrays = make_inputs(np, model.inputs, args.input, args.seed)
     model.set_inputs(arrays)
     invoke = model.invoker()
@@ -711,7 +711,7 @@ def benchmark(args):
         runs = first + runs[:-1] if runs else first
     with open(path, "rb") as fh:
         sha = hashlib.sha256(fh.read()).hexdigest()
-    peak = _rss_hwm_mb()
+    peak = _rss_hwm_bytes()
     stride = max(1, -(-len(runs) // MAX_SAMPLES))
     doc = {
         "schema": SCHEMA, "tool": "runner",
@@ -730,9 +730,9 @@ def benchmark(args):
         "latency_ms": summarize(np, runs),
         "samples_ms": [v / 1e6 for v in runs[::stride]],
         "samples_stride": stride,
-        "memory": {"peak_rss_mb": peak, "start_rss_mb": rss0,
-                   "init_delta_mb": (rss_init - rss0) if rss0 is not None and rss_init is not None else None,
-                   "overall_delta_mb": (peak - rss0) if rss0 is not None else None},
+        "memory": {"peak_rss_bytes": peak, "start_rss_bytes": rss0,
+                   "init_delta_bytes": (rss_init - rss0) if rss0 is not None and rss_init is not None else None,
+                   "overall_delta_bytes": (peak - rss0) if rss0 is not None else None},
         "system": {"before": before, "after": after},
         "machine": machine_info(),
     }

@@ -35,7 +35,9 @@ class DoctorResult(JsonMixin):
     """Diagnosis (float vs plain int8, per-layer error worst first) and, with a budget, the ladder and its choice.
 
     ``met`` is None without a budget. ``export`` is the ExportResult of the written artifact (the chosen rung, or
-    the best one with ``keep_best`` when the budget is not met), ``recipe`` the keys that reproduce it.
+    the best one with ``keep_best`` when the budget is not met), ``recipe`` the keys that reproduce it. Accuracies,
+    drops and ``max_drop`` are fractions 0..1 like every edgekit result (``--max-drop 1``, given in points, is
+    ``max_drop`` 0.01 here).
     """
 
     model: str
@@ -59,6 +61,9 @@ class DoctorResult(JsonMixin):
     notes: list[str] = field(default_factory=list)
     #: labelled eval data: the float model's accuracy against the labels' chance accuracy (edgekit._chance)
     chance: dict | None = None
+    #: the key set; 2: accuracies, drops and max_drop are fractions 0..1 (were percent and points), a rung's
+    #: precision is ``precision`` (was ``quantize``); no schema key: 1
+    schema: str = "edgekit.doctor/2"
 
     @property
     def chosen_rung(self) -> Rung | None:
@@ -132,14 +137,15 @@ def run(spec: DoctorSpec, *, progress: Progress = no_progress) -> DoctorResult:
         plain = Config(calib_samples=n1)
         progress("doctor: plain int8", 0, None)
         base = search.measure(plain)
-        rungs = [rung_from("plain int8", base, max_drop)]
+        budget = None if max_drop is None else max_drop / 100.0  # --max-drop is in points; results hold fractions
+        rungs = [rung_from("plain int8", base, budget)]
         progress("doctor: diagnosis", 0, None)
         layers = worst_first(backend.diagnose(plain, calib(n1), ev.x[:spec.diagnose_samples]))
         result = DoctorResult(kmodel.name, fmt, ev.metric, ev.source, len(ev), str(calib_data),
-                              round(ev.float_accuracy, 4), round(base.accuracy, 4), round(base.drop, 4), layers,
-                              rungs, max_drop, need, notes=notes)
+                              round(ev.float_accuracy, 6), round(base.accuracy, 6), round(base.drop, 6), layers,
+                              rungs, budget, need, notes=notes)
         if ev.labelled:
-            vs_chance = check_chance(ev.float_accuracy / 100.0, ev.labels)
+            vs_chance = check_chance(ev.float_accuracy, ev.labels)
             result.chance = vs_chance.to_dict()
             warn_if_at_chance(vs_chance, f"the float accuracy of {kmodel.name} on the eval data",
                               advice="int8 has nothing to preserve; train the model first (edgekit train: more "
@@ -191,8 +197,8 @@ def export_within(spec, *, progress: Progress = no_progress):
     result = run(spec=DoctorSpec.from_dict({**keys, "format": spec.formats[0]}), progress=progress)
     if not result.met:
         best = result.chosen_rung
-        raise BudgetNotMet(f"no rung of the int8 ladder is within --max-drop {result.max_drop:g} points (best: "
-                           f"{result.best or '-'}" + (f", drop {best.drop:.2f}" if best and best.drop is not None
+        raise BudgetNotMet(f"no rung of the int8 ladder is within --max-drop {100 * result.max_drop:g} points (best: "
+                           f"{result.best or '-'}" + (f", drop {100 * best.drop:.2f}" if best and best.drop is not None
                                                       else "") + ")",
                            hint="raise --max-drop, give --train-data for QAT, or --keep-best to write the best found",
                            result=result)

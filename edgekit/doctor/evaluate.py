@@ -19,6 +19,8 @@ import numpy as np
 from ..errors import DataError, InvalidArgument
 from ..specs.doctor import check_max_drop  # noqa: F401 - its home is the spec; imported from here too
 from ..exporters.calibration import _load
+from ..exporters.verify import classifier_top1
+from ..verification import top1_accuracy
 
 #: how many standard errors must fit in the budget
 Z = 2.0
@@ -32,7 +34,7 @@ class EvalSet:
     labels: np.ndarray | None
     source: str
     reference: np.ndarray
-    float_accuracy: float  # percent; 100 when measured as agreement with the float model itself
+    float_accuracy: float  # fraction 0..1; 1.0 when measured as agreement with the float model itself
 
     @property
     def labelled(self) -> bool:
@@ -46,9 +48,8 @@ class EvalSet:
         return int(len(self.x))
 
     def score(self, top1: np.ndarray) -> float:
-        """Accuracy (or agreement with the float model) of ``top1`` predictions, in percent."""
-        truth = self.labels if self.labels is not None else self.reference
-        return 100.0 * float(np.mean(np.asarray(top1) == truth))
+        """Accuracy (or agreement with the float model) of ``top1`` predictions, a fraction 0..1."""
+        return top1_accuracy(top1, self.labels if self.labels is not None else self.reference)
 
 
 def standard_error(p: float, n: int) -> float:
@@ -68,7 +69,7 @@ def samples_needed(p: float, max_drop: float) -> int | None:
 
 def check_resolution(ev: EvalSet, max_drop: float, *, limited: bool) -> int:
     """Raise InvalidArgument when ``ev`` is too small to resolve ``max_drop``; returns the samples needed."""
-    p = ev.float_accuracy / 100.0 if ev.labelled else 1.0 - max_drop / 100.0
+    p = ev.float_accuracy if ev.labelled else 1.0 - max_drop / 100.0
     need = samples_needed(p, max_drop)
     more = ("raise --eval-samples or give a larger --eval-data" if limited
             else "give a larger --eval-data (e.g. a built-in dataset's whole test split)")
@@ -83,16 +84,6 @@ def check_resolution(ev: EvalSet, max_drop: float, *, limited: bool) -> int:
                               f"in the budget; that needs at least {need} samples",
                               hint=f"{more}, or a larger --max-drop")
     return need
-
-
-def classifier_top1(outputs: list[np.ndarray], where: str) -> np.ndarray:
-    """Top-1 of the first output, which must be a classifier output (N, classes)."""
-    first = outputs[0]
-    if first.ndim != 2 or first.shape[1] < 2:
-        raise InvalidArgument(f"{where} has output shape {tuple(first.shape[1:])}; the doctor measures top-1 "
-                              "accuracy of a classifier output (batch, classes)",
-                              hint="use a classification model (softmax/logits as its first output)")
-    return first.argmax(axis=1)
 
 
 def load_eval(eval_data, kmodel, *, inputs, preprocess: str | None, eval_samples: int | None, seed: int,
@@ -127,7 +118,7 @@ def load_eval(eval_data, kmodel, *, inputs, preprocess: str | None, eval_samples
             raise DataError(f"--eval-data: {ds.source} has {ds.num_classes} class folders, the model {classes} "
                             "classes", hint="one sub-folder per model class, named so that they sort in the model's "
                                             "class order (or unlabelled images: then agreement with float is measured)")
-    ev = EvalSet(ds.x, labels, ds.source, top1, 100.0)
+    ev = EvalSet(ds.x, labels, ds.source, top1, 1.0)
     if labels is not None:
         ev.float_accuracy = ev.score(top1)
     return ev

@@ -19,10 +19,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .._jsonable import JsonMixin
-from ..errors import InferenceError, InvalidArgument
-from .evaluate import EvalSet, classifier_top1
+from .evaluate import EvalSet
 from .stats import LayerStat, consumers, worst_first
-from ..exporters.verify import run_artifact
+from ..exporters.verify import artifact_top1
 from ..devices.bench import local_latency
 
 #: the "more calibration samples" rung uses this many times the first rung's samples
@@ -49,11 +48,12 @@ class Config:
 
 @dataclass
 class Rung(JsonMixin):
-    """One rung of the ladder as tried: its options, what it measured, and whether it is within the budget."""
+    """One rung of the ladder as tried: its options, what it measured (accuracy and drop as fractions 0..1, like every
+    edgekit result), and whether it is within the budget."""
 
     name: str
     status: str  # within | over | skipped | failed | measured (no budget given)
-    quantize: str = "int8"
+    precision: str = "int8"
     calib_samples: int | None = None
     calibration_method: str | None = None
     float_layers: list[str] = field(default_factory=list)
@@ -102,15 +102,10 @@ class Search:
         return m
 
     def accuracy(self, path: Path) -> float:
-        """The eval metric (percent) of the artifact at ``path`` in its runtime."""
+        """The eval metric (a fraction) of the artifact at ``path`` in its runtime."""
         from ..runtimes import load
 
-        session = load(path, threads=self.threads)
-        try:
-            outs = run_artifact(session, self.ev.x, self.progress, batch=64)
-        except (InvalidArgument, InferenceError):  # a graph with a fixed batch of 1
-            outs = run_artifact(session, self.ev.x, self.progress, batch=1)
-        return self.ev.score(classifier_top1(outs, path.name))
+        return self.ev.score(artifact_top1(load(path, threads=self.threads), self.ev.x, self.progress, path.name))
 
     def latency(self, path: Path) -> tuple[float | None, str | None]:
         """p50 (ms) measured locally with the on-device harness (``edgekit bench --device local``)."""
@@ -122,7 +117,7 @@ def rung_from(name: str, m: Measured, max_drop: float | None, **extra: Any) -> R
     status = "measured" if max_drop is None else ("within" if m.drop <= max_drop else "over")
     return Rung(name, status, c.quantize, c.calib_samples if not c.qat_epochs else None,
                 c.calibration_method if not c.qat_epochs else None, list(c.float_layers), c.qat_epochs or None,
-                round(m.accuracy, 4), round(m.drop, 4), m.size_bytes, **extra)
+                round(m.accuracy, 6), round(m.drop, 6), m.size_bytes, **extra)
 
 
 def float_layer_search(search: Search, base: Config, stats: list[LayerStat], graph, max_drop: float,
@@ -151,7 +146,7 @@ def float_layer_search(search: Search, base: Config, stats: list[LayerStat], gra
         progress("doctor: layers kept in float", i + 1, len(ranking))
         m = search.measure(replace(base, float_layers=layers_of(kept)))
         steps.append({"action": "add", "units": added, "float_layers": list(m.config.float_layers),
-                      "accuracy": round(m.accuracy, 4), "drop": round(m.drop, 4)})
+                      "accuracy": round(m.accuracy, 6), "drop": round(m.drop, 6)})
         if best is None or m.accuracy > best.accuracy:
             best = m
         if m.drop <= max_drop:
@@ -167,7 +162,7 @@ def float_layer_search(search: Search, base: Config, stats: list[LayerStat], gra
         m = search.measure(replace(base, float_layers=layers_of(trial)))
         ok = m.drop <= max_drop
         steps.append({"action": "drop" if ok else "keep", "units": [unit], "float_layers": list(m.config.float_layers),
-                      "accuracy": round(m.accuracy, 4), "drop": round(m.drop, 4)})
+                      "accuracy": round(m.accuracy, 6), "drop": round(m.drop, 6)})
         if ok:
             kept, hit = trial, m
     return hit, steps, None

@@ -74,10 +74,10 @@ def run_ladder(result, search: Search, backend, kmodel, calib, n1: int, *, diagn
 
     # int16 activations
     if not backend.int16x8:
-        add(Rung("int16x8 activations", "skipped", quantize="int16x8",
+        add(Rung("int16x8 activations", "skipped", precision="int16x8",
                  note=f"the {backend.fmt} exporter has no int16x8; --format tflite has it"), None)
     elif io != "float":
-        add(Rung("int16x8 activations", "skipped", quantize="int16x8",
+        add(Rung("int16x8 activations", "skipped", precision="int16x8",
                  note=f"--io {io} cannot carry int16 activations (int16x8 takes --io float or int16)"), None)
     else:
         progress("doctor: int16x8 activations", 0, None)
@@ -161,7 +161,7 @@ def _chance(result, rung) -> dict | None:
     """The float model's and the chosen artifact's accuracy against the eval labels' chance accuracy."""
     if not result.chance:
         return None
-    art = check_chance(rung.accuracy / 100.0, samples=result.eval_samples, chance=result.chance["chance"])
+    art = check_chance(rung.accuracy, samples=result.eval_samples, chance=result.chance["chance"])
     return {"float": result.chance, "artifact": art.to_dict()}
 
 
@@ -189,11 +189,11 @@ def write_choice(result, measured: dict[str, Measured], kmodel, *, search: Searc
     art = res[result.format]
     rung = next(r for r in result.rungs if r.name == name)
     if art.sha256 != sha256(m.path):  # not byte for byte the candidate (tf2onnx numbers its nodes): measure it
-        acc = round(search.accuracy(art.path), 4)
+        acc = round(search.accuracy(art.path), 6)
         if acc != rung.accuracy:
-            result.notes.append(f"{art.path.name} measured again after writing: {acc:.2f} % (the candidate "
-                                f"measured {rung.accuracy:.2f} %)")
-            rung.accuracy, rung.drop = acc, round(search.ev.float_accuracy - acc, 4)
+            result.notes.append(f"{art.path.name} measured again after writing: {acc:.2%} (the candidate "
+                                f"measured {rung.accuracy:.2%})")
+            rung.accuracy, rung.drop = acc, round(search.ev.float_accuracy - acc, 6)
     keys, notes = recipe_keys(result, cfg, model=model, model_options=model_options, calib_data=calib_data,
                               eval_data=eval_data, verify_samples=verify_samples, train_data=train_data, io=io,
                               out=out, preprocess=preprocess, seed=seed)
@@ -221,8 +221,9 @@ def write_choice(result, measured: dict[str, Measured], kmodel, *, search: Searc
     doc["doctor"] = record
     write_text_atomic(art.manifest, json.dumps(doc, indent=2) + "\n")
     recipe = Path(str(art.path) + ".recipe.yaml")
-    header = (f"# written by `edgekit doctor`: {name} ({rung.accuracy:.2f} % {result.metric}, drop {rung.drop:.2f} "
-              f"points, budget {result.max_drop:g})\n# reproduce without searching: edgekit export --recipe {recipe}\n")
+    header = (f"# written by `edgekit doctor`: {name} ({rung.accuracy:.2%} {result.metric}, drop "
+              f"{100 * rung.drop:.2f} points, budget {100 * result.max_drop:g})\n"
+              f"# reproduce without searching: edgekit export --recipe {recipe}\n")
     write_text_atomic(recipe, header + yaml.safe_dump({"name": Path(art.path).stem, **keys}, sort_keys=False))
 
 

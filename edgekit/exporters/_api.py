@@ -19,7 +19,7 @@ from ._staging import Staging, check_destinations
 from .base import EXPORTERS, ExportSpec
 from .calibration import CalibrationInfo, input_specs, plan
 from .inspection import inspect
-from ..verification import FAILED, Verification, compare
+from ..verification import FAILED, Verification, verify_outputs
 from .verify import classifier_outputs, feed_order, keras_outputs, paired_reference, run_artifact
 from ..models import preprocess_mode, resolve, zoo_entry_for
 from ..profiling import profile
@@ -48,7 +48,7 @@ class ExportResult(JsonMixin):
     """Everything one ``export`` call wrote. ``result["tflite"]`` is the tflite artifact."""
 
     model: str
-    quantize: str
+    precision: str  # the precision's name (float32, float16, dynamic, int8, int16x8), as every result says it
     out_dir: Path
     calibration: CalibrationInfo
     artifacts: list[Artifact]
@@ -104,8 +104,8 @@ def _failure_hint(prec, qat: bool) -> str:
         return f"the QAT ranges learned in training do not fit the verification samples; check --verify-data; {keep}"
     if prec.calibrated:
         return f"check the calibration data (--calib-data real samples like the deployment's); {keep}"
-    return (f"{prec.label} uses no calibration data: the converter's result differs from Keras beyond the "
-            f"{prec.label} thresholds (per-output numbers are in the result); try another precision or format; {keep}")
+    return (f"{prec.name} uses no calibration data: the converter's result differs from Keras beyond the "
+            f"{prec.name} thresholds (per-output numbers are in the result); try another precision or format; {keep}")
 
 
 def _mult_adds(kmodel) -> dict:
@@ -207,7 +207,7 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
             outs = run_artifact(session, samples.verify.xs, progress, input_names=in_names)
             scale = {o.name: o.scale for o in report.outputs}
             lsbs = [scale.get(o.name) if prec.calibrated or qat else None for o in session.outputs]
-            v = compare(ref, outs, precision=prec.label, labels=samples.verify.y,
+            v = verify_outputs(ref, outs, precision=prec.name, labels=samples.verify.y,
                         num_classes=samples.verify.num_classes, output_lsb=lsbs,
                         runtime=f"{session.name} {session.version}", source=samples.verify_source,
                         note=samples.verify_note, ref_names=ref_names, art_keys=[o.key for o in session.outputs],
@@ -221,7 +221,7 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
                                  calibration=samples.info, report=report, facts=facts, verification=v,
                                  verify_source=samples.verify_source, pipeline=provenance or None,
                                  app_metadata=md_record)
-            art = Artifact(f, prec.label, out_dir / filename, out_dir / (filename + ".json"), man["artifact"]["size_bytes"],
+            art = Artifact(f, prec.name, out_dir / filename, out_dir / (filename + ".json"), man["artifact"]["size_bytes"],
                            man["artifact"]["sha256"], io, report.precision, exporter.runtime, v, art_warnings)
             vfile = filename + VERIFY_SUFFIX  # what `bench --verify` replays on the device
             man["verification_inputs"] = write_verify_data(  # inputs and Keras reference in the artifact's order
@@ -229,7 +229,7 @@ def export(spec: ExportSpec, *, progress: Progress = no_progress, provenance: di
                 reference=paired_reference(v, ref, ref_names, session.outputs), host=outs, labels=samples.verify.y,
                 input_names=[t.name for t in session.inputs], output_names=[t.name for t in session.outputs],
                 output_keys=[o.key for o in session.outputs],
-                host_runtime=f"{session.name} {session.version}", precision=prec.label,
+                host_runtime=f"{session.name} {session.version}", precision=prec.name,
                 output_lsb=lsbs[0] if len(lsbs) == 1 else lsbs, num_classes=samples.verify.num_classes,
                 classifier=_artifact_order_flags(v, session.outputs))
             (st.dir / (filename + ".json")).write_text(json.dumps(man, indent=2) + "\n")

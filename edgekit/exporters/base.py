@@ -45,7 +45,7 @@ class Exporter:
     def filename(self, model_name: str, spec: ExportSpec) -> str:
         """``{model}_{precision}[_{io}-io][_per-tensor][_{method}][_{n}-float]{suffix}``: names that say what is
         inside (``n-float``: that many layers kept in float)."""
-        parts = [model_name, spec.precision.label]
+        parts = [model_name, spec.precision.name]
         if spec.io != "float":
             parts.append(f"{spec.io}-io")
         if spec.per_tensor:
@@ -64,10 +64,16 @@ EXPORTERS: Registry[Exporter] = Registry("export format")
 def register_exporter(cls: type[Exporter], aliases: tuple[str, ...] = ()) -> type[Exporter]:
     """Register a format's converter; a format without a row in :data:`edgekit.specs.formats.FORMATS` gets one from
     the class's attributes (suffix, runtime, precisions, I/O types, per-tensor precisions, calibration methods, QAT
-    support), which everything else reads. A new format is one module calling this."""
+    support), which everything else reads. A new format is one module calling this. Precisions may be given by an
+    alias of :data:`PRECISIONS` (``none``, ``fp16``): the row holds the names they map to (``float32``, ``float16``).
+    """
+    canon = PRECISIONS.resolve
+    cls.precisions = tuple(canon(p) for p in cls.precisions)
+    cls.io_types = {canon(p): tuple(ios) for p, ios in cls.io_types.items()}
+    cls.per_tensor = tuple(canon(p) for p in cls.per_tensor)
     if cls.name not in FORMATS:
-        FORMATS.add(cls.name, Format(cls.name, cls.suffix, cls.runtime, precisions=tuple(cls.precisions),
-                                     io_types=dict(cls.io_types), per_tensor=tuple(cls.per_tensor), qat=cls.qat,
+        FORMATS.add(cls.name, Format(cls.name, cls.suffix, cls.runtime, precisions=cls.precisions,
+                                     io_types=dict(cls.io_types), per_tensor=cls.per_tensor, qat=cls.qat,
                                      calibration_methods=tuple(cls.calibration_methods)), aliases=aliases)
     EXPORTERS.add(cls.name, cls(), aliases=aliases, suffix=cls.suffix, runtime=cls.runtime,
                   precisions=cls.precisions, io_types=dict(cls.io_types), per_tensor=cls.per_tensor,

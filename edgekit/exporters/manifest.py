@@ -12,8 +12,11 @@ from ..runtimes import package_version
 
 #: 2: "verification" is edgekit.verification's result (schema 2): the paired accuracy drop with its 95 % interval,
 #: top-1 agreement over the samples whose float margin exceeds the precision's noise (with their count, and over
-#: all samples as top1_agreement_all), samples_needed when inconclusive, per-precision limits under "thresholds"
-SCHEMA = "edgekit.export/2"
+#: all samples as top1_agreement_all), samples_needed when inconclusive, per-precision limits under "thresholds".
+#: 3: one name and unit per quantity: "quantize" dropped ("precision" says it: float32, float16, ... where quantize
+#: said none, fp16); the doctor's record holds accuracies, drops and max_drop as fractions 0..1 (were percent and
+#: points) and each rung's "precision" (was "quantize")
+SCHEMA = "edgekit.export/3"
 TOOLS = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "ai-edge-litert", "tf2onnx", "onnx",
          "onnxruntime", "numpy")
 
@@ -37,8 +40,7 @@ def build(*, artifact: Path, final_name: str, fmt: str, spec, model_info: dict, 
                      "sha256": sha256_file(artifact), "weights_bytes": report.weights_bytes,
                      "graph_bytes": report.graph_bytes},
         "model": model_info,
-        "precision": spec.precision.label,
-        "quantize": spec.quantize,
+        "precision": spec.precision.name,
         "io": spec.io,
         "per_channel": not spec.per_tensor if spec.precision.calibrated else None,
         "qat": spec.qat,

@@ -60,17 +60,17 @@ class OnnxExporter(Exporter):
         _require()
         import onnx
 
-        label = spec.precision.label
+        label = spec.precision.name
         progress(f"converting onnx {label}", 0, None)
         proto = to_onnx(model, spec.opset_or_default)
 
         how = ("keras 3 ExportArchive -> tf2onnx.convert.from_graph_def" if _keras3.is_model(model)
                else "tf2onnx.convert.from_keras")
         facts: dict[str, Any] = {"converter": how, "opset": spec.opset_or_default}
-        q = spec.quantize
-        if q == "none":
+        q = spec.precision.name
+        if q == "float32":
             onnx.save(proto, str(dest))
-        elif q == "fp16":
+        elif q == "float16":
             from onnxruntime.transformers.float16 import convert_float_to_float16
 
             with _foreign_errors("float16 ONNX conversion failed"):
@@ -137,7 +137,7 @@ def quantize_int8(pre: Path, spec: ExportSpec, dest: Path, ranges: Path, reader=
     exclude = unfolded + [n for ns in layer_nodes.values() for n in ns if n not in unfolded]
     if spec.calibration_method != "minmax" and not ranges.is_file():
         _calibrate_histogram(pre, spec.calibration_method, reader, ranges)
-    with _foreign_errors(f"onnxruntime quantization failed ({spec.precision.label})"), \
+    with _foreign_errors(f"onnxruntime quantization failed ({spec.precision.name})"), \
             _quiet_root_logger(), contextlib.redirect_stdout(io.StringIO()):  # entropy calibration print()s
         quantize_static(str(pre), str(dest), None if ranges.is_file() else reader, quant_format=QuantFormat.QDQ,
                         per_channel=not spec.per_tensor, activation_type=QuantType.QInt8,

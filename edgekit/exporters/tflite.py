@@ -34,7 +34,7 @@ class TFLiteExporter(Exporter):
     per_tensor, qat, calibration_methods = _row.per_tensor, _row.qat, _row.calibration_methods
 
     def convert(self, model, spec: ExportSpec, calib_xs, dest: Path, progress) -> dict[str, Any]:
-        progress(f"converting tflite {spec.precision.label}", 0, None)
+        progress(f"converting tflite {spec.precision.name}", 0, None)
         facts: dict[str, Any] = {}
         conv = _converter(model, spec, calib_xs, progress)
         if spec.float_layers:
@@ -48,7 +48,7 @@ class TFLiteExporter(Exporter):
         else:
             data = _run(conv, spec)
         dest.write_bytes(data)
-        progress(f"converting tflite {spec.precision.label}", 1, 1)
+        progress(f"converting tflite {spec.precision.name}", 1, 1)
         return {"converter": _SOURCES[_keras3.is_model(model)],
                 "supported_ops": [str(o).split(".")[-1] for o in conv.target_spec.supported_ops], **facts}
 
@@ -64,10 +64,10 @@ def _converter(model, spec: ExportSpec, calib_xs, progress):
     from .._keras import tf
 
     conv = _source(model, spec.batch or 1)
-    q = spec.quantize
-    if q != "none":
+    q = spec.precision.name
+    if q != "float32":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    if q == "fp16":
+    if q == "float16":
         conv.target_spec.supported_types = [tf.float16]
     if calib_xs is not None and q in ("int8", "int16x8"):
         conv.representative_dataset = _representative(calib_xs, input_names(model), progress)
@@ -147,7 +147,7 @@ def _converter_errors(message: str, hint: str):
 def _run(conv, spec: ExportSpec, what: str = "") -> bytes:
     from .._keras import quiet_native_logs
 
-    with _converter_errors(f"the TFLite converter failed ({spec.precision.label}{what})",
+    with _converter_errors(f"the TFLite converter failed ({spec.precision.name}{what})",
                            hint="rerun with --debug (or EDGEKIT_TF_LOGS=1) for the converter's log; unsupported "
                                 "layers need a different precision or model"):
         with warnings.catch_warnings(), quiet_native_logs():  # MLIR's C++ log lines go to fd 2 directly

@@ -1,16 +1,22 @@
 """Verification, the Keras side: run the Keras model and the artifact in its runtime on held-out samples; the
-judging (pairing, SQNR, per-precision tolerances, verdict, result types) is :mod:`edgekit.verification`'s.
+judging (pairing, SQNR, per-precision tolerances, verdict, result types) is :mod:`edgekit.verification`'s. Also the
+one home of an artifact's top-1 accuracy (:func:`artifact_accuracy`, :func:`artifact_top1`): compress's report and
+the doctor's ladder call it.
 
 Converters reorder inputs and outputs (the TFLite converter sorts them by name: MTCNN's ONet comes out as prob,
 bbox, landmarks), so inputs are fed and outputs paired by model-level name, else unique shape, else position.
 """
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
 
-from ..verification import Verification, pair
+from .._progress import Progress, no_progress
+from ..errors import InferenceError, InvalidArgument
+from ..runtimes import load
+from ..verification import Verification, pair, top1_accuracy
 
 
 def classifier_outputs(model) -> list[bool]:
@@ -82,10 +88,48 @@ def run_artifact(session, xs: np.ndarray | Sequence[np.ndarray], progress, batch
 
 def paired_reference(v: Verification, ref: Sequence[np.ndarray], ref_names: Sequence[str],
                      outputs) -> list[np.ndarray]:
-    """The Keras outputs in the artifact's output order, as :func:`compare` paired them (Keras order if it could
-    not pair them)."""
+    """The Keras outputs in the artifact's output order, as :func:`edgekit.verification.verify_outputs` paired them
+    (Keras order if it could not pair them)."""
     by_art = {c.artifact_name: c.name for c in v.outputs}
     by_name = dict(zip(ref_names, ref))
     if len(by_art) != len(outputs) or any(o.name not in by_art for o in outputs):
         return list(ref)
     return [by_name[by_art[o.name]] for o in outputs]
+
+
+def classifier_top1(outputs: Sequence[np.ndarray], where: str) -> np.ndarray:
+    """Top-1 of the first output, which must be a classifier output (N, classes; unit dimensions squeezed)."""
+    first = np.asarray(outputs[0])
+    if first.ndim > 2 and all(d == 1 for d in first.shape[1:-1]):
+        first = first.reshape(len(first), first.shape[-1])
+    if first.ndim != 2 or first.shape[1] < 2:
+        raise InvalidArgument(f"{where} has output shape {tuple(first.shape[1:])}; top-1 accuracy needs a classifier "
+                              "output (batch, classes)",
+                              hint="use a classification model (softmax/logits as its first output)")
+    return first.argmax(axis=1)
+
+
+def artifact_top1(session, xs: np.ndarray | Sequence[np.ndarray], progress: Progress = no_progress,
+                  where: str | None = None) -> np.ndarray:
+    """Top-1 predictions of an artifact ``session`` (:func:`edgekit.runtimes.load`) on ``xs``: batches of 64 where
+    the file takes them, else one sample at a time (a graph with a fixed batch of 1)."""
+    try:
+        outs = run_artifact(session, xs, progress, batch=64)
+    except (InvalidArgument, InferenceError):
+        outs = run_artifact(session, xs, progress, batch=1)
+    return classifier_top1(outs, where or session.path.name)
+
+
+def artifact_accuracy(path: str | os.PathLike, data, *, batch: int = 256, threads: int | None = None,
+                      counted: bool = False):
+    """Top-1 accuracy (a fraction 0..1) of the artifact at ``path`` in its runtime on labelled data: a Dataset or
+    data source (``batches(n)`` of ``(x, y)``; a source streams), read ``batch`` samples at a time; integer I/O is
+    quantized/dequantized by the session. ``counted``: ``(accuracy, samples)``."""
+    session = load(path, threads=threads)
+    correct = total = 0
+    for xs, ys in data.batches(batch):
+        top1 = artifact_top1(session, list(xs) if isinstance(xs, (list, tuple)) else xs)
+        correct += int(round(top1_accuracy(top1, ys) * len(ys)))
+        total += len(ys)
+    acc = correct / total if total else float("nan")
+    return (acc, total) if counted else acc

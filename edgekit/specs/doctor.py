@@ -31,7 +31,7 @@ def check_max_drop(value: Any) -> float | None:
         raise InvalidArgument(f"max_drop must be a finite number of points >= 0; received {value!r}",
                               hint="e.g. --max-drop 1 (at most 1 point below the float model)")
     if drop >= 100:
-        raise InvalidArgument(f"max_drop={drop:g} points allows any model (accuracy is in percent)",
+        raise InvalidArgument(f"max_drop={drop:g} points allows any model (--max-drop is in accuracy points)",
                               hint="give the budget in accuracy points, e.g. --max-drop 1 for 1 %")
     return drop
 

@@ -25,8 +25,9 @@ METADATA_KEYS = ("name", "description", "version", "author", "license")
 class ExportOptions(Spec):
     """Format, precision, calibration and verification of one export call (shared by every format of the call)."""
 
-    quantize: str = option("none", short="-q", choices=_choices.PRECISIONS,
-                           help="Precision: none (float32), fp16, dynamic (int8 weights), int8, int16x8.")
+    quantize: str = option("float32", short="-q", choices=_choices.PRECISIONS,
+                           help="Precision: float32, float16, dynamic (int8 weights), int8, int16x8 (aliases: "
+                                "none = float32, fp16 = float16).")
     formats: tuple[str, ...] = option(("tflite",), flag="--format", separator=",", choices=_choices.EXPORTERS,
                                       metavar="FORMATS", help="Comma-separated file formats.")
     calib_data: Any = option(None, help="Calibration data: image folder, .npy/.npz, fashion-mnist, digits (from "

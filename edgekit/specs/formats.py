@@ -1,4 +1,5 @@
-"""The format/precision table: the ``quantize=`` values (PRECISIONS) and, per file format, what it writes and takes
+"""The format/precision table: the precisions (PRECISIONS: the ``quantize=`` values, and the ``precision`` every result,
+manifest, file name and table records: ONE vocabulary) and, per file format, what it writes and takes
 (FORMATS: suffix, runtime, precisions, I/O types, per-tensor precisions, calibration methods, QAT support).
 
 Plain data with no TensorFlow, at the specs level: specs check options against it, exporters convert by it, bench and
@@ -15,22 +16,24 @@ from ..registry import Registry
 
 @dataclass(frozen=True)
 class Precision:
-    """A ``quantize=`` value: ``label`` goes into artifact names; ``calibrated`` ones need representative data."""
+    """A precision: its ``name`` is the ``quantize=`` value and what results, manifests and artifact file names say;
+    ``calibrated`` ones need representative data."""
 
     name: str
-    label: str
     calibrated: bool
     description: str
 
 
-#: quantize= values (aliases accepted); unknown ones get a did-you-mean
+#: the precisions, by name. Aliases are accepted as ``quantize=`` values and resolved to the name they map to (the spec
+#: stores the name): ``none``/``fp32``/``float`` -> float32 (``none`` was the canonical name before edgekit.export/3),
+#: ``fp16``/``half`` -> float16; an unknown value gets a did-you-mean
 PRECISIONS: Registry[Precision] = Registry("precision")
 for _p, _aliases in [
-    (Precision("none", "float32", False, "float32 weights and activations"), ("float32", "fp32", "float")),
-    (Precision("fp16", "float16", False, "float16 weights, float32 compute"), ("float16", "half")),
-    (Precision("dynamic", "dynamic", False, "int8 weights, activations quantized on the fly"), ("dynamic-range",)),
-    (Precision("int8", "int8", True, "full integer: int8 weights and activations, calibrated"), ("full-int8",)),
-    (Precision("int16x8", "int16x8", True, "int16 activations, int8 weights, calibrated"), ("int16",)),
+    (Precision("float32", False, "float32 weights and activations"), ("none", "fp32", "float")),
+    (Precision("float16", False, "float16 weights, float32 compute"), ("fp16", "half")),
+    (Precision("dynamic", False, "int8 weights, activations quantized on the fly"), ("dynamic-range",)),
+    (Precision("int8", True, "full integer: int8 weights and activations, calibrated"), ("full-int8",)),
+    (Precision("int16x8", True, "int16 activations, int8 weights, calibrated"), ("int16",)),
 ]:
     PRECISIONS.add(_p.name, _p, aliases=_aliases)
 
@@ -87,10 +90,10 @@ class Format:
 
 #: file format -> its row (tflite first: the primary format)
 FORMATS: Registry[Format] = Registry("export format")
-FORMATS.add("tflite", Format("tflite", ".tflite", "litert", precisions=("none", "fp16", "dynamic", "int8", "int16x8"),
+FORMATS.add("tflite", Format("tflite", ".tflite", "litert", precisions=("float32", "float16", "dynamic", "int8", "int16x8"),
                              io_types={"int8": ("float", "int8", "uint8"), "int16x8": ("float", "int16")},
                              per_tensor=("int8", "int16x8"), qat=True), aliases=("tfl", "litert"))
-FORMATS.add("onnx", Format("onnx", ".onnx", "onnxruntime", precisions=("none", "fp16", "dynamic", "int8"),
+FORMATS.add("onnx", Format("onnx", ".onnx", "onnxruntime", precisions=("float32", "float16", "dynamic", "int8"),
                            io_types={}, per_tensor=("int8",), qat=False,
                            calibration_methods=("minmax", "entropy", "percentile")))
 
@@ -123,18 +126,18 @@ def suffixes() -> list[str]:
 
 
 def precision_tokens() -> list[tuple[str, str]]:
-    """``(token, precision label)`` read in artifact file names, most specific first: each precision's name, label
-    and aliases, and the integer I/O types of calibrated precisions (``uint8`` -> ``int8``)."""
+    """``(token, precision name)`` read in artifact file names, most specific first: each precision's name and
+    aliases, and the integer I/O types of calibrated precisions (``uint8`` -> ``int8``)."""
     tokens: list[tuple[str, str]] = []
     # float32 last (its tokens are the vaguest), int8 just before it ("dynamic_int8" names a dynamic-range model)
-    order = sorted(reversed(list(PRECISIONS.entries())), key=lambda e: (e.obj.label == "float32", e.name == "int8"))
+    order = sorted(reversed(list(PRECISIONS.entries())), key=lambda e: (e.name == "float32", e.name == "int8"))
     for e in order:
-        for tok in (e.obj.label, e.name, *e.aliases):
+        for tok in (e.name, *e.aliases):
             if tok != "none" and tok not in [t for t, _ in tokens]:
-                tokens.append((tok.replace("-", "_"), e.obj.label))
+                tokens.append((tok.replace("-", "_"), e.name))
     for ex in FORMATS.entries():
         for prec, ios in ex.obj.io_types.items():
             for io in ios:
                 if io != "float" and io not in [t for t, _ in tokens]:
-                    tokens.append((io, PRECISIONS.get(prec).label))
+                    tokens.append((io, prec))
     return tokens

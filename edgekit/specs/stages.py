@@ -159,7 +159,8 @@ class ExportStageSpec(ExportOptions):
     label = "export"
     primary: ClassVar[str] = "quantize"
     quantize: str = option("int8", short="-q", choices=_choices.PRECISIONS,
-                           help="Precision: none (float32), fp16, dynamic (int8 weights), int8, int16x8.")
+                           help="Precision: float32, float16, dynamic (int8 weights), int8, int16x8 (aliases: "
+                                "none = float32, fp16 = float16).")
     latency: bool = option(False, help="Measure the artifact's local latency (edgekit bench) for the report.")
 
 

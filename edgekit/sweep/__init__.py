@@ -28,7 +28,7 @@ def run(spec: SweepSpec, *, progress: Progress = no_progress,
           on_event: Callable[[SweepProgress], None] | None = None) -> SweepResult:
     """Sweep ``model`` (a zoo name; None when ``grid`` has ``model``) over ``grid`` x ``quantize`` x ``formats``.
     Arguments: :class:`SweepSpec` (= ``edgekit sweep`` options = sweep-config keys; also a ready ``spec=``), e.g.
-    ``grid={"alpha": [0.25, 0.5], "resolution": [32, 64]}, quantize=("none", "int8"), data="fashion-mnist",
+    ``grid={"alpha": [0.25, 0.5], "resolution": [32, 64]}, quantize=("float32", "int8"), data="fashion-mnist",
     input_channels=1, weights="none", epochs=3, devices=("local",), budget_ms=1.0, out="runs/sweep"``.
 
     Every input is checked before any training (InvalidArgument). Points that fail are rows with their status;

@@ -183,7 +183,7 @@ class _Publisher:
 
 def _write_plan(plan: Plan) -> None:
     spec = plan.spec
-    doc = {"schema": "edgekit.sweep/1",
+    doc = {"schema": "edgekit.sweep/2",
            "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
            "spec": spec.to_dict(), "training_sharing": plan.sharing, "notes": plan.notes,
            "devices": [{"name": d.name, "transport": d.transport, "emulated": d.name in plan.emulated,

@@ -74,8 +74,8 @@ class Unit:
 @dataclass
 class Point:
     unit: Unit
-    quantize: str          # canonical quantize= name
-    precision: str         # label (float32, int8, ...)
+    quantize: str          # the precision (quantize= value, canonical name: float32, int8, ...)
+    precision: str         # the same name (what rows and the point id say)
     format: str
 
     @property
@@ -144,7 +144,7 @@ def _precisions(spec: SweepSpec) -> list[tuple[str, str]]:
         p = PRECISIONS.get(str(q))          # UnknownNameError with a did-you-mean
         if p.name in [o[0] for o in out]:
             raise InvalidArgument(f"precision {q!r} is listed twice (as {p.name})", hint="list every precision once")
-        out.append((p.name, p.label))
+        out.append((p.name, p.name))
     for f in spec.formats:
         for name, _ in out:  # built = checked by the format's rules (precision, io, per-tensor)
             ExportOptions(quantize=name, formats=(str(f),), io=spec.io, per_tensor=bool(spec.per_tensor))

@@ -18,6 +18,10 @@ from typing import Any
 from .._jsonable import JsonMixin
 from .analysis import AccuracyFit, ChanceSummary, LatencyFit, Pick
 
+#: results.json's key set (also sweep.json and the store's records). 2: peak_memory_bytes (was peak_memory_mb, MiB),
+#: precisions named float32/float16 (were none/fp16 in ``quantize``); a folder of /1 is resumed (store.READS)
+SCHEMA = "edgekit.sweep/2"
+
 #: statuses a point can end with before any device ran it
 POINT_FAILURES = ("train_failed", "export_failed", "verification_failed")
 
@@ -54,7 +58,7 @@ class SweepRow(JsonMixin):
     p90_ms: float | None = None
     mean_ms: float | None = None
     std_ms: float | None = None
-    peak_memory_mb: float | None = None
+    peak_memory_bytes: int | None = None
     runtime: str | None = None
     machine: str | None = None
     parity: str | None = None        # device parity (device_parity): passed, failed, inconclusive; None: not checked
@@ -133,6 +137,7 @@ class SweepResult(JsonMixin):
     notes: list[str] = field(default_factory=list)
     #: the test labels' chance accuracy and how many points are above it (analysis.ChanceSummary)
     chance: ChanceSummary | None = None
+    schema: str = SCHEMA
 
     @property
     def budget_met(self) -> bool | None:

@@ -382,7 +382,7 @@ class Runner:
         r = rec.get("result") or {}
         values = {"status": rec.get("status", "error"), "error": rec.get("error"), "hint": rec.get("hint"),
                   "reused": reused}
-        for k in ("p50_ms", "p90_ms", "mean_ms", "std_ms", "peak_memory_mb", "machine"):
+        for k in ("p50_ms", "p90_ms", "mean_ms", "std_ms", "peak_memory_bytes", "machine"):
             values[k] = r.get(k)
         values["parity"] = (r.get("parity") or {}).get("status")
         if r.get("runtime"):

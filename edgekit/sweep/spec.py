@@ -37,9 +37,10 @@ class SweepOptions(Spec):
                                           help="Swept values of a zoo option (alpha, resolution or rho, "
                                                "depth_multiplier, dropout, ...) or model=A,B (families); repeatable. "
                                                "In a config: a mapping key -> list.")
-    quantize: tuple[str, ...] = option(("none", "int8"), separator=",", choices=_choices.PRECISIONS,
+    quantize: tuple[str, ...] = option(("float32", "int8"), separator=",", choices=_choices.PRECISIONS,
                                        metavar="PRECISIONS",
-                                       help="Comma-separated precisions: none (float32), fp16, dynamic, int8, int16x8.")
+                                       help="Comma-separated precisions: float32, float16, dynamic, int8, int16x8 "
+                                            "(aliases: none = float32, fp16 = float16).")
     formats: tuple[str, ...] = option(("tflite",), flag="--format", separator=",", choices=_choices.EXPORTERS,
                                       metavar="FORMATS", help="Comma-separated export formats.")
     # -- fixed zoo options -----------------------------------------------------------------------------------------

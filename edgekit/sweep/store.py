@@ -28,8 +28,12 @@ from ..errors import InvalidArgument
 from .._jsonable import to_jsonable
 from .. import _verify_data as verify_data
 from .._verify_data import VERIFY_SUFFIX
+from ..devices.history import upgrade as upgrade_bench_row
 
-SCHEMA = "edgekit.sweep/1"
+SCHEMA = "edgekit.sweep/2"
+#: record schemas read: /1's trainings, exports and measurements are reused (a measurement's row mapped to bytes by
+#: edgekit.devices.history.upgrade); float32 exports are redone (their key names float32 where /1 said none)
+READS = (SCHEMA, "edgekit.sweep/1")
 
 
 def key_of(inputs: Any) -> str:
@@ -125,7 +129,11 @@ class Store:
             data = json_loads(Path(path).read_text())
         except (OSError, ValueError):
             return None
-        return data if isinstance(data, dict) and data.get("schema") == SCHEMA else None
+        if not isinstance(data, dict) or data.get("schema") not in READS:
+            return None
+        if data["schema"] != SCHEMA and isinstance(data.get("result"), dict):
+            data["result"] = upgrade_bench_row(data["result"])
+        return data
 
     def read_ok(self, path: Path, *files: Path) -> dict[str, Any] | None:
         """The record when its status is ok and every file it vouches for still exists."""
