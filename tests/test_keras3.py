@@ -193,7 +193,9 @@ def test_export_verify_inspect_bench(k3_files, tmp_path, cli, name):
     for quantize in ("int8", "fp16"):
         # int8 calibrates on 120 of the images and verifies on the other 20; fp16 verifies on 20 of them
         data = {"calib_data" if quantize == "int8" else "verify_data": str(tmp_path / "images.npy")}
-        res = export(path, quantize=quantize, formats="tflite,onnx", out=tmp_path / "out", verify_samples=20,
+        # MobileNetV2's tf2onnx conversion is the suite's slowest: its float16 ONNX is left to the other models
+        formats = "tflite" if (name, quantize) == ("mobilenet_v2", "fp16") else "tflite,onnx"
+        res = export(path, quantize=quantize, formats=formats, out=tmp_path / "out", verify_samples=20,
                      verify=True, **data)
         assert res.model == models.create(path).name
         for a in res.artifacts:
