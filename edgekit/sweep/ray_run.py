@@ -40,7 +40,6 @@ except ImportError as _exc:  # the optional extra
 
 from .._io import atomic_path
 from .._jsonable import to_jsonable
-from .._signals import Terminated
 from ..devices import status_of
 from ..errors import ConnectError, EdgekitError, InvalidArgument
 from .plan import Plan, Unit, _builtin, _check_devices
@@ -331,21 +330,9 @@ class RayRunner(Runner):
                     t.join(0.2)
             if errors:
                 raise errors[0]
-            for q in self.queues.values():
-                q.put(None)
-            for w in self.workers:
-                while w.is_alive():
-                    w.join(0.2)
-            if self.cancel.is_set():
-                sig = self.cancel_signal
-                raise Terminated(sig) if sig is not None and sig != signal.SIGINT else KeyboardInterrupt()
+            self._finish()
         except BaseException:
-            self.cancel.set()
-            for q in self.queues.values():
-                q.put(None)
-            deadline = time.monotonic() + 20.0
-            for t in [*chains, *self.workers]:
-                t.join(max(0.0, deadline - time.monotonic()))
+            self._abort(chains)
             raise
 
     # -- steps -------------------------------------------------------------------------------------------------------

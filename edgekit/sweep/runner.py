@@ -155,8 +155,6 @@ class Runner:
         """Note Ctrl-C (and a CLI-level SIGTERM/SIGHUP handler) in ``cancel`` before the previous handler runs:
         TensorFlow turns a KeyboardInterrupt raised inside its tracing callbacks into its own errors, which must not
         be recorded as a failed point."""
-        import signal
-
         saved = {}
         if threading.current_thread() is not threading.main_thread():
             return saved
@@ -180,8 +178,6 @@ class Runner:
             raise KeyboardInterrupt from exc
 
     def run(self) -> None:
-        import signal
-
         saved = self._watch_signals()
         for w in self.workers:
             w.start()
@@ -209,25 +205,32 @@ class Runner:
                         continue
                     self._export(unit, quantize, points, model_path)
                 _release_memory()
-            for q in self.queues.values():
-                q.put(None)
-            for w in self.workers:
-                while w.is_alive():
-                    w.join(0.2)
-            if self.cancel.is_set():
-                # interrupted, but foreign code swallowed the exception (a KeyboardInterrupt raised inside one of
-                # TensorFlow's finalizers is only printed): the sweep stopped early, so it must not end as finished
-
-                sig = self.cancel_signal
-                raise Terminated(sig) if sig is not None and sig != signal.SIGINT else KeyboardInterrupt()
+            self._finish()
         except BaseException:
-            self.cancel.set()
-            for q in self.queues.values():
-                q.put(None)
-            deadline = time.monotonic() + INTERRUPT_GRACE
-            for w in self.workers:
-                w.join(max(0.0, deadline - time.monotonic()))
+            self._abort()
             raise
+
+    def _finish(self) -> None:
+        """Let the device workers drain their queues and end; a cancelled sweep raises as interrupted."""
+        for q in self.queues.values():
+            q.put(None)
+        for w in self.workers:
+            while w.is_alive():
+                w.join(0.2)
+        if self.cancel.is_set():
+            # interrupted, but foreign code swallowed the exception (a KeyboardInterrupt raised inside one of
+            # TensorFlow's finalizers is only printed): the sweep stopped early, so it must not end as finished
+            sig = self.cancel_signal
+            raise Terminated(sig) if sig is not None and sig != signal.SIGINT else KeyboardInterrupt()
+
+    def _abort(self, threads=()) -> None:
+        """Cancel, wake the device workers, and give them (and ``threads``) INTERRUPT_GRACE seconds to end."""
+        self.cancel.set()
+        for q in self.queues.values():
+            q.put(None)
+        deadline = time.monotonic() + INTERRUPT_GRACE
+        for t in [*threads, *self.workers]:
+            t.join(max(0.0, deadline - time.monotonic()))
 
     def _on_host(self, counter: str, fn: Callable[..., Any], *args: Any) -> Any:
         """``fn(*args)`` through the host gate; its time (not the wait) is added to ``counts[counter]``; the record
